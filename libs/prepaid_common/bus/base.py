@@ -1,0 +1,62 @@
+"""The bus contract every adapter keeps.
+
+* ``publish`` returns only once the message is safe: confirmed by the broker, or, in
+  process, handled by every subscriber. The outbox relay deletes a row only after that.
+* A handler that raises leaves the message to be delivered again; after a bounded number
+  of attempts it goes to the dead-letter queue.
+* A subscription's messages are handled one at a time, in publish order, so that per-meter
+  order is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from prepaid_common.contracts import Envelope
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+MAX_DELIVERIES = 5
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A named durable queue bound to topic patterns (``reading.v1.#``)."""
+
+    queue: str
+    bindings: tuple[str, ...]
+    handler: Handler
+
+
+class MessageBus(Protocol):
+    """Publish confirmed messages; deliver them to subscriptions at least once."""
+
+    def subscribe(self, queue: str, bindings: Sequence[str], handler: Handler) -> None:
+        """Register a subscription; call before ``start``."""
+
+    async def start(self) -> None:
+        """Connect and begin delivering to subscriptions."""
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Publish and return once the message is safe."""
+
+    async def close(self) -> None:
+        """Stop consuming, finish the message in hand and disconnect."""
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """Match an AMQP topic pattern: ``*`` is one word, ``#`` is zero or more."""
+    return _match(pattern.split("."), key.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head in ("*", words[0])) and _match(rest, words[1:])

@@ -1,0 +1,221 @@
+"""Versioned message contracts. JSON on the wire; money and energy as decimal strings.
+
+A message type name ends in its version (``reading.v1``). A breaking change adds a new
+model with the next version; consumers keep the old one until producers have moved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RelayState = Literal["open", "closed"]
+RelayAction = Literal["trip", "close"]
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """Base of every message: subclasses name their wire type and routing key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+
+    def routing_key(self) -> str:
+        """Return the key consumers bind to: ``<type>.<entity id>``."""
+        raise NotImplementedError
+
+
+class ReadingV1(Message):
+    """A meter's cumulative registers, as read by the collector."""
+
+    TYPE: ClassVar[str] = "reading.v1"
+    meter_id: str
+    dtu_id: str
+    read_at: datetime
+    energy_kwh: Decimal = Field(ge=0, description="Total active energy register, kWh")
+    relay: RelayState | None = None
+    power_kw: Decimal | None = None
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class MeterStatusV1(Message):
+    """A meter came online or went offline."""
+
+    TYPE: ClassVar[str] = "meter.status.v1"
+    meter_id: str
+    dtu_id: str
+    online: bool
+    at: datetime
+    reason: str = ""
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class RelayRequestedV1(Message):
+    """Billing asks for a meter's supply to be cut (trip) or restored (close)."""
+
+    TYPE: ClassVar[str] = "relay.requested.v1"
+    request_id: str
+    meter_id: str
+    account_id: str
+    action: RelayAction
+    reason: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class CommandRequestV1(Message):
+    """Control tells the owning collector to execute a sealed relay command."""
+
+    TYPE: ClassVar[str] = "command.request.v1"
+    command_id: str
+    meter_id: str
+    action: RelayAction
+    issued_at: datetime
+    expires_at: datetime
+    # The sealed command (see control.domain.sealing); collectors verify before executing.
+    envelope: str
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class CommandResultV1(Message):
+    """The collector's report of one command's execution."""
+
+    TYPE: ClassVar[str] = "command.result.v1"
+    command_id: str
+    meter_id: str
+    succeeded: bool
+    relay: RelayState | None = None
+    error: str = ""
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class CommandOutcomeV1(Message):
+    """Control's final word on a command, after retries."""
+
+    TYPE: ClassVar[str] = "command.outcome.v1"
+    command_id: str
+    meter_id: str
+    action: RelayAction
+    status: Literal["succeeded", "failed", "expired"]
+    error: str = ""
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+class PaymentSucceededV1(Message):
+    """Money arrived for an account (cash at the counter or a provider)."""
+
+    TYPE: ClassVar[str] = "payment.succeeded.v1"
+    payment_id: str
+    account_id: str
+    amount: Decimal = Field(gt=0)
+    method: Literal["cash", "wechat", "alipay"]
+    reference: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.account_id}"
+
+
+class BalanceChangedV1(Message):
+    """An account's balance after a ledger transaction."""
+
+    TYPE: ClassVar[str] = "balance.changed.v1"
+    account_id: str
+    balance: Decimal
+    transaction_id: str
+    kind: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.account_id}"
+
+
+class AnomalyV1(Message):
+    """Something in the field that must not be billed and needs an operator's eye."""
+
+    TYPE: ClassVar[str] = "anomaly.v1"
+    meter_id: str
+    kind: str
+    detail: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    model.TYPE: model
+    for model in (
+        ReadingV1,
+        MeterStatusV1,
+        RelayRequestedV1,
+        CommandRequestV1,
+        CommandResultV1,
+        CommandOutcomeV1,
+        PaymentSucceededV1,
+        BalanceChangedV1,
+        AnomalyV1,
+    )
+}
+
+
+class Envelope(BaseModel):
+    """What travels on the bus: an id for idempotency, the type, the key and the body."""
+
+    model_config = ConfigDict(frozen=True)
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    type: str
+    routing_key: str
+    producer: str
+    payload: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, message: Message, *, producer: str) -> Envelope:
+        """Wrap a message for publishing."""
+        return cls(
+            type=message.TYPE,
+            routing_key=message.routing_key(),
+            producer=producer,
+            payload=message.model_dump(mode="json"),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Serialise for the wire."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Envelope:
+        """Parse from the wire."""
+        return cls.model_validate_json(raw)
+
+
+M = TypeVar("M", bound=Message)
+
+
+def open_envelope(envelope: Envelope, model: type[M]) -> M:
+    """Validate an envelope's payload as the expected message model."""
+    if envelope.type != model.TYPE:
+        raise ValueError(f"expected {model.TYPE}, got {envelope.type}")
+    return model.model_validate(envelope.payload)

@@ -1,0 +1,225 @@
+"""Transactional outbox, idempotent consumers and the unit of work that ties them.
+
+A service changes its tables and records the messages it owes in one transaction; the
+relay publishes them afterwards and deletes each row only once the bus has it safe. A
+consumer records each handled message id in the same transaction as its effect, so a
+message delivered twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from prepaid_common.bus import MessageBus
+from prepaid_common.contracts import Envelope, Message, utcnow
+from prepaid_common.db import UtcDateTime
+from prepaid_common.metrics import BUS_MESSAGES, OUTBOX_BACKLOG
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData, service: str) -> Table:
+    """Define ``<service>_outbox`` on the service's metadata."""
+    return Table(
+        f"{service}_outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+        Column("message_id", String(36), nullable=False, unique=True),
+        Column("envelope", JSON, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+    )
+
+
+def inbox_table(metadata: MetaData, service: str) -> Table:
+    """Define ``<service>_inbox``: ids of messages already handled."""
+    return Table(
+        f"{service}_inbox",
+        metadata,
+        Column("message_id", String(36), primary_key=True),
+        Column("handled_at", UtcDateTime(), nullable=False),
+    )
+
+
+class UnitOfWork:
+    """One transaction; messages emitted inside it are written to the outbox with it."""
+
+    def __init__(self, store: ServiceStore) -> None:
+        self._store = store
+        self.session: AsyncSession = store.sessionmaker()
+        self._emitted = 0
+
+    async def __aenter__(self) -> Self:
+        await self.session.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+                if self._emitted:
+                    self._store.outbox_written.set()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def emit(self, message: Message) -> Envelope:
+        """Record a message to publish once this transaction commits."""
+        envelope = Envelope.wrap(message, producer=self._store.service)
+        await self.session.execute(
+            insert(self._store.outbox).values(
+                message_id=envelope.message_id,
+                envelope=envelope.model_dump(mode="json"),
+                created_at=utcnow(),
+            )
+        )
+        self._emitted += 1
+        return envelope
+
+    async def first_time_seen(self, envelope: Envelope) -> bool:
+        """Record the message as handled; False if it already was (a redelivery)."""
+        seen = await self.session.scalar(
+            select(self._store.inbox.c.message_id).where(
+                self._store.inbox.c.message_id == envelope.message_id
+            )
+        )
+        if seen is not None:
+            return False
+        await self.session.execute(
+            insert(self._store.inbox).values(message_id=envelope.message_id, handled_at=utcnow())
+        )
+        return True
+
+
+class ServiceStore:
+    """A service's database access: sessions, its outbox and inbox tables."""
+
+    def __init__(
+        self,
+        service: str,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        outbox: Table,
+        inbox: Table,
+    ) -> None:
+        self.service = service
+        self.sessionmaker = sessionmaker
+        self.outbox = outbox
+        self.inbox = inbox
+        self.outbox_written = asyncio.Event()
+
+    def unit_of_work(self) -> UnitOfWork:
+        """Open a new unit of work (use with ``async with``)."""
+        return UnitOfWork(self)
+
+    def idempotent(
+        self, handle: Callable[[UnitOfWork, Envelope], Awaitable[None]]
+    ) -> Callable[[Envelope], Awaitable[None]]:
+        """Wrap a handler so each message id takes effect once, in the handler's transaction."""
+
+        async def consume(envelope: Envelope) -> None:
+            try:
+                async with self.unit_of_work() as uow:
+                    if not await uow.first_time_seen(envelope):
+                        BUS_MESSAGES.labels(self.service, envelope.type, "duplicate").inc()
+                        return
+                    await handle(uow, envelope)
+            except IntegrityError:
+                # A concurrent delivery of the same id won the insert: nothing left to do.
+                async with self.sessionmaker() as session:
+                    done = await session.scalar(
+                        select(self.inbox.c.message_id).where(
+                            self.inbox.c.message_id == envelope.message_id
+                        )
+                    )
+                if done is None:
+                    raise
+                BUS_MESSAGES.labels(self.service, envelope.type, "duplicate").inc()
+                return
+            BUS_MESSAGES.labels(self.service, envelope.type, "handled").inc()
+
+        return consume
+
+
+class OutboxRelay:
+    """Publish outbox rows in order and delete each once the bus has confirmed it."""
+
+    def __init__(
+        self, store: ServiceStore, bus: MessageBus, *, batch: int = 200, idle_poll: float = 1.0
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._batch = batch
+        self._idle_poll = idle_poll
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the relay in the background."""
+        self._task = asyncio.create_task(self._run(), name=f"{self._store.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop after the row in hand."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                published = await self.relay_once()
+            except Exception:
+                log.exception("outbox relay failed; retrying", extra={"service": self._store.service})
+                await asyncio.sleep(self._idle_poll)
+                continue
+            if published == 0:
+                self._store.outbox_written.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._store.outbox_written.wait(), self._idle_poll)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many rows went out."""
+        outbox = self._store.outbox
+        async with self._store.sessionmaker() as session:
+            rows = (
+                await session.execute(
+                    select(outbox.c.id, outbox.c.envelope).order_by(outbox.c.id).limit(self._batch)
+                )
+            ).all()
+        OUTBOX_BACKLOG.labels(self._store.service).set(len(rows))
+        for row_id, raw in rows:
+            envelope = Envelope.model_validate(raw)
+            await self._bus.publish(envelope)
+            async with self._store.sessionmaker() as session, session.begin():
+                await session.execute(delete(outbox).where(outbox.c.id == row_id))
+        return len(rows)
+
+
+def envelope_dict(envelope: Envelope) -> dict[str, Any]:
+    """Return an envelope as a JSON-ready dict."""
+    return envelope.model_dump(mode="json")

@@ -1,0 +1,159 @@
+"""What every service is made of, and how one runs on its own (cluster mode).
+
+A service has its tables (migrated by its own Alembic history), an outbox relay, the bus
+subscriptions it consumes, an internal HTTP API and optional background loops. The same
+object runs alone in its process (cluster) or beside the others in one (standalone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import MetaData, Table
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from prepaid_common.bus import Handler, MessageBus, make_bus
+from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
+from prepaid_common.errors import install_error_handlers
+from prepaid_common.logs import configure_logging
+from prepaid_common.metrics import metrics_router
+from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table
+from prepaid_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+def service_metadata(service: str) -> tuple[MetaData, ServiceTables]:
+    """Return a service's metadata with its outbox and inbox tables already on it."""
+    metadata = MetaData()
+    return metadata, ServiceTables(outbox_table(metadata, service), inbox_table(metadata, service))
+
+
+@dataclass(frozen=True)
+class ServiceTables:
+    """The plumbing tables every service owns."""
+
+    outbox: Table
+    inbox: Table
+
+
+class Service:
+    """Base of the five services: subclasses set the class attributes and add behaviour."""
+
+    name: ClassVar[str]
+    migrations_dir: ClassVar[Path]
+    tables: ClassVar[ServiceTables]
+
+    def __init__(self, *, engine: AsyncEngine, bus: MessageBus) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.store = ServiceStore(
+            self.name, make_sessionmaker(engine), self.tables.outbox, self.tables.inbox
+        )
+        self.relay = OutboxRelay(self.store, bus)
+        self._loops: list[asyncio.Task[None]] = []
+
+    # --- what subclasses provide -------------------------------------------------------
+    def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
+        """Return (queue, topic patterns, handler) for each bus subscription."""
+        return ()
+
+    def routers(self) -> Sequence[APIRouter]:
+        """Return the internal API's routers."""
+        return ()
+
+    async def background(self) -> Sequence[asyncio.Task[None]]:
+        """Start the service's own loops; return their tasks."""
+        return ()
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def migrate(self) -> None:
+        """Upgrade this service's tables to the newest revision."""
+        await upgrade_schema(self.engine, self.migrations_dir, f"{self.name}_alembic_version")
+
+    def register(self) -> None:
+        """Register the service's subscriptions on the bus (before the bus starts)."""
+        for queue, bindings, handler in self.subscriptions():
+            self.bus.subscribe(f"{self.name}.{queue}", bindings, handler)
+
+    async def start(self) -> None:
+        """Start the outbox relay and the service's loops."""
+        self.relay.start()
+        self._loops = list(await self.background())
+
+    async def stop(self) -> None:
+        """Stop loops, then the relay."""
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+        await self.relay.stop()
+
+    def internal_app(self) -> FastAPI:
+        """Build the service's internal HTTP API with ``/healthz`` and ``/metrics``."""
+        app = FastAPI(title=f"{self.name} (internal)", version="1")
+        install_error_handlers(app)
+        for router in self.routers():
+            app.include_router(router)
+        app.include_router(metrics_router())
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": self.name}
+
+        return app
+
+
+async def run_alone(
+    service_type: type[Service],
+    *,
+    port: int,
+    settings: CommonSettings | None = None,
+) -> None:
+    """Run one service in its own process: migrate, consume, relay, serve its internal API."""
+    settings = settings or CommonSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    engine = create_engine(settings.database_url)
+    bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
+    service = service_type(engine=engine, bus=bus)
+    await service.migrate()
+    service.register()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await bus.start()
+        await service.start()
+        log.info("service started", extra={"service": service.name, "port": port})
+        try:
+            yield
+        finally:
+            await service.stop()
+            await bus.close()
+            await engine.dispose()
+            log.info("service stopped", extra={"service": service.name})
+
+    app = service.internal_app()
+    app.router.lifespan_context = lifespan
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="0.0.0.0", port=port, log_config=None, access_log=False)
+    )
+    await server.serve()
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT (graceful shutdown)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
