@@ -16,7 +16,9 @@ def create_plumbing_tables(service: str) -> None:
     op.create_table(
         f"{service}_outbox",
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
             autoincrement=True,
         ),
         sa.Column("message_id", sa.String(36), nullable=False, unique=True),

@@ -194,7 +194,9 @@ class OutboxRelay:
             try:
                 published = await self.relay_once()
             except Exception:
-                log.exception("outbox relay failed; retrying", extra={"service": self._store.service})
+                log.exception(
+                    "outbox relay failed; retrying", extra={"service": self._store.service}
+                )
                 await asyncio.sleep(self._idle_poll)
                 continue
             if published == 0:

@@ -3,7 +3,7 @@
 from prepaid_common.bus.base import Handler, MessageBus, Subscription, topic_matches
 from prepaid_common.bus.memory import InProcessBus
 
-__all__ = ["Handler", "InProcessBus", "MessageBus", "Subscription", "topic_matches", "make_bus"]
+__all__ = ["Handler", "InProcessBus", "MessageBus", "Subscription", "make_bus", "topic_matches"]
 
 
 def make_bus(amqp_url: str, *, prefix: str) -> MessageBus:

@@ -36,6 +36,7 @@ class RabbitBus:
         self._exchange: AbstractExchange | None = None
         self._consumers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self.declared: list[tuple[str, str]] = []
 
     @property
     def exchange_name(self) -> str:
@@ -65,6 +66,11 @@ class RabbitBus:
             self.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
         )
         await dead_queue.bind(dead_exchange)
+        self.declared += [
+            ("exchange", self.exchange_name),
+            ("exchange", f"{self._prefix}.dead"),
+            ("queue", self.dead_letter_queue),
+        ]
         for subscription in self._subscriptions:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
@@ -79,6 +85,7 @@ class RabbitBus:
             )
             for pattern in subscription.bindings:
                 await queue.bind(self.exchange_name, routing_key=pattern)
+            self.declared.append(("queue", queue.name))
             self._consumers.append(asyncio.create_task(self._consume(queue, subscription)))
 
     async def _consume(self, queue: AbstractQueue, subscription: Subscription) -> None:
@@ -124,6 +131,17 @@ class RabbitBus:
             ),
             routing_key=envelope.routing_key,
         )
+
+    async def delete_topology(self) -> None:
+        """Delete every queue and exchange this bus declared (tests and teardown tools)."""
+        connection = await aio_pika.connect(self._url)
+        async with connection:
+            channel = await connection.channel()
+            for kind, name in reversed(self.declared):
+                if kind == "queue":
+                    await channel.queue_delete(name)
+                else:
+                    await channel.exchange_delete(name)
 
     async def close(self) -> None:
         self._stopping.set()

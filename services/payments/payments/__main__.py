@@ -8,4 +8,6 @@ from prepaid_common.service import run_alone
 from payments.service import PaymentsService
 
 if __name__ == "__main__":
-    asyncio.run(run_alone(PaymentsService, port=int(os.environ.get("PREPAID_SERVICE_PORT", "8104"))))
+    asyncio.run(
+        run_alone(PaymentsService, port=int(os.environ.get("PREPAID_SERVICE_PORT", "8104")))
+    )

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
-
 from prepaid_common.contracts import PaymentSucceededV1, utcnow
 from prepaid_common.service import Service
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select
 
 from payments import domain
 from payments.tables import metadata, payments, plumbing

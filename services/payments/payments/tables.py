@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, String, Table, UniqueConstraint
-
 from prepaid_common.db import Money, UtcDateTime
 from prepaid_common.service import service_metadata
+from sqlalchemy import Column, Index, String, Table, UniqueConstraint
 
 metadata, plumbing = service_metadata("payments")
 

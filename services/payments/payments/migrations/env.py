@@ -1,5 +1,4 @@
-from prepaid_common.db import run_migrations_in_env
-
 from payments.tables import metadata
+from prepaid_common.db import run_migrations_in_env
 
 run_migrations_in_env(metadata)

@@ -6,7 +6,6 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
-
 from prepaid_common.migration_ops import create_plumbing_tables, drop_plumbing_tables, ts
 
 revision = "payments_0001"
