@@ -1,0 +1,36 @@
+"""The gateway's tables: users, their accounts, the audit log."""
+
+from __future__ import annotations
+
+from prepaid_common.db import UtcDateTime
+from prepaid_common.service import service_metadata
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, Table
+
+metadata, plumbing = service_metadata("gateway")
+
+users = Table(
+    "gateway_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+user_accounts = Table(
+    "gateway_user_accounts",
+    metadata,
+    Column("username", String(64), ForeignKey("gateway_users.username"), primary_key=True),
+    Column("account_id", String(64), primary_key=True),
+)
+
+audit = Table(
+    "gateway_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("detail", JSON, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Billing: rates readings, keeps the double-entry ledger, decides when supply is cut."""

@@ -1,0 +1,1 @@
+"""Pure billing rules: no database, bus or event loop in here."""

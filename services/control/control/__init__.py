@@ -1,0 +1,1 @@
+"""Control: turns trip/close requests into sealed commands and records their outcomes."""

@@ -1,0 +1,72 @@
+"""Pure rules of relay commands: their life cycle and how they are sealed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+CommandStatus = Literal["pending", "sent", "succeeded", "failed", "expired"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired"})
+
+COMMAND_LIFETIME = timedelta(minutes=2)
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CommandToSeal:
+    command_id: str
+    meter_id: str
+    action: Literal["trip", "close"]
+    issued_at: datetime
+    expires_at: datetime
+
+
+class CommandSealer(Protocol):
+    """Turns a command into the envelope the point of execution verifies.
+
+    The encrypted, authenticated 3DES envelope replaces the plain one in its own issue;
+    the collector's ``CommandOpener`` is the matching other half.
+    """
+
+    def seal(self, command: CommandToSeal) -> str:
+        """Return the envelope text for a command."""
+        ...
+
+
+class PlainCommandSealer:
+    """Unprotected JSON envelope: development only, until the 3DES sealer lands."""
+
+    def seal(self, command: CommandToSeal) -> str:
+        return json.dumps(
+            {
+                "command_id": command.command_id,
+                "meter_id": command.meter_id,
+                "action": command.action,
+                "expires_at": command.expires_at.isoformat(),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ResultDecision:
+    """What a collector's result does to a command."""
+
+    status: CommandStatus
+    retry: bool
+
+
+def decide_on_result(
+    *, status: str, succeeded: bool, attempts: int, expires_at: datetime, now: datetime
+) -> ResultDecision | None:
+    """Return the new status for a result, or None if the command is already final."""
+    if status in FINAL_STATUSES:
+        return None
+    if succeeded:
+        return ResultDecision("succeeded", retry=False)
+    if now >= expires_at:
+        return ResultDecision("expired", retry=False)
+    if attempts < MAX_ATTEMPTS:
+        return ResultDecision("sent", retry=True)
+    return ResultDecision("failed", retry=False)

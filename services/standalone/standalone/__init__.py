@@ -1,0 +1,1 @@
+"""Standalone mode: every service in one process, SQLite, the in-process bus, the simulator."""

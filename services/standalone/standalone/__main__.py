@@ -1,0 +1,68 @@
+"""Run the whole product on one PC: ``python -m standalone`` (what ``make run`` does)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from prepaid_common.logs import configure_logging
+
+from standalone.app import Standalone
+from standalone.settings import StandaloneSettings
+
+log = logging.getLogger("standalone")
+
+
+async def main() -> None:
+    settings = StandaloneSettings().with_local_secret()
+    configure_logging(settings.log_level, settings.log_format)
+    product = Standalone(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        credentials = await product.start()
+        url = f"http://127.0.0.1:{settings.http_port}"
+        lines = [
+            "",
+            "Prepaid metering is running (standalone).",
+            f"  API:        {url}/api/v1   (OpenAPI: {url}/docs)",
+            f"  Data:       {settings.data_dir.resolve()}",
+        ]
+        if credentials.admin_password:
+            lines.append(f"  Admin:      admin / {credentials.admin_password}   (shown once)")
+        else:
+            lines.append(
+                "  Admin:      admin / (PREPAID_ADMIN_PASSWORD or the one shown at first start)"
+            )
+        if product.simulator is not None:
+            meters = sum(len(d.meters) for d in product.simulator.dtus)
+            lines.append(
+                f"  Simulator:  {len(product.simulator.dtus)} DTUs, {meters} meters "
+                f"at {settings.sim_speed:g}x speed"
+            )
+            lines.append(f"  Tenants:    tenant1..tenant3 / {credentials.tenant_password}")
+            if product.low_credit_accounts:
+                lines.append("  Low credit: " + ", ".join(product.low_credit_accounts[:4]) + " ...")
+        print("\n".join(lines) + "\n", flush=True)
+        try:
+            yield
+        finally:
+            await product.stop()
+
+    product.app.router.lifespan_context = lifespan
+    config = uvicorn.Config(
+        product.app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
+    await uvicorn.Server(config).serve()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

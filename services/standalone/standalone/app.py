@@ -1,0 +1,154 @@
+"""Wire every service into one process: one SQLite engine, the in-process bus, the simulator.
+
+The gateway reaches the other services' internal apps through ``httpx.ASGITransport``: the
+same calls as in a cluster, without sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from billing.service import BillingService
+from collector.service import CollectorService
+from control.service import ControlService
+from fastapi import FastAPI
+from gateway.auth import issue_token
+from gateway.service import GatewayService
+from gateway.upstream import Upstreams
+from payments.service import PaymentsService
+from prepaid_common.bus import make_bus
+from prepaid_common.db import create_engine
+from prepaid_common.service import Service
+from simulator import FieldSimulator
+
+from standalone.seed import DemoDtu, DemoMeter, seed_demo
+from standalone.settings import StandaloneSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Credentials:
+    admin_password: str | None
+    tenant_password: str
+
+
+class Standalone:
+    """The whole product in one process."""
+
+    def __init__(self, settings: StandaloneSettings) -> None:
+        self.settings = settings
+        self.low_credit_accounts: list[str] = []
+        # Standalone means SQLite and the in-process bus; tests run the very same wiring on
+        # PostgreSQL and RabbitMQ by setting PREPAID_DATABASE_URL and PREPAID_AMQP_URL.
+        self.engine = create_engine(settings.effective_database_url())
+        self.bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
+        self.collector = CollectorService(
+            engine=self.engine, bus=self.bus, poll_interval=settings.poll_interval_seconds
+        )
+        self.billing = BillingService(engine=self.engine, bus=self.bus)
+        self.control = ControlService(engine=self.engine, bus=self.bus)
+        self.payments = PaymentsService(engine=self.engine, bus=self.bus)
+
+        def local(service: Service) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=service.internal_app()),
+                base_url=f"http://{service.name}.local",
+                timeout=settings.upstream_timeout_seconds,
+            )
+
+        self.upstreams = Upstreams(
+            collector=local(self.collector),
+            billing=local(self.billing),
+            control=local(self.control),
+            payments=local(self.payments),
+        )
+        self.gateway = GatewayService(
+            engine=self.engine, bus=self.bus, upstreams=self.upstreams, settings=settings
+        )
+        self.services: list[Service] = [
+            self.collector,
+            self.billing,
+            self.control,
+            self.payments,
+            self.gateway,
+        ]
+        self.simulator: FieldSimulator | None = None
+        self.app: FastAPI = self.gateway.public_app()
+
+    async def start(self) -> Credentials:
+        """Migrate, start every service and the simulator, load demo data."""
+        for service in self.services:
+            await service.migrate()
+            service.register()
+        await self.bus.start()
+        for service in self.services:
+            await service.start()
+        generated = await self.gateway.ensure_admin()
+        credentials = Credentials(
+            admin_password=generated,
+            tenant_password=self._tenant_password(),
+        )
+        if self.settings.simulator:
+            self.simulator = FieldSimulator(
+                self.settings.sim_dtus,
+                self.settings.sim_meters,
+                base_port=self.settings.sim_base_port,
+                speed=self.settings.sim_speed,
+                seed=self.settings.sim_seed,
+            )
+            await self.simulator.start()
+            if self.settings.demo_data:
+                await self._seed(credentials)
+        return credentials
+
+    def _tenant_password(self) -> str:
+        # Kept beside the database so the demo tenants' password survives restarts.
+        path = self.settings.data_dir / "demo-tenant-password"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(9)
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        return password
+
+    async def _seed(self, credentials: Credentials) -> None:
+        assert self.simulator is not None
+        layout = [
+            DemoDtu(
+                dtu.dtu_id,
+                dtu.host,
+                dtu.port,
+                [DemoMeter(m.meter_id, m.unit_id, m.profile) for m in dtu.meters],
+            )
+            for dtu in self.simulator.dtus
+        ]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://gateway.local", timeout=60
+        ) as client:
+            # In process we may sign for the admin ourselves: no password needs keeping.
+            token = issue_token(
+                username="admin",
+                role="admin",
+                secret=self.settings.token_secret.get_secret_value(),
+                ttl=timedelta(minutes=10),
+            )
+            client.headers["Authorization"] = f"Bearer {token}"
+            self.low_credit_accounts = await seed_demo(
+                client, layout, tenant_password=credentials.tenant_password
+            )
+
+    async def stop(self) -> None:
+        """Stop the simulator, the services and the bus; close the database."""
+        if self.simulator is not None:
+            await self.simulator.stop()
+        for service in reversed(self.services):
+            await service.stop()
+        await self.bus.close()
+        await self.upstreams.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,172 @@
+"""Demo data, loaded through the public API so it works the same against a cluster.
+
+Every step is idempotent: running it again (every standalone start does) changes nothing
+but the DTU addresses, which follow the simulator.
+
+    python -m standalone.seed --gateway http://127.0.0.1:8000 --admin-password ... \
+        --simulator-host 127.0.0.1 --base-port 15020 --dtus 10 --meters 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import httpx
+from simulator import FieldSimulator
+
+DEMO_PRICE = Decimal("1.5000")
+LOW_CREDIT = Decimal("1.00")
+NORMAL_CREDIT = Decimal("100.00")
+DEMO_TENANTS = 3
+
+
+@dataclass(frozen=True)
+class DemoMeter:
+    meter_id: str
+    unit_id: int
+    profile: str
+
+
+@dataclass(frozen=True)
+class DemoDtu:
+    dtu_id: str
+    host: str
+    port: int
+    meters: Sequence[DemoMeter]
+
+
+def account_for(meter_id: str) -> str:
+    """One demo account per meter."""
+    return f"ACC-{meter_id}"
+
+
+def is_low_credit(index: int) -> bool:
+    """Every fourth demo account starts with little credit, to show a trip."""
+    return index % 4 == 0
+
+
+async def _ok(response: httpx.Response, *also_fine: int) -> httpx.Response:
+    if response.status_code >= 400 and response.status_code not in also_fine:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: "
+            f"{response.status_code} {response.text}"
+        )
+    return response
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> None:
+    """Log in and keep the bearer token on the client."""
+    response = await _ok(
+        await client.post("/api/v1/auth/token", data={"username": username, "password": password})
+    )
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+
+async def seed_demo(
+    client: httpx.AsyncClient, dtus: Sequence[DemoDtu], *, tenant_password: str
+) -> list[str]:
+    """Register DTUs and meters, open accounts with credit, create demo tenants.
+
+    Returns the ids of the low-credit accounts.
+    """
+    low: list[str] = []
+    index = 0
+    for dtu in dtus:
+        await _ok(
+            await client.post(
+                "/api/v1/dtus",
+                json={
+                    "id": dtu.dtu_id,
+                    "name": f"Demo {dtu.dtu_id}",
+                    "host": dtu.host,
+                    "port": dtu.port,
+                    "meters": [
+                        {"id": m.meter_id, "unit_id": m.unit_id, "profile": m.profile}
+                        for m in dtu.meters
+                    ],
+                },
+            )
+        )
+        for meter in dtu.meters:
+            account_id = account_for(meter.meter_id)
+            await _ok(
+                await client.post(
+                    "/api/v1/accounts",
+                    json={
+                        "id": account_id,
+                        "name": f"Tenant of {meter.meter_id}",
+                        "price_per_kwh": str(DEMO_PRICE),
+                    },
+                )
+            )
+            await _ok(
+                await client.post(
+                    f"/api/v1/accounts/{account_id}/meters", json={"meter_id": meter.meter_id}
+                )
+            )
+            credit = LOW_CREDIT if is_low_credit(index) else NORMAL_CREDIT
+            if is_low_credit(index):
+                low.append(account_id)
+            await _ok(
+                await client.post(
+                    f"/api/v1/accounts/{account_id}/top-ups",
+                    json={"amount": str(credit), "receipt": f"OPENING-{account_id}"},
+                )
+            )
+            if index < DEMO_TENANTS:
+                await _ok(
+                    await client.post(
+                        "/api/v1/users",
+                        json={
+                            "username": f"tenant{index + 1}",
+                            "password": tenant_password,
+                            "role": "tenant",
+                            "account_ids": [account_id],
+                        },
+                    ),
+                    409,
+                )
+            index += 1
+    return low
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Load demo data through the public API.")
+    parser.add_argument("--gateway", default="http://127.0.0.1:8000")
+    parser.add_argument("--admin-password", required=True)
+    parser.add_argument("--tenant-password", default="tenant-demo-1")
+    parser.add_argument("--simulator-host", default="127.0.0.1")
+    parser.add_argument("--base-port", type=int, default=15020)
+    parser.add_argument("--dtus", type=int, default=10)
+    parser.add_argument("--meters", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1, help="the simulator's --seed")
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        # The simulator's layout is a pure function of its arguments: rebuild it here.
+        field = FieldSimulator(args.dtus, args.meters, base_port=args.base_port, seed=args.seed)
+        layout = [
+            DemoDtu(
+                dtu.dtu_id,
+                args.simulator_host,
+                args.base_port + number,
+                [DemoMeter(m.meter_id, m.unit_id, m.profile) for m in dtu.meters],
+            )
+            for number, dtu in enumerate(field.dtus)
+        ]
+        async with httpx.AsyncClient(base_url=args.gateway, timeout=30) as client:
+            await login(client, "admin", args.admin_password)
+            low = await seed_demo(client, layout, tenant_password=args.tenant_password)
+        print(f"seeded {sum(len(d.meters) for d in layout)} meters; low credit: {', '.join(low)}")
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
