@@ -1,0 +1,49 @@
+# Prepaid metering: the two commands are `make run` and `make test`. `make help` lists all.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create the virtual environment and install pinned dependencies
+
+run: venv ## Run everything on this PC: SQLite, in-process bus, simulator (port $$PREPAID_HTTP_PORT, 8000)
+	$(BIN)/python -m standalone
+
+run-cluster: venv ## Run each service as its own process against local PostgreSQL and RabbitMQ
+	bash deploy/run-cluster.sh
+
+simulator: venv ## Run the field simulator alone (10 DTUs x 8 meters from port 15020)
+	$(BIN)/python -m simulator --dtus 10 --meters 8 --base-port 15020 --speed 60
+
+test: venv ## Run every test tier (unit, integration, e2e) on both backends
+	$(BIN)/pytest -q tests/unit tests/integration tests/e2e
+
+test-unit: venv ## Run the unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: venv ## ruff (lint and format check) and mypy strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs services
+
+format: venv ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the virtual environment, caches and the standalone data directory
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
+
+.PHONY: help venv run run-cluster simulator test test-unit lint format clean
