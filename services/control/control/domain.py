@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 CommandStatus = Literal["pending", "sent", "succeeded", "failed", "expired"]
+CommandFinalStatus = Literal["succeeded", "failed", "expired"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "expired"})
 
 COMMAND_LIFETIME = timedelta(minutes=2)
@@ -51,10 +52,17 @@ class PlainCommandSealer:
 
 @dataclass(frozen=True)
 class ResultDecision:
-    """What a collector's result does to a command."""
+    """What a collector's result does to a command: a final status, or a retry (None)."""
 
-    status: CommandStatus
-    retry: bool
+    final: CommandFinalStatus | None
+
+    @property
+    def retry(self) -> bool:
+        return self.final is None
+
+    @property
+    def status(self) -> CommandStatus:
+        return "sent" if self.final is None else self.final
 
 
 def decide_on_result(
@@ -64,9 +72,9 @@ def decide_on_result(
     if status in FINAL_STATUSES:
         return None
     if succeeded:
-        return ResultDecision("succeeded", retry=False)
+        return ResultDecision("succeeded")
     if now >= expires_at:
-        return ResultDecision("expired", retry=False)
+        return ResultDecision("expired")
     if attempts < MAX_ATTEMPTS:
-        return ResultDecision("sent", retry=True)
-    return ResultDecision("failed", retry=False)
+        return ResultDecision(None)
+    return ResultDecision("failed")

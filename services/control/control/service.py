@@ -30,6 +30,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control.domain import (
+    CommandFinalStatus,
     COMMAND_LIFETIME,
     CommandSealer,
     CommandToSeal,
@@ -196,19 +197,21 @@ class ControlService(Service):
                 updated_at=now,
             )
         )
-        if decision.retry:
+        if decision.final is None:
             await self._send(uow, row.id, row.meter_id, row.action, now, row.expires_at)
             return
-        await self._finish(uow, row, decision.status, result.error)
+        await self._finish(uow, row, decision.final, result.error)
 
-    async def _finish(self, uow: UnitOfWork, row: Any, status: str, error: str) -> None:
+    async def _finish(
+        self, uow: UnitOfWork, row: Any, status: CommandFinalStatus, error: str
+    ) -> None:
         COMMANDS.labels(row.action, status).inc()
         await uow.emit(
             CommandOutcomeV1(
                 command_id=row.id,
                 meter_id=row.meter_id,
                 action=row.action,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 error=error,
                 at=utcnow(),
             )
