@@ -1,0 +1,147 @@
+"""A simulated prepaid meter: consumption, relay, a few stored registers and its own clock."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from simulator.clock import SimClock
+from simulator.loadcurve import (
+    PERIODS,
+    Period,
+    energy_between,
+    hour_of_day,
+    hourly_load_kw,
+)
+
+Relay = Literal["open", "closed"]
+
+
+@dataclass(frozen=True)
+class MeterSample:
+    """What a meter's registers show at one instant."""
+
+    energy_kwh: float
+    energy_by_period: dict[Period, float]
+    power_kw: float
+    voltage_v: float
+    current_a: float
+    power_factor: float
+    relay: Relay
+    hold_power: bool
+    clock: datetime
+
+
+class SimulatedMeter:
+    """One meter on a simulated RS485 bus.
+
+    Energy is integrated lazily, whenever the meter is looked at: the power of each
+    simulated hour times the simulated time that passed, while the relay is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        meter_id: str,
+        unit_id: int,
+        profile: str,
+        base_load_kw: float,
+        clock: SimClock,
+        seed: int = 1,
+        initial_energy_kwh: float = 0.0,
+    ) -> None:
+        if not 1 <= unit_id <= 247:
+            raise ValueError("unit_id must be a Modbus slave address (1-247)")
+        self.meter_id = meter_id
+        self.unit_id = unit_id
+        self.profile = profile
+        self.hold_power = False
+        # Registers the meter only stores (credit, purchase count, a settable code).
+        self.stored: dict[int, int] = {}
+        self.clock_offset = timedelta()
+        self._clock = clock
+        # A string seed is hashed deterministically (unlike hash() of a str).
+        rng = random.Random(f"{seed}:{meter_id}")
+        self.nominal_voltage_v = round(rng.uniform(216.0, 232.0), 1)
+        self.power_factor = round(rng.uniform(0.90, 0.99), 3)
+        # The meter's own jitter of the daily shape stays the same when its base load changes.
+        self._shape_seed = f"{seed}:{meter_id}:shape"
+        self._base_load_kw = base_load_kw
+        self._hourly_kw = hourly_load_kw(base_load_kw, random.Random(self._shape_seed))
+        self._relay: Relay = "closed"
+        self._energy: dict[Period, float] = dict.fromkeys(PERIODS, initial_energy_kwh / 4)
+        self._integrated_until = clock.seconds()
+
+    # --- state a test or an operator changes --------------------------------------------
+    @property
+    def base_load_kw(self) -> float:
+        return self._base_load_kw
+
+    @base_load_kw.setter
+    def base_load_kw(self, value: float) -> None:
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("base load must be a finite number of kW, zero or more")
+        self._advance()
+        self._base_load_kw = value
+        self._hourly_kw = hourly_load_kw(value, random.Random(self._shape_seed))
+
+    @property
+    def relay(self) -> Relay:
+        return self._relay
+
+    @relay.setter
+    def relay(self, value: Relay) -> None:
+        if value not in ("open", "closed"):
+            raise ValueError("relay is 'open' or 'closed'")
+        self._advance()
+        self._relay = value
+
+    # --- what the registers show --------------------------------------------------------
+    def energy_kwh(self) -> float:
+        """Return the total active energy so far, kWh (not rounded to the register)."""
+        self._advance()
+        return sum(self._energy.values())
+
+    def power_kw(self) -> float:
+        """Return the active power drawn now (zero while the relay is open)."""
+        if self._relay == "open":
+            return 0.0
+        return self._hourly_kw[hour_of_day(self._clock.seconds())]
+
+    def meter_time(self) -> datetime:
+        """Return the meter's own clock (simulated time plus whatever was set on it)."""
+        return self._clock.now() + self.clock_offset
+
+    def set_meter_time(self, moment: datetime) -> None:
+        """Set the meter's clock (it then runs on from there with simulated time)."""
+        self.clock_offset = moment - self._clock.now()
+
+    def sample(self) -> MeterSample:
+        """Bring energy up to now and return everything the registers show."""
+        self._advance()
+        power_kw = self.power_kw()
+        voltage = self.nominal_voltage_v
+        current = power_kw * 1000 / (voltage * self.power_factor)
+        return MeterSample(
+            energy_kwh=sum(self._energy.values()),
+            energy_by_period=dict(self._energy),
+            power_kw=power_kw,
+            voltage_v=voltage,
+            current_a=current,
+            power_factor=self.power_factor,
+            relay=self._relay,
+            hold_power=self.hold_power,
+            clock=self.meter_time(),
+        )
+
+    def _advance(self) -> None:
+        now = self._clock.seconds()
+        if now <= self._integrated_until:
+            return
+        if self._relay == "closed":
+            for period, kwh in energy_between(self._hourly_kw, self._integrated_until, now).items():
+                self._energy[period] += kwh
+        self._integrated_until = now

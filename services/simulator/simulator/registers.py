@@ -1,0 +1,260 @@
+"""Register maps of the simulated meter models, each named after the collector's profile file.
+
+Addresses are 0-based protocol addresses; multi-word values are big-endian, high word first.
+Every map answers function codes 03 and 04 from the same block.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import ClassVar
+
+from simulator.loadcurve import Period
+from simulator.meter import MeterSample, SimulatedMeter
+
+ILLEGAL_FUNCTION = 0x01
+ILLEGAL_DATA_ADDRESS = 0x02
+ILLEGAL_DATA_VALUE = 0x03
+SERVER_DEVICE_FAILURE = 0x04
+
+UINT32_MAX = 0xFFFFFFFF
+
+
+class ModbusError(Exception):
+    """A request the meter answers with a Modbus exception code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"modbus exception {code:#04x}")
+        self.code = code
+
+
+def uint32_words(value: int) -> tuple[int, int]:
+    """Split an unsigned 32-bit value into (high word, low word)."""
+    value = max(0, min(UINT32_MAX, value))
+    return value >> 16, value & 0xFFFF
+
+
+def int32_words(value: int) -> tuple[int, int]:
+    """Split a signed 32-bit value (two's complement) into (high word, low word)."""
+    value = max(-(2**31), min(2**31 - 1, value))
+    return uint32_words(value & UINT32_MAX)
+
+
+def int16_word(value: int) -> int:
+    """Encode a signed 16-bit value (two's complement), saturating at the limits."""
+    return max(-32768, min(32767, value)) & 0xFFFF
+
+
+def uint16_word(value: int) -> int:
+    """Encode an unsigned 16-bit value, saturating at the limits."""
+    return max(0, min(0xFFFF, value))
+
+
+def float32_words(value: float) -> tuple[int, int]:
+    """Encode an IEEE-754 single as (high word, low word)."""
+    high, low = struct.unpack(">HH", struct.pack(">f", value))
+    return high, low
+
+
+def hundredths(value: float) -> int:
+    """Return a register count of 0.01 units, truncated as a meter's display is."""
+    return math.floor(value * 100 + 1e-9)
+
+
+class RegisterMap(ABC):
+    """How one meter model shows its state in registers, and which registers it accepts."""
+
+    name: ClassVar[str]
+    has_relay: ClassVar[bool] = False
+    writable: ClassVar[frozenset[int]] = frozenset()
+
+    @abstractmethod
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        """Return every defined register's current word."""
+
+    def read(self, meter: SimulatedMeter, address: int, count: int) -> list[int]:
+        """Return ``count`` words from ``address``; exception 02 if any is undefined."""
+        registers = self.snapshot(meter)
+        try:
+            return [registers[a] for a in range(address, address + count)]
+        except KeyError:
+            raise ModbusError(ILLEGAL_DATA_ADDRESS) from None
+
+    def write(self, meter: SimulatedMeter, address: int, values: Sequence[int]) -> None:
+        """Write words from ``address`` all or nothing; exception 02 if one is not writable."""
+        addresses = range(address, address + len(values))
+        if any(a not in self.writable for a in addresses):
+            raise ModbusError(ILLEGAL_DATA_ADDRESS)
+        self.apply(meter, dict(zip(addresses, values, strict=True)))
+
+    def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        """Store written words (models with commands override this)."""
+        meter.stored.update(words)
+
+
+class ReferencePrepaidMap(RegisterMap):
+    """The project's documented reference prepaid profile (see reference-prepaid.toml)."""
+
+    name = "reference-prepaid"
+    has_relay = True
+    ENERGY_TOTAL = 0x0000
+    ENERGY_BY_PERIOD: ClassVar[dict[Period, int]] = {
+        "sharp": 0x0002,
+        "peak": 0x0004,
+        "flat": 0x0006,
+        "valley": 0x0008,
+    }
+    VOLTAGE = 0x000A
+    CURRENT = 0x000B
+    POWER = 0x000C
+    RESERVED = (0x000E, 0x000F)
+    RELAY_STATE = 0x0010
+    RELAY_COMMAND = 0x0011
+    CREDIT = 0x0012
+    PURCHASE_COUNT = 0x0014
+    STATUS = 0x0015
+    CLOCK = 0x0020  # year, month, day, hour, minute, second
+    TRIP = 0x001A
+    CLOSE = 0x001B
+    RELAY_CLOSED = 0
+    RELAY_OPEN = 1
+    writable = frozenset(
+        {RELAY_COMMAND, CREDIT, CREDIT + 1, PURCHASE_COUNT, *range(CLOCK, CLOCK + 6)}
+    )
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        words: list[tuple[int, int]] = []
+        words += _pair(self.ENERGY_TOTAL, uint32_words(hundredths(sample.energy_kwh)))
+        for period, address in self.ENERGY_BY_PERIOD.items():
+            words += _pair(address, uint32_words(hundredths(sample.energy_by_period[period])))
+        words += [
+            (self.VOLTAGE, uint16_word(round(sample.voltage_v * 10))),
+            (self.CURRENT, uint16_word(round(sample.current_a * 100))),
+        ]
+        words += _pair(self.POWER, int32_words(round(sample.power_kw * 1000)))
+        words += [(address, 0) for address in self.RESERVED]
+        words += [
+            (self.RELAY_STATE, self.RELAY_OPEN if sample.relay == "open" else self.RELAY_CLOSED),
+            (self.RELAY_COMMAND, 0),
+            (self.CREDIT, meter.stored.get(self.CREDIT, 0)),
+            (self.CREDIT + 1, meter.stored.get(self.CREDIT + 1, 0)),
+            (self.PURCHASE_COUNT, meter.stored.get(self.PURCHASE_COUNT, 0)),
+            (self.STATUS, _status_word(sample)),
+        ]
+        words += list(enumerate(_clock_words(sample.clock), start=self.CLOCK))
+        return dict(words)
+
+    def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        # Check everything first: a rejected request changes nothing.
+        command = words.pop(self.RELAY_COMMAND, None)
+        if command is not None and command not in (self.TRIP, self.CLOSE):
+            raise ModbusError(ILLEGAL_DATA_VALUE)
+        if command == self.TRIP and meter.hold_power:
+            raise ModbusError(SERVER_DEVICE_FAILURE)
+        new_clock = None
+        clock_addresses = range(self.CLOCK, self.CLOCK + 6)
+        if any(a in words for a in clock_addresses):
+            fields = list(_clock_words(meter.meter_time()))
+            for index, address in enumerate(clock_addresses):
+                fields[index] = words.pop(address, fields[index])
+            try:
+                year, month, day, hour, minute, second = fields
+                # A meter keeps local time, without a zone.
+                new_clock = datetime(year, month, day, hour, minute, second)
+            except ValueError:
+                raise ModbusError(ILLEGAL_DATA_VALUE) from None
+        meter.stored.update(words)
+        if new_clock is not None:
+            meter.set_meter_time(new_clock)
+        if command is not None:
+            meter.relay = "open" if command == self.TRIP else "closed"
+
+
+class AcrelDdsy1352Map(RegisterMap):
+    """Acrel DDSY1352 single-phase prepaid meter: public registers only, so no relay."""
+
+    name = "acrel-ddsy1352"
+    ENERGY_BY_PERIOD: ClassVar[dict[int, Period]] = {
+        0x0002: "sharp",
+        0x0004: "peak",
+        0x0006: "flat",
+        0x0008: "valley",
+    }
+    CODE = 0x000A
+    writable = frozenset({CODE})
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        words: list[tuple[int, int]] = []
+        words += _pair(0x0000, uint32_words(hundredths(sample.energy_kwh)))
+        for address, period in self.ENERGY_BY_PERIOD.items():
+            words += _pair(address, uint32_words(hundredths(sample.energy_by_period[period])))
+        apparent_kva = sample.power_kw / sample.power_factor
+        words += [
+            (self.CODE, meter.stored.get(self.CODE, 0)),
+            (0x000B, uint16_word(round(sample.voltage_v * 10))),
+            (0x000C, uint16_word(round(sample.current_a * 100))),
+            (0x000D, int16_word(round(sample.power_kw * 1000))),
+            # Not documented; the simulator answers 0 so a block read across it works.
+            (0x000E, 0),
+            (0x000F, uint16_word(round(apparent_kva * 1000))),
+            (0x0010, int16_word(round(sample.power_factor * 1000))),
+        ]
+        return dict(words)
+
+    def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        if words.get(self.CODE, 0) > 9999:
+            raise ModbusError(ILLEGAL_DATA_VALUE)
+        meter.stored.update(words)
+
+
+class EastronSdm120Map(RegisterMap):
+    """Eastron SDM120: IEEE-754 floats, big-endian, in input registers; no relay."""
+
+    name = "eastron-sdm120"
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        power_w = sample.power_kw * 1000
+        apparent_va = power_w / sample.power_factor
+        reactive_var = math.sqrt(max(0.0, apparent_va**2 - power_w**2))
+        values = {
+            0x0000: sample.voltage_v,
+            0x0006: sample.current_a,
+            0x000C: power_w,
+            0x0012: apparent_va,
+            0x0018: reactive_var,
+            0x001E: sample.power_factor,
+            0x0046: 50.0,
+            0x0048: sample.energy_kwh,
+            0x004A: 0.0,
+            0x0156: sample.energy_kwh,
+        }
+        words: list[tuple[int, int]] = []
+        for address, value in values.items():
+            words += _pair(address, float32_words(value))
+        return dict(words)
+
+
+def _pair(address: int, words: tuple[int, int]) -> list[tuple[int, int]]:
+    return [(address, words[0]), (address + 1, words[1])]
+
+
+def _status_word(sample: MeterSample) -> int:
+    return (1 if sample.relay == "open" else 0) | (2 if sample.hold_power else 0)
+
+
+def _clock_words(moment: datetime) -> tuple[int, int, int, int, int, int]:
+    return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
+
+
+REGISTER_MAPS: dict[str, RegisterMap] = {
+    register_map.name: register_map
+    for register_map in (ReferencePrepaidMap(), AcrelDdsy1352Map(), EastronSdm120Map())
+}
+PROFILE_NAMES: tuple[str, ...] = tuple(REGISTER_MAPS)
