@@ -1,0 +1,1 @@
+"""Collector: reads meters over Modbus, says readings and status, executes relay commands."""

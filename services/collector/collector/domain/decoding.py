@@ -1,0 +1,122 @@
+"""Registers to values: pure decoding and the plausibility check a reading must pass."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from prepaid_common.contracts import RelayState
+
+from collector.domain.profiles import MeterProfile, RegisterSpec, TouPeriod, WordOrder
+
+THOUSANDTH = Decimal("0.001")
+_FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
+
+
+class ImplausibleValue(ValueError):
+    """A decoded value that cannot be physical: garbled on the line or a wrong profile."""
+
+
+@dataclass(frozen=True)
+class DecodedReading:
+    """What one poll of a meter says, in units (kWh, kW, V, A)."""
+
+    energy_kwh: Decimal
+    power_kw: Decimal | None = None
+    voltage_v: Decimal | None = None
+    current_a: Decimal | None = None
+    relay: RelayState | None = None
+    tou_kwh: Mapping[TouPeriod, Decimal] | None = None
+
+
+def decode_value(words: Sequence[int], spec: RegisterSpec, word_order: WordOrder) -> Decimal:
+    """Turn one value's registers into a scaled Decimal (floats via their shortest text)."""
+    if len(words) != spec.words:
+        raise ValueError(f"{spec.type} needs {spec.words} registers, got {len(words)}")
+    ordered = list(words) if word_order == "big" else list(reversed(words))
+    raw = struct.unpack(_FORMATS[spec.type], struct.pack(f">{len(ordered)}H", *ordered))[0]
+    if isinstance(raw, float):
+        # str() gives the shortest text that round-trips the float, not its binary expansion.
+        value = Decimal(str(raw))
+        if not value.is_finite():
+            raise ImplausibleValue(f"register {spec.address:#06x} holds {raw} (not a number)")
+        return value * spec.scale
+    return Decimal(raw) * spec.scale
+
+
+def encode_value(value: Decimal, spec: RegisterSpec, word_order: WordOrder) -> list[int]:
+    """Return the registers a meter would hold for ``value`` (the inverse of decode_value)."""
+    scaled = value / spec.scale
+    if spec.type == "float32":
+        packed = struct.pack(">f", float(scaled))
+    else:
+        packed = struct.pack(_FORMATS[spec.type], int(scaled.to_integral_value()))
+    words = list(struct.unpack(f">{spec.words}H", packed))
+    return words if word_order == "big" else list(reversed(words))
+
+
+def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> DecodedReading:
+    """Decode a poll's registers by the profile; raise ImplausibleValue for garbage."""
+
+    def value(spec: RegisterSpec) -> Decimal:
+        words = [registers[a] for a in range(spec.address, spec.address + spec.words)]
+        return decode_value(words, spec, profile.word_order)
+
+    def optional(quantity: str) -> Decimal | None:
+        spec = profile.registers.get(quantity)  # type: ignore[call-overload]
+        return None if spec is None else _quantized(value(spec))
+
+    energy = _quantized(value(profile.registers["energy_kwh"]))
+    reading = DecodedReading(
+        energy_kwh=energy,
+        power_kw=optional("power_kw"),
+        voltage_v=optional("voltage_v"),
+        current_a=optional("current_a"),
+        relay=_relay(profile, registers),
+        tou_kwh={period: _quantized(value(spec)) for period, spec in profile.tou.items()} or None,
+    )
+    check_plausible(reading, profile)
+    return reading
+
+
+def check_plausible(reading: DecodedReading, profile: MeterProfile) -> None:
+    """Refuse values no meter of this model could hold."""
+    energies = [("energy", reading.energy_kwh), *(reading.tou_kwh or {}).items()]
+    for label, kwh in energies:
+        if kwh < 0:
+            raise ImplausibleValue(f"{label} {kwh} kWh is negative")
+        if kwh > profile.max_energy_kwh:
+            raise ImplausibleValue(
+                f"{label} {kwh} kWh is beyond the register's {profile.max_energy_kwh} kWh"
+            )
+    if reading.power_kw is not None and abs(reading.power_kw) > profile.max_power_kw:
+        raise ImplausibleValue(
+            f"power {reading.power_kw} kW is beyond the model's {profile.max_power_kw} kW"
+        )
+    if reading.voltage_v is not None and not 0 <= reading.voltage_v <= 1000:
+        raise ImplausibleValue(f"voltage {reading.voltage_v} V is not a mains voltage")
+    if reading.current_a is not None and reading.current_a < 0:
+        raise ImplausibleValue(f"current {reading.current_a} A is negative")
+
+
+def _relay(profile: MeterProfile, registers: Mapping[int, int]) -> RelayState | None:
+    if profile.relay is None:
+        return None
+    return decode_relay(profile, registers[profile.relay.state.address])
+
+
+def decode_relay(profile: MeterProfile, word: int) -> RelayState:
+    """Map the relay state register's value to open/closed; anything else is garbage."""
+    if profile.relay is None:
+        raise ValueError(f"profile {profile.name} has no relay")
+    if word == profile.relay.state.open:
+        return "open"
+    if word == profile.relay.state.closed:
+        return "closed"
+    raise ImplausibleValue(f"relay state register holds {word}, neither open nor closed")
+
+
+def _quantized(value: Decimal) -> Decimal:
+    return value.quantize(THOUSANDTH, rounding=ROUND_HALF_EVEN)

@@ -1,0 +1,77 @@
+"""Link health and poll scheduling for one RS485 bus: pure state, no clocks read here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+OFFLINE_AFTER_FAILURES = 3
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class MeterLink:
+    """Whether a meter answers, and how many polls in a row it has not."""
+
+    online: bool
+    consecutive_failures: int = 0
+
+    def after_success(self) -> tuple[MeterLink, bool]:
+        """Return the new state and whether the meter just came online."""
+        return MeterLink(online=True), not self.online
+
+    def after_failure(self) -> tuple[MeterLink, bool]:
+        """Return the new state and whether the meter just went offline.
+
+        Announced once per outage: when the streak reaches the limit, whether or not the
+        meter had ever been online.
+        """
+        failures = self.consecutive_failures + 1
+        offline_now = failures == OFFLINE_AFTER_FAILURES
+        online = self.online and failures < OFFLINE_AFTER_FAILURES
+        return MeterLink(online=online, consecutive_failures=failures), offline_now
+
+    def after_dtu_lost(self) -> tuple[MeterLink, bool]:
+        """Return the state once its DTU is unreachable, and whether that is news."""
+        already_announced = self.consecutive_failures >= OFFLINE_AFTER_FAILURES
+        failures = max(self.consecutive_failures, OFFLINE_AFTER_FAILURES)
+        return MeterLink(online=False, consecutive_failures=failures), not already_announced
+
+
+def retry_delay(poll_interval: float, consecutive_failures: int) -> float:
+    """Return the wait before a meter's next poll: doubling while it keeps failing."""
+    if consecutive_failures <= 1:
+        return poll_interval
+    backoff = poll_interval * float(2 ** min(consecutive_failures - 1, 20))
+    return min(backoff, max(MAX_BACKOFF_SECONDS, poll_interval))
+
+
+class PollSchedule:
+    """When each meter on one bus is next due; new meters are staggered over one interval."""
+
+    def __init__(self, poll_interval: float) -> None:
+        self.poll_interval = poll_interval
+        self._due: dict[str, float] = {}
+
+    def sync(self, meter_ids: Iterable[str], now: float) -> None:
+        """Follow the bus's current meter list: schedule new meters, forget removed ones."""
+        wanted = list(meter_ids)
+        for gone in set(self._due) - set(wanted):
+            del self._due[gone]
+        new = [meter_id for meter_id in wanted if meter_id not in self._due]
+        step = self.poll_interval / max(len(new), 1)
+        for index, meter_id in enumerate(new):
+            self._due[meter_id] = now + index * step
+
+    def next_due(self, now: float) -> tuple[str | None, float]:
+        """Return the meter to poll now, or None and how long until one is due."""
+        if not self._due:
+            return None, self.poll_interval
+        meter_id = min(self._due, key=lambda m: (self._due[m], m))
+        wait = self._due[meter_id] - now
+        return (meter_id, 0.0) if wait <= 0 else (None, wait)
+
+    def polled(self, meter_id: str, now: float, consecutive_failures: int) -> None:
+        """Schedule a meter's next poll after one ended."""
+        if meter_id in self._due:
+            self._due[meter_id] = now + retry_delay(self.poll_interval, consecutive_failures)

@@ -1,0 +1,24 @@
+"""The collector's Prometheus metrics (served by every service's ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+READS = Counter(
+    "prepaid_collector_reads_total",
+    "Meter polls by result (ok, no_reply, exception, implausible, link_down)",
+    ["result"],
+)
+READ_SECONDS = Histogram(
+    "prepaid_collector_read_seconds",
+    "Time to read one meter (every block of its profile), successful polls",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+COMMANDS = Counter(
+    "prepaid_collector_commands_total",
+    "Relay commands finished, by result (succeeded, failed, expired)",
+    ["result"],
+)
+METERS_ONLINE = Gauge("prepaid_collector_meters_online", "Meters answering their polls")
+METERS_KNOWN = Gauge("prepaid_collector_meters", "Meters on this collector's DTUs")
+DTUS_ONLINE = Gauge("prepaid_collector_dtus_online", "DTUs with an open connection")

@@ -1,0 +1,186 @@
+"""Registers to Decimals for each profile, word order, and refusal of impossible values."""
+
+from __future__ import annotations
+
+import math
+import struct
+from decimal import Decimal
+
+import pytest
+from collector.domain import (
+    DecodedReading,
+    ImplausibleValue,
+    MeterProfile,
+    RegisterSpec,
+    check_plausible,
+    decode_reading,
+    decode_value,
+    encode_value,
+)
+from collector.profiles import load_profiles
+from hypothesis import given
+from hypothesis import strategies as st
+
+PROFILES = load_profiles()
+
+
+def f32(value: float) -> list[int]:
+    return list(struct.unpack(">HH", struct.pack(">f", value)))
+
+
+def at(address: int, values: list[int]) -> dict[int, int]:
+    return dict(enumerate(values, start=address))
+
+
+def reference_registers() -> dict[int, int]:
+    registers = {address: 0 for address in range(0x16)}
+    registers.update(at(0x0000, [0x0001, 0xE240]))  # 123456 -> 1234.56 kWh
+    registers.update(at(0x0002, [0, 1000]))
+    registers.update(at(0x0004, [0, 2000]))
+    registers.update(at(0x0006, [0, 3000]))
+    registers.update(at(0x0008, [0x0001, 0x8A10]))  # 100880
+    registers.update({0x000A: 2201, 0x000B: 1523})
+    registers.update(at(0x000C, [0, 3210]))
+    return registers
+
+
+def with_relay_word(word: int) -> dict[int, int]:
+    registers = reference_registers()
+    registers[0x0010] = word
+    return registers
+
+
+def test_reference_prepaid() -> None:
+    reading = decode_reading(PROFILES["reference-prepaid"], reference_registers())
+    assert reading == DecodedReading(
+        energy_kwh=Decimal("1234.560"),
+        power_kw=Decimal("3.210"),
+        voltage_v=Decimal("220.100"),
+        current_a=Decimal("15.230"),
+        relay="closed",
+        tou_kwh={
+            "sharp": Decimal("10.000"),
+            "peak": Decimal("20.000"),
+            "flat": Decimal("30.000"),
+            "valley": Decimal("1008.800"),
+        },
+    )
+    assert decode_reading(PROFILES["reference-prepaid"], with_relay_word(1)).relay == "open"
+
+
+def test_reference_negative_power_is_int32() -> None:
+    registers = reference_registers()
+    registers.update(at(0x000C, [0xFFFF, 0xFF38]))  # -200 W (export)
+    assert decode_reading(PROFILES["reference-prepaid"], registers).power_kw == Decimal("-0.200")
+
+
+def test_acrel_ddsy1352() -> None:
+    registers = {address: 0 for address in range(0x0E)}
+    registers.update(at(0x0000, [0x0098, 0x967F]))  # 9999999 -> 99999.99 kWh
+    registers.update({0x000B: 2305, 0x000C: 812, 0x000D: 0xFF9C})  # -0.100 kW
+    reading = decode_reading(PROFILES["acrel-ddsy1352"], registers)
+    assert reading.energy_kwh == Decimal("99999.990")
+    assert reading.power_kw == Decimal("-0.100")
+    assert reading.voltage_v == Decimal("230.500")
+    assert reading.current_a == Decimal("8.120")
+    assert reading.relay is None
+
+
+def test_eastron_sdm120_floats_become_decimals_at_a_thousandth() -> None:
+    registers = {
+        **at(0x0000, f32(229.7)),
+        **at(0x0006, f32(4.25)),
+        **at(0x000C, f32(976.5)),
+        **at(0x0048, f32(12345.678)),
+    }
+    reading = decode_reading(PROFILES["eastron-sdm120"], registers)
+    assert reading.energy_kwh == Decimal("12345.678")
+    assert reading.power_kw == Decimal("0.976")  # 976.5 W, half-even to the watt
+    assert reading.voltage_v == Decimal("229.700")
+    assert reading.relay is None
+
+
+def test_float32_word_order() -> None:
+    spec = RegisterSpec(address=0, type="float32", scale=Decimal(1))
+    high, low = f32(1.5)
+    assert decode_value([high, low], spec, "big") == Decimal("1.5")
+    assert decode_value([low, high], spec, "little") == Decimal("1.5")
+    assert decode_value([low, high], spec, "big") != Decimal("1.5")
+
+
+def test_uint32_word_order() -> None:
+    spec = RegisterSpec(address=0, type="uint32", scale=Decimal("0.01"))
+    assert decode_value([0x0001, 0x0002], spec, "big") == Decimal("655.38")
+    assert decode_value([0x0002, 0x0001], spec, "little") == Decimal("655.38")
+
+
+@given(raw=st.integers(min_value=0, max_value=2**32 - 1), order=st.sampled_from(["big", "little"]))
+def test_uint32_hundredths_round_trip(raw: int, order: str) -> None:
+    spec = RegisterSpec(address=0, type="uint32", scale=Decimal("0.01"))
+    value = Decimal(raw) / 100
+    words = encode_value(value, spec, order)  # type: ignore[arg-type]
+    assert decode_value(words, spec, order) == value  # type: ignore[arg-type]
+
+
+@given(raw=st.integers(min_value=-(2**31), max_value=2**31 - 1))
+def test_int32_watts_round_trip(raw: int) -> None:
+    spec = RegisterSpec(address=0, type="int32", scale=Decimal("0.001"))
+    value = Decimal(raw) / 1000
+    assert decode_value(encode_value(value, spec, "big"), spec, "big") == value
+
+
+@given(value=st.floats(min_value=0, max_value=999_999, allow_nan=False, width=32))
+def test_float32_decodes_to_its_shortest_decimal(value: float) -> None:
+    spec = RegisterSpec(address=0, type="float32", scale=Decimal(1))
+    decoded = decode_value(f32(value), spec, "big")
+    assert math.isclose(float(decoded), value, rel_tol=1e-7, abs_tol=1e-30)
+
+
+@pytest.mark.parametrize(
+    ("energy_words", "message"),
+    [
+        (f32(math.nan), "not a number"),
+        (f32(math.inf), "not a number"),
+        (f32(-1.0), "negative"),
+        (f32(1e12), "beyond the register"),
+    ],
+)
+def test_garbled_float_energy_is_never_a_reading(energy_words: list[int], message: str) -> None:
+    registers = {
+        **at(0x0000, f32(230.0)),
+        **at(0x0006, f32(1.0)),
+        **at(0x000C, f32(230.0)),
+        **at(0x0048, energy_words),
+    }
+    with pytest.raises(ImplausibleValue, match=message):
+        decode_reading(PROFILES["eastron-sdm120"], registers)
+
+
+def test_a_garbled_high_word_is_refused() -> None:
+    registers = reference_registers()
+    registers[0x0000] = 0x8001  # 21 million kWh on a household meter
+    with pytest.raises(ImplausibleValue, match=r"beyond the register's 999999\.99 kWh"):
+        decode_reading(PROFILES["reference-prepaid"], registers)
+
+
+def test_impossible_power_and_relay_values_are_refused() -> None:
+    registers = reference_registers()
+    registers.update(at(0x000C, [0x0010, 0]))  # about 1 MW
+    with pytest.raises(ImplausibleValue, match="power"):
+        decode_reading(PROFILES["reference-prepaid"], registers)
+    with pytest.raises(ImplausibleValue, match="neither open nor closed"):
+        decode_reading(PROFILES["reference-prepaid"], with_relay_word(7))
+
+
+def test_plausibility_of_each_quantity() -> None:
+    profile: MeterProfile = PROFILES["reference-prepaid"]
+    good = DecodedReading(energy_kwh=Decimal("1.000"), power_kw=Decimal("1.000"))
+    check_plausible(good, profile)
+    for bad in (
+        DecodedReading(energy_kwh=Decimal("-0.010")),
+        DecodedReading(energy_kwh=Decimal(1), voltage_v=Decimal(5000)),
+        DecodedReading(energy_kwh=Decimal(1), current_a=Decimal(-1)),
+        DecodedReading(energy_kwh=Decimal(1), tou_kwh={"peak": Decimal(-1)}),
+    ):
+        with pytest.raises(ImplausibleValue):
+            check_plausible(bad, profile)

@@ -1,0 +1,77 @@
+"""Meter link health (online/offline announced once per outage) and the poll schedule."""
+
+from __future__ import annotations
+
+from collector.domain import OFFLINE_AFTER_FAILURES, MeterLink, PollSchedule, retry_delay
+
+
+def test_a_meter_goes_offline_once_after_three_failures() -> None:
+    link = MeterLink(online=True)
+    announcements = []
+    for _ in range(6):
+        link, went_offline = link.after_failure()
+        announcements.append(went_offline)
+    assert OFFLINE_AFTER_FAILURES == 3
+    assert announcements == [False, False, True, False, False, False]
+    assert link == MeterLink(online=False, consecutive_failures=6)
+
+
+def test_a_meter_never_seen_is_announced_offline_too() -> None:
+    link = MeterLink(online=False)
+    link, _ = link.after_failure()
+    link, _ = link.after_failure()
+    link, went_offline = link.after_failure()
+    assert went_offline
+    assert not link.online
+
+
+def test_one_success_brings_a_meter_back() -> None:
+    link, came_online = MeterLink(online=False, consecutive_failures=9).after_success()
+    assert came_online
+    assert link == MeterLink(online=True, consecutive_failures=0)
+    assert MeterLink(online=True).after_success() == (MeterLink(online=True), False)
+
+
+def test_losing_the_dtu_announces_only_meters_not_already_offline() -> None:
+    online, news = MeterLink(online=True).after_dtu_lost()
+    assert news
+    assert online == MeterLink(online=False, consecutive_failures=OFFLINE_AFTER_FAILURES)
+    _, news_again = online.after_dtu_lost()
+    assert not news_again
+    already, news = MeterLink(online=False, consecutive_failures=5).after_dtu_lost()
+    assert not news
+    assert already.consecutive_failures == 5
+    # After the DTU comes back, a meter that still fails is not announced a second time.
+    _, went_offline = online.after_failure()
+    assert not went_offline
+
+
+def test_failing_meters_back_off_up_to_a_ceiling() -> None:
+    assert [retry_delay(5.0, n) for n in range(6)] == [5.0, 5.0, 10.0, 20.0, 40.0, 80.0]
+    assert retry_delay(5.0, 50) == 300.0
+    assert retry_delay(600.0, 3) == 600.0
+
+
+def test_schedule_staggers_new_meters_and_polls_the_most_overdue_first() -> None:
+    schedule = PollSchedule(poll_interval=4.0)
+    schedule.sync(["a", "b", "c", "d"], now=100.0)
+    assert schedule.next_due(100.0) == ("a", 0.0)
+    schedule.polled("a", 100.0, 0)
+    assert schedule.next_due(100.0) == (None, 1.0)
+    assert schedule.next_due(103.5) == ("b", 0.0)
+    schedule.polled("b", 103.5, 0)
+    assert schedule.next_due(103.5) == ("c", 0.0)
+
+
+def test_schedule_backs_off_a_failing_meter_and_forgets_removed_ones() -> None:
+    schedule = PollSchedule(poll_interval=1.0)
+    schedule.sync(["good", "bad"], now=0.0)
+    schedule.polled("bad", 0.0, 4)
+    schedule.polled("good", 0.0, 0)
+    assert schedule.next_due(1.0) == ("good", 0.0)
+    schedule.polled("good", 1.0, 0)
+    assert schedule.next_due(2.0) == ("good", 0.0)
+    schedule.sync(["bad"], now=2.0)
+    assert schedule.next_due(2.0) == (None, 6.0)
+    schedule.sync([], now=2.0)
+    assert schedule.next_due(2.0) == (None, 1.0)
