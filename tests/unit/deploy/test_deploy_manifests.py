@@ -1,0 +1,1146 @@
+"""The deployment files hold together: Dockerfile, docker-compose.yml, deploy/k8s*, Prometheus
+and Grafana.
+
+No Docker engine or cluster is needed. The files are parsed and cross-checked against each
+other and against the code: every command names a module that exists, every URL points at a
+port something listens on, every Service selects pods, every dashboard query names a metric the
+code defines, and no file carries a real-looking secret. `docker compose config` and
+`kubectl kustomize` run as well where those tools are installed.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from prepaid_common.settings import DEVELOPMENT_SECRET
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+ENV_EXAMPLE = ROOT / "deploy" / "env.example"
+K8S_DIRS = (ROOT / "deploy" / "k8s", ROOT / "deploy" / "k8s-demo")
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+# The internal port of each cluster service (the entry points' conventions).
+SERVICE_PORTS = {"collector": 8101, "billing": 8102, "control": 8103, "payments": 8104}
+GATEWAY_PORT = 8000
+URL_VARIABLES = {
+    "PREPAID_COLLECTOR_URL": "collector",
+    "PREPAID_BILLING_URL": "billing",
+    "PREPAID_CONTROL_URL": "control",
+    "PREPAID_PAYMENTS_URL": "payments",
+}
+INFRA_PORTS = {"postgres": 5432, "rabbitmq": 5672, "prometheus": 9090, "grafana": 3000}
+# Every process `python -m ...` that compose and the demo overlay run.
+EXPECTED_MODULES = {
+    "collector",
+    "billing",
+    "control",
+    "payments",
+    "gateway",
+    "simulator",
+    "standalone.seed",
+}
+# The metrics the dashboard may query, with the labels each may carry.
+KNOWN_METRICS: dict[str, set[str]] = {
+    "prepaid_bus_messages_total": {"service", "type", "result"},
+    "prepaid_outbox_backlog": {"service"},
+    "prepaid_http_request_seconds": {"app", "method", "route", "status"},
+    "prepaid_collector_reads_total": {"result"},
+    "prepaid_collector_meters_online": set(),
+    "prepaid_billing_readings_rated_total": set(),
+    "prepaid_control_commands_total": {"action", "status"},
+}
+HISTOGRAMS = {"prepaid_http_request_seconds"}
+# Labels Prometheus adds to every series it scrapes.
+TARGET_LABELS = {"job", "instance"}
+PLACEHOLDER = re.compile(r"change[-_]?me", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"(?<![A-Z])PASS(WORD|WD)?(?![A-Z])|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY", re.IGNORECASE
+)
+KUSTOMIZATION = "kustomization.yaml"
+
+
+# --- loading ------------------------------------------------------------------------------
+@functools.cache
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), "docker-compose.yml is not a mapping"
+    return data
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return services
+
+
+def built_services() -> dict[str, dict[str, Any]]:
+    """Compose services built from the project's Dockerfile (the Python processes)."""
+    return {name: svc for name, svc in compose_services().items() if "build" in svc}
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command") or []
+    return [str(part) for part in (cmd.split() if isinstance(cmd, str) else cmd)]
+
+
+def without_interpolation(value: str) -> str:
+    """Replace compose ``${VAR...}`` and Kubernetes ``$(VAR)`` references by a stand-in."""
+    return re.sub(r"\$\{[^}]*\}|\$\([A-Za-z_][A-Za-z0-9_]*\)", "x", value)
+
+
+def option(args: list[str], name: str) -> str | None:
+    """Return the value after ``name`` in an argument list."""
+    for index, arg in enumerate(args[:-1]):
+        if arg == name:
+            return args[index + 1]
+    return None
+
+
+def module_of(args: list[str]) -> str | None:
+    return option(args, "-m")
+
+
+def module_source(module: str) -> Path | None:
+    """Return the file ``python -m module`` runs, from the project's package folders."""
+    top, *rest = module.split(".")
+    packages = [*ROOT.glob(f"services/*/{top}"), ROOT / "libs" / top]
+    for package in packages:
+        if not (package / "__init__.py").is_file():
+            continue
+        if not rest:
+            candidates = [package / "__main__.py"]
+        else:
+            inner = package.joinpath(*rest)
+            candidates = [inner.with_suffix(".py"), inner / "__main__.py"]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def listen_port(name: str) -> int | None:
+    """The port a compose service listens on."""
+    service = compose_services().get(name)
+    if service is None:
+        return None
+    env = environment(service)
+    for variable in ("PREPAID_SERVICE_PORT", "PREPAID_HTTP_PORT"):
+        if variable in env:
+            return int(env[variable])
+    return INFRA_PORTS.get(name)
+
+
+def urls_in(values: list[str]) -> Iterator[tuple[str, Any]]:
+    for value in values:
+        plain = without_interpolation(value)
+        if re.match(r"^[a-z][a-z0-9+.-]*://", plain):
+            yield value, urlsplit(plain)
+
+
+def load_documents(path: Path) -> list[dict[str, Any]]:
+    documents = [
+        doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None
+    ]
+    for doc in documents:
+        assert isinstance(doc, dict), f"{path.name}: a document is not a mapping"
+    return documents
+
+
+@functools.cache
+def kustomization(directory: Path) -> dict[str, Any]:
+    data = yaml.safe_load((directory / KUSTOMIZATION).read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.name != KUSTOMIZATION
+    )
+
+
+@functools.cache
+def k8s_objects(directory: Path) -> tuple[dict[str, Any], ...]:
+    """Every object the kustomization in ``directory`` builds (resources followed)."""
+    objects: list[dict[str, Any]] = []
+    for resource in kustomization(directory).get("resources", []):
+        target = (directory / resource).resolve()
+        if target.is_dir():
+            objects.extend(k8s_objects(target))
+        else:
+            objects.extend(load_documents(target))
+    return tuple(objects)
+
+
+def deleted_by_patches(directory: Path) -> set[tuple[str, str]]:
+    """(kind, name) of the objects a kustomization removes with ``$patch: delete``."""
+    deleted = set()
+    for patch in kustomization(directory).get("patches", []):
+        body = yaml.safe_load(patch.get("patch", "")) or {}
+        if body.get("$patch") == "delete":
+            deleted.add((body["kind"], body["metadata"]["name"]))
+    return deleted
+
+
+def all_k8s_objects() -> list[dict[str, Any]]:
+    """Every object of every manifest file under deploy/k8s*, once."""
+    return [
+        doc
+        for directory in K8S_DIRS
+        for p in manifest_files(directory)
+        for doc in (load_documents(p))
+    ]
+
+
+def of_kind(objects: Any, *kinds: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o.get("kind") in kinds]
+
+
+def workloads(objects: Any) -> list[dict[str, Any]]:
+    return of_kind(objects, "Deployment", "StatefulSet", "Job")
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
+    return labels
+
+
+def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def env_value(container: dict[str, Any], name: str) -> str | None:
+    item = container_env(container).get(name)
+    return None if item is None or "value" not in item else str(item["value"])
+
+
+def named_workload(objects: Any, name: str) -> dict[str, Any]:
+    found = [w for w in workloads(objects) if w["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one workload named {name}, found {len(found)}"
+    return found[0]
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity (``100m``, ``1``, ``512Mi``, ``1G``) as a plain number."""
+    text = str(value)
+    suffixes = {
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|Ki|Mi|Gi|Ti)?", text)
+    assert match, f"not a Kubernetes quantity: {text!r}"
+    number, suffix = match.groups()
+    return float(number) * (suffixes[suffix] if suffix else 1.0)
+
+
+# --- Dockerfile and .dockerignore ---------------------------------------------------------
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    lines: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    assert not pending, "Dockerfile ends with a continuation line"
+    result = []
+    for line in lines:
+        instruction, _, rest = line.partition(" ")
+        result.append((instruction.upper(), rest.strip()))
+    return result
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` (relative, '/'-separated) out of the context."""
+    excluded = False
+    for raw in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        regex = fnmatch.translate(pattern).replace(".*", "[^/]*")
+        if pattern.startswith("**/"):
+            regex = "(?:.*/)?" + fnmatch.translate(pattern[3:]).replace(".*", "[^/]*")
+        if any(re.fullmatch(regex, prefix) for prefix in prefixes):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerfile_builds_from_python_311_slim_as_a_non_root_user() -> None:
+    instructions = dockerfile_instructions()
+    args = {}
+    for name, rest in instructions:
+        if name == "ARG" and "=" in rest:
+            key, value = rest.split("=", 1)
+            args[key] = value
+    bases = [rest.split()[0] for name, rest in instructions if name == "FROM"]
+    assert bases, "no FROM"
+    for base in bases:
+        resolved = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), base)
+        assert resolved == "python:3.11-slim", f"base image {resolved!r}"
+    final_stage = instructions[max(i for i, (n, _) in enumerate(instructions) if n == "FROM") :]
+    users = [rest for name, rest in final_stage if name == "USER"]
+    assert users, "the runtime stage runs as root: add USER"
+    uid = users[-1].split(":")[0]
+    # Numeric, so that Kubernetes can check runAsNonRoot.
+    assert uid.isdigit(), f"USER {users[-1]!r} should be a numeric uid"
+    assert int(uid) != 0
+    # Kubernetes manifests run as the same uid.
+    for workload in workloads(all_k8s_objects()):
+        assert pod_spec(workload)["securityContext"]["runAsUser"] == int(uid)
+
+
+def test_dockerfile_installs_with_constraints_and_no_custom_index() -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for flag in ("--index-url", "--extra-index-url", "--trusted-host", "--find-links", " -i "):
+        assert flag not in text, f"the Dockerfile should use the default index, not {flag}"
+    installs = [
+        rest for name, rest in dockerfile_instructions() if name == "RUN" and "pip install" in rest
+    ]
+    assert installs
+    for rest in installs:
+        for part in rest.split("&&"):
+            if "pip install" in part:
+                assert "-c constraints.txt" in part, f"pip install without constraints: {part}"
+
+
+def test_dockerfile_copies_what_the_build_needs_and_dockerignore_keeps_it() -> None:
+    sources: list[str] = []
+    for name, rest in dockerfile_instructions():
+        if name == "COPY" and "--from=" not in rest:
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            sources += parts[:-1]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    needed = {"pyproject.toml", "constraints.txt", pyproject["project"]["readme"]}
+    needed |= set(pyproject["tool"]["setuptools"]["packages"]["find"]["where"])
+    copied = {s.removeprefix("./").rstrip("/") for s in sources}
+    for path in needed:
+        assert any(path == c or path.startswith(c + "/") for c in copied), (
+            f"the image build needs {path} but the Dockerfile does not COPY it"
+        )
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
+        assert not dockerignore_excludes(source), f".dockerignore drops {source}"
+    for private in (".git", ".venv", ".env", "services/x/__pycache__"):
+        assert dockerignore_excludes(private), f".dockerignore should exclude {private}"
+
+
+def test_package_data_covers_every_non_python_file() -> None:
+    # The image installs the project as a wheel: a data file (a meter profile, a migration
+    # template) that package-data does not match works from the source tree but not there.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"].get("package-data", {}).get("*", [])
+    missing = []
+    for where in pyproject["tool"]["setuptools"]["packages"]["find"]["where"]:
+        for path in (ROOT / where).rglob("*"):
+            if not path.is_file() or "__pycache__" in path.parts:
+                continue
+            if path.suffix in (".py", ".pyc", ".md") or path.name == "py.typed":
+                continue
+            if not any(fnmatch.fnmatch(path.name, p) for p in patterns):
+                missing.append(str(path.relative_to(ROOT)))
+    assert not missing, (
+        f"not matched by [tool.setuptools.package-data], so not in the image: {missing}"
+    )
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+def test_compose_services_build_from_the_dockerfile_or_use_a_pinned_image() -> None:
+    for name, service in compose_services().items():
+        if "build" in service:
+            build = service["build"]
+            context = build if isinstance(build, str) else build.get("context", ".")
+            dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile")
+            assert (ROOT / context).resolve() == ROOT, f"{name}: build context is not the root"
+            assert dockerfile in (None, "Dockerfile"), f"{name}: builds {dockerfile}"
+            continue
+        image = service.get("image", "")
+        assert re.fullmatch(r"[\w./-]+(:[\w.-]+|@sha256:[0-9a-f]{64})", image), (
+            f"{name}: image {image!r} has no tag"
+        )
+        assert not image.endswith(":latest"), f"{name}: image {image!r} is not pinned"
+
+
+def test_compose_runs_every_process_of_the_product() -> None:
+    modules = {module_of(command(s)) for s in built_services().values()}
+    assert modules == EXPECTED_MODULES
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        {m for s in built_services().values() if (m := module_of(command(s))) is not None}
+        | {
+            m
+            for w in workloads(all_k8s_objects())
+            for c in pod_spec(w)["containers"]
+            if (m := module_of([str(a) for a in c.get("args", [])])) is not None
+        }
+    ),
+)
+def test_every_python_m_command_names_an_existing_module(module: str) -> None:
+    assert module_source(module) is not None, (
+        f"`python -m {module}` is run by docker-compose.yml or deploy/k8s*, but neither "
+        f"services/*/{module.replace('.', '/')}/__main__.py nor a module file exists"
+    )
+
+
+def test_compose_cluster_services_listen_on_the_agreed_ports() -> None:
+    for name, port in SERVICE_PORTS.items():
+        assert environment(compose_services()[name])["PREPAID_SERVICE_PORT"] == str(port)
+    assert environment(compose_services()["gateway"])["PREPAID_HTTP_PORT"] == str(GATEWAY_PORT)
+
+
+def test_compose_urls_point_at_a_service_and_the_port_it_listens_on() -> None:
+    names = set(compose_services())
+    gateway_env = environment(compose_services()["gateway"])
+    for variable, target in URL_VARIABLES.items():
+        assert urlsplit(gateway_env[variable]).hostname == target, variable
+    checked = 0
+    for name, service in compose_services().items():
+        values = list(environment(service).values()) + command(service)
+        for raw, url in urls_in(values):
+            if url.hostname in ("127.0.0.1", "localhost"):
+                continue
+            assert url.hostname in names, f"{name}: {raw} names no compose service"
+            assert url.port == listen_port(url.hostname), (
+                f"{name}: {raw} but {url.hostname} listens on {listen_port(url.hostname)}"
+            )
+            checked += 1
+    assert checked >= 10
+
+
+def test_compose_cluster_services_get_the_common_settings_and_secrets() -> None:
+    for name in [*SERVICE_PORTS, "gateway"]:
+        env = environment(compose_services()[name])
+        assert env.get("PREPAID_ENVIRONMENT") == "production", name
+        assert env.get("PREPAID_LOG_FORMAT") == "json", name
+        for variable in ("PREPAID_DATABASE_URL", "PREPAID_AMQP_URL", "PREPAID_TOKEN_SECRET"):
+            assert variable in env, f"{name} lacks {variable}"
+    assert "PREPAID_ADMIN_PASSWORD" in environment(compose_services()["gateway"])
+
+
+def test_compose_healthchecks_probe_the_port_the_service_listens_on() -> None:
+    for name, service in built_services().items():
+        if service.get("restart") == "no":
+            continue  # a one-shot job
+        test = " ".join(map(str, service.get("healthcheck", {}).get("test", [])))
+        assert test, f"{name} has no healthcheck"
+        port = listen_port(name)
+        if port is not None:
+            assert f"127.0.0.1:{port}/healthz" in test, f"{name}: healthcheck {test}"
+        else:
+            base_port = option(command(service), "--base-port")
+            assert base_port is not None, f"{name} listens on no known port"
+            assert base_port in test, f"{name}: healthcheck {test}"
+
+
+def test_compose_depends_on_waits_for_what_each_service_needs() -> None:
+    services = compose_services()
+    conditions = {"service_healthy", "service_started", "service_completed_successfully"}
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on without conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown {target}"
+            assert spec.get("condition") in conditions, f"{name} -> {target}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits on {target}'s health"
+            # A service outside every profile cannot wait for one that is only in a profile.
+            target_profiles = set(services[target].get("profiles", []))
+            if target_profiles:
+                assert target_profiles & set(service.get("profiles", [])), (
+                    f"{name} depends on {target}, which runs only with profile {target_profiles}"
+                )
+        env = " ".join(environment(service).values())
+        for infra in ("postgres", "rabbitmq"):
+            if f"@{infra}:" in env:
+                assert depends.get(infra, {}).get("condition") == "service_healthy", (
+                    f"{name} uses {infra} but does not wait for it to be healthy"
+                )
+    for upstream in SERVICE_PORTS:
+        condition = services["gateway"]["depends_on"][upstream]["condition"]
+        assert condition == "service_healthy"
+
+
+def test_compose_publishes_only_the_gateway_to_the_world() -> None:
+    published: dict[str, list[str]] = {}
+    for name, service in compose_services().items():
+        for entry in service.get("ports", []):
+            published.setdefault(name, []).append(without_interpolation(str(entry)))
+    assert any(p.endswith(f":{GATEWAY_PORT}") for p in published.get("gateway", []))
+    for name in SERVICE_PORTS:
+        # Internal APIs have no authentication of their own.
+        assert name not in published, f"{name}'s internal API is published"
+    for name, entries in published.items():
+        if name != "gateway":
+            for entry in entries:
+                assert entry.startswith("127.0.0.1:"), f"{name} publishes {entry} on every address"
+
+
+def test_compose_mounts_and_volumes_exist() -> None:
+    declared = set(compose().get("volumes") or {})
+    for name, service in compose_services().items():
+        for volume in service.get("volumes", []):
+            source = str(volume).split(":")[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            else:
+                assert source in declared, f"{name} uses undeclared volume {source}"
+
+
+def test_compose_secrets_come_from_required_env_variables_listed_in_env_example() -> None:
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text(encoding="utf-8")))
+    assert used <= listed, f"not in deploy/env.example: {sorted(used - listed)}"
+    for name, service in compose_services().items():
+        for key, value in environment(service).items():
+            carries_password = re.search(r"://[^/@]+:[^/@]+@", without_interpolation(value))
+            if SECRET_NAME.search(key) or carries_password:
+                # ${NAME:?message}: compose refuses to start while .env lacks it.
+                assert re.search(r"\$\{[A-Z][A-Z0-9_]*:\?", value), (
+                    f"{name}: {key} must come from a required variable in .env"
+                )
+    for line in example.splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match and SECRET_NAME.search(match.group(1)):
+            assert match.group(2) == "", f"deploy/env.example gives {match.group(1)} a value"
+
+
+def test_compose_config_resolves_when_docker_compose_is_installed(tmp_path: Path) -> None:
+    docker = shutil.which("docker")
+    available = docker is not None and (
+        subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False, timeout=60
+        ).returncode
+        == 0
+    )
+    if not available:
+        pytest.skip("docker compose is not installed here; the YAML checks above still ran")
+    assert docker is not None
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    base = [docker, "compose", "--env-file", str(env_file), "-f", str(COMPOSE_FILE)]
+    clean = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
+    required = set(
+        re.findall(r"\$\{([A-Z][A-Z0-9_]*):\?", COMPOSE_FILE.read_text(encoding="utf-8"))
+    )
+    filled = clean | {name: "test0only0value" for name in required}
+    done = subprocess.run(
+        [*base, "--profile", "demo", "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=filled,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    refused = subprocess.run(
+        [*base, "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=clean,
+        check=False,
+        timeout=120,
+    )
+    assert refused.returncode != 0, "compose starts without the secrets from .env"
+
+
+def test_seed_job_matches_the_simulator() -> None:
+    services = compose_services()
+    simulators = [n for n, s in built_services().items() if module_of(command(s)) == "simulator"]
+    seeds = [s for s in built_services().values() if module_of(command(s)) == "standalone.seed"]
+    assert len(simulators) == 1
+    assert len(seeds) == 1
+    simulator_args = command(services[simulators[0]])
+    pairs = [(seeds[0]["command"], simulator_args, simulators[0])]
+    demo = K8S_DIRS[1]
+    seed_job = named_workload(k8s_objects(demo), "prepaid-seed")
+    sim_workload = named_workload(k8s_objects(demo), "simulator")
+    pairs.append(
+        (
+            pod_spec(seed_job)["containers"][0]["args"],
+            [str(a) for a in pod_spec(sim_workload)["containers"][0]["args"]],
+            "simulator",
+        )
+    )
+    for seed_args, sim_args, sim_host in pairs:
+        # The simulator listens on loopback by default: the collectors could not reach it.
+        assert option(sim_args, "--host") == "0.0.0.0", "the simulator must listen on all addresses"
+        seed_args = [str(a) for a in seed_args]
+        assert option(seed_args, "--simulator-host") == sim_host
+        for flag in ("--base-port", "--dtus", "--meters", "--seed"):
+            assert option(seed_args, flag) == option(sim_args, flag), flag
+        gateway = urlsplit(option(seed_args, "--gateway") or "")
+        assert (gateway.hostname, gateway.port) == ("gateway", GATEWAY_PORT)
+        assert option(seed_args, "--admin-password"), "the seed logs in as admin"
+
+
+# --- Prometheus and Grafana ---------------------------------------------------------------
+def test_prometheus_scrapes_every_service_on_its_port() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    targets = set()
+    metric_labels = set().union(*KNOWN_METRICS.values())
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs", []):
+            targets |= set(static["targets"])
+            clash = set(static.get("labels", {})) & metric_labels
+            assert not clash, f"target labels {clash} would rename the metrics' own labels"
+        for relabel in job.get("relabel_configs", []):
+            assert relabel.get("target_label") not in metric_labels
+    expected = {f"{name}:{port}" for name, port in SERVICE_PORTS.items()}
+    expected.add(f"gateway:{GATEWAY_PORT}")
+    assert expected <= targets, f"not scraped: {sorted(expected - targets)}"
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        if host in SERVICE_PORTS or host == "gateway":
+            assert int(port) == listen_port(host)
+        elif host != "localhost":
+            assert host in compose_services(), f"scrape target {target} is no compose service"
+
+
+def dashboards() -> list[Path]:
+    return sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+
+
+def datasource_uid() -> str:
+    config = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
+    )
+    (source,) = [s for s in config["datasources"] if s["type"] == "prometheus"]
+    url = urlsplit(source["url"])
+    assert (url.hostname, url.port) == ("prometheus", INFRA_PORTS["prometheus"])
+    assert "prometheus" in compose_services()
+    return str(source["uid"])
+
+
+def test_grafana_provisioning_matches_the_compose_mounts() -> None:
+    grafana = compose_services()["grafana"]
+    mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in grafana["volumes"]}
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    providers = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning/dashboards/prepaid.yml").read_text(encoding="utf-8")
+    )
+    for provider in providers["providers"]:
+        path = provider["options"]["path"]
+        assert mounts.get(path) == "./deploy/grafana/dashboards", f"{path} is not mounted"
+    home = environment(grafana).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    if home:
+        assert (GRAFANA_DIR / "dashboards" / Path(home).name).is_file()
+    assert dashboards(), "no dashboard JSON in deploy/grafana/dashboards"
+
+
+def panel_targets() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    uid = datasource_uid()
+    for path in dashboards():
+        board = json.loads(path.read_text(encoding="utf-8"))
+        ids = [p["id"] for p in board["panels"]]
+        assert len(ids) == len(set(ids)), f"{path.name}: panel ids repeat"
+        for panel in board["panels"]:
+            assert {"x", "y", "w", "h"} <= set(panel["gridPos"]), panel["title"]
+            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["targets"], f"{panel['title']} has no query"
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == uid
+                yield path.name, panel, target
+
+
+def metric_family(series: str) -> tuple[str, set[str]]:
+    """The metric a series name belongs to, and the extra labels that series has."""
+    for histogram in HISTOGRAMS:
+        if series == f"{histogram}_bucket":
+            return histogram, {"le"}
+        if series in (f"{histogram}_sum", f"{histogram}_count"):
+            return histogram, set()
+    return series, set()
+
+
+def queried_metrics() -> dict[str, set[str]]:
+    """Metric families the dashboards query, with the labels the queries use on each."""
+    queried: dict[str, set[str]] = {}
+    for _board, _panel, target in panel_targets():
+        expr = target["expr"]
+        used = set(re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr))
+        names = {part.strip() for clause in used for part in clause.split(",") if part.strip()}
+        for matchers in re.findall(r"prepaid_[a-z0-9_]+\{([^}]*)\}", expr):
+            names |= set(re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", matchers))
+        for series in re.findall(r"\bprepaid_[a-z0-9_]+", expr):
+            family, _extra = metric_family(series)
+            labels = KNOWN_METRICS.get(family, set())
+            queried.setdefault(family, set()).update(names & labels)
+    return queried
+
+
+def test_dashboard_queries_only_known_metrics_and_their_labels() -> None:
+    queried: set[str] = set()
+    for board, panel, target in panel_targets():
+        expr = target["expr"]
+        where = f"{board} / {panel['title']}: {expr}"
+        labels: set[str] = set()
+        for series in re.findall(r"\bprepaid_[a-z0-9_]+", expr):
+            family, extra = metric_family(series)
+            assert family in KNOWN_METRICS, f"unknown metric {series} in {where}"
+            queried.add(family)
+            labels |= KNOWN_METRICS[family] | extra
+        assert labels or re.search(r"\bprepaid_", expr), f"no product metric: {where}"
+        for matchers in re.findall(r"prepaid_[a-z0-9_]+\{([^}]*)\}", expr):
+            for label in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", matchers):
+                assert label in labels, f"label {label} not on the metric: {where}"
+        grouped = set()
+        for clause in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+            grouped |= {part.strip() for part in clause.split(",") if part.strip()}
+        assert grouped <= labels | TARGET_LABELS, f"groups by {grouped - labels}: {where}"
+        legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+        shown = grouped if re.search(r"\b(sum|max|min|avg|count)\b", expr) else labels
+        assert legend <= shown | ({"instance", "job"} if not grouped else set()), (
+            f"legend {legend} uses labels the query drops: {where}"
+        )
+    for needed in (
+        "prepaid_bus_messages_total",
+        "prepaid_outbox_backlog",
+        "prepaid_http_request_seconds",
+        "prepaid_collector_meters_online",
+        "prepaid_collector_reads_total",
+    ):
+        assert needed in queried, f"the dashboard shows nothing of {needed}"
+
+
+def defined_metrics() -> dict[str, set[str]]:
+    """Prometheus metrics the code defines (exported name -> label names)."""
+    found: dict[str, set[str]] = {}
+    kinds = {"Counter", "Gauge", "Histogram", "Summary"}
+    for folder in ("libs", "services"):
+        for path in (ROOT / folder).rglob("*.py"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Call):
+                    continue
+                func = node.func
+                kind = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if kind not in kinds or not node.args:
+                    continue
+                first = node.args[0]
+                if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
+                    continue
+                name = first.value
+                if kind == "Counter" and not name.endswith("_total"):
+                    name += "_total"
+                label_node = node.args[2] if len(node.args) > 2 else None
+                for keyword in node.keywords:
+                    if keyword.arg == "labelnames":
+                        label_node = keyword.value
+                labels: set[str] = set()
+                if isinstance(label_node, ast.List | ast.Tuple):
+                    labels = {
+                        e.value
+                        for e in label_node.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                    }
+                found[name] = labels
+    return found
+
+
+def test_every_metric_on_the_dashboard_is_defined_by_the_code() -> None:
+    defined = defined_metrics()
+    for name, labels in queried_metrics().items():
+        assert name in defined, (
+            f"the dashboard queries {name}, which no module under libs/ or services/ defines"
+        )
+        assert labels <= defined[name], (
+            f"the dashboard uses labels {sorted(labels)} of {name}; the code defines "
+            f"{sorted(defined[name])}"
+        )
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+API_VERSIONS = {
+    "Namespace": "v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "Job": "batch/v1",
+    "Ingress": "networking.k8s.io/v1",
+    "PodDisruptionBudget": "policy/v1",
+}
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@pytest.mark.parametrize("directory", K8S_DIRS, ids=lambda d: d.name)
+def test_kustomization_lists_every_manifest_file(directory: Path) -> None:
+    resources = kustomization(directory).get("resources", [])
+    files = {r for r in resources if (directory / r).is_file()}
+    folders = [r for r in resources if (directory / r).is_dir()]
+    assert set(resources) == files | set(folders), f"missing resources: {resources}"
+    assert files == {p.name for p in manifest_files(directory)}
+    for folder in folders:
+        assert (directory / folder / KUSTOMIZATION).is_file()
+    namespace = kustomization(directory).get("namespace")
+    for obj in k8s_objects(directory):
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == namespace, obj["metadata"]["name"]
+
+
+def test_k8s_objects_are_well_formed() -> None:
+    seen = set()
+    for obj in all_k8s_objects():
+        kind = obj.get("kind")
+        assert kind in API_VERSIONS, f"unexpected kind {kind}"
+        assert obj.get("apiVersion") == API_VERSIONS[kind], f"{kind} apiVersion"
+        name = obj["metadata"]["name"]
+        assert DNS_LABEL.fullmatch(name), f"bad name {name}"
+        assert len(name) <= 63, f"name too long: {name}"
+        assert (kind, name) not in seen, f"{kind} {name} defined twice"
+        seen.add((kind, name))
+        if kind in ("Deployment", "StatefulSet", "Job"):
+            selector = obj["spec"].get("selector", {}).get("matchLabels", {})
+            assert selector.items() <= pod_labels(obj).items(), f"{name}: selector vs labels"
+
+
+def test_the_five_services_run_on_kubernetes_with_their_ports() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    for name, port in [*SERVICE_PORTS.items(), ("gateway", GATEWAY_PORT)]:
+        workload = named_workload(objects, name)
+        (container,) = pod_spec(workload)["containers"]
+        assert module_of([str(a) for a in container["args"]]) == name
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports.get("http") == port, f"{name} container port"
+        variable = "PREPAID_HTTP_PORT" if name == "gateway" else "PREPAID_SERVICE_PORT"
+        assert env_value(container, variable) == str(port), f"{name}: {variable}"
+        annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/port") == str(port), f"{name} scrape port"
+
+
+def test_k8s_workloads_have_probes_resources_and_keep_the_entrypoint() -> None:
+    for workload in workloads(all_k8s_objects()):
+        name = workload["metadata"]["name"]
+        spec = pod_spec(workload)
+        assert spec["securityContext"].get("runAsNonRoot") is True, name
+        for container in spec["containers"]:
+            # `command` would replace the image's entrypoint (tini as PID 1).
+            assert "command" not in container, f"{name}: use args, not command"
+            ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            if workload["kind"] != "Job":
+                for probe in ("readinessProbe", "livenessProbe"):
+                    assert probe in container, f"{name} has no {probe}"
+                    http = container[probe].get("httpGet")
+                    tcp = container[probe].get("tcpSocket")
+                    assert http or tcp, f"{name}: {probe}"
+                    port = (http or tcp)["port"]
+                    assert port in ports or port in ports.values(), f"{name}: {probe} port"
+                    if http:
+                        assert http["path"] == "/healthz", f"{name}: {probe} path"
+            resources = container.get("resources", {})
+            for resource in ("cpu", "memory"):
+                request = resources.get("requests", {}).get(resource)
+                limit = resources.get("limits", {}).get(resource)
+                assert request is not None, f"{name}: no {resource} request"
+                assert limit is not None, f"{name}: no {resource} limit"
+                assert parse_quantity(request) <= parse_quantity(limit), f"{name}: {resource}"
+
+
+def test_k8s_services_select_pods_and_their_ports() -> None:
+    for directory in K8S_DIRS:
+        objects = k8s_objects(directory)
+        for service in of_kind(objects, "Service"):
+            name = service["metadata"]["name"]
+            selector = service["spec"]["selector"]
+            matched = [w for w in workloads(objects) if selector.items() <= pod_labels(w).items()]
+            assert matched, f"Service {name} selects no pods"
+            for port in service["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                for workload in matched:
+                    offered = [
+                        p.get("name") if isinstance(target, str) else p["containerPort"]
+                        for c in pod_spec(workload)["containers"]
+                        for p in c.get("ports", [])
+                    ]
+                    assert target in offered, f"Service {name} targets {target}"
+
+
+def test_k8s_urls_in_the_config_map_name_services_and_their_ports() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    (config,) = of_kind(objects, "ConfigMap")
+    services = {
+        s["metadata"]["name"]: {p["port"] for p in s["spec"]["ports"]}
+        for s in of_kind(objects, "Service")
+    }
+    for variable, target in URL_VARIABLES.items():
+        url = urlsplit(config["data"][variable])
+        assert url.hostname == target, variable
+        assert url.port in services.get(target, set()), f"{variable}: no Service port {url.port}"
+        assert url.port == SERVICE_PORTS[target]
+    assert config["data"]["PREPAID_ENVIRONMENT"] == "production"
+    for key, value in config["data"].items():
+        assert not SECRET_NAME.search(key), f"{key} belongs in the Secret"
+        assert not re.search(r"://[^/@]+:[^/@]+@", str(value)), f"{key} holds a password"
+
+
+def test_k8s_config_and_secret_references_exist() -> None:
+    for directory in K8S_DIRS:
+        objects = k8s_objects(directory)
+        maps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
+        secrets = {
+            o["metadata"]["name"]: set(o.get("stringData", {})) | set(o.get("data", {}))
+            for o in of_kind(objects, "Secret")
+        }
+        for workload in workloads(objects):
+            name = workload["metadata"]["name"]
+            for container in pod_spec(workload)["containers"]:
+                for source in container.get("envFrom", []):
+                    if "configMapRef" in source:
+                        assert source["configMapRef"]["name"] in maps, name
+                    if "secretRef" in source:
+                        assert source["secretRef"]["name"] in secrets, name
+                for variable, item in container_env(container).items():
+                    if SECRET_NAME.search(variable) or variable.endswith("_URL"):
+                        assert "value" not in item or not re.search(
+                            r"://[^/@]+:[^/@]+@", item["value"]
+                        ), f"{name}: {variable} holds a password"
+                    if SECRET_NAME.search(variable):
+                        assert "valueFrom" in item, f"{name}: {variable} given in plain text"
+                    ref = item.get("valueFrom", {}).get("secretKeyRef")
+                    if ref:
+                        assert ref["key"] in secrets.get(ref["name"], set()), (
+                            f"{name}: {variable} refers to a missing secret key"
+                        )
+                # The common settings refuse to start in production without these.
+                if module_of([str(a) for a in container.get("args", [])]) in {
+                    *SERVICE_PORTS,
+                    "gateway",
+                }:
+                    env = container_env(container)
+                    for variable in ("PREPAID_DATABASE_URL", "PREPAID_AMQP_URL"):
+                        assert variable in env, f"{name} lacks {variable}"
+                    assert "PREPAID_TOKEN_SECRET" in env, f"{name} lacks PREPAID_TOKEN_SECRET"
+
+
+def test_demo_overlay_never_applies_the_placeholder_secret() -> None:
+    # Applying it would overwrite the real Secret created out of band.
+    (secret,) = of_kind(k8s_objects(K8S_DIRS[1]), "Secret")
+    assert ("Secret", secret["metadata"]["name"]) in deleted_by_patches(K8S_DIRS[1])
+
+
+def test_k8s_secret_example_holds_only_placeholders() -> None:
+    (secret,) = of_kind(all_k8s_objects(), "Secret")
+    assert "data" not in secret, "base64 data hides what is committed: use stringData"
+    values = secret["stringData"]
+    # The development default, which production refuses: the cluster cannot start with it.
+    assert values["PREPAID_TOKEN_SECRET"] == DEVELOPMENT_SECRET
+    for key, value in values.items():
+        assert PLACEHOLDER.search(str(value)), f"{key} is not a clearly marked placeholder"
+
+
+def test_collector_statefulset_shards_dtus_over_its_replicas() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    collector = named_workload(objects, "collector")
+    assert collector["kind"] == "StatefulSet"
+    (container,) = pod_spec(collector)["containers"]
+    replicas = collector["spec"]["replicas"]
+    assert env_value(container, "PREPAID_COLLECTOR_REPLICAS") == str(replicas)
+    instance = container_env(container)["PREPAID_COLLECTOR_INSTANCE"]
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (governing,) = [
+        s
+        for s in of_kind(objects, "Service")
+        if s["metadata"]["name"] == collector["spec"]["serviceName"]
+    ]
+    assert governing["spec"].get("clusterIP") == "None", "the governing Service is headless"
+    if replicas > 1:
+        # More than one replica polls a DTU twice unless the collector reads its shard.
+        source = " ".join(
+            p.read_text(encoding="utf-8").lower()
+            for p in (ROOT / "services/collector").rglob("*.py")
+        )
+        for setting in ("replicas", "instance"):
+            assert f"collector_{setting}" in source or (
+                "prepaid_collector_" in source and setting in source
+            ), f"replicas: {replicas}, but the collector ignores {setting!r} (see collector.yaml)"
+
+
+def test_single_consumer_services_never_run_two_pods() -> None:
+    # Billing and control consume their queues in order (per meter): two pods side by side,
+    # even during a rolling update, would compete for the same queue.
+    for name in ("billing", "control"):
+        workload = named_workload(k8s_objects(K8S_DIRS[0]), name)
+        assert workload["spec"]["replicas"] == 1, name
+        assert workload["spec"]["strategy"]["type"] == "Recreate", name
+
+
+def test_billing_has_a_disruption_budget_that_lets_a_drain_finish() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    billing = named_workload(objects, "billing")
+    budgets = [
+        b
+        for b in of_kind(objects, "PodDisruptionBudget")
+        if b["spec"]["selector"]["matchLabels"].items() <= pod_labels(billing).items()
+    ]
+    assert len(budgets) == 1, "billing needs one PodDisruptionBudget"
+    spec = budgets[0]["spec"]
+    replicas = billing["spec"]["replicas"]
+    if "minAvailable" in spec:
+        assert int(spec["minAvailable"]) < replicas, "minAvailable >= replicas blocks drains"
+    else:
+        assert int(spec["maxUnavailable"]) >= 1
+
+
+def test_ingress_routes_to_the_gateway_service() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    (ingress,) = of_kind(objects, "Ingress")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == "gateway"
+            ports = services[backend["name"]]["spec"]["ports"]
+            port = backend["port"]
+            assert any(
+                p.get("name") == port.get("name") or p["port"] == port.get("number") for p in ports
+            )
+
+
+def test_demo_simulator_service_exposes_every_dtu_port() -> None:
+    objects = k8s_objects(K8S_DIRS[1])
+    simulator = named_workload(objects, "simulator")
+    args = [str(a) for a in pod_spec(simulator)["containers"][0]["args"]]
+    base, dtus = int(option(args, "--base-port") or 0), int(option(args, "--dtus") or 0)
+    (service,) = [s for s in of_kind(objects, "Service") if s["metadata"]["name"] == "simulator"]
+    exposed = {p["port"] for p in service["spec"]["ports"]}
+    assert exposed == set(range(base, base + dtus))
+
+
+@pytest.mark.parametrize("directory", K8S_DIRS, ids=lambda d: d.name)
+def test_kustomize_builds_when_kubectl_is_installed(directory: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed here; the YAML checks above still ran")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    built = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(done.stdout)}
+    expected = {(o["kind"], o["metadata"]["name"]) for o in k8s_objects(directory)}
+    assert built == expected - deleted_by_patches(directory)
+
+
+# --- secrets and docs ---------------------------------------------------------------------
+def deployment_files() -> list[Path]:
+    files = [DOCKERFILE, ROOT / ".dockerignore", COMPOSE_FILE]
+    files += [p for p in (ROOT / "deploy").rglob("*") if p.is_file()]
+    if DEPLOY_DOC.exists():
+        files.append(DEPLOY_DOC)
+    return files
+
+
+def entropy(text: str) -> float:
+    counts = {c: text.count(c) for c in set(text)}
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def test_no_file_holds_a_real_looking_secret() -> None:
+    # Placeholders, and RabbitMQ's well-known guest account (it only works from localhost).
+    placeholder_password = re.compile(r"^(<|\.\.\.|x$|guest$)|change[-_]?me", re.IGNORECASE)
+    for path in deployment_files():
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        assert "PRIVATE KEY-----" not in text, f"{where}: private key"
+        assert not re.search(r"\bAKIA[0-9A-Z]{16}\b", text), f"{where}: cloud access key"
+        assert not re.search(r"\beyJ[\w-]{10,}\.eyJ[\w-]{10,}\.", text), f"{where}: a JWT"
+        plain = without_interpolation(text)
+        for match in re.finditer(r"[a-z][a-z0-9+.-]*://([^/\s:@]+):([^@\s/]+)@", plain):
+            password = match.group(2)
+            assert placeholder_password.search(password), f"{where}: password in {match[0]}"
+        for token in re.findall(r"(?<![A-Za-z0-9+=_-])[A-Za-z0-9+=_-]{20,}", plain):
+            if re.fullmatch(r"[0-9a-fA-F]{32,}", token):
+                raise AssertionError(f"{where}: {token[:6]}... looks like a hex key")
+            mixed = re.search(r"[a-z]", token) and re.search(r"[A-Z]", token)
+            if mixed and re.search(r"[0-9]", token):
+                assert entropy(token) < 4.0, f"{where}: {token[:6]}... looks like a key"
+    for path in (ENV_EXAMPLE, COMPOSE_FILE):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"^\s*([A-Z][A-Z0-9_]*)\s*[=:]\s*(\S.*)?$", line)
+            if match and SECRET_NAME.search(match.group(1)) and match.group(2):
+                assert match.group(2).startswith("${"), f"{path.name}: {line.strip()}"
+
+
+def test_env_file_is_never_committed() -> None:
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git work tree")
+    tracked = subprocess.run(
+        [git, "ls-files", "--error-unmatch", ".env"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert tracked.returncode != 0, ".env (real secrets) is committed"
+    ignored = subprocess.run(
+        [git, "check-ignore", "-q", ".env"], cwd=ROOT, capture_output=True, check=False
+    )
+    assert ignored.returncode == 0, ".env must be listed in .gitignore"
+
+
+def test_deploy_doc_covers_every_setting_the_manifests_use() -> None:
+    doc = DEPLOY_DOC.read_text(encoding="utf-8")
+    assert "cp deploy/env.example .env" in doc
+    used = set(re.findall(r"\bPREPAID_[A-Z0-9_]+", COMPOSE_FILE.read_text(encoding="utf-8")))
+    for path in manifest_files(K8S_DIRS[0]):
+        used |= set(re.findall(r"\bPREPAID_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
+    used |= set(
+        re.findall(
+            r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE
+        )
+    )
+    missing = sorted(name for name in used if name not in doc)
+    assert not missing, f"docs/deploy.md does not explain {missing}"
