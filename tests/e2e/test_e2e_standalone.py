@@ -57,13 +57,14 @@ def start_product(data_dir: Path, port: int) -> Running:
     env.pop("PREPAID_DATABASE_URL", None)
     env.pop("PREPAID_AMQP_URL", None)
     log = data_dir.parent / f"standalone-{port}.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "standalone"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("ab") as output:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "standalone"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -98,8 +98,12 @@ async def test_trip_on_empty_credit_and_close_on_top_up(
     await wait_until(closed, timeout=30)
     assert product.simulator.meter(meter_id).relay == "closed"
 
-    commands = (await api.get(f"/api/v1/meters/{meter_id}/commands")).json()["items"]
-    assert [(c["action"], c["status"]) for c in commands[:2]] == [
+    async def both_commands_done() -> list[tuple[str, str]] | None:
+        items = (await api.get(f"/api/v1/meters/{meter_id}/commands")).json()["items"]
+        done = [(c["action"], c["status"]) for c in items[:2]]
+        return done if all(status != "sent" for _, status in done) else None
+
+    assert await wait_until(both_commands_done) == [
         ("close", "succeeded"),
         ("trip", "succeeded"),
     ]

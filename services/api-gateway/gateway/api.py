@@ -1,7 +1,5 @@
 """Public REST API, version 1. Thin: authenticate, authorise, call the owning service."""
 
-from __future__ import annotations
-
 import time
 from datetime import timedelta
 from decimal import Decimal

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from prepaid_common.bus import Handler
+from prepaid_common.bus import Handler, MessageBus
 from prepaid_common.contracts import (
     AnomalyV1,
     BalanceChangedV1,
@@ -25,9 +25,16 @@ from prepaid_common.service import Service
 from prometheus_client import Counter
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing.domain import ledger
-from billing.domain.rating import FlatTariff, Position, Verdict, rate_reading
+from billing.domain.rating import (
+    DEFAULT_MAX_POWER_KW,
+    FlatTariff,
+    Position,
+    Verdict,
+    rate_reading,
+)
 from billing.domain.supply import decide_supply
 from billing.tables import accounts, anomalies, entries, meters, plumbing, readings, transactions
 
@@ -43,6 +50,17 @@ class BillingService(Service):
     name = "billing"
     migrations_dir = Path(__file__).parent / "migrations"
     tables = plumbing
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        bus: MessageBus,
+        max_power_kw: Decimal = DEFAULT_MAX_POWER_KW,
+    ) -> None:
+        super().__init__(engine=engine, bus=bus)
+        # Above this average power between two readings a jump is refused as implausible.
+        self.max_power_kw = max_power_kw
 
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
         return (
@@ -95,6 +113,7 @@ class BillingService(Service):
             position,
             energy_kwh=reading.energy_kwh.quantize(Decimal("0.001")),
             read_at=reading.read_at,
+            max_power_kw=self.max_power_kw,
         )
         READINGS_RATED.labels(rating.verdict.value).inc()
         if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE):

@@ -10,8 +10,10 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
+from billing.domain.rating import DEFAULT_MAX_POWER_KW
 from billing.service import BillingService
 from collector.service import CollectorService
 from control.service import ControlService
@@ -50,7 +52,12 @@ class Standalone:
         self.collector = CollectorService(
             engine=self.engine, bus=self.bus, poll_interval=settings.poll_interval_seconds
         )
-        self.billing = BillingService(engine=self.engine, bus=self.bus)
+        # The simulator's clock runs `sim_speed` times faster than the server's, so the
+        # most power a meter can plausibly show between two readings scales with it.
+        speedup = Decimal(str(max(settings.sim_speed, 1.0))) if settings.simulator else Decimal(1)
+        self.billing = BillingService(
+            engine=self.engine, bus=self.bus, max_power_kw=DEFAULT_MAX_POWER_KW * speedup
+        )
         self.control = ControlService(engine=self.engine, bus=self.bus)
         self.payments = PaymentsService(engine=self.engine, bus=self.bus)
 
