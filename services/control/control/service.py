@@ -30,8 +30,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control.domain import (
-    CommandFinalStatus,
     COMMAND_LIFETIME,
+    CommandFinalStatus,
     CommandSealer,
     CommandToSeal,
     PlainCommandSealer,
