@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import weakref
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -120,8 +123,33 @@ async def upgrade_schema(engine: AsyncEngine, migrations_dir: Path, version_tabl
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
-    async with engine.begin() as connection:
+    # Alembic keeps its migration context in module globals: one migration per process at
+    # a time, whatever the event loop does.
+    async with _process_migration_lock(), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together would race to create the same tables: one at a time.
+            await connection.exec_driver_sql(
+                f"SELECT pg_advisory_xact_lock({_lock_key(version_table)})"
+            )
         await connection.run_sync(run)
+
+
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _process_migration_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATION_LOCKS.get(loop)
+    if lock is None:
+        lock = _MIGRATION_LOCKS[loop] = asyncio.Lock()
+    return lock
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 63-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") >> 1
 
 
 def run_migrations_in_env(target_metadata: Any) -> None:
