@@ -21,11 +21,29 @@ from typing import Any
 
 import httpx
 import pytest
+from simulator import FieldSimulator
+from standalone.seed import DemoDtu, DemoMeter, account_for, choose_low_credit
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "e2e-admin-password"
-LOW_CREDIT_ACCOUNT = "ACC-DTU0001-01"  # every fourth demo account starts with 1.00 yuan
-LOW_CREDIT_METER = "DTU0001-01"
+FIELD = dict(dtus=2, meters=4, seed=1)
+
+
+def demo_layout() -> list[DemoDtu]:
+    """The simulator's layout is a pure function of its settings: the test derives it too."""
+    field = FieldSimulator(FIELD["dtus"], FIELD["meters"], seed=FIELD["seed"])
+    return [
+        DemoDtu(d.dtu_id, "-", 0, [DemoMeter(m.meter_id, m.unit_id, m.profile) for m in d.meters])
+        for d in field.dtus
+    ]
+
+
+LOW_CREDIT_METERS = choose_low_credit(demo_layout())
+LOW_CREDIT_METER = min(LOW_CREDIT_METERS)
+LOW_CREDIT_ACCOUNT = account_for(LOW_CREDIT_METER)
+ALL_METERS = [m.meter_id for d in demo_layout() for m in d.meters]
+TENANT1_ACCOUNT = account_for(ALL_METERS[0])  # the seed links tenant1 to the first account
+NORMAL_METER = next(m for m in ALL_METERS if m not in LOW_CREDIT_METERS)
 
 
 def free_port() -> int:
@@ -47,8 +65,9 @@ def start_product(data_dir: Path, port: int) -> Running:
         "PREPAID_DATA_DIR": str(data_dir),
         "PREPAID_HTTP_PORT": str(port),
         "PREPAID_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PREPAID_SIM_DTUS": "2",
-        "PREPAID_SIM_METERS": "4",
+        "PREPAID_SIM_DTUS": str(FIELD["dtus"]),
+        "PREPAID_SIM_METERS": str(FIELD["meters"]),
+        "PREPAID_SIM_SEED": str(FIELD["seed"]),
         "PREPAID_SIM_BASE_PORT": "0",
         "PREPAID_SIM_SPEED": "900",
         "PREPAID_POLL_INTERVAL_SECONDS": "1",
@@ -214,7 +233,7 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(product: Running) -> No
         assert "NO-SUCH-ACCOUNT" in unknown.json()["detail"]
 
         assert client.get("/api/v1/meters").status_code == 401
-        assert client.get("/api/v1/accounts/ACC-DTU0001-02").status_code == 401
+        assert client.get(f"/api/v1/accounts/{TENANT1_ACCOUNT}").status_code == 401
         assert (
             client.get("/api/v1/meters", headers={"Authorization": "Bearer nope"}).status_code
             == 401
@@ -250,7 +269,7 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(product: Running) -> No
         )
         assert (
             client.post(
-                "/api/v1/meters/DTU0001-01/commands", json={"action": "close"}, headers=tenant
+                f"/api/v1/meters/{ALL_METERS[0]}/commands", json={"action": "close"}, headers=tenant
             ).status_code
             == 403
         )
@@ -259,7 +278,7 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(product: Running) -> No
 def test_kill_9_loses_no_balance_or_ledger_entry(product: Running, tmp_path: Path) -> None:
     with httpx.Client(base_url=product.url, timeout=30) as client:
         admin = token(client, "admin", ADMIN_PASSWORD)
-        account = "ACC-DTU0001-02"
+        account = account_for(NORMAL_METER)  # opened with 100.00
         response = client.post(
             f"/api/v1/accounts/{account}/top-ups",
             json={"amount": "12.34", "receipt": "KILL-1"},

@@ -23,8 +23,6 @@ from standalone.app import Standalone
 from standalone.settings import StandaloneSettings
 from testkit import wait_until
 
-LOW = "ACC-DTU0001-01"
-
 
 @pytest.fixture
 async def product(
@@ -74,8 +72,8 @@ async def relay_of(api: httpx.AsyncClient, meter_id: str) -> str | None:
 async def test_trip_on_empty_credit_and_close_on_top_up(
     product: Standalone, api: httpx.AsyncClient
 ) -> None:
-    assert product.low_credit_accounts[0] == LOW
-    meter_id = "DTU0001-01"
+    low = product.low_credit_accounts[0]
+    meter_id = low.removeprefix("ACC-")
 
     async def tripped() -> bool:
         return await relay_of(api, meter_id) == "open"
@@ -83,12 +81,12 @@ async def test_trip_on_empty_credit_and_close_on_top_up(
     await wait_until(tripped, timeout=60)
     assert product.simulator is not None
     assert product.simulator.meter(meter_id).relay == "open"
-    account = (await api.get(f"/api/v1/accounts/{LOW}")).json()
+    account = (await api.get(f"/api/v1/accounts/{low}")).json()
     assert Decimal(account["balance"]) <= 0
     assert account["supply"] == "off"
 
     top_up = await api.post(
-        f"/api/v1/accounts/{LOW}/top-ups", json={"amount": "30.00", "receipt": "INT-1"}
+        f"/api/v1/accounts/{low}/top-ups", json={"amount": "30.00", "receipt": "INT-1"}
     )
     assert top_up.status_code == 201, top_up.text
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
+from collector.profiles import load_profiles
 from simulator import FieldSimulator
 
 DEMO_PRICE = Decimal("1.5000")
@@ -45,9 +46,16 @@ def account_for(meter_id: str) -> str:
     return f"ACC-{meter_id}"
 
 
-def is_low_credit(index: int) -> bool:
-    """Every fourth demo account starts with little credit, to show a trip."""
-    return index % 4 == 0
+def choose_low_credit(dtus: Sequence[DemoDtu]) -> set[str]:
+    """Every fourth meter that has a relay starts with little credit, to show a trip."""
+    profiles = load_profiles()
+    with_relay = [
+        meter.meter_id
+        for dtu in dtus
+        for meter in dtu.meters
+        if meter.profile in profiles and profiles[meter.profile].has_relay
+    ]
+    return set(with_relay[::4])
 
 
 async def _ok(response: httpx.Response, *also_fine: int) -> httpx.Response:
@@ -76,6 +84,7 @@ async def seed_demo(
     """
     low: list[str] = []
     index = 0
+    low_credit_meters = choose_low_credit(dtus)
     for dtu in dtus:
         await _ok(
             await client.post(
@@ -109,8 +118,9 @@ async def seed_demo(
                     f"/api/v1/accounts/{account_id}/meters", json={"meter_id": meter.meter_id}
                 )
             )
-            credit = LOW_CREDIT if is_low_credit(index) else NORMAL_CREDIT
-            if is_low_credit(index):
+            credit = NORMAL_CREDIT
+            if meter.meter_id in low_credit_meters:
+                credit = LOW_CREDIT
                 low.append(account_id)
             await _ok(
                 await client.post(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from gateway.settings import GatewaySettings
 from prepaid_common.settings import DEVELOPMENT_SECRET
@@ -12,6 +13,8 @@ from pydantic import SecretStr
 
 class StandaloneSettings(GatewaySettings):
     data_dir: Path = Path("data")
+    # A person reads the standalone's output in a terminal; clusters keep JSON lines.
+    log_format: Literal["json", "text"] = "text"
     # Loopback by default: an office PC should not expose the API until someone decides to.
     http_host: str = "127.0.0.1"
     # Empty: a SQLite file in data_dir.
