@@ -14,7 +14,7 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     return {
         key: value
         for key, value in vars(record).items()
-        if key not in _STANDARD and not key.startswith("_")
+        if key not in _STANDARD and not key.startswith("_") and key != "color_message"
     }
 
 
