@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 RelayState = Literal["open", "closed"]
+TouPeriod = Literal["sharp", "peak", "flat", "valley"]
 RelayAction = Literal["trip", "close"]
 
 
@@ -41,6 +42,8 @@ class ReadingV1(Message):
     dtu_id: str
     read_at: datetime
     energy_kwh: Decimal = Field(ge=0, description="Total active energy register, kWh")
+    # The meter's own time-of-use registers (kWh), when its profile has them.
+    tou_kwh: dict[TouPeriod, Decimal] | None = None
     relay: RelayState | None = None
     power_kw: Decimal | None = None
 

@@ -5,6 +5,17 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from billing.api import (
+    AccountChanges,
+    HoldBody,
+    OpenAccount,
+    OperatorMoney,
+    ReversalBody,
+    ShedBody,
+    SwapMeter,
+    TariffBody,
+)
+from billing.domain.supply import SitePolicy
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from prepaid_common.errors import Forbidden, NotFound, Unauthorized, install_error_handlers
@@ -35,16 +46,10 @@ class CommandBody(BaseModel):
     reason: str = Field(default="operator command", max_length=400)
 
 
-class AccountBody(BaseModel):
-    id: Id
-    name: str = Field(min_length=1, max_length=200)
-    price_per_kwh: Decimal = Field(gt=0, max_digits=10, decimal_places=4)
-    trip_line: Decimal = Field(default=Decimal("0.00"), max_digits=14, decimal_places=2)
-    warning_line: Decimal = Field(default=Decimal("10.00"), max_digits=14, decimal_places=2)
-
-
 class BindingBody(BaseModel):
     meter_id: Id
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
+    tariff_id: str | None = None
 
 
 class MeterBody(BaseModel):
@@ -255,15 +260,35 @@ def build_public_app(service: GatewayService) -> FastAPI:
         return await upstreams.collector.get("/internal/dtus")
 
     # --- accounts ----------------------------------------------------------------------
+    def as_operator(body: BaseModel, principal: Principal) -> dict[str, Any]:
+        # Whoever holds the token is the operator of record, whatever the body says.
+        return {**body.model_dump(mode="json", exclude_unset=True), "operator": principal.username}
+
     @api.post("/accounts", tags=["accounts"], status_code=201)
-    async def open_account(principal: StaffUser, body: AccountBody, response: Response) -> Any:
-        """Open a prepaid account with a flat price per kWh."""
+    async def open_account(principal: StaffUser, body: OpenAccount, response: Response) -> Any:
+        """Open an account on a tariff (or a flat ``price_per_kwh``), prepaid or postpaid."""
         status, account = await upstreams.billing.post(
-            "/internal/accounts", json=body.model_dump(mode="json")
+            "/internal/accounts", json=as_operator(body, principal)
         )
         response.status_code = status
         await service.record(
             principal.username, "account.open", body.id, body.model_dump(mode="json")
+        )
+        return account
+
+    @api.patch("/accounts/{account_id}", tags=["accounts"])
+    async def change_account(principal: StaffUser, account_id: str, body: AccountChanges) -> Any:
+        """Change an account's tariff, lines, limits, groups or protection."""
+        _, account = await upstreams.billing.call(
+            "PATCH",
+            f"/internal/accounts/{account_id}",
+            json=body.model_dump(mode="json", exclude_unset=True),
+        )
+        await service.record(
+            principal.username,
+            "account.change",
+            account_id,
+            body.model_dump(mode="json", exclude_unset=True),
         )
         return account
 
@@ -300,7 +325,8 @@ def build_public_app(service: GatewayService) -> FastAPI:
         """Bind a meter to the account; its consumption is then charged there."""
         await upstreams.collector.get(f"/internal/meters/{body.meter_id}")
         status, binding = await upstreams.billing.post(
-            "/internal/meter-bindings", json={"meter_id": body.meter_id, "account_id": account_id}
+            "/internal/meter-bindings",
+            json={**as_operator(body, principal), "account_id": account_id},
         )
         response.status_code = status
         await service.record(
@@ -313,7 +339,10 @@ def build_public_app(service: GatewayService) -> FastAPI:
         principal: StaffUser, account_id: str, body: TopUpBody, response: Response
     ) -> Any:
         """Record cash paid at the counter; idempotent on the receipt number."""
-        await upstreams.billing.get(f"/internal/accounts/{account_id}")
+        # Unknown account: 404; above the anti-hoarding cap: 409, before any money is taken.
+        await upstreams.billing.post(
+            f"/internal/accounts/{account_id}/top-up-check", json={"amount": str(body.amount)}
+        )
         _, payment = await upstreams.payments.post(
             "/internal/top-ups",
             json={
@@ -352,6 +381,189 @@ def build_public_app(service: GatewayService) -> FastAPI:
         return await upstreams.billing.get(
             "/internal/anomalies", meter_id=meter_id, limit=limit, offset=offset
         )
+
+    @api.post("/accounts/{account_id}/arrears", tags=["money"], status_code=201)
+    async def record_arrears(principal: StaffUser, account_id: str, body: OperatorMoney) -> Any:
+        """Record old debt the tenant owes; it is recovered from top-ups or daily."""
+        visible_account(principal, account_id)
+        _, posted = await upstreams.billing.post(
+            f"/internal/accounts/{account_id}/arrears", json=as_operator(body, principal)
+        )
+        await service.record(
+            principal.username, "account.arrears", account_id, body.model_dump(mode="json")
+        )
+        return posted
+
+    @api.post("/accounts/{account_id}/refunds", tags=["money"], status_code=201)
+    async def refund(principal: AdminUser, account_id: str, body: OperatorMoney) -> Any:
+        """Pay credit back to the tenant (退费); never more than the balance."""
+        _, posted = await upstreams.billing.post(
+            f"/internal/accounts/{account_id}/refunds", json=as_operator(body, principal)
+        )
+        await service.record(
+            principal.username, "account.refund", account_id, body.model_dump(mode="json")
+        )
+        return posted
+
+    @api.post("/transactions/{transaction_id}/reversal", tags=["money"], status_code=201)
+    async def reverse(principal: AdminUser, transaction_id: str, body: ReversalBody) -> Any:
+        """Undo a posted transaction with its mirror image (冲正); once per transaction."""
+        _, posted = await upstreams.billing.post(
+            f"/internal/transactions/{transaction_id}/reversal", json=as_operator(body, principal)
+        )
+        await service.record(
+            principal.username, "transaction.reverse", transaction_id, {"reason": body.reason}
+        )
+        return posted
+
+    @api.get("/accounts/{account_id}/statements/{month}", tags=["reports"])
+    async def statement(principal: CurrentUser, account_id: str, month: str) -> Any:
+        """Monthly statement (YYYY-MM): opening, movements, closing, arrears, amount due."""
+        visible_account(principal, account_id)
+        return await upstreams.billing.get(f"/internal/accounts/{account_id}/statements/{month}")
+
+    @api.get("/accounts/{account_id}/usage", tags=["reports"])
+    async def account_usage(
+        principal: CurrentUser,
+        account_id: str,
+        start: Annotated[str | None, Query(alias="from")] = None,
+        end: Annotated[str | None, Query(alias="to")] = None,
+        granularity: Literal["day", "month"] = "day",
+    ) -> Any:
+        """Energy and cost per day or month for the account's meters."""
+        visible_account(principal, account_id)
+        return await upstreams.billing.get(
+            "/internal/usage",
+            account_id=account_id,
+            granularity=granularity,
+            **{"from": start, "to": end},
+        )
+
+    @api.get("/meters/{meter_id}/usage", tags=["reports"])
+    async def meter_usage(
+        principal: CurrentUser,
+        meter_id: str,
+        start: Annotated[str | None, Query(alias="from")] = None,
+        end: Annotated[str | None, Query(alias="to")] = None,
+        granularity: Literal["day", "month"] = "day",
+    ) -> Any:
+        """Energy and cost per day or month for one meter (energy analysis)."""
+        await meter_for(principal, meter_id)
+        return await upstreams.billing.get(
+            "/internal/usage",
+            meter_id=meter_id,
+            granularity=granularity,
+            **{"from": start, "to": end},
+        )
+
+    @api.get("/dunning", tags=["reports"])
+    async def dunning(principal: StaffUser) -> Any:
+        """Accounts that owe money (催缴单)."""
+        return await upstreams.billing.get("/internal/dunning")
+
+    @api.get("/meters/{meter_id}/supply-events", tags=["meters"])
+    async def supply_events(
+        principal: StaffUser, meter_id: str, limit: Limit = 50, offset: Offset = 0
+    ) -> Any:
+        """Every automatic trip or close decision for the meter, with its reason."""
+        return await upstreams.billing.get(
+            "/internal/supply-events", meter_id=meter_id, limit=limit, offset=offset
+        )
+
+    @api.get("/meters/{meter_id}/history", tags=["meters"])
+    async def meter_history(principal: StaffUser, meter_id: str) -> Any:
+        """Bindings and swaps of the meter, with final readings."""
+        return await upstreams.billing.get(f"/internal/meters/{meter_id}/history")
+
+    @api.post("/meters/{meter_id}/swap", tags=["meters"])
+    async def swap_meter(principal: StaffUser, meter_id: str, body: SwapMeter) -> Any:
+        """Replace a meter (换表) on the same account, recording both final readings."""
+        await upstreams.collector.get(f"/internal/meters/{body.new_meter_id}")
+        _, history = await upstreams.billing.post(
+            f"/internal/meters/{meter_id}/swap", json=as_operator(body, principal)
+        )
+        await service.record(
+            principal.username, "meter.swap", meter_id, body.model_dump(mode="json")
+        )
+        return history
+
+    # --- tariffs, holds, shedding, policy ----------------------------------------------
+    @api.post("/tariffs", tags=["tariffs"], status_code=201)
+    async def define_tariff(principal: AdminUser, body: TariffBody) -> Any:
+        """Create a tariff, or schedule a new version of an existing one."""
+        _, tariff = await upstreams.billing.post(
+            "/internal/tariffs", json=as_operator(body, principal)
+        )
+        await service.record(
+            principal.username, "tariff.define", body.id, {"version_id": tariff["version_id"]}
+        )
+        return tariff
+
+    @api.get("/tariffs", tags=["tariffs"])
+    async def list_tariffs(principal: StaffUser) -> Any:
+        """Tariffs."""
+        return await upstreams.billing.get("/internal/tariffs")
+
+    @api.get("/tariffs/{tariff_id}", tags=["tariffs"])
+    async def get_tariff(principal: StaffUser, tariff_id: str) -> Any:
+        """A tariff and every version, past and scheduled."""
+        return await upstreams.billing.get(f"/internal/tariffs/{tariff_id}")
+
+    @api.post("/holds", tags=["supply"], status_code=201)
+    async def place_hold(principal: StaffUser, body: HoldBody) -> Any:
+        """Hold power (保电) for a meter, a group or everyone, optionally until a time."""
+        _, hold = await upstreams.billing.post("/internal/holds", json=as_operator(body, principal))
+        await service.record(
+            principal.username, "hold.place", body.target, body.model_dump(mode="json")
+        )
+        return hold
+
+    @api.get("/holds", tags=["supply"])
+    async def list_holds(principal: StaffUser) -> Any:
+        """Holds in force."""
+        return await upstreams.billing.get("/internal/holds")
+
+    @api.delete("/holds/{hold_id}", tags=["supply"], status_code=204)
+    async def release_hold(principal: StaffUser, hold_id: str) -> Response:
+        """Release a hold; supply is re-decided at once."""
+        await upstreams.billing.call("DELETE", f"/internal/holds/{hold_id}")
+        await service.record(principal.username, "hold.release", hold_id, {})
+        return Response(status_code=204)
+
+    @api.post("/sheds", tags=["supply"], status_code=201)
+    async def start_shed(principal: StaffUser, body: ShedBody) -> Any:
+        """Cut a group (building, floor, tenant class), sparing protected accounts."""
+        _, shed = await upstreams.billing.post("/internal/sheds", json=as_operator(body, principal))
+        await service.record(
+            principal.username, "shed.start", body.group, body.model_dump(mode="json")
+        )
+        return shed
+
+    @api.get("/sheds", tags=["supply"])
+    async def list_sheds(principal: StaffUser) -> Any:
+        """Load shedding, current and past."""
+        return await upstreams.billing.get("/internal/sheds")
+
+    @api.delete("/sheds/{shed_id}", tags=["supply"], status_code=204)
+    async def end_shed(principal: StaffUser, shed_id: str) -> Response:
+        """End a shedding; the group's meters are restored where credit allows."""
+        await upstreams.billing.call("DELETE", f"/internal/sheds/{shed_id}")
+        await service.record(principal.username, "shed.end", shed_id, {})
+        return Response(status_code=204)
+
+    @api.get("/policy", tags=["supply"])
+    async def get_policy(principal: StaffUser) -> Any:
+        """Site policy: time zone, friendly hours, holidays."""
+        return await upstreams.billing.get("/internal/policy")
+
+    @api.put("/policy", tags=["supply"])
+    async def put_policy(principal: AdminUser, body: SitePolicy) -> Any:
+        """Replace the site policy."""
+        _, policy = await upstreams.billing.call(
+            "PUT", "/internal/policy", json=body.model_dump(mode="json")
+        )
+        await service.record(principal.username, "policy.set", "site", body.model_dump(mode="json"))
+        return policy
 
     # --- administration ----------------------------------------------------------------
     @api.post("/users", tags=["admin"], status_code=201)

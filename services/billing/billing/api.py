@@ -2,55 +2,129 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from prepaid_common.errors import Invalid, NotFound
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.domain import ledger
-from billing.service import BillingService, balance_of
-from billing.tables import accounts, anomalies, entries, meters, transactions
+from billing.domain.money import ZERO
+from billing.domain.supply import SitePolicy
+from billing.domain.tariffs import TariffDefinition
+from billing.service import BillingService, arrears_of, balance_of
+from billing.tables import (
+    account_groups,
+    accounts,
+    anomalies,
+    daily_usage,
+    entries,
+    holds,
+    meter_history,
+    meters,
+    sheds,
+    supply_events,
+    tariff_versions,
+    tariffs,
+    transactions,
+)
 
-MoneyField = Field(max_digits=14, decimal_places=2)
+Identifier = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+Money = Field(max_digits=14, decimal_places=2)
+Operator = Field(default="system", min_length=1, max_length=64)
 
 
-class OpenAccount(BaseModel):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+class TariffBody(BaseModel):
+    id: str = Identifier
     name: str = Field(min_length=1, max_length=200)
-    price_per_kwh: Decimal = Field(gt=0, max_digits=10, decimal_places=4)
+    definition: TariffDefinition
+    # A new version of an existing tariff takes effect here (now when omitted).
+    effective_from: datetime | None = None
+    operator: str = Operator
+
+
+class AccountTerms(BaseModel):
+    mode: Literal["prepaid", "postpaid"] = "prepaid"
     trip_line: Decimal = Field(default=Decimal("0.00"), max_digits=14, decimal_places=2)
     warning_line: Decimal = Field(default=Decimal("10.00"), max_digits=14, decimal_places=2)
+    overdraft_limit: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
+    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
+    debt_share: Decimal = Field(default=Decimal("0"), ge=0, le=1, max_digits=5, decimal_places=4)
+    debt_daily: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
+    protected: bool = False
 
 
-class AccountView(BaseModel):
-    id: str
-    name: str
-    balance: Decimal
-    price_per_kwh: Decimal
-    trip_line: Decimal
-    warning_line: Decimal
-    supply: str
-    meter_ids: list[str]
-    created_at: datetime
+class OpenAccount(AccountTerms):
+    id: str = Identifier
+    name: str = Field(min_length=1, max_length=200)
+    tariff_id: str | None = None
+    price_per_kwh: Decimal | None = Field(default=None, gt=0, max_digits=10, decimal_places=4)
+    groups: list[str] = Field(default_factory=list, max_length=20)
+    operator: str = Operator
+
+
+class AccountChanges(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    tariff_id: str | None = None
+    mode: Literal["prepaid", "postpaid"] | None = None
+    trip_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
+    warning_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
+    overdraft_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
+    debt_share: Decimal | None = Field(default=None, ge=0, le=1, max_digits=5, decimal_places=4)
+    debt_daily: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    protected: bool | None = None
+    groups: list[str] | None = Field(default=None, max_length=20)
 
 
 class BindMeter(BaseModel):
-    meter_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    account_id: str = Field(min_length=1, max_length=64)
+    meter_id: str = Identifier
+    account_id: str = Identifier
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
+    tariff_id: str | None = None
+    operator: str = Operator
 
 
-class LedgerLine(BaseModel):
-    transaction_id: str
-    operation_key: str
-    kind: str
-    memo: str
-    amount: Decimal
-    balance_after: Decimal
-    created_at: datetime
+class SwapMeter(BaseModel):
+    new_meter_id: str = Identifier
+    old_final_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
+    new_start_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
+    operator: str = Operator
+
+
+class HoldBody(BaseModel):
+    scope: Literal["meter", "group", "global"]
+    target: str = Field(default="*", min_length=1, max_length=100)
+    until: datetime | None = None
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+
+
+class ShedBody(BaseModel):
+    group: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+
+
+class OperatorMoney(BaseModel):
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    key: str = Field(min_length=1, max_length=100, description="Operation key: repeats are refused")
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+    method: str = Field(default="cash", pattern=r"^(cash|wechat|alipay)$")
+
+
+class ReversalBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+
+
+class TopUpCheck(BaseModel):
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
 
 
 def _split_ids(raw: str | None) -> list[str] | None:
@@ -62,58 +136,116 @@ def _split_ids(raw: str | None) -> list[str] | None:
     return ids
 
 
+def _rows(result: Any) -> list[dict[str, Any]]:
+    return [dict(row._mapping) for row in result]
+
+
 def build_router(service: BillingService) -> APIRouter:
     """Return the internal routes of billing."""
     router = APIRouter(prefix="/internal")
     sessions = service.store.sessionmaker
 
-    async def account_view(session: Any, row: Any) -> AccountView:
-        meter_ids = (
-            await session.scalars(
-                select(meters.c.meter_id)
+    async def account_view(session: AsyncSession, row: Any) -> dict[str, Any]:
+        bound = (
+            await session.execute(
+                select(meters.c.meter_id, meters.c.supply)
                 .where(meters.c.account_id == row.id)
                 .order_by(meters.c.meter_id)
             )
         ).all()
-        return AccountView(
-            id=row.id,
-            name=row.name,
-            balance=await balance_of(session, row.id),
-            price_per_kwh=row.price_per_kwh,
-            trip_line=row.trip_line,
-            warning_line=row.warning_line,
-            supply=row.supply,
-            meter_ids=list(meter_ids),
-            created_at=row.created_at,
-        )
+        groups = (
+            await session.scalars(
+                select(account_groups.c.group_name)
+                .where(account_groups.c.account_id == row.id)
+                .order_by(account_groups.c.group_name)
+            )
+        ).all()
+        view = dict(row._mapping)
+        view.pop("warned")
+        supplies = {supply for _, supply in bound}
+        view |= {
+            "balance": await balance_of(session, row.id),
+            "arrears": await arrears_of(session, row.id),
+            "meter_ids": [meter_id for meter_id, _ in bound],
+            "supply": "off" if "off" in supplies else "on",
+            "meters": [{"meter_id": m, "supply": s} for m, s in bound],
+            "groups": list(groups),
+        }
+        return view
 
+    # --- tariffs -----------------------------------------------------------------------
+    @router.post("/tariffs", status_code=201)
+    async def define_tariff(body: TariffBody) -> dict[str, Any]:
+        version_id = await service.define_tariff(
+            tariff_id=body.id,
+            name=body.name,
+            definition=body.definition,
+            effective_from=body.effective_from,
+            operator=body.operator,
+        )
+        return {**(await get_tariff(body.id)), "version_id": version_id}
+
+    @router.get("/tariffs")
+    async def list_tariffs() -> dict[str, Any]:
+        async with sessions() as session:
+            rows = (await session.execute(select(tariffs).order_by(tariffs.c.id))).all()
+        return {"items": _rows(rows)}
+
+    @router.get("/tariffs/{tariff_id}")
+    async def get_tariff(tariff_id: str) -> dict[str, Any]:
+        async with sessions() as session:
+            row = (await session.execute(select(tariffs).where(tariffs.c.id == tariff_id))).first()
+            if row is None:
+                raise NotFound(f"tariff {tariff_id} does not exist")
+            versions = (
+                await session.execute(
+                    select(tariff_versions)
+                    .where(tariff_versions.c.tariff_id == tariff_id)
+                    .order_by(tariff_versions.c.effective_from)
+                )
+            ).all()
+        return {**dict(row._mapping), "versions": _rows(versions)}
+
+    # --- accounts ----------------------------------------------------------------------
     @router.post("/accounts", status_code=201)
-    async def open_account(body: OpenAccount, response: Response) -> AccountView:
+    async def open_account(body: OpenAccount, response: Response) -> dict[str, Any]:
+        terms = body.model_dump(include=set(AccountTerms.model_fields))
         created = await service.open_account(
             account_id=body.id,
             name=body.name,
+            tariff_id=body.tariff_id,
             price_per_kwh=body.price_per_kwh,
-            trip_line=body.trip_line,
-            warning_line=body.warning_line,
+            terms=terms,
+            groups=body.groups,
+            operator=body.operator,
         )
         if not created:
             response.status_code = 200
         return await get_account(body.id)
 
+    @router.patch("/accounts/{account_id}")
+    async def change_account(account_id: str, body: AccountChanges) -> dict[str, Any]:
+        await service.update_account(account_id, body.model_dump(exclude_unset=True))
+        return await get_account(account_id)
+
     @router.get("/accounts")
     async def list_accounts(
         ids: str | None = None,
+        group: str | None = None,
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
-        wanted = _split_ids(ids)
         query = select(accounts)
-        count = select(func.count()).select_from(accounts)
-        if wanted is not None:
+        if (wanted := _split_ids(ids)) is not None:
             query = query.where(accounts.c.id.in_(wanted))
-            count = count.where(accounts.c.id.in_(wanted))
+        if group is not None:
+            query = query.where(
+                accounts.c.id.in_(
+                    select(account_groups.c.account_id).where(account_groups.c.group_name == group)
+                )
+            )
         async with sessions() as session:
-            total = await session.scalar(count)
+            total = await session.scalar(select(func.count()).select_from(query.subquery()))
             rows = (
                 await session.execute(query.order_by(accounts.c.id).limit(limit).offset(offset))
             ).all()
@@ -121,7 +253,7 @@ def build_router(service: BillingService) -> APIRouter:
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
     @router.get("/accounts/{account_id}")
-    async def get_account(account_id: str) -> AccountView:
+    async def get_account(account_id: str) -> dict[str, Any]:
         async with sessions() as session:
             row = (
                 await session.execute(select(accounts).where(accounts.c.id == account_id))
@@ -129,6 +261,11 @@ def build_router(service: BillingService) -> APIRouter:
             if row is None:
                 raise NotFound(f"account {account_id} does not exist")
             return await account_view(session, row)
+
+    @router.post("/accounts/{account_id}/top-up-check")
+    async def top_up_check(account_id: str, body: TopUpCheck) -> dict[str, str]:
+        await service.check_top_up(account_id, body.amount)
+        return {"status": "acceptable"}
 
     @router.get("/accounts/{account_id}/ledger")
     async def account_ledger(
@@ -148,10 +285,7 @@ def build_router(service: BillingService) -> APIRouter:
             .subquery()
         )
         async with sessions() as session:
-            if (
-                await session.execute(select(accounts.c.id).where(accounts.c.id == account_id))
-            ).first() is None:
-                raise NotFound(f"account {account_id} does not exist")
+            await _require_account(session, account_id)
             total = await session.scalar(
                 select(func.count()).select_from(entries).where(entries.c.ledger_account == tenant)
             )
@@ -165,22 +299,63 @@ def build_router(service: BillingService) -> APIRouter:
                 )
             ).all()
         items = [
-            LedgerLine(
-                transaction_id=row.transaction_id,
-                operation_key=row.operation_key,
-                kind=row.kind,
-                memo=row.memo,
-                amount=row.amount,
-                balance_after=row.balance_after,
-                created_at=row.created_at,
-            )
+            {
+                "transaction_id": row.transaction_id,
+                "operation_key": row.operation_key,
+                "kind": row.kind,
+                "memo": row.memo,
+                "operator": row.operator,
+                "reverses": row.reverses,
+                "amount": row.amount,
+                "balance_after": row.balance_after,
+                "created_at": row.created_at,
+            }
             for row in rows
         ]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
+    @router.post("/accounts/{account_id}/arrears", status_code=201)
+    async def record_arrears(account_id: str, body: OperatorMoney) -> dict[str, str]:
+        txn = ledger.record_arrears(
+            account_id=account_id,
+            amount=body.amount,
+            key=body.key,
+            reason=body.reason,
+            operator=body.operator,
+        )
+        return {"transaction_id": await service.post_operator_transaction(txn)}
+
+    @router.post("/accounts/{account_id}/refunds", status_code=201)
+    async def refund(account_id: str, body: OperatorMoney) -> dict[str, str]:
+        txn = ledger.refund(
+            account_id=account_id,
+            amount=body.amount,
+            method=body.method,
+            key=body.key,
+            reason=body.reason,
+            operator=body.operator,
+        )
+        return {"transaction_id": await service.post_operator_transaction(txn)}
+
+    @router.post("/transactions/{transaction_id}/reversal", status_code=201)
+    async def reverse(transaction_id: str, body: ReversalBody) -> dict[str, str]:
+        return {
+            "transaction_id": await service.reverse(
+                transaction_id, reason=body.reason, operator=body.operator
+            )
+        }
+
+    # --- meters ------------------------------------------------------------------------
     @router.post("/meter-bindings", status_code=201)
-    async def bind_meter(body: BindMeter, response: Response) -> dict[str, str]:
-        if not await service.bind_meter(meter_id=body.meter_id, account_id=body.account_id):
+    async def bind_meter(body: BindMeter, response: Response) -> dict[str, Any]:
+        created = await service.bind_meter(
+            meter_id=body.meter_id,
+            account_id=body.account_id,
+            multiplier=body.multiplier,
+            tariff_id=body.tariff_id,
+            operator=body.operator,
+        )
+        if not created:
             response.status_code = 200
         return {"meter_id": body.meter_id, "account_id": body.account_id}
 
@@ -188,35 +363,239 @@ def build_router(service: BillingService) -> APIRouter:
     async def list_bindings(
         meter_ids: str | None = None, account_ids: str | None = None
     ) -> dict[str, Any]:
-        query = select(meters.c.meter_id, meters.c.account_id).order_by(meters.c.meter_id)
+        query = select(
+            meters.c.meter_id, meters.c.account_id, meters.c.supply, meters.c.multiplier
+        ).order_by(meters.c.meter_id)
         if (wanted := _split_ids(meter_ids)) is not None:
             query = query.where(meters.c.meter_id.in_(wanted))
         if (owners := _split_ids(account_ids)) is not None:
             query = query.where(meters.c.account_id.in_(owners))
         async with sessions() as session:
             rows = (await session.execute(query)).all()
-        return {"items": [{"meter_id": r.meter_id, "account_id": r.account_id} for r in rows]}
+        return {"items": _rows(rows)}
+
+    @router.post("/meters/{meter_id}/swap")
+    async def swap_meter(meter_id: str, body: SwapMeter) -> dict[str, Any]:
+        await service.swap_meter(
+            old_meter_id=meter_id,
+            new_meter_id=body.new_meter_id,
+            old_final_kwh=body.old_final_kwh,
+            new_start_kwh=body.new_start_kwh,
+            operator=body.operator,
+        )
+        return await meter_history_of(body.new_meter_id)
+
+    @router.get("/meters/{meter_id}/history")
+    async def meter_history_of(meter_id: str) -> dict[str, Any]:
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(meter_history)
+                    .where(meter_history.c.meter_id == meter_id)
+                    .order_by(meter_history.c.id)
+                )
+            ).all()
+        return {"items": _rows(rows)}
+
+    @router.get("/supply-events")
+    async def list_supply_events(
+        meter_id: str | None = None,
+        account_id: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        query = select(supply_events).order_by(supply_events.c.id.desc())
+        if meter_id is not None:
+            query = query.where(supply_events.c.meter_id == meter_id)
+        if account_id is not None:
+            query = query.where(supply_events.c.account_id == account_id)
+        async with sessions() as session:
+            rows = (await session.execute(query.limit(limit).offset(offset))).all()
+        return {"items": _rows(rows), "limit": limit, "offset": offset}
+
+    # --- holds, shedding, policy -------------------------------------------------------
+    @router.post("/holds", status_code=201)
+    async def place_hold(body: HoldBody) -> dict[str, str]:
+        hold_id = await service.place_hold(
+            scope=body.scope,
+            target=body.target,
+            until=body.until,
+            reason=body.reason,
+            operator=body.operator,
+        )
+        return {"id": hold_id}
+
+    @router.delete("/holds/{hold_id}", status_code=204)
+    async def release_hold(hold_id: str) -> Response:
+        await service.release_hold(hold_id)
+        return Response(status_code=204)
+
+    @router.get("/holds")
+    async def list_holds() -> dict[str, Any]:
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    select(holds).where(holds.c.released_at.is_(None)).order_by(holds.c.created_at)
+                )
+            ).all()
+        return {"items": _rows(rows)}
+
+    @router.post("/sheds", status_code=201)
+    async def start_shed(body: ShedBody) -> dict[str, str]:
+        return {
+            "id": await service.start_shed(
+                group=body.group, reason=body.reason, operator=body.operator
+            )
+        }
+
+    @router.delete("/sheds/{shed_id}", status_code=204)
+    async def end_shed(shed_id: str) -> Response:
+        await service.end_shed(shed_id)
+        return Response(status_code=204)
+
+    @router.get("/sheds")
+    async def list_sheds() -> dict[str, Any]:
+        async with sessions() as session:
+            rows = (
+                await session.execute(select(sheds).order_by(sheds.c.started_at.desc()).limit(200))
+            ).all()
+        return {"items": _rows(rows)}
+
+    @router.get("/policy")
+    async def get_policy() -> SitePolicy:
+        async with sessions() as session:
+            return await service.policy(session)
+
+    @router.put("/policy")
+    async def put_policy(body: SitePolicy) -> SitePolicy:
+        await service.set_policy(body)
+        return body
+
+    # --- data for people: usage, statements, dunning, anomalies ------------------------
+    @router.get("/usage")
+    async def usage(
+        meter_id: str | None = None,
+        account_id: str | None = None,
+        start: date | None = Query(None, alias="from"),
+        end: date | None = Query(None, alias="to"),
+        granularity: Literal["day", "month"] = "day",
+    ) -> dict[str, Any]:
+        if (meter_id is None) == (account_id is None):
+            raise Invalid("give exactly one of meter_id or account_id")
+        period = daily_usage.c.day if granularity == "day" else func.substr(daily_usage.c.day, 1, 7)
+        query = select(
+            period.label("period"),
+            func.sum(daily_usage.c.metered_kwh).label("metered_kwh"),
+            func.sum(daily_usage.c.billed_kwh).label("billed_kwh"),
+            func.sum(daily_usage.c.cost).label("cost"),
+        ).group_by(period)
+        if meter_id is not None:
+            query = query.where(daily_usage.c.meter_id == meter_id)
+        else:
+            query = query.where(daily_usage.c.account_id == account_id)
+        if start is not None:
+            query = query.where(daily_usage.c.day >= start.isoformat())
+        if end is not None:
+            query = query.where(daily_usage.c.day <= end.isoformat())
+        async with sessions() as session:
+            rows = (await session.execute(query.order_by(period))).all()
+        return {"items": _rows(rows), "granularity": granularity}
+
+    @router.get("/accounts/{account_id}/statements/{month}")
+    async def statement(account_id: str, month: str) -> dict[str, Any]:
+        """Monthly statement: opening, movements by kind, closing, arrears, amount due."""
+        try:
+            first = date.fromisoformat(f"{month}-01")
+        except ValueError as error:
+            raise Invalid("month must be YYYY-MM") from error
+        following = date(first.year + (first.month == 12), first.month % 12 + 1, 1)
+        async with sessions() as session:
+            account = await _require_account(session, account_id)
+            zone = (await service.policy(session)).zone
+            start = datetime.combine(first, time(0), zone)
+            end = datetime.combine(following, time(0), zone)
+            tenant = ledger.tenant_ledger(account_id)
+            opening = await _ledger_sum(session, tenant, before=start)
+            closing = await _ledger_sum(session, tenant, before=end)
+            arrears_closing = await _ledger_sum(
+                session, ledger.arrears_ledger(account_id), before=end
+            )
+            movements = (
+                await session.execute(
+                    select(transactions.c.kind, func.sum(entries.c.amount).label("amount"))
+                    .join(entries, entries.c.transaction_id == transactions.c.id)
+                    .where(
+                        entries.c.ledger_account == tenant,
+                        transactions.c.created_at >= start,
+                        transactions.c.created_at < end,
+                    )
+                    .group_by(transactions.c.kind)
+                    .order_by(transactions.c.kind)
+                )
+            ).all()
+            energy = await session.scalar(
+                select(func.sum(daily_usage.c.metered_kwh)).where(
+                    daily_usage.c.account_id == account_id,
+                    daily_usage.c.day >= first.isoformat(),
+                    daily_usage.c.day < following.isoformat(),
+                )
+            )
+        due = max(ZERO, -closing) + max(ZERO, -arrears_closing)
+        return {
+            "account_id": account_id,
+            "name": account.name,
+            "mode": account.mode,
+            "month": month,
+            "opening_balance": opening,
+            "movements": {row.kind: row.amount for row in movements},
+            "closing_balance": closing,
+            "arrears": arrears_closing,
+            "energy_kwh": energy or ZERO,
+            "amount_due": due.quantize(Decimal("0.01")),
+        }
+
+    @router.get("/dunning")
+    async def dunning() -> dict[str, Any]:
+        """Accounts that owe money (催缴单): a negative balance or unpaid arrears."""
+        async with sessions() as session:
+            rows = (await session.execute(select(accounts).order_by(accounts.c.id))).all()
+            items = []
+            for row in rows:
+                balance = await balance_of(session, row.id)
+                arrears = await arrears_of(session, row.id)
+                due = max(ZERO, -balance) + max(ZERO, -arrears)
+                if due > 0:
+                    items.append(
+                        {
+                            "account_id": row.id,
+                            "name": row.name,
+                            "mode": row.mode,
+                            "balance": balance,
+                            "arrears": arrears,
+                            "amount_due": due.quantize(Decimal("0.01")),
+                        }
+                    )
+        return {"items": items}
 
     @router.get("/anomalies")
     async def list_anomalies(
         meter_id: str | None = None,
+        kind: str | None = None,
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> dict[str, Any]:
         query = select(anomalies).order_by(anomalies.c.id.desc()).limit(limit).offset(offset)
         if meter_id is not None:
             query = query.where(anomalies.c.meter_id == meter_id)
+        if kind is not None:
+            query = query.where(anomalies.c.kind == kind)
         async with sessions() as session:
             rows = (await session.execute(query)).all()
-        return {
-            "items": [dict(row._mapping) for row in rows],
-            "limit": limit,
-            "offset": offset,
-        }
+        return {"items": _rows(rows), "limit": limit, "offset": offset}
 
     @router.get("/ledger/check")
     async def ledger_check() -> dict[str, Any]:
-        """Return the sum of every entry (always zero) and per-transaction imbalances."""
+        """The sum of every entry (always zero) and any transaction that does not balance."""
         async with sessions() as session:
             total = await session.scalar(select(func.sum(entries.c.amount)))
             unbalanced = (
@@ -229,3 +608,19 @@ def build_router(service: BillingService) -> APIRouter:
         return {"sum": total if total is not None else Decimal("0.00"), "unbalanced": unbalanced}
 
     return router
+
+
+async def _require_account(session: AsyncSession, account_id: str) -> Any:
+    row = (await session.execute(select(accounts).where(accounts.c.id == account_id))).first()
+    if row is None:
+        raise NotFound(f"account {account_id} does not exist")
+    return row
+
+
+async def _ledger_sum(session: AsyncSession, ledger_account: str, *, before: datetime) -> Decimal:
+    total: Decimal | None = await session.scalar(
+        select(func.sum(entries.c.amount))
+        .join(transactions, transactions.c.id == entries.c.transaction_id)
+        .where(entries.c.ledger_account == ledger_account, transactions.c.created_at < before)
+    )
+    return total if total is not None else Decimal("0.00")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prepaid_common.db import Energy, Money, ScaledDecimal, UtcDateTime
 from prepaid_common.service import service_metadata
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -16,17 +18,58 @@ from sqlalchemy import (
 
 metadata, plumbing = service_metadata("billing")
 
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+tariffs = Table(
+    "billing_tariffs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+tariff_versions = Table(
+    "billing_tariff_versions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tariff_id", String(64), ForeignKey("billing_tariffs.id"), nullable=False),
+    Column("effective_from", UtcDateTime(), nullable=False),
+    # A TariffDefinition as JSON (decimals as strings).
+    Column("definition", JSON, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_billing_tariff_versions_tariff", "tariff_id", "effective_from"),
+)
+
 accounts = Table(
     "billing_accounts",
     metadata,
     Column("id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
-    # Flat tariff for now: yuan per kWh with four decimals.
-    Column("price_per_kwh", ScaledDecimal(4), nullable=False),
+    Column("tariff_id", String(64), ForeignKey("billing_tariffs.id"), nullable=False),
+    Column("mode", String(16), nullable=False),  # prepaid | postpaid
     Column("trip_line", Money(), nullable=False),
     Column("warning_line", Money(), nullable=False),
-    Column("supply", String(8), nullable=False),
+    # Emergency credit: supply continues down to trip_line - overdraft_limit.
+    Column("overdraft_limit", Money(), nullable=False),
+    # Anti-hoarding: the most an account may hold; None for no cap.
+    Column("balance_cap", Money()),
+    # Debt recovery: a share of each top-up and/or a daily amount go to arrears.
+    Column("debt_share", ScaledDecimal(4), nullable=False),
+    Column("debt_daily", Money(), nullable=False),
+    # Spared by group load shedding (hospitals, server rooms, cold stores).
+    Column("protected", Boolean, nullable=False),
+    Column("warned", Boolean, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+account_groups = Table(
+    "billing_account_groups",
+    metadata,
+    Column("account_id", String(64), ForeignKey("billing_accounts.id"), primary_key=True),
+    # "building:A", "floor:3", "class:restaurant": free-form, operators decide.
+    Column("group_name", String(100), primary_key=True),
+    Index("ix_billing_account_groups_group", "group_name"),
 )
 
 meters = Table(
@@ -34,12 +77,29 @@ meters = Table(
     metadata,
     Column("meter_id", String(64), primary_key=True),
     Column("account_id", String(64), ForeignKey("billing_accounts.id"), nullable=False),
-    Column("start_kwh", Energy()),
-    Column("last_kwh", Energy()),
-    Column("last_read_at", UtcDateTime()),
-    Column("charged", Money(), nullable=False),
+    # A per-meter tariff overriding the account's.
+    Column("tariff_id", String(64), ForeignKey("billing_tariffs.id")),
+    # CT x PT for meters wired to the secondary side.
+    Column("multiplier", ScaledDecimal(4), nullable=False),
+    # The rating position (see billing.domain.rating), as JSON with decimal strings.
+    Column("position", JSON),
+    Column("supply", String(8), nullable=False),
     Column("bound_at", UtcDateTime(), nullable=False),
     Index("ix_billing_meters_account", "account_id"),
+)
+
+meter_history = Table(
+    "billing_meter_history",
+    metadata,
+    Column("id", SERIAL, primary_key=True),
+    Column("meter_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    Column("event", String(32), nullable=False),  # bound | swapped_out | swapped_in | unbound
+    Column("final_kwh", Energy()),
+    Column("detail", String(400), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_billing_meter_history_meter", "meter_id", "at"),
 )
 
 transactions = Table(
@@ -50,13 +110,16 @@ transactions = Table(
     Column("kind", String(32), nullable=False),
     Column("account_id", String(64), nullable=False),
     Column("memo", String(400), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("reverses", String(36)),
     Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_billing_transactions_account", "account_id", "created_at"),
 )
 
 entries = Table(
     "billing_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("id", SERIAL, primary_key=True),
     Column("transaction_id", String(36), ForeignKey("billing_transactions.id"), nullable=False),
     Column("ledger_account", String(100), nullable=False),
     Column("amount", Money(), nullable=False),
@@ -72,13 +135,70 @@ readings = Table(
     Column("received_at", UtcDateTime(), nullable=False),
 )
 
+daily_usage = Table(
+    "billing_daily_usage",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # local date, YYYY-MM-DD
+    Column("account_id", String(64), nullable=False),
+    Column("metered_kwh", ScaledDecimal(6), nullable=False),
+    Column("billed_kwh", ScaledDecimal(6), nullable=False),
+    Column("cost", Money(), nullable=False),
+    Index("ix_billing_daily_usage_account", "account_id", "day"),
+)
+
+holds = Table(
+    "billing_holds",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("scope", String(8), nullable=False),  # meter | group | global
+    Column("target", String(100), nullable=False),
+    Column("until", UtcDateTime()),
+    Column("reason", String(400), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("released_at", UtcDateTime()),
+)
+
+sheds = Table(
+    "billing_sheds",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("group_name", String(100), nullable=False),
+    Column("reason", String(400), nullable=False),
+    Column("operator", String(64), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),
+)
+
+supply_events = Table(
+    "billing_supply_events",
+    metadata,
+    Column("id", SERIAL, primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("meter_id", String(64), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("reason", String(400), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_billing_supply_events_meter", "meter_id", "at"),
+)
+
 anomalies = Table(
     "billing_anomalies",
     metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("id", SERIAL, primary_key=True),
     Column("meter_id", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("detail", String(400), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
     Index("ix_billing_anomalies_meter", "meter_id", "at"),
+)
+
+site_policy = Table(
+    "billing_site_policy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # A SitePolicy as JSON: friendly hours, holidays.
+    Column("policy", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )

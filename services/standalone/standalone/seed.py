@@ -67,6 +67,17 @@ async def _ok(response: httpx.Response, *also_fine: int) -> httpx.Response:
     return response
 
 
+async def _credited(client: httpx.AsyncClient, account_id: str, timeout: float = 60) -> None:
+    """Wait until billing has applied the opening top-up (payments reach it by the bus)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        account = (await _ok(await client.get(f"/api/v1/accounts/{account_id}"))).json()
+        if Decimal(account["balance"]) > 0:
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the opening credit of {account_id} did not arrive within {timeout} s")
+
+
 async def login(client: httpx.AsyncClient, username: str, password: str) -> None:
     """Log in and keep the bearer token on the client."""
     response = await _ok(
@@ -79,6 +90,9 @@ async def seed_demo(
     client: httpx.AsyncClient, dtus: Sequence[DemoDtu], *, tenant_password: str
 ) -> list[str]:
     """Register DTUs and meters, open accounts with credit, create demo tenants.
+
+    Credit comes before the meter is bound: a prepaid meter bound to an empty account is
+    cut at once.
 
     Returns the ids of the low-credit accounts.
     """
@@ -113,19 +127,21 @@ async def seed_demo(
                     },
                 )
             )
-            await _ok(
-                await client.post(
-                    f"/api/v1/accounts/{account_id}/meters", json={"meter_id": meter.meter_id}
-                )
-            )
             credit = NORMAL_CREDIT
             if meter.meter_id in low_credit_meters:
                 credit = LOW_CREDIT
                 low.append(account_id)
-            await _ok(
+            opening = await _ok(
                 await client.post(
                     f"/api/v1/accounts/{account_id}/top-ups",
                     json={"amount": str(credit), "receipt": f"OPENING-{account_id}"},
+                )
+            )
+            if opening.status_code == 201:  # new credit, not a repeat of an earlier run
+                await _credited(client, account_id)
+            await _ok(
+                await client.post(
+                    f"/api/v1/accounts/{account_id}/meters", json={"meter_id": meter.meter_id}
                 )
             )
             if index < DEMO_TENANTS:

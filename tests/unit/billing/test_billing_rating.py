@@ -1,26 +1,60 @@
-"""Rating rules, including splitting invariance proved over random splits."""
+"""Rating rules, with splitting invariance proved over every tariff shape."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import random
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+import pytest
 from billing.domain.money import round_money
-from billing.domain.rating import FlatTariff, Position, Verdict, rate_reading
-from hypothesis import given
+from billing.domain.rating import (
+    MeterReading,
+    Position,
+    TariffVersion,
+    Verdict,
+    rate_reading,
+)
+from billing.domain.tariffs import (
+    PERIODS,
+    PeriodEnergy,
+    PeriodSpan,
+    Season,
+    TariffDefinition,
+    Tier,
+    TouCalendar,
+)
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-EMPTY = Position(None, None, None, Decimal("0.00"))
-
-prices = st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("9.9999"), places=4)
-energies = st.decimals(min_value=Decimal("0"), max_value=Decimal("50"), places=3)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 3, 10, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, mid-cycle
 
 
-def feed(tariff: FlatTariff, readings: list[tuple[datetime, Decimal]]) -> tuple[Position, Decimal]:
-    position, total = EMPTY, Decimal("0.00")
-    for read_at, kwh in readings:
-        rating = rate_reading(tariff, position, energy_kwh=kwh, read_at=read_at)
+def flat(price: str) -> list[TariffVersion]:
+    return [
+        TariffVersion(
+            "v1",
+            T0 - timedelta(days=365),
+            TariffDefinition(kind="flat", price_per_kwh=Decimal(price)),
+        )
+    ]
+
+
+def feed(
+    versions: list[TariffVersion],
+    readings: list[MeterReading],
+    *,
+    multiplier: Decimal = Decimal(1),
+    position: Position | None = None,
+) -> tuple[Position, Decimal]:
+    position = position or Position()
+    total = Decimal("0.00")
+    for reading in readings:
+        rating = rate_reading(
+            position, reading, versions=versions, zone=SHANGHAI, multiplier=multiplier
+        )
         position = rating.position
         total += rating.charge
     return position, total
@@ -33,92 +67,266 @@ def test_round_money_is_half_up_to_the_fen() -> None:
 
 
 def test_first_reading_fixes_the_start_and_charges_nothing() -> None:
-    rating = rate_reading(FlatTariff(Decimal("1")), EMPTY, energy_kwh=Decimal("100"), read_at=T0)
+    rating = rate_reading(
+        Position(), MeterReading(T0, Decimal("100")), versions=flat("1"), zone=SHANGHAI
+    )
     assert rating.verdict is Verdict.FIRST
     assert rating.charge == 0
-    assert rating.position.start_kwh == Decimal("100")
+    assert rating.position.last == MeterReading(T0, Decimal("100"))
 
 
 def test_charge_is_the_difference_of_cumulative_charges() -> None:
-    tariff = FlatTariff(Decimal("0.3333"))
-    _, total = feed(
-        tariff,
-        [
-            (T0, Decimal("10")),
-            (T0 + timedelta(minutes=1), Decimal("10.001")),
-            (T0 + timedelta(minutes=2), Decimal("10.002")),
-            (T0 + timedelta(minutes=3), Decimal("13")),
-        ],
-    )
-    # Each step alone rounds to 0.00, but the cumulative position 3 kWh costs 1.00 exactly.
-    assert total == round_money(Decimal(3) * Decimal("0.3333")) == Decimal("1.00")
+    readings = [
+        MeterReading(T0 + timedelta(minutes=m), Decimal(kwh))
+        for m, kwh in [(0, "10"), (1, "10.001"), (2, "10.002"), (3, "13")]
+    ]
+    _, total = feed(flat("0.3333"), readings)
+    # Each small step alone rounds to 0.00; the 3 kWh in all cost 1.00 exactly.
+    assert total == Decimal("1.00")
 
 
 def test_stale_and_duplicate_readings_change_nothing() -> None:
-    tariff = FlatTariff(Decimal("1.5"))
-    position, _ = feed(tariff, [(T0, Decimal("1")), (T0 + timedelta(hours=1), Decimal("3"))])
-    again = rate_reading(tariff, position, energy_kwh=Decimal("3"), read_at=T0 + timedelta(hours=1))
-    late = rate_reading(
-        tariff, position, energy_kwh=Decimal("2"), read_at=T0 + timedelta(minutes=30)
+    versions = flat("1.5")
+    position, _ = feed(
+        versions,
+        [MeterReading(T0, Decimal(1)), MeterReading(T0 + timedelta(hours=1), Decimal(3))],
     )
-    assert again.verdict is late.verdict is Verdict.STALE
-    assert again.charge == late.charge == 0
-    assert again.position == late.position == position
+    for late in (
+        MeterReading(T0 + timedelta(hours=1), Decimal(3)),
+        MeterReading(T0 + timedelta(minutes=30), Decimal(2)),
+    ):
+        rating = rate_reading(position, late, versions=versions, zone=SHANGHAI)
+        assert rating.verdict is Verdict.STALE
+        assert rating.charge == 0
+        assert rating.position == position
 
 
 def test_register_going_backwards_is_an_anomaly_not_a_credit() -> None:
-    tariff = FlatTariff(Decimal("1"))
-    position, _ = feed(tariff, [(T0, Decimal("50")), (T0 + timedelta(hours=1), Decimal("51"))])
+    versions = flat("1")
+    position, _ = feed(
+        versions,
+        [MeterReading(T0, Decimal(50)), MeterReading(T0 + timedelta(hours=1), Decimal(51))],
+    )
     rating = rate_reading(
-        tariff, position, energy_kwh=Decimal("3"), read_at=T0 + timedelta(hours=2)
+        position,
+        MeterReading(T0 + timedelta(hours=2), Decimal(3)),
+        versions=versions,
+        zone=SHANGHAI,
     )
     assert rating.verdict is Verdict.BACKWARDS
-    assert rating.charge == 0
-    assert rating.position == position
+    assert (rating.charge, rating.position) == (0, position)
+
+
+def test_a_tou_register_going_backwards_is_an_anomaly() -> None:
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tou_tariff())]
+    start = MeterReading(
+        T0, Decimal(10), PeriodEnergy(Decimal(1), Decimal(2), Decimal(3), Decimal(4))
+    )
+    later = MeterReading(
+        T0 + timedelta(hours=1),
+        Decimal(11),
+        PeriodEnergy(Decimal(1), Decimal(1), Decimal(5), Decimal(4)),
+    )
+    position, _ = feed(versions, [start])
+    assert (
+        rate_reading(position, later, versions=versions, zone=SHANGHAI).verdict is Verdict.BACKWARDS
+    )
 
 
 def test_impossible_jump_is_an_anomaly() -> None:
-    tariff = FlatTariff(Decimal("1"))
-    position, _ = feed(tariff, [(T0, Decimal("0"))])
+    position, _ = feed(flat("1"), [MeterReading(T0, Decimal(0))])
     rating = rate_reading(
-        tariff,
         position,
-        energy_kwh=Decimal("5000"),
-        read_at=T0 + timedelta(minutes=1),
-        max_power_kw=Decimal("100"),
+        MeterReading(T0 + timedelta(minutes=1), Decimal(5000)),
+        versions=flat("1"),
+        zone=SHANGHAI,
+        max_power_kw=Decimal(100),
     )
     assert rating.verdict is Verdict.IMPLAUSIBLE
     assert rating.charge == 0
 
 
+def tou_tariff(**extra: object) -> TariffDefinition:
+    return TariffDefinition(
+        kind="tou",
+        period_prices={
+            "sharp": Decimal("1.5"),
+            "peak": Decimal("1.2"),
+            "flat": Decimal("0.8"),
+            "valley": Decimal("0.3"),
+        },
+        calendar=TouCalendar(
+            seasons=[
+                Season(
+                    months=list(range(1, 13)),
+                    workday=[
+                        PeriodSpan(start=time(0), period="valley"),
+                        PeriodSpan(start=time(8), period="flat"),
+                        PeriodSpan(start=time(10), period="peak"),
+                        PeriodSpan(start=time(12), period="flat"),
+                    ],
+                )
+            ]
+        ),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_tier_boundary_inside_one_interval() -> None:
+    tariff = TariffDefinition(
+        kind="tiered",
+        price_per_kwh=Decimal("0.5"),
+        tiers=[Tier(up_to_kwh=Decimal(10)), Tier(surcharge=Decimal("0.3"))],
+    )
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tariff)]
+    _, total = feed(
+        versions,
+        [MeterReading(T0, Decimal(100)), MeterReading(T0 + timedelta(hours=2), Decimal(115))],
+    )
+    assert total == Decimal("15") * Decimal("0.5") + Decimal("5") * Decimal("0.3")
+
+
+def test_tou_without_registers_splits_a_steady_load_by_the_calendar() -> None:
+    # 09:00 to 11:00 Shanghai: one hour flat, one hour peak, 2 kWh each hour.
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tou_tariff())]
+    _, total = feed(
+        versions,
+        [MeterReading(T0, Decimal(0)), MeterReading(T0 + timedelta(hours=2), Decimal(4))],
+    )
+    assert total == Decimal("2") * Decimal("0.8") + Decimal("2") * Decimal("1.2")
+
+
+def test_multiplier_and_loss_factor_scale_billed_energy() -> None:
+    tariff = TariffDefinition(kind="flat", price_per_kwh=Decimal(1), loss_factor=Decimal("0.02"))
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tariff)]
+    _, total = feed(
+        versions,
+        [MeterReading(T0, Decimal(0)), MeterReading(T0 + timedelta(hours=1), Decimal(1))],
+        multiplier=Decimal(40),  # CT 200/5 on a secondary-side meter
+    )
+    assert total == Decimal("40.80")
+
+
+def test_a_new_version_prices_consumption_after_it_takes_effect() -> None:
+    change = T0 + timedelta(hours=1)
+    versions = [
+        TariffVersion(
+            "old", T0 - timedelta(days=1), TariffDefinition(kind="flat", price_per_kwh=Decimal(1))
+        ),
+        TariffVersion("new", change, TariffDefinition(kind="flat", price_per_kwh=Decimal(2))),
+    ]
+    # 4 kWh over two hours at a steady load: half before the change, half after.
+    position, total = feed(
+        versions,
+        [MeterReading(T0, Decimal(0)), MeterReading(T0 + timedelta(hours=2), Decimal(4))],
+    )
+    assert total == Decimal("2") * 1 + Decimal("2") * 2
+    assert position.segment_version == "new"
+
+
+def test_tiers_restart_with_a_new_cycle() -> None:
+    tariff = TariffDefinition(
+        kind="tiered",
+        price_per_kwh=Decimal(1),
+        tiers=[Tier(up_to_kwh=Decimal(10)), Tier(surcharge=Decimal(1))],
+        cycle="monthly",
+        cycle_reset_day=1,
+    )
+    versions = [TariffVersion("v", T0 - timedelta(days=365), tariff)]
+    march_end = datetime(2026, 3, 31, 12, tzinfo=SHANGHAI)
+    april = datetime(2026, 4, 2, 12, tzinfo=SHANGHAI)
+    position, total = feed(
+        versions,
+        [
+            MeterReading(march_end - timedelta(days=20), Decimal(0)),
+            MeterReading(march_end, Decimal(12)),  # 2 kWh in the second tier
+            MeterReading(april - timedelta(days=1), Decimal(12)),  # 1 April 12:00, nothing used
+            MeterReading(april, Decimal(17)),  # 5 kWh in April: first tier again
+        ],
+    )
+    assert total == Decimal(12) + Decimal(2) + Decimal(5)
+    assert position.cycle_start == datetime(2026, 4, 1, tzinfo=SHANGHAI)
+    assert position.cycle_energy.total == Decimal(5)
+
+
+def test_tariff_definitions_refuse_incomplete_shapes() -> None:
+    with pytest.raises(ValueError, match="period_prices"):
+        TariffDefinition(kind="tou", period_prices={"peak": Decimal(1)})
+    with pytest.raises(ValueError, match="price_per_kwh"):
+        TariffDefinition(kind="flat")
+    with pytest.raises(ValueError, match="without up_to_kwh"):
+        TariffDefinition(
+            kind="tiered", price_per_kwh=Decimal(1), tiers=[Tier(up_to_kwh=Decimal(5))]
+        )
+    with pytest.raises(ValueError, match="increase"):
+        TariffDefinition(
+            kind="tiered",
+            price_per_kwh=Decimal(1),
+            tiers=[Tier(up_to_kwh=Decimal(5)), Tier(up_to_kwh=Decimal(3)), Tier()],
+        )
+    with pytest.raises(ValueError, match="each month"):
+        TouCalendar(
+            seasons=[Season(months=[1], workday=[PeriodSpan(start=time(0), period="flat")])]
+        )
+
+
+# --- splitting invariance over every shape -----------------------------------------------
+
+prices = st.decimals(min_value=Decimal("0"), max_value=Decimal("5"), places=4)
+steps = st.decimals(min_value=Decimal("0"), max_value=Decimal("20"), places=3)
+
+
+@st.composite
+def tariffs(draw: st.DrawFn) -> TariffDefinition:
+    kind = draw(st.sampled_from(["flat", "tou", "tiered", "tiered_tou"]))
+    tiers: list[Tier] = []
+    if kind.startswith("tiered"):
+        bounds = sorted(set(draw(st.lists(st.integers(1, 300), min_size=1, max_size=3))))
+        tiers = [Tier(up_to_kwh=Decimal(b), surcharge=draw(prices)) for b in bounds]
+        tiers.append(Tier(surcharge=draw(prices)))
+    return TariffDefinition(
+        kind=kind,
+        price_per_kwh=None if kind in ("tou", "tiered_tou") else draw(prices),
+        period_prices={p: draw(prices) for p in PERIODS} if kind in ("tou", "tiered_tou") else None,
+        tiers=tiers,
+        loss_factor=draw(st.sampled_from([Decimal(0), Decimal("0.015"), Decimal("0.05")])),
+    )
+
+
+@settings(max_examples=200, deadline=None)
 @given(
-    price=prices,
-    start=energies,
-    steps=st.lists(energies, min_size=1, max_size=30),
-    order=st.randoms(use_true_random=False),
-    duplicates=st.lists(st.integers(min_value=0, max_value=29), max_size=10),
+    tariff=tariffs(),
+    increments=st.lists(st.tuples(*(steps for _ in PERIODS)), min_size=1, max_size=25),
+    shuffle_seed=st.integers(0, 2**32),
+    duplicates=st.lists(st.integers(0, 24), max_size=8),
+    multiplier=st.sampled_from([Decimal(1), Decimal(30), Decimal("2.5")]),
 )
 def test_splitting_invariance(
-    price: Decimal, start: Decimal, steps: list[Decimal], order: object, duplicates: list[int]
+    tariff: TariffDefinition,
+    increments: list[tuple[Decimal, ...]],
+    shuffle_seed: int,
+    duplicates: list[int],
+    multiplier: Decimal,
 ) -> None:
-    """Any split of the same consumption, in any order, with duplicates, charges the same."""
-    tariff = FlatTariff(price)
-    readings = [(T0, start)]
-    kwh = start
-    for number, step in enumerate(steps, start=1):
-        kwh += step
-        readings.append((T0 + timedelta(hours=number), kwh))
-    final = readings[-1]
-    _, whole = feed(tariff, [readings[0], final])
+    """One reading or many, in any order, with duplicates: the same total to the fen."""
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tariff)]
+    registers = PeriodEnergy(Decimal(100), Decimal(200), Decimal(300), Decimal(400))
+    readings = [MeterReading(T0, registers.total, registers)]
+    for number, step in enumerate(increments, start=1):
+        registers = registers + PeriodEnergy(*step)
+        readings.append(
+            MeterReading(T0 + timedelta(minutes=5 * number), registers.total, registers)
+        )
+    first, final = readings[0], readings[-1]
 
-    shuffled = readings[1:] + [readings[1:][i % len(steps)] for i in duplicates]
-    order.shuffle(shuffled)  # type: ignore[attr-defined]
-    # The first reading seen fixes the start; deliver it first as the field does on binding.
-    _, split = feed(tariff, [readings[0], *shuffled])
-    in_order_position, in_order = feed(tariff, readings)
+    _, whole = feed(versions, [first, final], multiplier=multiplier)
+    _, in_order = feed(versions, readings, multiplier=multiplier)
+    rest = readings[1:] + [readings[1:][i % len(increments)] for i in duplicates]
+    random.Random(shuffle_seed).shuffle(rest)
+    _, shuffled = feed(versions, [first, *rest], multiplier=multiplier)
 
-    assert in_order == whole == round_money((final[1] - start) * price)
-    # Out of order, late readings are stale; whatever arrives, the total never exceeds the
-    # whole and equals it once the final reading is in.
-    assert split == whole
-    assert in_order_position.last_kwh == final[1]
+    billed = (final.tou_kwh - first.tou_kwh).scaled(multiplier * (1 + tariff.loss_factor))  # type: ignore[operator]
+    expected = round_money(
+        tariff.energy_charge(billed if tariff.uses_periods else PeriodEnergy.all_flat(billed.total))
+    )
+    assert whole == in_order == shuffled == expected

@@ -1,45 +1,71 @@
 """Rating consumption from cumulative energy registers.
 
-A meter's register only ever grows. Billing keeps, per meter binding, the register value
-it started from and the cumulative charge for everything since then. A new reading moves
-the position forward; its charge is ``cumulative_charge(new) - cumulative_charge(old)``, so
-the total charged is the same whether the energy arrives as one reading or as many, in any
-order, with duplicates (splitting invariance).
+A meter's registers only ever grow. Billing keeps, per meter binding, a *position*: the
+last reading rated, the billed energy accumulated in the current tariff cycle (by TOU
+period), and the charge already posted for the current *segment* (the part of the cycle
+under one tariff version). A new reading moves the position forward and is charged
+
+    round(C(cycle energy now) - C(cycle energy at segment start)) - already charged
+
+where C is the tariff's cumulative charge function. Rounding therefore telescopes: the
+total charged is the same, to the fen, whether consumption arrives as one reading or as
+many, in any order, with duplicates (splitting invariance).
+
+Where an interval between two readings crosses a cycle reset or a tariff version change,
+its energy is split at that instant in proportion to time (the one place the split is an
+estimate; readings every few minutes keep it close).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from billing.domain.money import round_money
+from billing.domain.money import ZERO, round_money
+from billing.domain.tariffs import (
+    PERIODS,
+    PeriodEnergy,
+    TariffDefinition,
+    split_by_calendar,
+)
 
 # The most a meter could physically measure per hour; above it a jump is a bad frame or
 # the wrong meter answering, not consumption.
 DEFAULT_MAX_POWER_KW = Decimal(1000)
+# Energy split at a boundary is kept to a micro-kWh; the remainder goes to the last part.
+SPLIT_QUANTUM = Decimal("0.000001")
 
 
 @dataclass(frozen=True)
-class FlatTariff:
-    """One price per kWh."""
+class MeterReading:
+    read_at: datetime
+    total_kwh: Decimal
+    # The meter's own time-of-use registers, when its profile has them.
+    tou_kwh: PeriodEnergy | None = None
 
-    price_per_kwh: Decimal
 
-    def cumulative_charge(self, energy_kwh: Decimal) -> Decimal:
-        """Return the charge for ``energy_kwh`` consumed since the position's start."""
-        return round_money(energy_kwh * self.price_per_kwh)
+@dataclass(frozen=True)
+class TariffVersion:
+    version_id: str
+    effective_from: datetime
+    definition: TariffDefinition
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where a meter binding stands: register at start, last register rated, total charged."""
+    """Where a meter binding stands."""
 
-    start_kwh: Decimal | None
-    last_kwh: Decimal | None
-    last_read_at: datetime | None
-    charged: Decimal
+    last: MeterReading | None = None
+    cycle_start: datetime | None = None
+    cycle_energy: PeriodEnergy = field(default_factory=PeriodEnergy)
+    segment_version: str | None = None
+    segment_base: PeriodEnergy = field(default_factory=PeriodEnergy)
+    segment_charged: Decimal = ZERO
 
 
 class Verdict(StrEnum):
@@ -56,40 +82,196 @@ class Rating:
 
     verdict: Verdict
     position: Position
-    charge: Decimal
+    charge: Decimal = ZERO
+    metered_kwh: Decimal = ZERO
+    billed_kwh: Decimal = ZERO
     detail: str = ""
 
 
+def version_at(versions: Sequence[TariffVersion], instant: datetime) -> TariffVersion:
+    """The tariff version in force at an instant (the first one before any took effect)."""
+    current = versions[0]
+    for version in versions:
+        if version.effective_from <= instant:
+            current = version
+    return current
+
+
 def rate_reading(
-    tariff: FlatTariff,
     position: Position,
+    reading: MeterReading,
     *,
-    energy_kwh: Decimal,
-    read_at: datetime,
+    versions: Sequence[TariffVersion],
+    zone: ZoneInfo,
+    multiplier: Decimal = Decimal(1),
     max_power_kw: Decimal = DEFAULT_MAX_POWER_KW,
 ) -> Rating:
-    """Rate one cumulative reading against a position."""
-    zero = Decimal("0.00")
-    if position.start_kwh is None or position.last_kwh is None or position.last_read_at is None:
-        start = Position(energy_kwh, energy_kwh, read_at, zero)
-        return Rating(Verdict.FIRST, start, zero)
-    if read_at <= position.last_read_at:
-        return Rating(Verdict.STALE, position, zero)
-    if energy_kwh < position.last_kwh:
+    """Rate one cumulative reading against a position under a tariff's versions."""
+    if not versions:
+        raise ValueError("a tariff needs at least one version")
+    versions = sorted(versions, key=lambda v: v.effective_from)
+    last = position.last
+    if last is None:
+        first = version_at(versions, reading.read_at)
+        opened = Position(
+            last=reading,
+            cycle_start=first.definition.cycle_start(reading.read_at, zone),
+            segment_version=first.version_id,
+        )
+        return Rating(Verdict.FIRST, opened)
+    if reading.read_at <= last.read_at:
+        return Rating(Verdict.STALE, position)
+    if reading.total_kwh < last.total_kwh:
         return Rating(
             Verdict.BACKWARDS,
             position,
-            zero,
-            f"register fell from {position.last_kwh} to {energy_kwh} kWh",
+            detail=f"register fell from {last.total_kwh} to {reading.total_kwh} kWh",
         )
-    hours = Decimal((read_at - position.last_read_at).total_seconds()) / Decimal(3600)
-    if energy_kwh - position.last_kwh > max_power_kw * hours + Decimal("0.01"):
+    hours = Decimal(str((reading.read_at - last.read_at).total_seconds())) / Decimal(3600)
+    metered = reading.total_kwh - last.total_kwh
+    if metered > max_power_kw * hours + Decimal("0.01"):
         return Rating(
             Verdict.IMPLAUSIBLE,
             position,
-            zero,
-            f"{energy_kwh - position.last_kwh} kWh in {hours:.4f} h exceeds {max_power_kw} kW",
+            detail=f"{metered} kWh in {hours:.4f} h exceeds {max_power_kw} kW",
         )
-    charged = tariff.cumulative_charge(energy_kwh - position.start_kwh)
-    moved = Position(position.start_kwh, energy_kwh, read_at, charged)
-    return Rating(Verdict.CHARGE, moved, charged - position.charged)
+    tariff_now = version_at(versions, reading.read_at).definition
+    by_period = _metered_by_period(last, reading, tariff_now, zone)
+    if by_period is None:
+        return Rating(
+            Verdict.BACKWARDS, position, detail="a time-of-use register fell between readings"
+        )
+
+    moved = position
+    charge = ZERO
+    billed_total = ZERO
+    for (start, _end), part in _split_at_boundaries(
+        last.read_at, reading.read_at, by_period, versions, position, zone
+    ):
+        version = version_at(versions, start)
+        tariff = version.definition
+        assert moved.cycle_start is not None
+        if start >= tariff.next_cycle_start(moved.cycle_start.astimezone(zone)):
+            moved = replace(
+                moved,
+                cycle_start=tariff.cycle_start(start, zone),
+                cycle_energy=PeriodEnergy(),
+                segment_version=version.version_id,
+                segment_base=PeriodEnergy(),
+                segment_charged=ZERO,
+            )
+        elif version.version_id != moved.segment_version:
+            moved = replace(
+                moved,
+                segment_version=version.version_id,
+                segment_base=moved.cycle_energy,
+                segment_charged=ZERO,
+            )
+        billed = part.scaled(multiplier * (1 + tariff.loss_factor))
+        billed_total += billed.total
+        energy = moved.cycle_energy + billed
+        segment_total = round_money(
+            tariff.energy_charge(energy) - tariff.energy_charge(moved.segment_base)
+        )
+        charge += segment_total - moved.segment_charged
+        moved = replace(moved, cycle_energy=energy, segment_charged=segment_total)
+    moved = replace(moved, last=reading)
+    return Rating(Verdict.CHARGE, moved, charge, metered, billed_total)
+
+
+def _metered_by_period(
+    last: MeterReading, reading: MeterReading, tariff: TariffDefinition, zone: ZoneInfo
+) -> PeriodEnergy | None:
+    metered = reading.total_kwh - last.total_kwh
+    if not tariff.uses_periods:
+        return PeriodEnergy.all_flat(metered)
+    if reading.tou_kwh is not None and last.tou_kwh is not None:
+        delta = reading.tou_kwh - last.tou_kwh
+        return None if delta.any_negative() else delta
+    if tariff.calendar is not None:
+        return split_by_calendar(metered, last.read_at, reading.read_at, tariff.calendar, zone)
+    return PeriodEnergy.all_flat(metered)
+
+
+def _split_at_boundaries(
+    start: datetime,
+    end: datetime,
+    energy: PeriodEnergy,
+    versions: Sequence[TariffVersion],
+    position: Position,
+    zone: ZoneInfo,
+) -> list[tuple[tuple[datetime, datetime], PeriodEnergy]]:
+    """Cut [start, end) at cycle resets and version changes; share energy by time."""
+    cuts = {v.effective_from for v in versions if start < v.effective_from < end}
+    assert position.cycle_start is not None
+    cycle = position.cycle_start.astimezone(zone)
+    while True:
+        cycle = version_at(versions, cycle).definition.next_cycle_start(cycle)
+        if cycle >= end:
+            break
+        if cycle > start:
+            cuts.add(cycle)
+    instants = [start, *sorted(cuts), end]
+    whole = Decimal(str((end - start).total_seconds()))
+    parts: list[tuple[tuple[datetime, datetime], PeriodEnergy]] = []
+    given = PeriodEnergy()
+    for index, (a, b) in enumerate(itertools.pairwise(instants)):
+        if index == len(instants) - 2:
+            share = energy - given
+        else:
+            fraction = Decimal(str((b - a).total_seconds())) / whole
+            share = PeriodEnergy.of(
+                {p: (energy.get(p) * fraction).quantize(SPLIT_QUANTUM) for p in PERIODS}
+            )
+            given = given + share
+        parts.append(((a, b), share))
+    return parts
+
+
+def position_to_json(position: Position) -> dict[str, object]:
+    """Serialise a position exactly (decimals as strings) for storage."""
+    last = position.last
+    return {
+        "last": None
+        if last is None
+        else {
+            "read_at": last.read_at.isoformat(),
+            "total_kwh": str(last.total_kwh),
+            "tou_kwh": None if last.tou_kwh is None else last.tou_kwh.as_strings(),
+        },
+        "cycle_start": None if position.cycle_start is None else position.cycle_start.isoformat(),
+        "cycle_energy": position.cycle_energy.as_strings(),
+        "segment_version": position.segment_version,
+        "segment_base": position.segment_base.as_strings(),
+        "segment_charged": str(position.segment_charged),
+    }
+
+
+def position_from_json(raw: dict[str, object] | None) -> Position:
+    """Read back what ``position_to_json`` wrote."""
+    if not raw:
+        return Position()
+
+    def energy(value: object) -> PeriodEnergy:
+        assert isinstance(value, dict)
+        return PeriodEnergy.of({k: Decimal(v) for k, v in value.items()})
+
+    last_raw = raw.get("last")
+    last = None
+    if isinstance(last_raw, dict):
+        tou = last_raw.get("tou_kwh")
+        last = MeterReading(
+            read_at=datetime.fromisoformat(str(last_raw["read_at"])),
+            total_kwh=Decimal(str(last_raw["total_kwh"])),
+            tou_kwh=None if tou is None else energy(tou),
+        )
+    cycle_start = raw.get("cycle_start")
+    segment_version = raw.get("segment_version")
+    return Position(
+        last=last,
+        cycle_start=None if cycle_start is None else datetime.fromisoformat(str(cycle_start)),
+        cycle_energy=energy(raw["cycle_energy"]),
+        segment_version=None if segment_version is None else str(segment_version),
+        segment_base=energy(raw["segment_base"]),
+        segment_charged=Decimal(str(raw["segment_charged"])),
+    )

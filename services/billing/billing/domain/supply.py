@@ -1,20 +1,110 @@
-"""When a tenant's supply is cut or restored."""
+"""When a meter's supply is cut or restored, and why.
+
+One pure decision per meter, from everything that bears on it. In order of precedence:
+
+1. hold-power (保电) on the meter, one of its account's groups, or globally: never cut;
+2. group load shedding (unless the account is protected): cut;
+3. postpaid accounts: never cut automatically (operators cut by hand);
+4. prepaid accounts: cut when the balance is at or below ``trip_line - overdraft_limit``,
+   except inside friendly hours, when a meter that is on stays on until the window ends
+   (and a meter that is off stays off until a top-up).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
 
 Supply = Literal["on", "off"]
 RelayAction = Literal["trip", "close"]
 
 
-def decide_supply(
-    *, supply: Supply, balance: Decimal, trip_line: Decimal
-) -> tuple[Supply, RelayAction | None, str]:
-    """Return the new supply state, the relay action it needs (if any) and the reason."""
-    if supply == "on" and balance <= trip_line:
-        return "off", "trip", f"balance {balance} at or below trip line {trip_line}"
-    if supply == "off" and balance > trip_line:
-        return "on", "close", f"balance {balance} above trip line {trip_line}"
-    return supply, None, ""
+class FriendlyWindow(BaseModel):
+    """A daily window with no automatic cut; it may wrap past midnight (20:00-08:00)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: time
+    end: time
+
+    def contains(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end
+
+
+class SitePolicy(BaseModel):
+    """Site-wide rules an operator sets: the local time zone and the friendly hours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timezone: str = "Asia/Shanghai"
+    friendly_windows: list[FriendlyWindow] = Field(default_factory=list)
+    # Whole days without automatic cuts: 0 = Monday ... 6 = Sunday.
+    friendly_weekdays: list[int] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_friendly(self, instant: datetime) -> bool:
+        """Whether automatic cuts are suspended at this instant."""
+        local = instant.astimezone(self.zone)
+        if local.weekday() in self.friendly_weekdays or local.date() in self.holidays:
+            return True
+        return any(window.contains(local.time()) for window in self.friendly_windows)
+
+
+@dataclass(frozen=True)
+class SupplyInputs:
+    mode: Literal["prepaid", "postpaid"]
+    balance: Decimal
+    trip_line: Decimal
+    overdraft_limit: Decimal
+    current: Supply
+    held: bool = False
+    shed_by: str | None = None  # the group whose shedding applies, if any
+    friendly: bool = False
+
+
+@dataclass(frozen=True)
+class SupplyDecision:
+    supply: Supply
+    reason: str
+
+    def action_from(self, current: Supply) -> RelayAction | None:
+        """The relay action that moves a meter from ``current`` to this decision."""
+        if self.supply == current:
+            return None
+        return "close" if self.supply == "on" else "trip"
+
+
+def decide_supply(inputs: SupplyInputs) -> SupplyDecision:
+    """Decide a meter's supply; the reason is recorded with every change."""
+    if inputs.held:
+        return SupplyDecision("on", "hold-power in force")
+    if inputs.shed_by is not None:
+        return SupplyDecision("off", f"load shedding of group {inputs.shed_by}")
+    if inputs.mode == "postpaid":
+        return SupplyDecision("on", "postpaid account: no automatic cut")
+    cut_line = inputs.trip_line - inputs.overdraft_limit
+    if inputs.balance > cut_line:
+        return SupplyDecision("on", f"balance {inputs.balance} above cut line {cut_line}")
+    if inputs.friendly:
+        return SupplyDecision(
+            inputs.current, f"balance {inputs.balance} short, but friendly hours: no change"
+        )
+    return SupplyDecision("off", f"balance {inputs.balance} at or below cut line {cut_line}")
+
+
+def crossed_warning(*, balance: Decimal, warning_line: Decimal, warned: bool) -> bool | None:
+    """Return True to raise a low-balance warning, False to re-arm it, None for no change."""
+    if balance <= warning_line and not warned:
+        return True
+    if balance > warning_line and warned:
+        return False
+    return None

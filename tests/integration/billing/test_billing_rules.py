@@ -1,0 +1,419 @@
+"""Billing rules against a real database (SQLite and PostgreSQL): tariffs, prepaid rules,
+audited money movements, meter swaps, reports. Every scenario ends with a balanced ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from billing.api import build_router  # noqa: F401 - the service mounts it
+from billing.domain import ledger
+from billing.domain.supply import FriendlyWindow, SitePolicy
+from billing.domain.tariffs import TariffDefinition, Tier
+from billing.service import BillingService, arrears_of, balance_of
+from prepaid_common.bus import InProcessBus
+from prepaid_common.contracts import (
+    Envelope,
+    Message,
+    PaymentSucceededV1,
+    ReadingV1,
+    RelayRequestedV1,
+    utcnow,
+)
+from prepaid_common.db import create_engine
+from prepaid_common.errors import Conflict, Invalid
+
+NOW = utcnow().replace(microsecond=0)
+
+
+class Harness:
+    """Billing alone on a real database, with the relay requests it emits captured."""
+
+    def __init__(self, service: BillingService, bus: InProcessBus) -> None:
+        self.service = service
+        self.bus = bus
+        self.requests: list[RelayRequestedV1] = []
+        self._paid = 0
+
+        async def capture(envelope: Envelope) -> None:
+            self.requests.append(RelayRequestedV1.model_validate(envelope.payload))
+
+        bus.subscribe("capture", ["relay.requested.v1.#"], capture)
+        self.api = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=service.internal_app()), base_url="http://billing"
+        )
+
+    async def deliver(self, message: Message) -> None:
+        handler = (
+            self.service.handle_reading
+            if isinstance(message, ReadingV1)
+            else self.service.handle_payment
+        )
+        await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
+        await self.flush()
+
+    async def flush(self) -> None:
+        while await self.service.relay.relay_once():
+            pass
+
+    async def read(self, meter: str, at: datetime, kwh: str, **tou: str) -> None:
+        await self.deliver(
+            ReadingV1(
+                meter_id=meter,
+                dtu_id="D1",
+                read_at=at,
+                energy_kwh=Decimal(kwh),
+                tou_kwh={k: Decimal(v) for k, v in tou.items()} or None,
+            )
+        )
+
+    async def pay(self, account: str, amount: str) -> None:
+        self._paid += 1
+        await self.deliver(
+            PaymentSucceededV1(
+                payment_id=f"pay-{account}-{self._paid}",
+                account_id=account,
+                amount=Decimal(amount),
+                method="cash",
+                reference=f"R{self._paid}",
+                at=utcnow(),
+            )
+        )
+
+    async def balance(self, account: str) -> Decimal:
+        async with self.service.store.sessionmaker() as session:
+            return await balance_of(session, account)
+
+    async def open(self, account: str, meter: str, *, credit: str = "0", **terms: Any) -> None:
+        tariff = terms.pop("tariff_id", None)
+        price = None if tariff else Decimal(terms.pop("price", "1"))
+        groups = terms.pop("groups", [])
+        defaults = {
+            "mode": "prepaid",
+            "trip_line": Decimal("0.00"),
+            "warning_line": Decimal("5.00"),
+            "overdraft_limit": Decimal("0.00"),
+            "balance_cap": None,
+            "debt_share": Decimal(0),
+            "debt_daily": Decimal("0.00"),
+            "protected": False,
+        }
+        await self.service.open_account(
+            account_id=account,
+            name=account,
+            tariff_id=tariff,
+            price_per_kwh=price,
+            terms=defaults | terms,
+            groups=groups,
+            operator="test",
+        )
+        if Decimal(credit) > 0:
+            await self.pay(account, credit)
+        await self.service.bind_meter(meter_id=meter, account_id=account)
+        await self.flush()
+
+    def actions(self, meter: str) -> list[str]:
+        return [r.action for r in self.requests if r.meter_id == meter]
+
+    async def assert_ledger_balances(self) -> None:
+        check = (await self.api.get("/internal/ledger/check")).json()
+        assert Decimal(check["sum"]) == 0
+        assert check["unbalanced"] == []
+
+
+@pytest.fixture
+async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
+    database_url, _ = backend
+    engine = create_engine(database_url)
+    bus = InProcessBus()
+    service = BillingService(engine=engine, bus=bus)
+    await service.migrate()
+    harness = Harness(service, bus)
+    yield harness
+    await harness.assert_ledger_balances()
+    await harness.api.aclose()
+    await engine.dispose()
+
+
+async def test_tou_tariff_prices_the_meters_own_registers(billing: Harness) -> None:
+    definition = TariffDefinition(
+        kind="tou",
+        period_prices={
+            "sharp": Decimal("1.5"),
+            "peak": Decimal("1.2"),
+            "flat": Decimal("0.8"),
+            "valley": Decimal("0.3"),
+        },
+    )
+    await billing.service.define_tariff(
+        tariff_id="tou-1", name="TOU", definition=definition, effective_from=None, operator="t"
+    )
+    await billing.open("A1", "M1", credit="100", tariff_id="tou-1")
+    await billing.read("M1", NOW, "10", sharp="1", peak="2", flat="3", valley="4")
+    await billing.read(
+        "M1", NOW + timedelta(hours=1), "20", sharp="2", peak="4", flat="6", valley="8"
+    )
+    # 1 sharp, 2 peak, 3 flat, 4 valley kWh.
+    expected = Decimal("1.5") + 2 * Decimal("1.2") + 3 * Decimal("0.8") + 4 * Decimal("0.3")
+    assert await billing.balance("A1") == Decimal("100") - expected
+
+
+async def test_a_scheduled_version_prices_only_what_comes_after_it(billing: Harness) -> None:
+    await billing.service.define_tariff(
+        tariff_id="t",
+        name="T",
+        definition=TariffDefinition(kind="flat", price_per_kwh=Decimal(1)),
+        effective_from=None,
+        operator="t",
+    )
+    change = utcnow() + timedelta(hours=1)
+    await billing.service.define_tariff(
+        tariff_id="t",
+        name="T",
+        definition=TariffDefinition(
+            kind="tiered",
+            price_per_kwh=Decimal(2),
+            tiers=[Tier(up_to_kwh=Decimal(5)), Tier(surcharge=Decimal(1))],
+        ),
+        effective_from=change,
+        operator="t",
+    )
+    await billing.open("A1", "M1", credit="100", tariff_id="t")
+    await billing.read("M1", change - timedelta(hours=1), "0")
+    await billing.read("M1", change, "3")  # 3 kWh at the old price
+    # 10 kWh more; tiers count the whole cycle, so 3 + 2 kWh fill the first band and
+    # the other 8 kWh carry the surcharge.
+    await billing.read("M1", change + timedelta(hours=1), "13")
+    assert await billing.balance("A1") == Decimal(100) - 3 - (10 * 2 + 8)
+    tariff = (await billing.api.get("/internal/tariffs/t")).json()
+    assert len(tariff["versions"]) == 2
+    with pytest.raises(Invalid):
+        await billing.service.define_tariff(
+            tariff_id="t",
+            name="T",
+            definition=TariffDefinition(kind="flat", price_per_kwh=Decimal(1)),
+            effective_from=utcnow() - timedelta(days=1),
+            operator="t",
+        )
+
+
+async def test_the_same_reading_twice_charges_once(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="10")
+    first = ReadingV1(meter_id="M1", dtu_id="D", read_at=NOW, energy_kwh=Decimal(1))
+    second = ReadingV1(
+        meter_id="M1", dtu_id="D", read_at=NOW + timedelta(minutes=5), energy_kwh=Decimal(3)
+    )
+    await billing.deliver(first)
+    envelope = Envelope.wrap(second, producer="test")
+    consume = billing.service.store.idempotent(billing.service.handle_reading)
+    await consume(envelope)
+    await consume(envelope)  # a redelivery
+    await billing.deliver(second)  # the same reading under a new message id
+    assert await billing.balance("A1") == Decimal("8.00")
+
+
+async def test_trip_at_the_cut_line_with_overdraft_and_close_on_top_up(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="2", overdraft_limit=Decimal("3.00"))
+    await billing.read("M1", NOW, "0")
+    await billing.read("M1", NOW + timedelta(minutes=10), "4")  # balance -2: within overdraft
+    assert billing.actions("M1") == []
+    await billing.read("M1", NOW + timedelta(minutes=20), "5")  # balance -3: at the cut line
+    assert billing.actions("M1") == ["trip"]
+    await billing.pay("A1", "1.00")  # -2: above the cut line again, on emergency credit
+    assert billing.actions("M1") == ["trip", "close"]
+    events = (await billing.api.get("/internal/supply-events", params={"meter_id": "M1"})).json()
+    assert [e["action"] for e in events["items"]] == ["close", "trip"]
+    assert "cut line" in events["items"][1]["reason"]
+
+
+async def test_hold_power_prevents_a_cut_until_released(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="1")
+    hold = await billing.service.place_hold(
+        scope="meter", target="M1", until=None, reason="hospital ward", operator="t"
+    )
+    await billing.read("M1", NOW, "0")
+    await billing.read("M1", NOW + timedelta(minutes=10), "5")
+    assert billing.actions("M1") == []
+    await billing.service.release_hold(hold)
+    await billing.flush()
+    assert billing.actions("M1") == ["trip"]
+
+
+async def test_an_expired_hold_no_longer_protects(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="1")
+    start = utcnow()
+    await billing.service.place_hold(
+        scope="global", target="*", until=start + timedelta(hours=1), reason="x", operator="t"
+    )
+    await billing.read("M1", start, "0")
+    await billing.read("M1", start + timedelta(minutes=1), "5")
+    assert billing.actions("M1") == []
+    await billing.service.sweep(now=start + timedelta(hours=2))
+    await billing.flush()
+    assert billing.actions("M1") == ["trip"]
+
+
+async def test_group_shedding_spares_protected_accounts(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="50", groups=["building:A"])
+    await billing.open("A2", "M2", credit="50", groups=["building:A"], protected=True)
+    await billing.open("A3", "M3", credit="50", groups=["building:B"])
+    shed = await billing.service.start_shed(group="building:A", reason="grid limit", operator="t")
+    await billing.flush()
+    assert (billing.actions("M1"), billing.actions("M2"), billing.actions("M3")) == (
+        ["trip"],
+        [],
+        [],
+    )
+    await billing.service.end_shed(shed)
+    await billing.flush()
+    assert billing.actions("M1") == ["trip", "close"]
+
+
+async def test_friendly_hours_defer_the_cut_until_they_end(billing: Harness) -> None:
+    await billing.service.set_policy(
+        SitePolicy(friendly_windows=[FriendlyWindow(start=time(0), end=time(23, 59, 59))])
+    )
+    await billing.open("A1", "M1", credit="1")
+    await billing.read("M1", NOW, "0")
+    await billing.read("M1", NOW + timedelta(minutes=1), "5")
+    assert await billing.balance("A1") == Decimal("-4.00")
+    assert billing.actions("M1") == []
+    await billing.service.set_policy(SitePolicy())
+    await billing.service.sweep()
+    await billing.flush()
+    assert billing.actions("M1") == ["trip"]
+
+
+async def test_postpaid_accounts_are_never_cut_and_get_a_statement(billing: Harness) -> None:
+    await billing.open("P1", "M1", mode="postpaid")
+    await billing.read("M1", NOW, "0")
+    await billing.read("M1", NOW + timedelta(hours=1), "30")
+    assert billing.actions("M1") == []
+    assert await billing.balance("P1") == Decimal("-30.00")
+    month = NOW.astimezone(SitePolicy().zone).strftime("%Y-%m")
+    statement = (await billing.api.get(f"/internal/accounts/P1/statements/{month}")).json()
+    assert Decimal(statement["closing_balance"]) == Decimal("-30.00")
+    assert Decimal(statement["amount_due"]) == Decimal("30.00")
+    assert Decimal(statement["movements"]["consumption"]) == Decimal("-30.00")
+    dunning = (await billing.api.get("/internal/dunning")).json()["items"]
+    assert [(d["account_id"], Decimal(d["amount_due"])) for d in dunning] == [
+        ("P1", Decimal("30.00"))
+    ]
+
+
+async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> None:
+    await billing.open(
+        "A1", "M1", credit="5", debt_share=Decimal("0.2"), debt_daily=Decimal("1.00")
+    )
+    await billing.service.post_operator_transaction(
+        ledger.record_arrears(
+            account_id="A1",
+            amount=Decimal("12.00"),
+            key="old-bill",
+            reason="2025 bill",
+            operator="t",
+        )
+    )
+    with pytest.raises(Conflict):  # the same operation key again
+        await billing.service.post_operator_transaction(
+            ledger.record_arrears(
+                account_id="A1", amount=Decimal("12.00"), key="old-bill", reason="x", operator="t"
+            )
+        )
+    await billing.pay("A1", "50.00")  # 10.00 of it goes to the debt
+    assert await billing.balance("A1") == Decimal("45.00")
+    async with billing.service.store.sessionmaker() as session:
+        assert await arrears_of(session, "A1") == Decimal("-2.00")
+    await billing.service.sweep()
+    await billing.service.sweep()  # once a day, however often the sweep runs
+    assert await billing.balance("A1") == Decimal("44.00")
+    async with billing.service.store.sessionmaker() as session:
+        assert await arrears_of(session, "A1") == Decimal("-1.00")
+
+
+async def test_anti_hoarding_cap_refuses_a_top_up_before_money_is_taken(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="80", balance_cap=Decimal("100.00"))
+    await billing.service.check_top_up("A1", Decimal("20.00"))
+    with pytest.raises(Conflict, match="cap"):
+        await billing.service.check_top_up("A1", Decimal("20.01"))
+
+
+async def test_refunds_and_reversals_are_audited_new_transactions(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="30")
+    with pytest.raises(Invalid, match="exceeds"):
+        await billing.service.post_operator_transaction(
+            ledger.refund(
+                account_id="A1",
+                amount=Decimal("31.00"),
+                method="cash",
+                key="r1",
+                reason="x",
+                operator="t",
+            )
+        )
+    refund_id = await billing.service.post_operator_transaction(
+        ledger.refund(
+            account_id="A1",
+            amount=Decimal("10.00"),
+            method="cash",
+            key="r1",
+            reason="moving out",
+            operator="alice",
+        )
+    )
+    assert await billing.balance("A1") == Decimal("20.00")
+    await billing.service.reverse(refund_id, reason="refund entered twice", operator="bob")
+    assert await billing.balance("A1") == Decimal("30.00")
+    with pytest.raises(Conflict):
+        await billing.service.reverse(refund_id, reason="again", operator="bob")
+    lines = (await billing.api.get("/internal/accounts/A1/ledger")).json()["items"]
+    assert [(line["kind"], line["operator"]) for line in lines[:2]] == [
+        ("reversal", "bob"),
+        ("refund", "alice"),
+    ]
+    assert lines[0]["reverses"] == refund_id
+
+
+async def test_meter_swap_charges_the_old_final_reading_and_continues(billing: Harness) -> None:
+    await billing.open("A1", "OLD", credit="100")
+    await billing.read("OLD", NOW, "1000")
+    await billing.read("OLD", NOW + timedelta(minutes=5), "1010")
+    await billing.service.swap_meter(
+        old_meter_id="OLD",
+        new_meter_id="NEW",
+        old_final_kwh=Decimal("1012"),
+        new_start_kwh=Decimal("0"),
+        operator="t",
+    )
+    assert await billing.balance("A1") == Decimal("88.00")
+    await billing.read("NEW", utcnow() + timedelta(minutes=5), "3")
+    assert await billing.balance("A1") == Decimal("85.00")
+    # A reading from the old meter is no longer billed.
+    await billing.read("OLD", utcnow() + timedelta(minutes=6), "1020")
+    assert await billing.balance("A1") == Decimal("85.00")
+    history = (await billing.api.get("/internal/meters/NEW/history")).json()["items"]
+    assert [(h["event"], Decimal(h["final_kwh"])) for h in history] == [("swapped_in", Decimal(0))]
+
+
+async def test_a_register_going_backwards_is_an_anomaly_not_a_credit(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="10")
+    await billing.read("M1", NOW, "500")
+    await billing.read("M1", NOW + timedelta(minutes=5), "501")
+    await billing.read("M1", NOW + timedelta(minutes=10), "3")
+    assert await billing.balance("A1") == Decimal("9.00")
+    found = (await billing.api.get("/internal/anomalies", params={"meter_id": "M1"})).json()
+    assert [a["kind"] for a in found["items"]] == ["register_backwards"]
+
+
+async def test_daily_usage_adds_up_to_the_charges(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="100", price="0.7")
+    await billing.read("M1", NOW, "0")
+    for minutes, kwh in ((5, "1.5"), (10, "4"), (15, "4.25")):
+        await billing.read("M1", NOW + timedelta(minutes=minutes), kwh)
+    usage = (await billing.api.get("/internal/usage", params={"meter_id": "M1"})).json()["items"]
+    assert sum(Decimal(day["metered_kwh"]) for day in usage) == Decimal("4.25")
+    assert sum(Decimal(day["cost"]) for day in usage) == Decimal(100) - await billing.balance("A1")
