@@ -115,6 +115,29 @@ class UnitOfWork:
         )
         return True
 
+    async def first_time_seen_many(self, batch: list[Envelope]) -> list[Envelope]:
+        """Record a batch as handled; return the messages not seen before, in order."""
+        inbox = self._store.inbox
+        ids = {envelope.message_id for envelope in batch}
+        seen = set(
+            (
+                await self.session.scalars(
+                    select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))
+                )
+            ).all()
+        )
+        fresh: list[Envelope] = []
+        for envelope in batch:
+            if envelope.message_id not in seen:
+                seen.add(envelope.message_id)  # the same id twice in one batch counts once
+                fresh.append(envelope)
+        if fresh:
+            now = utcnow()
+            await self.session.execute(
+                insert(inbox), [{"message_id": e.message_id, "handled_at": now} for e in fresh]
+            )
+        return fresh
+
 
 class ServiceStore:
     """A service's database access: sessions, its outbox and inbox tables."""
@@ -163,6 +186,53 @@ class ServiceStore:
             BUS_MESSAGES.labels(self.service, envelope.type, "handled").inc()
 
         return consume
+
+    def idempotent_batch(
+        self, handle: Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]
+    ) -> Callable[[list[Envelope]], Awaitable[None]]:
+        """Wrap a batch handler: the messages not yet seen take effect once, in one transaction.
+
+        The handler receives only first-time messages, in their delivery order; their ids
+        are recorded in the inbox with one query to check and one statement to insert.
+        """
+
+        async def consume(batch: list[Envelope]) -> None:
+            try:
+                async with self.unit_of_work() as uow:
+                    fresh = await uow.first_time_seen_many(batch)
+                    if fresh:
+                        await handle(uow, fresh)
+            except IntegrityError:
+                # A concurrent delivery recorded some of these ids first. When all of them
+                # are done there is nothing left; otherwise fail, and the bus retries the
+                # messages one at a time.
+                ids = {envelope.message_id for envelope in batch}
+                async with self.sessionmaker() as session:
+                    done = set(
+                        (
+                            await session.scalars(
+                                select(self.inbox.c.message_id).where(
+                                    self.inbox.c.message_id.in_(ids)
+                                )
+                            )
+                        ).all()
+                    )
+                if done != ids:
+                    raise
+                fresh = []
+            _count_batch(self.service, batch, fresh)
+
+        return consume
+
+
+def _count_batch(service: str, batch: list[Envelope], fresh: list[Envelope]) -> None:
+    handled: dict[str, int] = {}
+    for envelope in fresh:
+        handled[envelope.type] = handled.get(envelope.type, 0) + 1
+    for type_, count in handled.items():
+        BUS_MESSAGES.labels(service, type_, "handled").inc(count)
+    if len(batch) > len(fresh):
+        BUS_MESSAGES.labels(service, batch[0].type, "duplicate").inc(len(batch) - len(fresh))
 
 
 class OutboxRelay:

@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from prepaid_common.bus import Handler, MessageBus, make_bus
+from prepaid_common.bus import BatchHandler, Handler, MessageBus, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
 from prepaid_common.errors import install_error_handlers
 from prepaid_common.logs import configure_logging
@@ -47,6 +47,17 @@ class ServiceTables:
     inbox: Table
 
 
+@dataclass(frozen=True)
+class BatchSubscriptionSpec:
+    """A batch subscription a service asks for (queue name without the service prefix)."""
+
+    queue: str
+    bindings: Sequence[str]
+    handler: BatchHandler
+    max_batch: int = 500
+    max_wait: float = 0.05
+
+
 class Service:
     """Base of the five services: subclasses set the class attributes and add behaviour."""
 
@@ -68,6 +79,10 @@ class Service:
         """Return (queue, topic patterns, handler) for each bus subscription."""
         return ()
 
+    def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
+        """Return the subscriptions whose handler takes a batch of messages."""
+        return ()
+
     def routers(self) -> Sequence[APIRouter]:
         """Return the internal API's routers."""
         return ()
@@ -85,6 +100,14 @@ class Service:
         """Register the service's subscriptions on the bus (before the bus starts)."""
         for queue, bindings, handler in self.subscriptions():
             self.bus.subscribe(f"{self.name}.{queue}", bindings, handler)
+        for spec in self.batch_subscriptions():
+            self.bus.subscribe_batch(
+                f"{self.name}.{spec.queue}",
+                spec.bindings,
+                spec.handler,
+                max_batch=spec.max_batch,
+                max_wait=spec.max_wait,
+            )
 
     async def start(self) -> None:
         """Start the outbox relay and the service's loops."""

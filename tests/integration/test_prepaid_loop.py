@@ -152,6 +152,7 @@ async def assert_ledger_balances(product: Standalone) -> None:
         check: dict[str, Any] = (await billing.get("/internal/ledger/check")).json()
         assert Decimal(check["sum"]) == 0
         assert check["unbalanced"] == []
+        assert check["projection_mismatches"] == []
         accounts = (await billing.get("/internal/accounts", params={"limit": 500})).json()
         for account in accounts["items"]:
             ledger = (

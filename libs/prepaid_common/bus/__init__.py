@@ -1,9 +1,25 @@
 """One bus interface, two adapters: RabbitMQ (cluster) and in-process (standalone)."""
 
-from prepaid_common.bus.base import Handler, MessageBus, Subscription, topic_matches
+from prepaid_common.bus.base import (
+    BatchHandler,
+    BatchSubscription,
+    Handler,
+    MessageBus,
+    Subscription,
+    topic_matches,
+)
 from prepaid_common.bus.memory import InProcessBus
 
-__all__ = ["Handler", "InProcessBus", "MessageBus", "Subscription", "make_bus", "topic_matches"]
+__all__ = [
+    "BatchHandler",
+    "BatchSubscription",
+    "Handler",
+    "InProcessBus",
+    "MessageBus",
+    "Subscription",
+    "make_bus",
+    "topic_matches",
+]
 
 
 def make_bus(amqp_url: str, *, prefix: str) -> MessageBus:

@@ -6,6 +6,10 @@
   of attempts it goes to the dead-letter queue.
 * A subscription's messages are handled one at a time, in publish order, so that per-meter
   order is kept.
+* A batch subscription hands its handler a list of messages in publish order and
+  acknowledges them only after the handler returned (its commit); when a batch fails, its
+  messages are retried one at a time so that a poison message is isolated and
+  dead-lettered alone.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Protocol
 from prepaid_common.contracts import Envelope
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
 MAX_DELIVERIES = 5
 
@@ -30,11 +35,33 @@ class Subscription:
     handler: Handler
 
 
+@dataclass(frozen=True)
+class BatchSubscription:
+    """A queue whose handler takes up to ``max_batch`` messages gathered for ``max_wait`` s."""
+
+    queue: str
+    bindings: tuple[str, ...]
+    handler: BatchHandler
+    max_batch: int
+    max_wait: float
+
+
 class MessageBus(Protocol):
     """Publish confirmed messages; deliver them to subscriptions at least once."""
 
     def subscribe(self, queue: str, bindings: Sequence[str], handler: Handler) -> None:
         """Register a subscription; call before ``start``."""
+
+    def subscribe_batch(
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        max_batch: int = 500,
+        max_wait: float = 0.05,
+    ) -> None:
+        """Register a batch subscription; call before ``start``."""
 
     async def start(self) -> None:
         """Connect and begin delivering to subscriptions."""

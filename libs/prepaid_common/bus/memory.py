@@ -12,7 +12,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from prepaid_common.bus.base import MAX_DELIVERIES, Handler, Subscription, topic_matches
+from prepaid_common.bus.base import (
+    MAX_DELIVERIES,
+    BatchHandler,
+    Handler,
+    Subscription,
+    topic_matches,
+)
 from prepaid_common.contracts import Envelope
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,22 @@ class InProcessBus:
     def subscribe(self, queue: str, bindings: Sequence[str], handler: Handler) -> None:
         self._subscriptions.append(Subscription(queue, tuple(bindings), handler))
         self._locks[queue] = asyncio.Lock()
+
+    def subscribe_batch(
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        max_batch: int = 500,
+        max_wait: float = 0.05,
+    ) -> None:
+        # publish() returns only after the subscriber committed, so nothing ever queues up
+        # here: each batch holds the one message being published.
+        async def one(envelope: Envelope) -> None:
+            await handler([envelope])
+
+        self.subscribe(queue, bindings, one)
 
     async def start(self) -> None:
         return None

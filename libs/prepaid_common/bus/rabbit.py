@@ -17,7 +17,13 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from prepaid_common.bus.base import MAX_DELIVERIES, Handler, Subscription
+from prepaid_common.bus.base import (
+    MAX_DELIVERIES,
+    BatchHandler,
+    BatchSubscription,
+    Handler,
+    Subscription,
+)
 from prepaid_common.contracts import Envelope
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,7 @@ class RabbitBus:
         self._prefix = prefix
         self._prefetch = prefetch
         self._subscriptions: list[Subscription] = []
+        self._batch_subscriptions: list[BatchSubscription] = []
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -52,6 +59,19 @@ class RabbitBus:
     def subscribe(self, queue: str, bindings: Sequence[str], handler: Handler) -> None:
         self._subscriptions.append(Subscription(queue, tuple(bindings), handler))
 
+    def subscribe_batch(
+        self,
+        queue: str,
+        bindings: Sequence[str],
+        handler: BatchHandler,
+        *,
+        max_batch: int = 500,
+        max_wait: float = 0.05,
+    ) -> None:
+        self._batch_subscriptions.append(
+            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait)
+        )
+
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self._url)
         # Publisher confirms are on by default: publish() returns after the broker's ack.
@@ -72,21 +92,36 @@ class RabbitBus:
             ("queue", self.dead_letter_queue),
         ]
         for subscription in self._subscriptions:
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=self._prefetch)
-            queue = await channel.declare_queue(
-                self.queue_name(subscription.queue),
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-dead-letter-exchange": f"{self._prefix}.dead",
-                    "x-delivery-limit": MAX_DELIVERIES,
-                },
+            queue = await self._declare_queue(
+                subscription.queue, subscription.bindings, self._prefetch
             )
-            for pattern in subscription.bindings:
-                await queue.bind(self.exchange_name, routing_key=pattern)
-            self.declared.append(("queue", queue.name))
             self._consumers.append(asyncio.create_task(self._consume(queue, subscription)))
+        for batched in self._batch_subscriptions:
+            # Twice the batch: the next batch arrives while this one is being committed.
+            queue = await self._declare_queue(
+                batched.queue, batched.bindings, max(self._prefetch, 2 * batched.max_batch)
+            )
+            self._consumers.append(asyncio.create_task(self._consume_batches(queue, batched)))
+
+    async def _declare_queue(
+        self, name: str, bindings: Sequence[str], prefetch: int
+    ) -> AbstractQueue:
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.declare_queue(
+            self.queue_name(name),
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": f"{self._prefix}.dead",
+                "x-delivery-limit": MAX_DELIVERIES,
+            },
+        )
+        for pattern in bindings:
+            await queue.bind(self.exchange_name, routing_key=pattern)
+        self.declared.append(("queue", queue.name))
+        return queue
 
     async def _consume(self, queue: AbstractQueue, subscription: Subscription) -> None:
         # The iterator hands over one message at a time: per-queue order is kept.
@@ -117,6 +152,72 @@ class RabbitBus:
             await message.reject(requeue=True)
             return
         await message.ack()
+
+    async def _consume_batches(self, queue: AbstractQueue, subscription: BatchSubscription) -> None:
+        arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            # aiormq starts one task per delivery, in delivery order: order is kept.
+            arrived.put_nowait(message)
+
+        await queue.consume(on_message)
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            batch = [await arrived.get()]
+            deadline = loop.time() + subscription.max_wait
+            while len(batch) < subscription.max_batch:
+                if not arrived.empty():
+                    batch.append(arrived.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(arrived.get(), remaining))
+                except TimeoutError:
+                    break
+            await self._handle_batch(batch, subscription)
+
+    async def _handle_batch(
+        self, messages: list[AbstractIncomingMessage], subscription: BatchSubscription
+    ) -> None:
+        parsed: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        for message in messages:
+            try:
+                parsed.append((message, Envelope.from_bytes(message.body)))
+            except ValueError:
+                log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
+                await message.reject(requeue=False)
+        if not parsed:
+            return
+        try:
+            await subscription.handler([envelope for _, envelope in parsed])
+        except Exception as error:
+            log.warning(
+                "batch failed; retrying its messages one at a time",
+                extra={"queue": subscription.queue, "size": len(parsed), "error": repr(error)},
+            )
+        else:
+            # One ack for the whole batch: every earlier delivery on this channel is in it.
+            await parsed[-1][0].ack(multiple=True)
+            return
+        # One at a time, so that only a poison message is requeued (and dead-lettered by
+        # the delivery limit) while the good ones of its batch are committed and acked.
+        for message, envelope in parsed:
+            try:
+                await subscription.handler([envelope])
+            except Exception as error:
+                log.warning(
+                    "handler failed; message will be redelivered",
+                    extra={
+                        "queue": subscription.queue,
+                        "message_id": envelope.message_id,
+                        "error": repr(error),
+                    },
+                )
+                await message.reject(requeue=True)
+            else:
+                await message.ack()
 
     async def publish(self, envelope: Envelope) -> None:
         if self._exchange is None:

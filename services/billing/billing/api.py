@@ -21,6 +21,7 @@ from billing.tables import (
     account_groups,
     accounts,
     anomalies,
+    balances,
     daily_usage,
     entries,
     holds,
@@ -595,7 +596,8 @@ def build_router(service: BillingService) -> APIRouter:
 
     @router.get("/ledger/check")
     async def ledger_check() -> dict[str, Any]:
-        """The sum of every entry (always zero) and any transaction that does not balance."""
+        """The sum of every entry (always zero), any transaction that does not balance, and
+        any ledger account whose balance projection differs from the sum of its entries."""
         async with sessions() as session:
             total = await session.scalar(select(func.sum(entries.c.amount)))
             unbalanced = (
@@ -605,7 +607,28 @@ def build_router(service: BillingService) -> APIRouter:
                     .having(func.sum(entries.c.amount) != Decimal(0))
                 )
             ).all()
-        return {"sum": total if total is not None else Decimal("0.00"), "unbalanced": unbalanced}
+            summed = dict(
+                (
+                    await session.execute(
+                        select(entries.c.ledger_account, func.sum(entries.c.amount)).group_by(
+                            entries.c.ledger_account
+                        )
+                    )
+                ).all()
+            )
+            projected = dict(
+                (await session.execute(select(balances.c.ledger_account, balances.c.balance))).all()
+            )
+        mismatched = sorted(
+            name
+            for name in summed.keys() | projected.keys()
+            if summed.get(name, ZERO) != projected.get(name, ZERO)
+        )
+        return {
+            "sum": total if total is not None else Decimal("0.00"),
+            "unbalanced": unbalanced,
+            "projection_mismatches": mismatched,
+        }
 
     return router
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
+from collections import Counter as Tally
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,18 +29,22 @@ from prepaid_common.contracts import (
 )
 from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import UnitOfWork
-from prepaid_common.service import Service
+from prepaid_common.service import BatchSubscriptionSpec, Service
 from prometheus_client import Counter
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.sql.dml import Insert
 
+from billing import partitions
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.domain.rating import (
     DEFAULT_MAX_POWER_KW,
     MeterReading,
     Position,
+    Rating,
     TariffVersion,
     Verdict,
     position_from_json,
@@ -52,10 +59,12 @@ from billing.domain.supply import (
     decide_supply,
 )
 from billing.domain.tariffs import PeriodEnergy, TariffDefinition
+from billing.settings import BillingSettings
 from billing.tables import (
     account_groups,
     accounts,
     anomalies,
+    balances,
     daily_usage,
     entries,
     holds,
@@ -99,16 +108,30 @@ class BillingService(Service):
         bus: MessageBus,
         max_power_kw: Decimal = DEFAULT_MAX_POWER_KW,
         sweep_interval: float = 30.0,
+        settings: BillingSettings | None = None,
     ) -> None:
         super().__init__(engine=engine, bus=bus)
         # Above this average power between two readings a jump is refused as implausible.
         self.max_power_kw = max_power_kw
         self.sweep_interval = sweep_interval
+        self.settings = settings or BillingSettings()
+        self._cache = ReferenceCache(self.settings.reference_cache_seconds)
+        self._partitions_kept_at: float | None = None
 
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
         return (
-            ("readings", ["reading.v1.#"], self.store.idempotent(self.handle_reading)),
             ("payments", ["payment.succeeded.v1.#"], self.store.idempotent(self.handle_payment)),
+        )
+
+    def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
+        return (
+            BatchSubscriptionSpec(
+                "readings",
+                ["reading.v1.#"],
+                self.store.idempotent_batch(self.handle_readings),
+                max_batch=self.settings.reading_batch_max,
+                max_wait=self.settings.reading_batch_wait_seconds,
+            ),
         )
 
     def routers(self) -> Sequence[APIRouter]:
@@ -122,71 +145,151 @@ class BillingService(Service):
     # --- message handlers --------------------------------------------------------------
     async def handle_reading(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Record a reading, rate it, post the charge and decide the meter's supply."""
-        reading = open_envelope(envelope, ReadingV1)
+        await self.handle_readings(uow, [envelope])
+
+    async def handle_readings(self, uow: UnitOfWork, batch: list[Envelope]) -> None:
+        """Record, rate and charge a batch of readings in one transaction.
+
+        Each meter's readings are rated in delivery order exactly as one at a time would be;
+        the charges of one meter in one batch are posted as one consumption transaction
+        (the position telescopes, so the total is the same to the fen), and supply is
+        decided for the accounts whose decision could change.
+        """
         session = uow.session
-        energy = reading.energy_kwh.quantize(Decimal("0.001"))
-        exists = await session.scalar(
-            select(func.count())
-            .select_from(readings)
-            .where(readings.c.meter_id == reading.meter_id, readings.c.read_at == reading.read_at)
-        )
-        if not exists:
+        received = utcnow()
+        by_meter: dict[str, list[ReadingV1]] = {}
+        history: dict[tuple[str, datetime], dict[str, Any]] = {}
+        for envelope in batch:
+            reading = open_envelope(envelope, ReadingV1)
+            by_meter.setdefault(reading.meter_id, []).append(reading)
+            # The first copy of a (meter, instant) is the one kept, as before batching.
+            history.setdefault(
+                (reading.meter_id, reading.read_at),
+                {
+                    "meter_id": reading.meter_id,
+                    "read_at": reading.read_at,
+                    "energy_kwh": reading.energy_kwh.quantize(ENERGY_QUANTUM),
+                    "received_at": received,
+                },
+            )
+        await session.execute(self._insert_or_ignore(readings), list(history.values()))
+        bindings = await self._bindings_of(session, list(by_meter))
+        policy = await self._cached_policy(session)
+        verdicts: Tally[str] = Tally()
+        work = BatchWork()
+        for meter_id, meter_readings in by_meter.items():
+            binding = bindings.get(meter_id)
+            if binding is None:
+                verdicts["unbound"] += len(meter_readings)
+                continue
+            versions = await self._cached_versions(
+                session, binding.tariff_id or binding.account_tariff
+            )
+            await self._rate_meter(uow, work, binding, meter_readings, versions, policy, verdicts)
+        for verdict, count in verdicts.items():
+            READINGS_RATED.labels(verdict).inc(count)
+        if work.positions:
             await session.execute(
-                insert(readings).values(
-                    meter_id=reading.meter_id,
-                    read_at=reading.read_at,
-                    energy_kwh=energy,
-                    received_at=utcnow(),
+                update(meters)
+                .where(meters.c.meter_id == bindparam("b_meter"))
+                .values(position=bindparam("b_position")),
+                [{"b_meter": m, "b_position": p} for m, p in work.positions.items()],
+            )
+        await self._add_usage(session, work.usage)
+        if work.charges:
+            await self._post_many(uow, work.charges)
+        await self._evaluate_after_readings(uow, bindings, work.evaluate_at)
+
+    async def _rate_meter(
+        self,
+        uow: UnitOfWork,
+        work: BatchWork,
+        binding: Any,
+        meter_readings: list[ReadingV1],
+        versions: list[TariffVersion],
+        policy: SitePolicy,
+        verdicts: Tally[str],
+    ) -> None:
+        """Rate one meter's readings of a batch in order; collect what to write."""
+        meter_id, account_id = binding.meter_id, binding.account_id
+        position = position_from_json(binding.position)
+        moved = False
+        charged = ZERO
+        charged_to = ""
+        for reading in meter_readings:
+            energy = reading.energy_kwh.quantize(ENERGY_QUANTUM)
+            rating = rate_reading(
+                position,
+                MeterReading(
+                    reading.read_at,
+                    energy,
+                    None if reading.tou_kwh is None else PeriodEnergy.of(reading.tou_kwh),
+                ),
+                versions=versions,
+                zone=policy.zone,
+                multiplier=binding.multiplier,
+                max_power_kw=self.max_power_kw,
+            )
+            verdicts[rating.verdict.value] += 1
+            if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE):
+                await self._record_anomaly(uow, meter_id, rating.verdict.value, rating.detail)
+                continue
+            if rating.verdict is Verdict.STALE:
+                continue
+            position = rating.position
+            moved = True
+            work.evaluate_at[account_id] = reading.read_at
+            if rating.verdict is Verdict.CHARGE:
+                work.add_usage(meter_id, account_id, reading.read_at, rating, policy)
+                if rating.charge != 0:
+                    charged += rating.charge
+                    charged_to = f"{energy}@{reading.read_at.isoformat()}"
+        if moved:
+            work.positions[meter_id] = position_to_json(position)
+        if charged_to and charged != 0:
+            work.charges.append(
+                ledger.consumption_charge(
+                    account_id=account_id,
+                    meter_id=meter_id,
+                    amount=charged,
+                    position_key=charged_to,
                 )
             )
-        binding = (
+
+    async def _bindings_of(self, session: AsyncSession, meter_ids: list[str]) -> dict[str, Any]:
+        """Every meter of the accounts the given meters belong to, with its account's terms."""
+        touched = select(meters.c.account_id).where(meters.c.meter_id.in_(meter_ids))
+        rows = (
             await session.execute(
-                select(meters, accounts.c.tariff_id.label("account_tariff"))
+                select(
+                    meters.c.meter_id,
+                    meters.c.account_id,
+                    meters.c.tariff_id,
+                    meters.c.multiplier,
+                    meters.c.position,
+                    meters.c.supply,
+                    accounts.c.tariff_id.label("account_tariff"),
+                    accounts.c.mode,
+                    accounts.c.trip_line,
+                    accounts.c.overdraft_limit,
+                    accounts.c.warning_line,
+                    accounts.c.warned,
+                )
                 .join(accounts, accounts.c.id == meters.c.account_id)
-                .where(meters.c.meter_id == reading.meter_id)
+                .where(meters.c.account_id.in_(touched))
+                .order_by(meters.c.meter_id)
+                # Replicas rating the same meter wait for each other instead of both moving
+                # its position from the same start.
+                .with_for_update(of=meters)
             )
-        ).first()
-        if binding is None:
-            READINGS_RATED.labels("unbound").inc()
-            return
-        policy = await self.policy(session)
-        versions = await self.tariff_versions(session, binding.tariff_id or binding.account_tariff)
-        rating = rate_reading(
-            position_from_json(binding.position),
-            MeterReading(
-                reading.read_at,
-                energy,
-                None if reading.tou_kwh is None else PeriodEnergy.of(reading.tou_kwh),
-            ),
-            versions=versions,
-            zone=policy.zone,
-            multiplier=binding.multiplier,
-            max_power_kw=self.max_power_kw,
-        )
-        READINGS_RATED.labels(rating.verdict.value).inc()
-        if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE):
-            await self._record_anomaly(uow, reading.meter_id, rating.verdict.value, rating.detail)
-            return
-        if rating.verdict is Verdict.STALE:
-            return
-        await session.execute(
-            update(meters)
-            .where(meters.c.meter_id == reading.meter_id)
-            .values(position=position_to_json(rating.position))
-        )
-        if rating.verdict is Verdict.CHARGE:
-            await self._add_usage(uow, binding.account_id, reading, rating, policy)
-            if rating.charge != 0:
-                await self._post(
-                    uow,
-                    ledger.consumption_charge(
-                        account_id=binding.account_id,
-                        meter_id=reading.meter_id,
-                        amount=rating.charge,
-                        position_key=f"{energy}@{reading.read_at.isoformat()}",
-                    ),
-                )
-        await self.evaluate_account(uow, binding.account_id, now=reading.read_at)
+        ).all()
+        return {row.meter_id: row for row in rows}
+
+    def _insert_or_ignore(self, table: Any) -> Insert:
+        """INSERT that skips rows whose key is already there."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
 
     async def handle_payment(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Credit a payment once (less any debt share) and restore supply if it is enough."""
@@ -229,76 +332,185 @@ class BillingService(Service):
         self, uow: UnitOfWork, txn: ledger.Transaction, *, announce: bool = False
     ) -> str | None:
         """Post a transaction unless its operation key was already posted; return its id."""
-        session = uow.session
-        done = await session.scalar(
-            select(transactions.c.id).where(transactions.c.operation_key == txn.operation_key)
-        )
-        if done is not None:
-            return None
-        txn_id = str(uuid.uuid4())
-        now = utcnow()
-        await session.execute(
-            insert(transactions).values(
-                id=txn_id,
-                operation_key=txn.operation_key,
-                kind=txn.kind,
-                account_id=txn.account_id,
-                memo=txn.memo[:400],
-                operator=txn.operator,
-                reverses=txn.reverses,
-                created_at=now,
-            )
-        )
-        await session.execute(
-            insert(entries),
-            [
-                {"transaction_id": txn_id, "ledger_account": e.ledger_account, "amount": e.amount}
-                for e in txn.entries
-            ],
-        )
-        TRANSACTIONS_POSTED.labels(txn.kind).inc()
-        if announce:
+        posted = await self._post_many(uow, [txn])
+        txn_id = posted.get(txn.operation_key)
+        if txn_id is not None and announce:
             await uow.emit(
                 BalanceChangedV1(
                     account_id=txn.account_id,
-                    balance=await balance_of(session, txn.account_id),
+                    balance=await balance_of(uow.session, txn.account_id),
                     transaction_id=txn_id,
                     kind=txn.kind,
-                    at=now,
+                    at=utcnow(),
                 )
             )
         return txn_id
 
-    async def _add_usage(
-        self, uow: UnitOfWork, account_id: str, reading: ReadingV1, rating: Any, policy: SitePolicy
+    async def _post_many(
+        self, uow: UnitOfWork, txns: Sequence[ledger.Transaction]
+    ) -> dict[str, str]:
+        """Post transactions whose operation keys are new, and move the balance projection
+        by their entries in the same transaction; return the new ids by operation key.
+
+        This is the one function that writes ledger entries and balances.
+        """
+        session = uow.session
+        done = set(
+            (
+                await session.scalars(
+                    select(transactions.c.operation_key).where(
+                        transactions.c.operation_key.in_([t.operation_key for t in txns])
+                    )
+                )
+            ).all()
+        )
+        now = utcnow()
+        posted: dict[str, str] = {}
+        headers: list[dict[str, Any]] = []
+        lines: list[dict[str, Any]] = []
+        moves: dict[str, Decimal] = {}
+        for txn in txns:
+            if txn.operation_key in done or txn.operation_key in posted:
+                continue
+            txn_id = posted[txn.operation_key] = str(uuid.uuid4())
+            headers.append(
+                {
+                    "id": txn_id,
+                    "operation_key": txn.operation_key,
+                    "kind": txn.kind,
+                    "account_id": txn.account_id,
+                    "memo": txn.memo[:400],
+                    "operator": txn.operator,
+                    "reverses": txn.reverses,
+                    "created_at": now,
+                }
+            )
+            for entry in txn.entries:
+                lines.append(
+                    {
+                        "transaction_id": txn_id,
+                        "ledger_account": entry.ledger_account,
+                        "amount": entry.amount,
+                    }
+                )
+                moves[entry.ledger_account] = moves.get(entry.ledger_account, ZERO) + entry.amount
+            TRANSACTIONS_POSTED.labels(txn.kind).inc()
+        if not headers:
+            return posted
+        await session.execute(insert(transactions), headers)
+        await session.execute(insert(entries), lines)
+        await self._move_balances(session, moves)
+        return posted
+
+    async def _move_balances(self, session: AsyncSession, moves: dict[str, Decimal]) -> None:
+        # Sorted, so that concurrent postings lock balance rows in one order (no deadlock).
+        rows = [{"ledger_account": k, "balance": v} for k, v in sorted(moves.items())]
+        statement = (
+            postgresql.insert(balances)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(balances)
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[balances.c.ledger_account],
+                set_={"balance": balances.c.balance + statement.excluded.balance},
+            ),
+            rows,
+        )
+
+    async def _add_usage(self, session: AsyncSession, usage: dict[tuple[str, str], Usage]) -> None:
+        """Add a batch's energy and cost to each meter's day (the energy-analysis roll-up)."""
+        if not usage:
+            return
+        statement = (
+            postgresql.insert(daily_usage)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(daily_usage)
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[daily_usage.c.meter_id, daily_usage.c.day],
+                set_={
+                    "metered_kwh": daily_usage.c.metered_kwh + statement.excluded.metered_kwh,
+                    "billed_kwh": daily_usage.c.billed_kwh + statement.excluded.billed_kwh,
+                    "cost": daily_usage.c.cost + statement.excluded.cost,
+                },
+            ),
+            [
+                {
+                    "meter_id": meter_id,
+                    "day": day,
+                    "account_id": day_usage.account_id,
+                    "metered_kwh": day_usage.metered_kwh,
+                    "billed_kwh": day_usage.billed_kwh,
+                    "cost": day_usage.cost,
+                }
+                for (meter_id, day), day_usage in sorted(usage.items())
+            ],
+        )
+
+    async def _evaluate_after_readings(
+        self, uow: UnitOfWork, bindings: dict[str, Any], evaluate_at: dict[str, datetime]
     ) -> None:
-        """Add a reading's energy and cost to its meter's day (the energy-analysis roll-up)."""
-        day = reading.read_at.astimezone(policy.zone).date().isoformat()
-        key = and_(daily_usage.c.meter_id == reading.meter_id, daily_usage.c.day == day)
-        row = (await uow.session.execute(select(daily_usage).where(key))).first()
-        metered = rating.metered_kwh.quantize(Decimal("0.000001"))
-        billed = rating.billed_kwh.quantize(Decimal("0.000001"))
-        if row is None:
-            await uow.session.execute(
-                insert(daily_usage).values(
-                    meter_id=reading.meter_id,
-                    day=day,
-                    account_id=account_id,
-                    metered_kwh=metered,
-                    billed_kwh=billed,
-                    cost=rating.charge,
+        """Decide supply for the accounts of a batch whose decision could change.
+
+        Evaluating every account after every reading would give the same result: an
+        account is skipped only when its warning flag already matches its balance and each
+        of its meters already has the supply its balance calls for, no shedding touches it,
+        and (while any hold is in force) none of its meters is off.
+        """
+        if not evaluate_at:
+            return
+        session = uow.session
+        ids = sorted(evaluate_at)
+        known = dict(
+            (
+                await session.execute(
+                    select(balances.c.ledger_account, balances.c.balance).where(
+                        balances.c.ledger_account.in_([ledger.tenant_ledger(a) for a in ids])
+                    )
                 )
-            )
-        else:
-            await uow.session.execute(
-                update(daily_usage)
-                .where(key)
-                .values(
-                    metered_kwh=row.metered_kwh + metered,
-                    billed_kwh=row.billed_kwh + billed,
-                    cost=row.cost + rating.charge,
+            ).all()
+        )
+        shed = set(
+            (
+                await session.scalars(
+                    select(account_groups.c.account_id)
+                    .join(sheds, sheds.c.group_name == account_groups.c.group_name)
+                    .where(sheds.c.ended_at.is_(None), account_groups.c.account_id.in_(ids))
                 )
+            ).all()
+        )
+        now = utcnow()
+        holding = (
+            await session.scalar(
+                select(holds.c.id)
+                .where(
+                    holds.c.released_at.is_(None), or_(holds.c.until.is_(None), holds.c.until > now)
+                )
+                .limit(1)
             )
+        ) is not None
+        by_account: dict[str, list[Any]] = {}
+        for row in bindings.values():
+            by_account.setdefault(row.account_id, []).append(row)
+        for account_id in ids:
+            rows = by_account[account_id]
+            terms = rows[0]
+            balance = known.get(ledger.tenant_ledger(account_id), ZERO)
+            expected = (
+                "on"
+                if terms.mode == "postpaid" or balance > terms.trip_line - terms.overdraft_limit
+                else "off"
+            )
+            settled = (
+                terms.warned == (balance <= terms.warning_line)
+                and all(row.supply == expected for row in rows)
+                and account_id not in shed
+                and not (holding and any(row.supply == "off" for row in rows))
+            )
+            if not settled:
+                await self.evaluate_account(uow, account_id, now=evaluate_at[account_id])
 
     # --- supply ------------------------------------------------------------------------
     async def evaluate_account(self, uow: UnitOfWork, account_id: str, *, now: datetime) -> None:
@@ -322,7 +534,7 @@ class BillingService(Service):
                     "low_balance",
                     f"account {account_id} balance {balance} at or below {account.warning_line}",
                 )
-        policy = await self.policy(session)
+        policy = await self._cached_policy(session)
         groups = set(
             (
                 await session.scalars(
@@ -406,7 +618,12 @@ class BillingService(Service):
 
     # --- the calendar: fixed charges, daily debt recovery, windows and holds ending ----
     async def sweep(self, now: datetime | None = None) -> None:
-        """Post due fixed charges and debt recovery; re-decide every account's supply."""
+        """Keep reading partitions; post due fixed charges and debt recovery; re-decide
+        every account's supply."""
+        # The partitions are kept hourly on the timer; an explicit instant always runs them.
+        due = self._partitions_kept_at is None or time.monotonic() - self._partitions_kept_at > 3600
+        if now is not None or due:
+            await self.keep_readings(now or utcnow())
         now = now or utcnow()
         async with self.store.sessionmaker() as session:
             account_ids = (await session.scalars(select(accounts.c.id))).all()
@@ -415,12 +632,25 @@ class BillingService(Service):
                 await self._post_calendar_charges(uow, account_id, now)
                 await self.evaluate_account(uow, account_id, now=now)
 
+    async def keep_readings(self, now: datetime) -> list[str]:
+        """Create reading partitions ahead and drop expired ones; return those dropped."""
+        async with self.engine.begin() as connection:
+            dropped = await connection.run_sync(
+                lambda sync: partitions.maintain(
+                    sync, now=now, retention_days=self.settings.reading_retention_days
+                )
+            )
+        self._partitions_kept_at = time.monotonic()
+        if dropped:
+            log.info("expired reading partitions dropped", extra={"partitions": dropped})
+        return dropped
+
     async def _post_calendar_charges(self, uow: UnitOfWork, account_id: str, now: datetime) -> None:
         session = uow.session
         account = await self._account_row(session, account_id)
-        policy = await self.policy(session)
+        policy = await self._cached_policy(session)
         today = now.astimezone(policy.zone).date()
-        tariff = version_at(await self.tariff_versions(session, account.tariff_id), now).definition
+        tariff = version_at(await self._cached_versions(session, account.tariff_id), now).definition
         # Charges start on the day the account was opened; posting is idempotent per day.
         opened = account.created_at.astimezone(policy.zone).date()
         if tariff.daily_charge > 0 and today >= opened:
@@ -486,6 +716,22 @@ class BillingService(Service):
             for row in rows
         ]
 
+    async def _cached_policy(self, session: AsyncSession) -> SitePolicy:
+        """The site policy, cached (see ``ReferenceCache``)."""
+        policy = self._cache.policy()
+        if policy is None:
+            policy = self._cache.keep_policy(await self.policy(session))
+        return policy
+
+    async def _cached_versions(self, session: AsyncSession, tariff_id: str) -> list[TariffVersion]:
+        """A tariff's versions, cached (see ``ReferenceCache``)."""
+        versions = self._cache.versions(tariff_id)
+        if versions is None:
+            versions = self._cache.keep_versions(
+                tariff_id, await self.tariff_versions(session, tariff_id)
+            )
+        return versions
+
     async def _account_row(self, session: AsyncSession, account_id: str) -> Any:
         return (await session.execute(select(accounts).where(accounts.c.id == account_id))).first()
 
@@ -530,6 +776,7 @@ class BillingService(Service):
                     created_at=now,
                 )
             )
+        self._cache.clear()
         return version_id
 
     async def open_account(
@@ -916,21 +1163,93 @@ class BillingService(Service):
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 await uow.session.execute(insert(site_policy).values(id=1, **values))
+        self._cache.clear()
 
 
 async def balance_of(session: AsyncSession, account_id: str) -> Decimal:
-    """Return an account's balance: the sum of its ledger entries."""
-    return await _sum_of(session, ledger.tenant_ledger(account_id))
+    """Return an account's balance (the projection of the sum of its ledger entries)."""
+    return await _balance(session, ledger.tenant_ledger(account_id))
 
 
 async def arrears_of(session: AsyncSession, account_id: str) -> Decimal:
     """Return an account's arrears balance (negative = owed)."""
-    return await _sum_of(session, ledger.arrears_ledger(account_id))
+    return await _balance(session, ledger.arrears_ledger(account_id))
 
 
-async def _sum_of(session: AsyncSession, ledger_account: str) -> Decimal:
-    # The column type turns the summed fen back into an exact Decimal.
+async def _balance(session: AsyncSession, ledger_account: str) -> Decimal:
+    # billing_balances moves with every posting, in the same transaction (_post_many).
     total: Decimal | None = await session.scalar(
-        select(func.sum(entries.c.amount)).where(entries.c.ledger_account == ledger_account)
+        select(balances.c.balance).where(balances.c.ledger_account == ledger_account)
     )
-    return total if total is not None else ZERO.quantize(Decimal("0.01"))
+    return total if total is not None else ZERO
+
+
+ENERGY_QUANTUM = Decimal("0.001")
+USAGE_QUANTUM = Decimal("0.000001")
+
+
+@dataclass
+class Usage:
+    """One meter's energy and cost on one local day, summed over a batch."""
+
+    account_id: str
+    metered_kwh: Decimal = ZERO
+    billed_kwh: Decimal = ZERO
+    cost: Decimal = ZERO
+
+
+@dataclass
+class BatchWork:
+    """What rating a batch of readings leaves to write."""
+
+    positions: dict[str, dict[str, object]] = field(default_factory=dict)
+    usage: dict[tuple[str, str], Usage] = field(default_factory=dict)
+    charges: list[ledger.Transaction] = field(default_factory=list)
+    # The read time of each account's last reading that moved a position.
+    evaluate_at: dict[str, datetime] = field(default_factory=dict)
+
+    def add_usage(
+        self, meter_id: str, account_id: str, read_at: datetime, rating: Rating, policy: SitePolicy
+    ) -> None:
+        day = read_at.astimezone(policy.zone).date().isoformat()
+        usage = self.usage.setdefault((meter_id, day), Usage(account_id))
+        usage.metered_kwh += rating.metered_kwh.quantize(USAGE_QUANTUM)
+        usage.billed_kwh += rating.billed_kwh.quantize(USAGE_QUANTUM)
+        usage.cost += rating.charge
+
+
+class ReferenceCache:
+    """Tariff versions and the site policy, kept for ``ttl`` seconds.
+
+    Billing drops the cache whenever it changes them itself; another billing replica's
+    change is seen here within ``ttl`` (a new tariff version takes effect at an instant
+    chosen ahead, so a few seconds of delay do not misprice anything scheduled normally).
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._policy: tuple[float, SitePolicy] | None = None
+        self._versions: dict[str, tuple[float, list[TariffVersion]]] = {}
+
+    def clear(self) -> None:
+        self._policy = None
+        self._versions.clear()
+
+    def policy(self) -> SitePolicy | None:
+        if self._policy is None or time.monotonic() - self._policy[0] > self._ttl:
+            return None
+        return self._policy[1]
+
+    def keep_policy(self, policy: SitePolicy) -> SitePolicy:
+        self._policy = (time.monotonic(), policy)
+        return policy
+
+    def versions(self, tariff_id: str) -> list[TariffVersion] | None:
+        kept = self._versions.get(tariff_id)
+        if kept is None or time.monotonic() - kept[0] > self._ttl:
+            return None
+        return kept[1]
+
+    def keep_versions(self, tariff_id: str, versions: list[TariffVersion]) -> list[TariffVersion]:
+        self._versions[tariff_id] = (time.monotonic(), versions)
+        return versions

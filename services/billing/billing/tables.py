@@ -126,6 +126,18 @@ entries = Table(
     Index("ix_billing_entries_ledger", "ledger_account", "id"),
 )
 
+# The balance of every ledger account, kept in the same transaction as each posting by the one
+# posting function (BillingService._post_many): a projection of SUM(entries), never edited
+# otherwise, so that a supply decision reads one row instead of summing the ledger.
+balances = Table(
+    "billing_balances",
+    metadata,
+    Column("ledger_account", String(100), primary_key=True),
+    Column("balance", Money(), nullable=False),
+)
+
+# On PostgreSQL partitioned by month on read_at (migration billing_0002, partitions kept by
+# the sweep: billing.partitions); on SQLite a plain table.
 readings = Table(
     "billing_readings",
     metadata,

@@ -123,6 +123,8 @@ class Harness:
         check = (await self.api.get("/internal/ledger/check")).json()
         assert Decimal(check["sum"]) == 0
         assert check["unbalanced"] == []
+        # Every balance read from the projection equals the sum of its entries.
+        assert check["projection_mismatches"] == []
 
 
 @pytest.fixture

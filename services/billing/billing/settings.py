@@ -1,0 +1,22 @@
+"""Billing's own settings (environment prefix ``PREPAID_BILLING_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BillingSettings(BaseSettings):
+    """How billing batches readings, caches reference data and keeps raw readings."""
+
+    model_config = SettingsConfigDict(env_prefix="PREPAID_BILLING_", extra="ignore")
+
+    # Raw readings older than this are dropped (whole monthly partitions on PostgreSQL);
+    # the daily roll-ups (billing_daily_usage) are kept.
+    reading_retention_days: int = Field(default=400, ge=1)
+    # Readings rated and committed in one transaction, and how long to wait to fill one.
+    reading_batch_max: int = Field(default=1000, ge=1)
+    reading_batch_wait_seconds: float = Field(default=0.05, ge=0)
+    # Tariff versions and the site policy are cached; this process drops its cache when it
+    # changes them itself, and other replicas see a change within this many seconds.
+    reference_cache_seconds: float = Field(default=5.0, ge=0)
