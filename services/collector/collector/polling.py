@@ -81,6 +81,7 @@ class DtuPoller:
         self._next_connect_at = -float("inf")
         self._dtu_outage = False
         self._meter_outages: set[str] = set()
+        self._stopping = False
 
     # --- what the service asks of the loop ----------------------------------------------
     def reload(self) -> None:
@@ -102,18 +103,21 @@ class DtuPoller:
         self._wake.set()
         return future
 
+    def stop(self) -> None:
+        """End the loop at its next turn, whatever it is waiting for now."""
+        self._stopping = True
+        self._wake.set()
+
     # --- the loop -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the bus until the DTU is removed or disabled, or the task is cancelled."""
+        """Serve the bus until the DTU is removed or disabled, or the loop is stopped."""
         try:
-            while await self._guarded_turn():
+            while not self._stopping and await self._guarded_turn():
                 pass
         finally:
             if self._link is not None:
                 self._link.close()
-            while self._on_demand:
-                _meter_id, future = self._on_demand.popleft()
-                future.cancel()
+            self._fail_on_demand("the collector is stopping")
 
     async def _guarded_turn(self) -> bool:
         try:
@@ -153,8 +157,10 @@ class DtuPoller:
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0:
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _reload(self) -> bool:
         self._reload_wanted = False

@@ -62,6 +62,7 @@ class CollectorService(Service):
         )
         self._pollers: dict[str, tuple[DtuPoller, asyncio.Task[None]]] = {}
         self._dtus_changed = asyncio.Event()
+        self._supervising = False
 
     # --- bus ------------------------------------------------------------------------------
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
@@ -89,15 +90,14 @@ class CollectorService(Service):
 
     async def _supervise(self) -> None:
         """Keep one bus loop per enabled DTU, following registrations as they come."""
+        self._supervising = True
         try:
             while True:
                 self._dtus_changed.clear()
                 wanted = set(await records.enabled_dtu_ids(self.store))
                 for dtu_id in list(self._pollers):
-                    _poller, task = self._pollers[dtu_id]
-                    if dtu_id not in wanted or task.done():
-                        await _stop_task(task)
-                        del self._pollers[dtu_id]
+                    if dtu_id not in wanted or self._pollers[dtu_id][1].done():
+                        await _stop_pollers([self._pollers.pop(dtu_id)])
                 for dtu_id in sorted(wanted - set(self._pollers)):
                     self._start_poller(dtu_id)
                 online, known, dtus_online = await records.count_online(self.store)
@@ -105,13 +105,12 @@ class CollectorService(Service):
                 METERS_KNOWN.set(known)
                 DTUS_ONLINE.set(dtus_online)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dtus_changed.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._dtus_changed.wait()
         finally:
-            for _poller, task in self._pollers.values():
-                task.cancel()
-            for _poller, task in self._pollers.values():
-                await _stop_task(task)
-            self._pollers.clear()
+            self._supervising = False
+            pollers, self._pollers = list(self._pollers.values()), {}
+            await _stop_pollers(pollers)
 
     def _start_poller(self, dtu_id: str) -> None:
         poller = DtuPoller(
@@ -132,6 +131,8 @@ class CollectorService(Service):
         created = await records.register_dtu(self.store, body, self.profiles)
         for poller, _task in self._pollers.values():
             poller.reload()  # a meter may have moved between DTUs
+        if self._supervising and body.enabled and body.id not in self._pollers:
+            self._start_poller(body.id)  # at once, so that a read-now can follow
         self._dtus_changed.set()
         (view,) = await records.list_dtus(self.store, body.id)
         return view, created
@@ -146,10 +147,11 @@ class CollectorService(Service):
         # Room for the commands queued ahead of it and every block of the read.
         deadline = self.request_timeout * 10 + self.poll_interval
         try:
-            await asyncio.wait_for(poller.read_now(meter_id), deadline)
+            async with asyncio.timeout(deadline):
+                await poller.read_now(meter_id)
         except ReadFailed as error:
             raise MeterUnreachable(f"meter {meter_id}: {error}") from None
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             raise MeterUnreachable(f"meter {meter_id}: the bus did not get to it in time") from None
         return await records.get_meter(self.store, meter_id)
 
@@ -191,7 +193,14 @@ class CollectorService(Service):
         return [router]
 
 
-async def _stop_task(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _stop_pollers(pollers: Sequence[tuple[DtuPoller, asyncio.Task[None]]]) -> None:
+    """Stop bus loops and wait for them to end."""
+    for poller, task in pollers:
+        poller.stop()
+        task.cancel()
+    pending = {task for _poller, task in pollers}
+    while pending:
+        _done, pending = await asyncio.wait(pending, timeout=1.0)
+        # Python 3.11's wait_for (inside pymodbus) can swallow a cancel: ask again.
+        for task in pending:
+            task.cancel()
