@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    text,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -118,24 +119,42 @@ class UnitOfWork:
     async def first_time_seen_many(self, batch: list[Envelope]) -> list[Envelope]:
         """Record a batch as handled; return the messages not seen before, in order."""
         inbox = self._store.inbox
-        ids = {envelope.message_id for envelope in batch}
-        seen = set(
-            (
-                await self.session.scalars(
-                    select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))
+        ids = list(dict.fromkeys(envelope.message_id for envelope in batch))
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement: the ids it inserts are the new ones. A concurrent delivery of
+            # the same id makes it wait for that transaction, then skip the id if it won.
+            fresh_ids = set(
+                (
+                    await self.session.execute(
+                        text(
+                            f"INSERT INTO {inbox.name} (message_id, handled_at) "
+                            "SELECT unnest(CAST(:ids AS varchar[])), :now "
+                            "ON CONFLICT DO NOTHING RETURNING message_id"
+                        ),
+                        {"ids": ids, "now": utcnow()},
+                    )
+                ).scalars()
+            )
+        else:
+            seen = set(
+                (
+                    await self.session.scalars(
+                        select(inbox.c.message_id).where(inbox.c.message_id.in_(ids))
+                    )
+                ).all()
+            )
+            fresh_ids = {i for i in ids if i not in seen}
+            if fresh_ids:
+                now = utcnow()
+                await self.session.execute(
+                    insert(inbox),
+                    [{"message_id": i, "handled_at": now} for i in ids if i in fresh_ids],
                 )
-            ).all()
-        )
         fresh: list[Envelope] = []
         for envelope in batch:
-            if envelope.message_id not in seen:
-                seen.add(envelope.message_id)  # the same id twice in one batch counts once
+            if envelope.message_id in fresh_ids:
+                fresh_ids.discard(envelope.message_id)  # the same id twice in a batch: once
                 fresh.append(envelope)
-        if fresh:
-            now = utcnow()
-            await self.session.execute(
-                insert(inbox), [{"message_id": e.message_id, "handled_at": now} for e in fresh]
-            )
         return fresh
 
 

@@ -31,13 +31,11 @@ from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import BatchSubscriptionSpec, Service
 from prometheus_client import Counter
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.sql.dml import Insert
 
-from billing import partitions
+from billing import bulk, partitions
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.domain.rating import (
@@ -65,13 +63,11 @@ from billing.tables import (
     accounts,
     anomalies,
     balances,
-    daily_usage,
     entries,
     holds,
     meter_history,
     meters,
     plumbing,
-    readings,
     sheds,
     site_policy,
     supply_events,
@@ -172,7 +168,7 @@ class BillingService(Service):
                     "received_at": received,
                 },
             )
-        await session.execute(self._insert_or_ignore(readings), list(history.values()))
+        await bulk.insert_readings(session, list(history.values()))
         bindings = await self._bindings_of(session, list(by_meter))
         policy = await self._cached_policy(session)
         verdicts: Tally[str] = Tally()
@@ -188,14 +184,21 @@ class BillingService(Service):
             await self._rate_meter(uow, work, binding, meter_readings, versions, policy, verdicts)
         for verdict, count in verdicts.items():
             READINGS_RATED.labels(verdict).inc(count)
-        if work.positions:
-            await session.execute(
-                update(meters)
-                .where(meters.c.meter_id == bindparam("b_meter"))
-                .values(position=bindparam("b_position")),
-                [{"b_meter": m, "b_position": p} for m, p in work.positions.items()],
-            )
-        await self._add_usage(session, work.usage)
+        await bulk.update_positions(session, work.positions)
+        await bulk.add_daily_usage(
+            session,
+            [
+                {
+                    "meter_id": meter_id,
+                    "day": day,
+                    "account_id": usage.account_id,
+                    "metered_kwh": usage.metered_kwh,
+                    "billed_kwh": usage.billed_kwh,
+                    "cost": usage.cost,
+                }
+                for (meter_id, day), usage in sorted(work.usage.items())
+            ],
+        )
         if work.charges:
             await self._post_many(uow, work.charges)
         await self._evaluate_after_readings(uow, bindings, work.evaluate_at)
@@ -258,7 +261,9 @@ class BillingService(Service):
 
     async def _bindings_of(self, session: AsyncSession, meter_ids: list[str]) -> dict[str, Any]:
         """Every meter of the accounts the given meters belong to, with its account's terms."""
-        touched = select(meters.c.account_id).where(meters.c.meter_id.in_(meter_ids))
+        touched = select(meters.c.account_id).where(
+            bulk.one_of(session, meters.c.meter_id, meter_ids)
+        )
         rows = (
             await session.execute(
                 select(
@@ -284,12 +289,6 @@ class BillingService(Service):
             )
         ).all()
         return {row.meter_id: row for row in rows}
-
-    def _insert_or_ignore(self, table: Any) -> Insert:
-        """INSERT that skips rows whose key is already there."""
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
-        return sqlite.insert(table).on_conflict_do_nothing()
 
     async def handle_payment(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Credit a payment once (less any debt share) and restore supply if it is enough."""
@@ -359,7 +358,9 @@ class BillingService(Service):
             (
                 await session.scalars(
                     select(transactions.c.operation_key).where(
-                        transactions.c.operation_key.in_([t.operation_key for t in txns])
+                        bulk.one_of(
+                            session, transactions.c.operation_key, [t.operation_key for t in txns]
+                        )
                     )
                 )
             ).all()
@@ -369,6 +370,7 @@ class BillingService(Service):
         headers: list[dict[str, Any]] = []
         lines: list[dict[str, Any]] = []
         moves: dict[str, Decimal] = {}
+        kinds: Tally[str] = Tally()
         for txn in txns:
             if txn.operation_key in done or txn.operation_key in posted:
                 continue
@@ -394,60 +396,14 @@ class BillingService(Service):
                     }
                 )
                 moves[entry.ledger_account] = moves.get(entry.ledger_account, ZERO) + entry.amount
-            TRANSACTIONS_POSTED.labels(txn.kind).inc()
+            kinds[txn.kind] += 1
         if not headers:
             return posted
-        await session.execute(insert(transactions), headers)
-        await session.execute(insert(entries), lines)
-        await self._move_balances(session, moves)
+        for kind, count in kinds.items():
+            TRANSACTIONS_POSTED.labels(kind).inc(count)
+        await bulk.insert_postings(session, headers, lines)
+        await bulk.move_balances(session, moves)
         return posted
-
-    async def _move_balances(self, session: AsyncSession, moves: dict[str, Decimal]) -> None:
-        # Sorted, so that concurrent postings lock balance rows in one order (no deadlock).
-        rows = [{"ledger_account": k, "balance": v} for k, v in sorted(moves.items())]
-        statement = (
-            postgresql.insert(balances)
-            if self.engine.dialect.name == "postgresql"
-            else sqlite.insert(balances)
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[balances.c.ledger_account],
-                set_={"balance": balances.c.balance + statement.excluded.balance},
-            ),
-            rows,
-        )
-
-    async def _add_usage(self, session: AsyncSession, usage: dict[tuple[str, str], Usage]) -> None:
-        """Add a batch's energy and cost to each meter's day (the energy-analysis roll-up)."""
-        if not usage:
-            return
-        statement = (
-            postgresql.insert(daily_usage)
-            if self.engine.dialect.name == "postgresql"
-            else sqlite.insert(daily_usage)
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[daily_usage.c.meter_id, daily_usage.c.day],
-                set_={
-                    "metered_kwh": daily_usage.c.metered_kwh + statement.excluded.metered_kwh,
-                    "billed_kwh": daily_usage.c.billed_kwh + statement.excluded.billed_kwh,
-                    "cost": daily_usage.c.cost + statement.excluded.cost,
-                },
-            ),
-            [
-                {
-                    "meter_id": meter_id,
-                    "day": day,
-                    "account_id": day_usage.account_id,
-                    "metered_kwh": day_usage.metered_kwh,
-                    "billed_kwh": day_usage.billed_kwh,
-                    "cost": day_usage.cost,
-                }
-                for (meter_id, day), day_usage in sorted(usage.items())
-            ],
-        )
 
     async def _evaluate_after_readings(
         self, uow: UnitOfWork, bindings: dict[str, Any], evaluate_at: dict[str, datetime]
@@ -467,7 +423,11 @@ class BillingService(Service):
             (
                 await session.execute(
                     select(balances.c.ledger_account, balances.c.balance).where(
-                        balances.c.ledger_account.in_([ledger.tenant_ledger(a) for a in ids])
+                        bulk.one_of(
+                            session,
+                            balances.c.ledger_account,
+                            [ledger.tenant_ledger(a) for a in ids],
+                        )
                     )
                 )
             ).all()
@@ -477,7 +437,10 @@ class BillingService(Service):
                 await session.scalars(
                     select(account_groups.c.account_id)
                     .join(sheds, sheds.c.group_name == account_groups.c.group_name)
-                    .where(sheds.c.ended_at.is_(None), account_groups.c.account_id.in_(ids))
+                    .where(
+                        sheds.c.ended_at.is_(None),
+                        bulk.one_of(session, account_groups.c.account_id, ids),
+                    )
                 )
             ).all()
         )
