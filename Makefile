@@ -34,6 +34,9 @@ test: venv ## Run every test tier (unit, integration, e2e) on both backends
 test-unit: venv ## Run the unit tests only
 	$(BIN)/pytest -q tests/unit
 
+bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (bench-results/billing.json)
+	$(BIN)/python benchmarks/bench_billing.py
+
 lint: venv ## ruff (lint and format check) and mypy strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -46,4 +49,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-billing lint format clean

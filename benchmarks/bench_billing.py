@@ -1,0 +1,623 @@
+"""Billing throughput and latency on PostgreSQL + RabbitMQ (``make bench-billing``).
+
+One run, side by side on this machine:
+
+1. a fresh database and a private RabbitMQ prefix; N accounts and meters seeded through
+   billing's own operations (tariff, account, top-up, binding);
+2. raw COPY of the very reading rows the benchmark publishes into a scratch table of the same
+   database (asyncpg ``copy_records_to_table``): the ceiling to compare with;
+3. the readings are published by a separate process *before* billing starts (so the
+   publisher does not share the CPU with billing), then ONE billing process drains them:
+   sustained readings/s rated and committed, after a warm-up round;
+4. latency from published to committed at a steady 555 readings/s (another publisher
+   process paces them; billing records each batch's commit instant).
+
+Writes ``bench-results/billing.json``; exits non-zero only on errors, never on a missed
+target. Cleans up its database and queues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get(
+    "PREPAID_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+AMQP_URL = os.environ.get("PREPAID_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+INTERVAL = timedelta(minutes=3)  # a meter is read every 3 minutes
+STEP_KWH = Decimal("0.050")  # 1 kW average load
+TARGET_RATE = 5000
+TARGET_RATIO = 0.3
+LATENCY_RATE = 555
+
+
+# --- the readings (the same rows for COPY and for the bus) -------------------------------
+def meter_id(index: int) -> str:
+    return f"BM{index:06d}"
+
+
+def reading_at(base: datetime, index: int, round_: int) -> tuple[str, datetime, Decimal]:
+    return meter_id(index), base + round_ * INTERVAL, Decimal(1000) + round_ * STEP_KWH
+
+
+def envelopes(base: datetime, meters: int, rounds: range) -> list[tuple[str, str, bytes]]:
+    """(message id, routing key, body) for each reading, round by round."""
+    from prepaid_common.contracts import Envelope, ReadingV1
+
+    out = []
+    for round_ in rounds:
+        for index in range(meters):
+            meter, at, kwh = reading_at(base, index, round_)
+            envelope = Envelope.wrap(
+                ReadingV1(meter_id=meter, dtu_id="BENCH", read_at=at, energy_kwh=kwh),
+                producer="bench",
+            )
+            out.append((envelope.message_id, envelope.routing_key, envelope.to_bytes()))
+    return out
+
+
+def write_json(path: str, value: object) -> None:
+    # Small files written between measurements: blocking is harmless here.
+    Path(path).write_text(json.dumps(value))
+
+
+# --- roles run in their own processes ----------------------------------------------------
+async def publish_role(args: argparse.Namespace) -> None:
+    """Publish rounds of readings, all at once or paced; write publish instants."""
+    base = datetime.fromisoformat(args.base)
+    messages = envelopes(base, args.meters, range(args.first_round, args.first_round + args.rounds))
+    if args.limit:
+        messages = messages[: args.limit]
+    connection = await aio_pika.connect(AMQP_URL)
+    published: dict[str, float] = {}
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(f"{args.prefix}.events")
+
+        async def send(message_id: str, key: str, body: bytes) -> None:
+            published[message_id] = time.time()
+            await exchange.publish(
+                aio_pika.Message(
+                    body,
+                    message_id=message_id,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                ),
+                routing_key=key,
+            )
+
+        if args.rate <= 0:
+            # Confirms pipelined a window at a time.
+            for start in range(0, len(messages), 2000):
+                await asyncio.gather(*(send(*m) for m in messages[start : start + 2000]))
+        else:
+            tick = 0.01
+            per_tick = args.rate * tick
+            began = time.monotonic()
+            sent = 0
+            pending: set[asyncio.Task[None]] = set()
+            while sent < len(messages):
+                due = min(len(messages), int((time.monotonic() - began) / tick * per_tick) + 1)
+                while sent < due:
+                    task = asyncio.create_task(send(*messages[sent]))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    sent += 1
+                await asyncio.sleep(tick)
+            if pending:
+                await asyncio.gather(*pending)
+    if args.out:
+        write_json(args.out, published)
+
+
+async def billing_role(args: argparse.Namespace) -> None:
+    """One billing process on RabbitMQ; on SIGTERM write each message's commit instant."""
+    from billing.service import BillingService
+    from prepaid_common.bus.rabbit import RabbitBus
+    from prepaid_common.contracts import Envelope
+    from prepaid_common.db import create_engine
+    from prepaid_common.service import BatchSubscriptionSpec
+
+    committed: list[tuple[str, float]] = []
+
+    class TimedBilling(BillingService):
+        def batch_subscriptions(self) -> list[BatchSubscriptionSpec]:
+            specs = []
+            for spec in super().batch_subscriptions():
+                inner = spec.handler
+
+                async def timed(batch: list[Envelope], inner: Any = inner) -> None:
+                    await inner(batch)
+                    now = time.time()  # the handler returns after the commit
+                    committed.extend((e.message_id, now) for e in batch)
+
+                specs.append(
+                    BatchSubscriptionSpec(
+                        spec.queue, spec.bindings, timed, spec.max_batch, spec.max_wait
+                    )
+                )
+            return specs
+
+    engine = create_engine(args.database_url)
+    bus = RabbitBus(AMQP_URL, prefix=args.prefix)
+    # The calendar sweep is not part of the reading path being measured.
+    service = TimedBilling(engine=engine, bus=bus, sweep_interval=86400)
+    service.register()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await bus.start()
+    await service.start()
+    write_json(args.ready, "ready")
+    await stop.wait()
+    await service.stop()
+    await bus.close()
+    await engine.dispose()
+    write_json(args.out, committed)
+
+
+# --- the orchestrator --------------------------------------------------------------------
+def spawn(*argv: str) -> subprocess.Popen[bytes]:
+    env = os.environ | {"PREPAID_LOG_LEVEL": "WARNING"}
+    return subprocess.Popen([sys.executable, __file__, *argv], env=env)
+
+
+async def prepare(database_url: str) -> None:
+    """Migrate the fresh database and define the tariff every account uses."""
+    from billing.domain.tariffs import TariffDefinition
+    from billing.service import BillingService
+    from prepaid_common.bus import InProcessBus
+    from prepaid_common.db import create_engine
+
+    engine = create_engine(database_url)
+    service = BillingService(engine=engine, bus=InProcessBus())
+    await service.migrate()
+    await service.define_tariff(
+        tariff_id="bench-flat",
+        name="Bench flat",
+        definition=TariffDefinition(kind="flat", price_per_kwh=Decimal("0.8")),
+        effective_from=None,
+        operator="bench",
+    )
+    await engine.dispose()
+
+
+async def seed_role(args: argparse.Namespace) -> None:
+    """Open accounts with credit and bind one meter each, through billing's operations."""
+    from billing.service import BillingService
+    from prepaid_common.bus import InProcessBus
+    from prepaid_common.contracts import Envelope, PaymentSucceededV1
+    from prepaid_common.db import create_engine
+
+    engine = create_engine(args.database_url)
+    service = BillingService(engine=engine, bus=InProcessBus())
+    pay = service.store.idempotent(service.handle_payment)
+    terms = {
+        "mode": "prepaid",
+        "trip_line": Decimal("0.00"),
+        "warning_line": Decimal("10.00"),
+        "overdraft_limit": Decimal("0.00"),
+        "balance_cap": None,
+        "debt_share": Decimal(0),
+        "debt_daily": Decimal("0.00"),
+        "protected": False,
+    }
+
+    async def one(index: int) -> None:
+        account = f"BA{index:06d}"
+        await service.open_account(
+            account_id=account,
+            name=account,
+            tariff_id="bench-flat",
+            price_per_kwh=None,
+            terms=terms,
+            groups=[],
+            operator="bench",
+        )
+        await pay(
+            Envelope.wrap(
+                PaymentSucceededV1(
+                    payment_id=f"bench-{index}",
+                    account_id=account,
+                    amount=Decimal("10000.00"),
+                    method="cash",
+                    reference=f"B{index}",
+                    at=datetime.now(UTC),
+                ),
+                producer="bench",
+            )
+        )
+        await service.bind_meter(meter_id=meter_id(index), account_id=account)
+
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(args.first, args.first + args.count):
+        queue.put_nowait(index)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await one(queue.get_nowait())
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    # The relay is not running: the seeding's outbox rows (top-up notices) stay put.
+    await engine.dispose()
+
+
+async def seed(database_url: str, meters: int, processes: int) -> float:
+    """Seed N accounts from several processes (one core each is the limit)."""
+    began = time.monotonic()
+    await prepare(database_url)
+    share = -(-meters // processes)
+    seeders = [
+        spawn(
+            "seed",
+            "--database-url",
+            database_url,
+            "--first",
+            str(first),
+            "--count",
+            str(min(share, meters - first)),
+        )
+        for first in range(0, meters, share)
+    ]
+    if any(seeder.wait() != 0 for seeder in seeders):
+        raise RuntimeError("seeding failed")
+    return time.monotonic() - began
+
+
+async def raw_copy(dsn: str, base: datetime, meters: int, rounds: int) -> dict[str, float]:
+    """COPY the same reading rows into a scratch table shaped like billing_readings."""
+    received = datetime.now(UTC)
+    records = []
+    for round_ in range(rounds):
+        for index in range(meters):
+            meter, at, kwh = reading_at(base, index, round_)
+            records.append((meter, at, int(kwh * 1000), received))
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "CREATE TABLE bench_copy (meter_id varchar(64) NOT NULL, read_at timestamptz NOT NULL,"
+            " energy_kwh bigint NOT NULL, received_at timestamptz NOT NULL,"
+            " PRIMARY KEY (meter_id, read_at))"
+        )
+        began = time.monotonic()
+        await connection.copy_records_to_table("bench_copy", records=records)
+        elapsed = time.monotonic() - began
+        await connection.execute("DROP TABLE bench_copy")
+    finally:
+        await connection.close()
+    return {"rows": len(records), "seconds": elapsed, "rows_per_second": len(records) / elapsed}
+
+
+async def declare_queue(prefix: str) -> None:
+    """Declare billing's readings queue as RabbitBus does, so a preload waits in it."""
+    from prepaid_common.bus.base import MAX_DELIVERIES
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            f"{prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await channel.declare_exchange(f"{prefix}.dead", aio_pika.ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(
+            f"{prefix}.billing.readings",
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": f"{prefix}.dead",
+                "x-delivery-limit": MAX_DELIVERIES,
+            },
+        )
+        await queue.bind(exchange, routing_key="reading.v1.#")
+
+
+async def delete_topology(prefix: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for queue in ("billing.readings", "billing.payments", "dead-letters"):
+            await channel.queue_delete(f"{prefix}.{queue}")
+        for exchange in ("events", "dead"):
+            await channel.exchange_delete(f"{prefix}.{exchange}")
+
+
+async def committed_count(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        count: int = await connection.fetchval("SELECT count(*) FROM billing_inbox")
+        return count
+    finally:
+        await connection.close()
+
+
+async def wait_for_count(dsn: str, target: int, deadline: float) -> list[tuple[float, int]]:
+    samples = []
+    while True:
+        count = await committed_count(dsn)
+        samples.append((time.monotonic(), count))
+        if count >= target or time.monotonic() > deadline:
+            return samples
+        await asyncio.sleep(0.5)
+
+
+async def ledger_check(dsn: str) -> dict[str, Any]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        total = await connection.fetchval("SELECT coalesce(sum(amount), 0) FROM billing_entries")
+        mismatched = await connection.fetchval(
+            "SELECT count(*) FROM (SELECT ledger_account, sum(amount) AS s FROM billing_entries "
+            "GROUP BY ledger_account) e FULL JOIN billing_balances b USING (ledger_account) "
+            "WHERE coalesce(e.s, 0) <> coalesce(b.balance, 0)"
+        )
+        return {"entries_sum": int(total), "projection_mismatches": int(mismatched)}
+    finally:
+        await connection.close()
+
+
+def cpu_seconds(billing_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the billing process, PostgreSQL and RabbitMQ."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = {"billing": 0.0, "postgres": 0.0, "rabbitmq": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / ticks
+        if int(entry.name) == billing_pid:
+            totals["billing"] += used
+        elif name.startswith("postgres"):
+            totals["postgres"] += used
+        elif name.startswith(("beam", "erl")):
+            totals["rabbitmq"] += used
+    return totals
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:10]
+    database = f"bench_billing_{run}"
+    prefix = f"bench-{run}"
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+    database_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    scratch = ROOT / "bench-results" / f"tmp-{run}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    billing: subprocess.Popen[bytes] | None = None
+    results: dict[str, Any] = {"meters": args.meters, "rounds": args.rounds}
+    try:
+        results["seed_seconds"] = round(
+            await seed(database_url, args.meters, os.cpu_count() or 2), 1
+        )
+        print(f"seeded {args.meters} accounts in {results['seed_seconds']} s", flush=True)
+        base = datetime.now(UTC).replace(microsecond=0) - args.rounds * INTERVAL
+        results["copy"] = await raw_copy(dsn, base, args.meters, args.rounds)
+        print(f"raw COPY: {results['copy']['rows_per_second']:.0f} rows/s", flush=True)
+
+        await declare_queue(prefix)
+        began = time.monotonic()
+        common = ["--prefix", prefix, "--meters", str(args.meters), "--base", base.isoformat()]
+        publisher = spawn("publish", *common, "--first-round", "0", "--rounds", str(args.rounds))
+        if publisher.wait() != 0:
+            raise RuntimeError("publisher failed")
+        total = args.meters * args.rounds
+        results["preload"] = {
+            "readings": total,
+            "seconds": round(time.monotonic() - began, 1),
+        }
+        print(f"preloaded {total} readings", flush=True)
+
+        seeded = await committed_count(dsn)  # the seeding's payments are in the inbox too
+        ready = scratch / "ready"
+        commits = scratch / "commits.json"
+        billing = spawn(
+            "billing",
+            "--database-url",
+            database_url,
+            "--prefix",
+            prefix,
+            "--ready",
+            str(ready),
+            "--out",
+            str(commits),
+        )
+        while not ready.exists():
+            if billing.poll() is not None:
+                raise RuntimeError("billing process died")
+            await asyncio.sleep(0.1)
+        # Warm-up: the first round only fixes each meter's starting register.
+        warm = await wait_for_count(dsn, seeded + args.meters, time.monotonic() + 120)
+        start_t, start_n = warm[-1]
+        cpu_before = cpu_seconds(billing.pid)
+        samples = await wait_for_count(dsn, seeded + total, start_t + args.window)
+        end_t, end_n = samples[-1]
+        cpu_after = cpu_seconds(billing.pid)
+        rate = (end_n - start_n) / (end_t - start_t)
+        results["throughput"] = {
+            "readings": end_n - start_n,
+            "seconds": round(end_t - start_t, 1),
+            "readings_per_second": round(rate),
+            "batch_max": int(os.environ.get("PREPAID_BILLING_READING_BATCH_MAX", "1000")),
+            # Share of one core each used during the window (2 cores = 2.0 in all).
+            "cpu_cores_used": {
+                name: round((cpu_after[name] - cpu_before[name]) / (end_t - start_t), 2)
+                for name in cpu_after
+            },
+        }
+        print(f"billing: {rate:.0f} readings/s over {end_t - start_t:.1f} s", flush=True)
+        # Whatever is left of the preload is not part of the latency run.
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(f"{prefix}.billing.readings", passive=True)
+            await queue.purge()
+        previous = -1
+        while (now_count := await committed_count(dsn)) != previous:
+            previous = now_count
+            await asyncio.sleep(1.0)
+
+        latency_n = int(LATENCY_RATE * args.latency_seconds)
+        published = scratch / "published.json"
+        latency_rounds = latency_n // args.meters + 1
+        publisher = spawn(
+            "publish",
+            *common,
+            "--first-round",
+            str(args.rounds + 1),
+            "--rounds",
+            str(latency_rounds),
+            "--limit",
+            str(latency_n),
+            "--rate",
+            str(LATENCY_RATE),
+            "--out",
+            str(published),
+        )
+        if publisher.wait() != 0:
+            raise RuntimeError("paced publisher failed")
+        await wait_for_count(dsn, previous + latency_n, time.monotonic() + 60)
+        billing.send_signal(signal.SIGTERM)
+        billing.wait(timeout=60)
+        billing = None
+        sent = json.loads(published.read_text())
+        commit_log = json.loads(commits.read_text())
+        done = dict(commit_log)
+        batches: dict[float, int] = {}
+        for _, instant in commit_log:
+            batches[instant] = batches.get(instant, 0) + 1
+        results["throughput"]["mean_batch"] = round(len(commit_log) / max(len(batches), 1), 1)
+        latencies = sorted(done[m] - t for m, t in sent.items() if m in done)
+        results["latency"] = {
+            "rate_per_second": LATENCY_RATE,
+            "readings": len(sent),
+            "committed": len(latencies),
+            "p50_ms": round(statistics.quantiles(latencies, n=100)[49] * 1000, 1),
+            "p99_ms": round(statistics.quantiles(latencies, n=100)[98] * 1000, 1),
+            "max_ms": round(latencies[-1] * 1000, 1),
+        }
+        print(f"latency at {LATENCY_RATE}/s: {results['latency']}", flush=True)
+        results["ledger"] = await ledger_check(dsn)
+    finally:
+        if billing is not None:
+            billing.kill()
+            billing.wait()
+        await delete_topology(prefix)
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+        for leftover in scratch.iterdir():
+            leftover.unlink()
+        scratch.rmdir()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="role")
+    publish = sub.add_parser("publish")
+    publish.add_argument("--prefix", required=True)
+    publish.add_argument("--meters", type=int, required=True)
+    publish.add_argument("--base", required=True)
+    publish.add_argument("--first-round", type=int, default=0)
+    publish.add_argument("--rounds", type=int, required=True)
+    publish.add_argument("--limit", type=int, default=0)
+    publish.add_argument("--rate", type=float, default=0)
+    publish.add_argument("--out", default="")
+    seeder = sub.add_parser("seed")
+    seeder.add_argument("--database-url", required=True)
+    seeder.add_argument("--first", type=int, required=True)
+    seeder.add_argument("--count", type=int, required=True)
+    billing = sub.add_parser("billing")
+    billing.add_argument("--database-url", required=True)
+    billing.add_argument("--prefix", required=True)
+    billing.add_argument("--ready", required=True)
+    billing.add_argument("--out", required=True)
+    parser.add_argument("--meters", type=int, default=6_000)
+    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--window", type=float, default=60.0, help="most seconds measured")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--output", default=str(ROOT / "bench-results" / "billing.json"))
+    args = parser.parse_args()
+    if args.role == "publish":
+        asyncio.run(publish_role(args))
+        return 0
+    if args.role == "seed":
+        asyncio.run(seed_role(args))
+        return 0
+    if args.role == "billing":
+        profile = os.environ.get("PREPAID_BENCH_PROFILE")
+        if profile:  # where the billing process spends its CPU, for tuning
+            import cProfile
+
+            cProfile.runctx("asyncio.run(billing_role(args))", globals(), locals(), profile)
+        else:
+            asyncio.run(billing_role(args))
+        return 0
+    began = time.monotonic()
+    results = asyncio.run(orchestrate(args))
+    copy_rate = results["copy"]["rows_per_second"]
+    rate = results["throughput"]["readings_per_second"]
+    results |= {
+        "ratio_to_copy": round(rate / copy_rate, 4),
+        "targets": {
+            "readings_per_second": TARGET_RATE,
+            "ratio_to_copy": TARGET_RATIO,
+            "p99_ms_at_555": 1000,
+        },
+        "met": {
+            "readings_per_second": rate >= TARGET_RATE,
+            "ratio_to_copy": rate / copy_rate >= TARGET_RATIO,
+            "p99_ms_at_555": results["latency"]["p99_ms"] < 1000,
+        },
+        "machine": machine(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "total_seconds": round(time.monotonic() - began, 1),
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
