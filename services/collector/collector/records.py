@@ -115,34 +115,35 @@ async def register_dtu(
 ) -> bool:
     """Create or update a DTU and its meters; return True if the DTU is new."""
     _check_registration(body, profiles)
+    settings = {"name": body.name, "host": body.host, "port": body.port, "enabled": body.enabled}
     try:
+        # Lock order, here as in every unit of work: the DTU row, then its meters' rows.
         async with store.unit_of_work() as uow:
             session = uow.session
-            exists = await session.scalar(select(dtus.c.id).where(dtus.c.id == body.id))
-            settings = {"name": body.name, "host": body.host, "port": body.port}
-            if exists is None:
+            current = (
                 await session.execute(
-                    insert(dtus).values(
-                        id=body.id,
-                        kind="modbus-tcp",
-                        enabled=body.enabled,
-                        online=False,
-                        last_seen_at=None,
-                        **settings,
+                    select(dtus.c.name, dtus.c.host, dtus.c.port, dtus.c.enabled).where(
+                        dtus.c.id == body.id
                     )
                 )
-            else:
+            ).first()
+            if current is None:
                 await session.execute(
-                    update(dtus)
-                    .where(dtus.c.id == body.id)
-                    .values(enabled=body.enabled, **settings)
+                    insert(dtus).values(
+                        id=body.id, kind="modbus-tcp", online=False, last_seen_at=None, **settings
+                    )
                 )
+            elif current._asdict() != settings:
+                await session.execute(update(dtus).where(dtus.c.id == body.id).values(**settings))
             await _check_unit_ids_free(uow, body)
             for meter in body.meters:
                 await _upsert_meter(uow, body.id, meter)
     except IntegrityError:
-        raise Conflict(f"DTU {body.id}: two meters would share a unit id") from None
-    return exists is None
+        raise Conflict(
+            f"DTU {body.id}: the registration clashes with another meter's unit id "
+            "or a concurrent registration; retry"
+        ) from None
+    return current is None
 
 
 def _check_registration(body: DtuRegistration, profiles: Mapping[str, MeterProfile]) -> None:
@@ -177,14 +178,20 @@ async def _check_unit_ids_free(uow: UnitOfWork, body: DtuRegistration) -> None:
 
 async def _upsert_meter(uow: UnitOfWork, dtu_id: str, meter: MeterRegistration) -> None:
     values = {"dtu_id": dtu_id, "unit_id": meter.unit_id, "profile": meter.profile}
-    exists = await uow.session.scalar(select(meters.c.id).where(meters.c.id == meter.id))
-    if exists is None:
+    current = (
+        await uow.session.execute(
+            select(meters.c.dtu_id, meters.c.unit_id, meters.c.profile).where(
+                meters.c.id == meter.id
+            )
+        )
+    ).first()
+    if current is None:
         await uow.session.execute(
             insert(meters).values(
                 id=meter.id, online=False, relay=None, consecutive_failures=0, **values
             )
         )
-    else:
+    elif current._asdict() != values:
         await uow.session.execute(update(meters).where(meters.c.id == meter.id).values(**values))
 
 
@@ -315,6 +322,10 @@ async def record_reading(
 ) -> bool:
     """Store a good poll and say the reading; return True if the meter came back online."""
     async with store.unit_of_work() as uow:
+        # The DTU row first, as registration does: one lock order, no deadlock.
+        await uow.session.execute(
+            update(dtus).where(dtus.c.id == dtu_id).values(online=True, last_seen_at=at)
+        )
         link = await _meter_link(uow, meter_id)
         if link is None:
             return False  # removed while it was being read
@@ -330,9 +341,6 @@ async def record_reading(
                 last_power_kw=reading.power_kw,
                 last_read_at=at,
             )
-        )
-        await uow.session.execute(
-            update(dtus).where(dtus.c.id == dtu_id).values(online=True, last_seen_at=at)
         )
         if came_online:
             await uow.emit(MeterStatusV1(meter_id=meter_id, dtu_id=dtu_id, online=True, at=at))

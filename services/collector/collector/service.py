@@ -94,16 +94,11 @@ class CollectorService(Service):
         try:
             while True:
                 self._dtus_changed.clear()
-                wanted = set(await records.enabled_dtu_ids(self.store))
-                for dtu_id in list(self._pollers):
-                    if dtu_id not in wanted or self._pollers[dtu_id][1].done():
-                        await _stop_pollers([self._pollers.pop(dtu_id)])
-                for dtu_id in sorted(wanted - set(self._pollers)):
-                    self._start_poller(dtu_id)
-                online, known, dtus_online = await records.count_online(self.store)
-                METERS_ONLINE.set(online)
-                METERS_KNOWN.set(known)
-                DTUS_ONLINE.set(dtus_online)
+                try:
+                    await self._follow_registrations()
+                except Exception:
+                    # A database hiccup must not stop the buses already being polled.
+                    log.exception("cannot follow DTU registrations; retrying")
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_interval):
                         await self._dtus_changed.wait()
@@ -111,6 +106,18 @@ class CollectorService(Service):
             self._supervising = False
             pollers, self._pollers = list(self._pollers.values()), {}
             await _stop_pollers(pollers)
+
+    async def _follow_registrations(self) -> None:
+        wanted = set(await records.enabled_dtu_ids(self.store))
+        for dtu_id in list(self._pollers):
+            if dtu_id not in wanted or self._pollers[dtu_id][1].done():
+                await _stop_pollers([self._pollers.pop(dtu_id)])
+        for dtu_id in sorted(wanted - set(self._pollers)):
+            self._start_poller(dtu_id)
+        online, known, dtus_online = await records.count_online(self.store)
+        METERS_ONLINE.set(online)
+        METERS_KNOWN.set(known)
+        DTUS_ONLINE.set(dtus_online)
 
     def _start_poller(self, dtu_id: str) -> None:
         poller = DtuPoller(
