@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from prepaid_common.contracts import Envelope, PaymentSucceededV1, utcnow
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from testkit import wait_until
 from testkit.billing import (
     balance,
     billing_on,
@@ -234,4 +235,59 @@ async def _singles_versus_batches(
         check = await ledger_check(billing)
         assert check["projection_mismatches"] == []
     finally:
+        await billing.engine.dispose()
+
+
+async def test_billing_on_rabbitmq_rates_batches_and_dead_letters_a_poison_reading(
+    postgres_url: str, amqp_url: str, bus_prefix: str
+) -> None:
+    from prepaid_common.bus.rabbit import RabbitBus
+
+    bus = RabbitBus(amqp_url, prefix=bus_prefix)
+    billing = await billing_on(postgres_url, bus)
+    try:
+        await define_tariff(billing, "tiered")
+        meters = [f"M{i}" for i in range(12)]
+        for meter in meters:
+            await open_with_meters(billing, f"A-{meter}", [meter], tariff_id="tiered")
+        billing.register()
+        await bus.start()
+        for minutes in range(5):
+            for meter in meters:
+                await bus.publish(reading(meter, NOW + timedelta(minutes=minutes), str(minutes)))
+            if minutes == 2:
+                # Valid on the wire, refused by billing (a negative register).
+                poison = reading("M0", NOW + timedelta(minutes=2, seconds=30), "2")
+                poison.payload["energy_kwh"] = "-1"
+                await bus.publish(poison)
+
+        async def all_charged() -> bool:
+            charged = [await balance(billing, f"A-{m}") for m in meters]
+            return all(b == Decimal("96.00") for b in charged)
+
+        await wait_until(all_charged, timeout=60)
+        import aio_pika
+
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.declare_queue(
+                bus.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+
+            async def dead_lettered() -> Envelope | None:
+                message = await dead.get(fail=False)
+                if message is None:
+                    return None
+                await message.ack()
+                return Envelope.from_bytes(message.body)
+
+            landed = await wait_until(dead_lettered, timeout=60)
+        assert landed.message_id == poison.message_id
+        check = await ledger_check(billing)
+        assert check["projection_mismatches"] == []
+        assert check["unbalanced"] == []
+    finally:
+        await bus.close()
+        await bus.delete_topology()
         await billing.engine.dispose()

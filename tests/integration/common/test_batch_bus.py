@@ -1,0 +1,128 @@
+"""Batch subscriptions keep the bus contract: publish order, ack after the handler, a
+poison message isolated and dead-lettered alone, publish returning after the commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import aio_pika
+import pytest
+from prepaid_common.bus import InProcessBus
+from prepaid_common.bus.rabbit import RabbitBus
+from prepaid_common.contracts import Envelope, PaymentSucceededV1
+from testkit import wait_until
+
+
+def payment(n: int) -> Envelope:
+    return Envelope.wrap(
+        PaymentSucceededV1(
+            payment_id=f"p{n}",
+            account_id="A1",
+            amount=Decimal("1.00"),
+            method="cash",
+            reference=f"R{n}",
+            at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        producer="test",
+    )
+
+
+@pytest.fixture
+async def rabbit(amqp_url: str, bus_prefix: str) -> AsyncIterator[RabbitBus]:
+    bus = RabbitBus(amqp_url, prefix=bus_prefix)
+    yield bus
+    await bus.close()
+    await bus.delete_topology()
+
+
+async def dead_letters(bus: RabbitBus, amqp_url: str, expected: int) -> list[Envelope]:
+    """Wait for ``expected`` messages on the dead-letter queue and take them."""
+    taken: list[Envelope] = []
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.declare_queue(
+            bus.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+
+        async def all_landed() -> bool:
+            message = await dead.get(fail=False)
+            if message is not None:
+                await message.ack()
+                taken.append(Envelope.from_bytes(message.body))
+            return len(taken) >= expected
+
+        await wait_until(all_landed, timeout=60)
+    return taken
+
+
+async def test_rabbit_batches_keep_publish_order(rabbit: RabbitBus) -> None:
+    batches: list[list[str]] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        batches.append([e.payload["payment_id"] for e in batch])
+
+    rabbit.subscribe_batch(
+        "ordered", ["payment.succeeded.v1.#"], handler, max_batch=8, max_wait=0.3
+    )
+    await rabbit.start()
+    for n in range(30):
+        await rabbit.publish(payment(n))
+
+    async def all_handled() -> bool:
+        return sum(len(b) for b in batches) == 30
+
+    await wait_until(all_handled)
+    assert [p for batch in batches for p in batch] == [f"p{n}" for n in range(30)]
+    assert max(len(batch) for batch in batches) > 1
+    assert max(len(batch) for batch in batches) <= 8
+
+
+async def test_rabbit_batch_acks_the_good_and_dead_letters_the_poison(
+    rabbit: RabbitBus, amqp_url: str
+) -> None:
+    committed: list[str] = []
+    attempts = {"p3": 0}
+
+    async def handler(batch: list[Envelope]) -> None:
+        ids = [e.payload["payment_id"] for e in batch]
+        if "p3" in ids:
+            attempts["p3"] += 1
+            raise RuntimeError("poison")
+        committed.extend(ids)
+
+    rabbit.subscribe_batch("poison", ["payment.succeeded.v1.#"], handler, max_wait=0.3)
+    await rabbit.start()
+    sent = [payment(n) for n in range(1, 8)]
+    for envelope in sent:
+        await rabbit.publish(envelope)
+    landed = await dead_letters(rabbit, amqp_url, 1)
+    assert [e.message_id for e in landed] == [sent[2].message_id]
+
+    async def good_ones_committed() -> bool:
+        return len(committed) == 6
+
+    await wait_until(good_ones_committed)
+    # Each good message took effect once: acked after its commit, never redelivered.
+    assert sorted(committed) == sorted(f"p{n}" for n in (1, 2, 4, 5, 6, 7))
+    assert attempts["p3"] >= 2
+
+
+async def test_in_process_batch_has_run_when_publish_returns() -> None:
+    bus = InProcessBus(retry_delay=0)
+    seen: list[list[str]] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        seen.append([e.message_id for e in batch])
+        if any(e.payload["payment_id"] == "p2" for e in batch):
+            raise RuntimeError("poison")
+
+    bus.subscribe_batch("q", ["#"], handler)
+    first, poison = payment(1), payment(2)
+    await bus.publish(first)
+    assert seen == [[first.message_id]]
+    await bus.publish(poison)
+    assert len(seen) == 1 + 5  # bounded attempts, then dead-lettered alone
+    assert [e.message_id for _, e, _ in bus.dead_letters] == [poison.message_id]
