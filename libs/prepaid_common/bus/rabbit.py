@@ -19,6 +19,7 @@ from aio_pika.abc import (
 
 from prepaid_common.bus.base import (
     MAX_DELIVERIES,
+    RELEASE_NEXT_BATCH,
     BatchHandler,
     BatchSubscription,
     Handler,
@@ -162,24 +163,47 @@ class RabbitBus:
 
         await queue.consume(on_message)
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            batch = [await arrived.get()]
-            deadline = loop.time() + subscription.max_wait
-            while len(batch) < subscription.max_batch:
-                if not arrived.empty():
-                    batch.append(arrived.get_nowait())
-                    continue
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(arrived.get(), remaining))
-                except TimeoutError:
-                    break
-            await self._handle_batch(batch, subscription)
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            while not self._stopping.is_set():
+                batch = [await arrived.get()]
+                deadline = loop.time() + subscription.max_wait
+                while len(batch) < subscription.max_batch:
+                    if not arrived.empty():
+                        batch.append(arrived.get_nowait())
+                        continue
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(arrived.get(), remaining))
+                    except TimeoutError:
+                        break
+                in_flight = [task for task in in_flight if not task.done()]
+                if len(in_flight) >= 2:
+                    # At most two batches at once: one committing, the next being worked.
+                    await asyncio.wait({in_flight.pop(0)})
+                released = asyncio.Event()
+                task = asyncio.create_task(
+                    self._handle_batch(
+                        batch, subscription, in_flight[-1] if in_flight else None, released
+                    )
+                )
+                in_flight.append(task)
+                # The next batch starts when this one's handler releases it, or ends.
+                release = asyncio.create_task(released.wait())
+                await asyncio.wait({task, release}, return_when=asyncio.FIRST_COMPLETED)
+                release.cancel()
+        finally:
+            for task in in_flight:
+                task.cancel()
 
     async def _handle_batch(
-        self, messages: list[AbstractIncomingMessage], subscription: BatchSubscription
+        self,
+        messages: list[AbstractIncomingMessage],
+        subscription: BatchSubscription,
+        previous: asyncio.Task[None] | None,
+        released: asyncio.Event,
     ) -> None:
         parsed: list[tuple[AbstractIncomingMessage, Envelope]] = []
         for message in messages:
@@ -188,17 +212,26 @@ class RabbitBus:
             except ValueError:
                 log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
                 await message.reject(requeue=False)
+        failed = False
+        if parsed:
+            RELEASE_NEXT_BATCH.set(released.set)  # this task's own context
+            try:
+                await subscription.handler([envelope for _, envelope in parsed])
+            except Exception as error:
+                failed = True
+                log.warning(
+                    "batch failed; retrying its messages one at a time",
+                    extra={"queue": subscription.queue, "size": len(parsed), "error": repr(error)},
+                )
+            finally:
+                RELEASE_NEXT_BATCH.set(None)
+        if previous is not None:
+            # Acks (and retries) go in delivery order: the earlier batch settles first.
+            await asyncio.wait({previous})
         if not parsed:
             return
-        try:
-            await subscription.handler([envelope for _, envelope in parsed])
-        except Exception as error:
-            log.warning(
-                "batch failed; retrying its messages one at a time",
-                extra={"queue": subscription.queue, "size": len(parsed), "error": repr(error)},
-            )
-        else:
-            # One ack for the whole batch: every earlier delivery on this channel is in it.
+        if not failed:
+            # One ack for the whole batch: every earlier delivery on this channel is settled.
             await parsed[-1][0].ack(multiple=True)
             return
         # One at a time, so that only a poison message is requeued (and dead-lettered by

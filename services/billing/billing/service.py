@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from prepaid_common.bus import Handler, MessageBus
+from prepaid_common.bus.base import release_next_batch
 from prepaid_common.contracts import (
     AnomalyV1,
     BalanceChangedV1,
@@ -170,6 +171,9 @@ class BillingService(Service):
             )
         await bulk.insert_readings(session, list(history.values()))
         bindings = await self._bindings_of(session, list(by_meter))
+        # This batch now holds its meters' row locks: a later batch touching one of them
+        # waits for this commit, so the bus may start the next batch meanwhile.
+        release_next_batch()
         policy = await self._cached_policy(session)
         verdicts: Tally[str] = Tally()
         work = BatchWork()

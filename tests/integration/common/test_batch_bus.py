@@ -3,6 +3,8 @@ poison message isolated and dead-lettered alone, publish returning after the com
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -126,3 +128,45 @@ async def test_in_process_batch_has_run_when_publish_returns() -> None:
     await bus.publish(poison)
     assert len(seen) == 1 + 5  # bounded attempts, then dead-lettered alone
     assert [e.message_id for _, e, _ in bus.dead_letters] == [poison.message_id]
+
+
+async def test_rabbit_overlaps_released_batches_and_still_acks_every_message(
+    amqp_url: str, bus_prefix: str
+) -> None:
+    from prepaid_common.bus.base import release_next_batch
+
+    bus = RabbitBus(amqp_url, prefix=bus_prefix)
+    spans: list[tuple[str, str]] = []
+    handled: list[str] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        first = batch[0].payload["payment_id"]
+        spans.append(("start", first))
+        release_next_batch()  # what orders this batch is held: the next may start
+        await asyncio.sleep(0.05)
+        handled.extend(e.payload["payment_id"] for e in batch)
+        spans.append(("end", first))
+
+    bus.subscribe_batch("overlap", ["payment.succeeded.v1.#"], handler, max_batch=5, max_wait=0.2)
+    try:
+        await bus.start()
+        for n in range(40):
+            await bus.publish(payment(n))
+
+        async def all_handled() -> bool:
+            return len(handled) == 40
+
+        await wait_until(all_handled)
+        # Some batch started before the one before it ended.
+        events = [kind for kind, _ in spans]
+        assert any(a == b == "start" for a, b in itertools.pairwise(events))
+        assert sorted(handled) == sorted(f"p{n}" for n in range(40))
+    finally:
+        await bus.close()
+    # Every message was acked: nothing went back to the queue when the consumer left.
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(bus.queue_name("overlap"), passive=True)
+        assert queue.declaration_result.message_count == 0
+    await bus.delete_topology()
