@@ -466,10 +466,12 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         # Warm-up: the first round only fixes each meter's starting register.
         warm = await wait_for_count(dsn, seeded + args.meters, time.monotonic() + 120)
         start_t, start_n = warm[-1]
+        window_began = time.time()
         cpu_before = cpu_seconds(billing.pid)
         samples = await wait_for_count(dsn, seeded + total, start_t + args.window)
         end_t, end_n = samples[-1]
         cpu_after = cpu_seconds(billing.pid)
+        window_ended = time.time()
         rate = (end_n - start_n) / (end_t - start_t)
         results["throughput"] = {
             "readings": end_n - start_n,
@@ -520,10 +522,12 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         sent = json.loads(published.read_text())
         commit_log = json.loads(commits.read_text())
         done = dict(commit_log)
+        # Messages of one batch share its commit instant.
         batches: dict[float, int] = {}
         for _, instant in commit_log:
-            batches[instant] = batches.get(instant, 0) + 1
-        results["throughput"]["mean_batch"] = round(len(commit_log) / max(len(batches), 1), 1)
+            if window_began <= instant <= window_ended:
+                batches[instant] = batches.get(instant, 0) + 1
+        results["throughput"]["mean_batch"] = round(sum(batches.values()) / max(len(batches), 1), 1)
         latencies = sorted(done[m] - t for m, t in sent.items() if m in done)
         results["latency"] = {
             "rate_per_second": LATENCY_RATE,

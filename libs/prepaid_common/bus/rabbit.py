@@ -98,9 +98,9 @@ class RabbitBus:
             )
             self._consumers.append(asyncio.create_task(self._consume(queue, subscription)))
         for batched in self._batch_subscriptions:
-            # Twice the batch: the next batch arrives while this one is being committed.
+            # Three batches: one committing, one being worked, the next one arriving.
             queue = await self._declare_queue(
-                batched.queue, batched.bindings, max(self._prefetch, 2 * batched.max_batch)
+                batched.queue, batched.bindings, max(self._prefetch, 3 * batched.max_batch)
             )
             self._consumers.append(asyncio.create_task(self._consume_batches(queue, batched)))
 
@@ -172,13 +172,23 @@ class RabbitBus:
                     if not arrived.empty():
                         batch.append(arrived.get_nowait())
                         continue
+                    in_flight = [task for task in in_flight if not task.done()]
                     remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    if remaining > 0:
+                        with contextlib.suppress(TimeoutError):
+                            batch.append(await asyncio.wait_for(arrived.get(), remaining))
+                        continue
+                    if not in_flight:
                         break
-                    try:
-                        batch.append(await asyncio.wait_for(arrived.get(), remaining))
-                    except TimeoutError:
-                        break
+                    # Past the wait, but the batch before is still working: starting a
+                    # small batch now would only compete with it for the CPU, so keep
+                    # filling this one until that batch ends.
+                    getter = asyncio.create_task(arrived.get())
+                    await asyncio.wait({getter, *in_flight}, return_when=asyncio.FIRST_COMPLETED)
+                    if getter.done():
+                        batch.append(getter.result())
+                    else:
+                        getter.cancel()  # a cancelled get leaves its message queued
                 in_flight = [task for task in in_flight if not task.done()]
                 if len(in_flight) >= 2:
                     # At most two batches at once: one committing, the next being worked.
