@@ -52,13 +52,23 @@ class SimulatedMeter:
         clock: SimClock,
         seed: int = 1,
         initial_energy_kwh: float = 0.0,
+        address: str | None = None,
     ) -> None:
         if not 1 <= unit_id <= 247:
             raise ValueError("unit_id must be a Modbus slave address (1-247)")
+        if address is not None and (len(address) != 12 or not address.isdigit()):
+            raise ValueError("a DL/T 645 address is 12 decimal digits")
         self.meter_id = meter_id
         self.unit_id = unit_id
         self.profile = profile
+        # DL/T 645 meters answer to a 12-digit address instead of the unit id.
+        self.address = address
         self.hold_power = False
+        # Parts per million the meter's own clock runs fast (negative: slow).
+        self.clock_drift_ppm = 0.0
+        self._drift_origin = clock.seconds()
+        # Simulated seconds (from the clock's midnight) when the register resets, once.
+        self.energy_resets_at: float | None = None
         # Registers the meter only stores (credit, purchase count, a settable code).
         self.stored: dict[int, int] = {}
         self.clock_offset = timedelta()
@@ -112,12 +122,19 @@ class SimulatedMeter:
         return self._hourly_kw[hour_of_day(self._clock.seconds())]
 
     def meter_time(self) -> datetime:
-        """Return the meter's own clock (simulated time plus whatever was set on it)."""
-        return self._clock.now() + self.clock_offset
+        """Return the meter's own clock (simulated time, what was set on it, its drift)."""
+        drift = (self._clock.seconds() - self._drift_origin) * self.clock_drift_ppm * 1e-6
+        return self._clock.now() + self.clock_offset + timedelta(seconds=drift)
 
     def set_meter_time(self, moment: datetime) -> None:
-        """Set the meter's clock (it then runs on from there with simulated time)."""
+        """Set the meter's clock (it then runs on from there, drifting as before)."""
+        self._drift_origin = self._clock.seconds()
         self.clock_offset = moment - self._clock.now()
+
+    def reset_energy(self) -> None:
+        """Zero the energy registers, as a meter that lost its memory or was swapped does."""
+        self._advance()
+        self._energy = dict.fromkeys(PERIODS, 0.0)
 
     def sample(self) -> MeterSample:
         """Bring energy up to now and return everything the registers show."""
@@ -139,6 +156,17 @@ class SimulatedMeter:
 
     def _advance(self) -> None:
         now = self._clock.seconds()
+        if now <= self._integrated_until:
+            return
+        resets_at = self.energy_resets_at
+        if resets_at is not None and now >= resets_at:
+            # Lazily, when the meter is next looked at: no timer per meter.
+            self.energy_resets_at = None
+            self._advance_to(resets_at)
+            self._energy = dict.fromkeys(PERIODS, 0.0)
+        self._advance_to(now)
+
+    def _advance_to(self, now: float) -> None:
         if now <= self._integrated_until:
             return
         if self._relay == "closed":

@@ -1,7 +1,8 @@
 """Register maps of the simulated meter models, each named after the collector's profile file.
 
 Addresses are 0-based protocol addresses; multi-word values are big-endian, high word first.
-Every map answers function codes 03 and 04 from the same block.
+Every map answers function codes 03 and 04 from the same block. DL/T 645 meters have no
+register map: they answer data identifiers (simulator.dlt645).
 """
 
 from __future__ import annotations
@@ -241,6 +242,112 @@ class EastronSdm120Map(RegisterMap):
         return dict(words)
 
 
+def _float_words(values: dict[int, float]) -> dict[int, int]:
+    words: list[tuple[int, int]] = []
+    for address, value in values.items():
+        words += _pair(address, float32_words(value))
+    return dict(words)
+
+
+def _phase_current_a(sample: MeterSample, phases: int) -> float:
+    return sample.power_kw * 1000 / phases / (sample.voltage_v * sample.power_factor)
+
+
+class EastronSdm630Map(RegisterMap):
+    """Eastron SDM630 three-phase: FLOAT32 input registers; the load is spread over L1-L3."""
+
+    name = "eastron-sdm630"
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        power_w = sample.power_kw * 1000
+        current = _phase_current_a(sample, 3)
+        values = {
+            **dict.fromkeys((0x0000, 0x0002, 0x0004), sample.voltage_v),
+            **dict.fromkeys((0x0006, 0x0008, 0x000A), current),
+            **dict.fromkeys((0x000C, 0x000E, 0x0010), power_w / 3),
+            0x0034: power_w,
+            0x0046: 50.0,
+            0x0048: sample.energy_kwh,
+            0x004A: 0.0,
+            0x0156: sample.energy_kwh,
+        }
+        return _float_words(values)
+
+
+class ChintDdsu666Map(RegisterMap):
+    """Chint DDSU666 single-phase: FLOAT32 input registers in plain units (kW, kWh)."""
+
+    name = "chint-ddsu666"
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        apparent = sample.power_kw / sample.power_factor
+        values = {
+            0x2000: sample.voltage_v,
+            0x2002: sample.current_a,
+            0x2004: sample.power_kw,
+            0x2006: math.sqrt(max(0.0, apparent**2 - sample.power_kw**2)),
+            0x200A: sample.power_factor,
+            0x200E: 50.0,
+            0x4000: sample.energy_kwh,
+            0x400A: 0.0,
+        }
+        return _float_words(values)
+
+
+class ChintDtsu666Map(RegisterMap):
+    """Chint DTSU666 three-phase: FLOAT32 holding registers in scaled units (0.1 V, mA, 0.1 W).
+
+    The sources disagree on the energy registers (0x101E/0x1028 or 0x401E/0x4028): the
+    simulated meter answers both, so either profile reading works against it.
+    """
+
+    name = "chint-dtsu666"
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        current_ma = _phase_current_a(sample, 3) * 1000
+        values = {
+            **dict.fromkeys((0x2006, 0x2008, 0x200A), sample.voltage_v * 10),
+            **dict.fromkeys((0x200C, 0x200E, 0x2010), current_ma),
+            0x2012: sample.power_kw * 10_000,
+            0x202A: sample.power_factor * 1000,
+            0x2044: 5000.0,
+            0x101E: sample.energy_kwh,
+            0x1028: 0.0,
+            0x401E: sample.energy_kwh,
+            0x4028: 0.0,
+        }
+        return _float_words(values)
+
+
+class AcrelAdl400Map(RegisterMap):
+    """Acrel ADL400 three-phase on the secondary side: kWh = raw x 0.01 x PT x CT.
+
+    The simulated meter is wired without transformers (PT = CT = 1) so the register shows
+    the meter's energy to the hundredth; the ratio registers are there to be read.
+    """
+
+    name = "acrel-adl400"
+    PT_RATIO = 1
+    CT_RATIO = 1
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        sample = meter.sample()
+        energy = uint32_words(hundredths(sample.energy_kwh / (self.PT_RATIO * self.CT_RATIO)))
+        voltage = uint16_word(round(sample.voltage_v * 10))
+        current = uint16_word(round(_phase_current_a(sample, 3) * 100))
+        words: list[tuple[int, int]] = []
+        words += _pair(0x0000, energy)
+        words += _pair(0x000A, energy)  # forward = total: the simulated load never exports
+        words += _pair(0x0014, (0, 0))
+        words += [(address, voltage) for address in (0x0061, 0x0062, 0x0063)]
+        words += [(address, current) for address in (0x0064, 0x0065, 0x0066)]
+        words += [(0x0077, 5000), (0x008D, self.PT_RATIO), (0x008E, self.CT_RATIO)]
+        return dict(words)
+
+
 def _pair(address: int, words: tuple[int, int]) -> list[tuple[int, int]]:
     return [(address, words[0]), (address + 1, words[1])]
 
@@ -255,6 +362,17 @@ def _clock_words(moment: datetime) -> tuple[int, int, int, int, int, int]:
 
 REGISTER_MAPS: dict[str, RegisterMap] = {
     register_map.name: register_map
-    for register_map in (ReferencePrepaidMap(), AcrelDdsy1352Map(), EastronSdm120Map())
+    for register_map in (
+        ReferencePrepaidMap(),
+        AcrelDdsy1352Map(),
+        EastronSdm120Map(),
+        EastronSdm630Map(),
+        ChintDdsu666Map(),
+        ChintDtsu666Map(),
+        AcrelAdl400Map(),
+    )
 }
-PROFILE_NAMES: tuple[str, ...] = tuple(REGISTER_MAPS)
+MODBUS_PROFILE_NAMES: tuple[str, ...] = tuple(REGISTER_MAPS)
+# Meters speaking DL/T 645-2007 instead of Modbus (see simulator.dlt645).
+DLT645_PROFILE_NAMES: tuple[str, ...] = ("dlt645-2007",)
+PROFILE_NAMES: tuple[str, ...] = MODBUS_PROFILE_NAMES + DLT645_PROFILE_NAMES

@@ -1,0 +1,265 @@
+"""Simulated DTUs of the three kinds a site has, each in front of one RS485 bus.
+
+- ``modbus-tcp``: a Modbus TCP gateway we dial (MBAP; unit id = RS485 address);
+- ``rtu-over-tcp``: a serial device server in transparent mode we dial (raw RTU frames);
+- ``client``: a cellular DTU that dials the collector, registers, sends heartbeats, and
+  passes raw frames (Modbus-RTU or DL/T 645) to its bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from simulator.bus import GATEWAY_TARGET_FAILED, Rs485Bus
+from simulator.faults import DtuFaults
+from simulator.meter import SimulatedMeter
+from simulator.modbus import MAX_MBAP_LENGTH, MBAP_HEADER, MBAP_PROTOCOL, mbap_frame
+from simulator.timing import SerialLine
+
+log = logging.getLogger(__name__)
+
+DtuKind = Literal["modbus-tcp", "rtu-over-tcp", "client"]
+DTU_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp", "client")
+RegistrationMode = Literal["once", "prefix", "both"]
+REGISTRATION_MODES: tuple[RegistrationMode, ...] = ("once", "prefix", "both")
+HEARTBEAT = b"HB"
+READ_CHUNK = 4096
+# A raw stream that never forms a frame is noise: drop it rather than buffer forever.
+MAX_RAW_BUFFER = 1024
+
+
+class SimulatedDtu:
+    """One DTU and its bus. A unit id with no meter behind it gets no reply, as on a bus."""
+
+    def __init__(
+        self,
+        dtu_id: str,
+        meters: Sequence[SimulatedMeter],
+        *,
+        host: str,
+        port: int,
+        kind: DtuKind = "modbus-tcp",
+        line: SerialLine | None = None,
+        registration_packet: bytes | None = None,
+        registration_mode: RegistrationMode = "once",
+        heartbeat_seconds: float = 30.0,
+        reconnect_seconds: float = 1.0,
+        faults: DtuFaults | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if kind not in DTU_KINDS:
+            raise ValueError(f"kind must be one of {DTU_KINDS}")
+        if registration_mode not in REGISTRATION_MODES:
+            raise ValueError(f"registration_mode must be one of {REGISTRATION_MODES}")
+        if heartbeat_seconds <= 0 or reconnect_seconds < 0:
+            raise ValueError("heartbeat_seconds must be positive, reconnect_seconds not negative")
+        if kind == "modbus-tcp" and any(m.address is not None for m in meters):
+            raise ValueError(f"{dtu_id}: a Modbus TCP gateway cannot carry DL/T 645 meters")
+        self.dtu_id = dtu_id
+        self.kind: DtuKind = kind
+        # For a client-mode DTU, host and port are the endpoint it dials (its target).
+        self.host = host
+        self.port = port
+        self.meters = list(meters)
+        self.bus = Rs485Bus(self.meters, line=line, rng=rng or random.Random(dtu_id))
+        self.registration_packet = registration_packet or f"LOGIN:{dtu_id}".encode()
+        self.registration_mode: RegistrationMode = registration_mode
+        self.heartbeat_seconds = heartbeat_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self.faults = faults or DtuFaults()
+        self.requests_answered = 0
+        self.connects = 0  # client mode: how many times it got through to its target
+        self._server: asyncio.Server | None = None
+        self._dialer: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    # --- what others see ------------------------------------------------------------------
+    @property
+    def target(self) -> tuple[str, int] | None:
+        """The endpoint a client-mode DTU dials; None for the kinds we dial."""
+        return (self.host, self.port) if self.kind == "client" else None
+
+    @property
+    def line(self) -> SerialLine | None:
+        return self.bus.line
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None or self._dialer is not None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a TCP connection is open right now (either direction)."""
+        return bool(self._connections)
+
+    def registration(self) -> dict[str, Any]:
+        """Describe the DTU as the collector's ``POST /internal/dtus`` body expects it."""
+        body: dict[str, Any] = {
+            "id": self.dtu_id,
+            "name": f"Simulated {self.dtu_id}",
+            "host": self.host,
+            "port": self.port,
+            "meters": [_meter_registration(meter) for meter in self.meters],
+        }
+        if self.kind != "modbus-tcp":
+            body["kind"] = self.kind
+        if self.kind == "client":
+            body["registration"] = self.registration_packet.decode("ascii", "replace")
+            body["registration_mode"] = self.registration_mode
+            body["heartbeat_seconds"] = self.heartbeat_seconds
+        return body
+
+    # --- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen (again on the same port after a stop), or start dialling the target."""
+        if self.kind == "client":
+            if self._dialer is None:
+                self._dialer = asyncio.create_task(self._dial(), name=f"dtu-{self.dtu_id}")
+            return
+        if self._server is not None:
+            return
+        serve = self._serve_mbap if self.kind == "modbus-tcp" else self._serve_raw_accepted
+        self._server = await asyncio.start_server(serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening or dialling and drop every connection, like losing power."""
+        server, self._server = self._server, None
+        dialer, self._dialer = self._dialer, None
+        if server is not None:
+            server.close()
+        if dialer is not None:
+            dialer.cancel()
+        for writer in list(self._connections):
+            writer.close()
+        for writer in list(self._connections):
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        if dialer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await dialer
+        if server is not None:
+            await server.wait_closed()
+
+    async def drop_connections(self) -> None:
+        """Close the open connections but keep serving (a link that breaks and comes back)."""
+        for writer in list(self._connections):
+            writer.close()
+
+    # --- Modbus TCP gateway ---------------------------------------------------------------
+    async def _serve_mbap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        bus = self.bus
+        try:
+            while True:
+                header = await reader.readexactly(MBAP_HEADER.size)
+                transaction_id, protocol, length, unit_id = MBAP_HEADER.unpack(header)
+                if not 2 <= length <= MAX_MBAP_LENGTH:
+                    break  # not Modbus: drop the connection as a gateway would
+                pdu = await reader.readexactly(length - 1)
+                if protocol != MBAP_PROTOCOL:
+                    continue
+                answer = bus.modbus(unit_id, pdu)
+                # On the bus the gateway sends address + PDU + CRC and gets the same back.
+                request_bytes = len(pdu) + 3
+                if answer is None:
+                    await bus.occupy(request_bytes, 0)
+                    continue
+                unit, reply, garbled, delay = answer
+                await bus.occupy(request_bytes, len(reply) + 3, delay)
+                if garbled:
+                    # The gateway checks the bus CRC and reports the failure instead.
+                    unit, reply = unit_id, bytes([(pdu[0] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED])
+                self.requests_answered += 1
+                writer.write(mbap_frame(transaction_id, unit, reply))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    # --- raw frames: serial device server, client-mode DTU ---------------------------------
+    async def _serve_raw_accepted(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._serve_raw(reader, writer)
+
+    async def _serve_raw(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, client: bool = False
+    ) -> None:
+        self._connections.add(writer)
+        bus = self.bus
+        prefix = self.registration_packet if client and self.registration_mode != "once" else b""
+        buffer = bytearray()
+        try:
+            while True:
+                if client:
+                    chunk = await self._read_or_heartbeat(reader, writer)
+                else:
+                    chunk = await reader.read(READ_CHUNK)
+                if not chunk:
+                    break
+                buffer += chunk
+                while buffer:
+                    used, reply, request_bytes = bus.take_raw(buffer)
+                    if not used:
+                        break
+                    del buffer[:used]
+                    if reply is None:
+                        await bus.occupy(request_bytes, 0)
+                        continue
+                    await bus.occupy(request_bytes, len(reply), bus.take_extra_delay())
+                    self.requests_answered += 1
+                    writer.write(prefix + reply)
+                    await writer.drain()
+                if len(buffer) > MAX_RAW_BUFFER:
+                    buffer.clear()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _read_or_heartbeat(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
+        """Read what the server sends; after heartbeat_seconds of silence say ``HB``."""
+        while True:
+            try:
+                async with asyncio.timeout(self.heartbeat_seconds):
+                    return await reader.read(READ_CHUNK)
+            except TimeoutError:
+                writer.write(HEARTBEAT)
+                await writer.drain()
+
+    async def _dial(self) -> None:
+        """Connect to the target, register, serve; after a drop wait and dial again."""
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                await asyncio.sleep(self.reconnect_seconds)
+                continue
+            self.connects += 1
+            if self.registration_mode in ("once", "both"):
+                writer.write(self.registration_packet)
+            await self._serve_raw(reader, writer, client=True)
+            await asyncio.sleep(self.reconnect_seconds)
+
+
+def _meter_registration(meter: SimulatedMeter) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": meter.meter_id,
+        "unit_id": meter.unit_id,
+        "profile": meter.profile,
+        "base_load_kw": meter.base_load_kw,
+    }
+    if meter.address is not None:
+        body["address"] = meter.address
+    return body
