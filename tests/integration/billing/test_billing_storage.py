@@ -125,3 +125,59 @@ async def test_sqlite_keeps_a_plain_table_and_deletes_expired_readings(sqlite_ur
         assert usage == Decimal("3")
     finally:
         await billing.engine.dispose()
+
+
+async def test_upgrading_a_filled_0001_database_keeps_its_readings_and_balances(
+    postgres_url: str,
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import Connection
+
+    engine = create_engine(postgres_url)
+    service = BillingService(engine=engine, bus=InProcessBus())
+    config = Config()
+    config.set_main_option("script_location", str(service.migrations_dir))
+    config.attributes["version_table"] = "billing_alembic_version"
+
+    def to_0001(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "billing_0001")
+
+    now = utcnow().replace(microsecond=0)
+    before = now - timedelta(days=80)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(to_0001)
+            await connection.execute(
+                text(
+                    "INSERT INTO billing_readings VALUES ('M1', :a, 1000, :a), ('M1', :b, 2000, :b)"
+                ),
+                {"a": before, "b": now},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO billing_transactions VALUES "
+                    "('t1', 'k1', 'top_up', 'A', '', 'x', NULL, :a)"
+                ),
+                {"a": now},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO billing_entries (transaction_id, ledger_account, amount) "
+                    "VALUES ('t1', 'tenant:A', 500), ('t1', 'clearing:cash', -500)"
+                )
+            )
+        await service.migrate()
+        assert await partition_of(service, "M1", now) == partitions.partition_name(
+            partitions.month_start(now)
+        )
+        assert await partition_of(service, "M1", before) == partitions.partition_name(
+            partitions.month_start(before)
+        )
+        async with service.store.sessionmaker() as session:
+            from billing.service import balance_of
+
+            assert await balance_of(session, "A") == Decimal("5.00")
+    finally:
+        await engine.dispose()
