@@ -22,3 +22,13 @@ COMMANDS = Counter(
 METERS_ONLINE = Gauge("prepaid_collector_meters_online", "Meters answering their polls")
 METERS_KNOWN = Gauge("prepaid_collector_meters", "Meters on this collector's DTUs")
 DTUS_ONLINE = Gauge("prepaid_collector_dtus_online", "DTUs with an open connection")
+CLOCK_SETS = Counter(
+    "prepaid_collector_clock_checks_total",
+    "Meter clocks set, or found beyond what a set may correct (set, anomaly)",
+    ["result"],
+)
+DIAL_INS = Counter(
+    "prepaid_collector_dial_ins_total",
+    "Connections DTUs opened to the listener, by outcome (attached, unknown, silent)",
+    ["outcome"],
+)

@@ -1,4 +1,4 @@
-"""The Modbus TCP adapter: one connection to one DTU, one request in flight."""
+"""The Modbus TCP gateway adapter (MBAP): one connection to one DTU, one request in flight."""
 
 from __future__ import annotations
 
@@ -8,34 +8,24 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
+from collector.domain import dlt645
 from collector.domain.planning import ReadBlock
+from collector.links import LinkDown, MeterRefused, MeterSilent, RequestGap
 
-
-class LinkDown(Exception):
-    """The TCP connection to the DTU could not be opened or broke."""
-
-
-class MeterSilent(Exception):
-    """No (usable) reply from the meter in time."""
-
-
-class MeterRefused(Exception):
-    """The meter answered with a Modbus exception."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"meter answered exception {code:#04x}")
-        self.code = code
+__all__ = ["LinkDown", "MeterRefused", "MeterSilent", "ModbusLink"]
 
 
 class ModbusLink:
-    """A pymodbus client to one DTU; reconnection is the caller's decision, not pymodbus's."""
+    """A pymodbus client to one gateway; reconnection is the caller's decision, not pymodbus's."""
 
-    def __init__(self, host: str, port: int, *, timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float, gap: float = 0.0) -> None:
         self.host = host
         self.port = port
+        self.dial_to = (host, port)
         # Built lazily: a pymodbus client must be created inside the running loop.
         self._client: AsyncModbusTcpClient | None = None
         self._timeout = timeout
+        self._gap = RequestGap(gap)
 
     @property
     def connected(self) -> bool:
@@ -79,12 +69,22 @@ class ModbusLink:
         client = self._require()
         await self._call(client.write_register(address, value, device_id=unit_id))
 
+    async def write_many(self, unit_id: int, address: int, values: list[int]) -> None:
+        """Write consecutive holding registers (function 16)."""
+        client = self._require()
+        await self._call(client.write_registers(address, values, device_id=unit_id))
+
+    async def dlt645(self, frame: bytes, *, reply: bool = True) -> dlt645.Frame | None:
+        """A gateway converts MBAP to RTU: it cannot carry DL/T 645 (registration refuses it)."""
+        raise MeterSilent("DL/T 645 needs a transparent link, not a Modbus TCP gateway")
+
     def _require(self) -> AsyncModbusTcpClient:
         if not self.connected or self._client is None:
             raise LinkDown("not connected")
         return self._client
 
     async def _call(self, request: Awaitable[ModbusPDU]) -> ModbusPDU:
+        await self._gap.wait()
         try:
             response = await request
         except ConnectionException as error:
@@ -95,6 +95,8 @@ class ModbusLink:
             raise MeterSilent(f"unusable reply: {error}") from None
         except OSError as error:
             raise LinkDown(str(error)) from None
+        finally:
+            self._gap.done()
         if response.isError():
             raise MeterRefused(response.exception_code)
         return response

@@ -1,8 +1,11 @@
 """One loop per DTU: its RS485 bus carries one request at a time.
 
-Each turn does the most urgent thing first: relay commands, then on-demand reads, then
-the meter whose poll is due. A meter that keeps failing is polled less and less often so
-that it cannot stall its bus; outages are logged once, when they start and when they end.
+Each turn does the most urgent thing first (``domain.choose_work``): relay commands, then
+on-demand reads, then the meter whose poll is due. A meter that keeps failing is polled
+less and less often so that it cannot stall its bus; outages are logged once, when they
+start and when they end. The link is chosen by the DTU's kind: a Modbus TCP gateway, a
+serial device server in transparent mode, or a DTU in client mode that dialled us (its
+connection is handed over by the listener, and a newer connection replaces an older one).
 """
 
 from __future__ import annotations
@@ -13,30 +16,30 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 
 from prepaid_common.contracts import utcnow
 from prepaid_common.outbox import ServiceStore
 
-from collector import records
+from collector import meter_io, records
 from collector.domain import (
     EXPIRED,
     CommandOpener,
-    DecodedReading,
     ImplausibleValue,
     MeterProfile,
     PollSchedule,
-    ReadBlock,
+    Profile,
     RefusedCommand,
-    decode_reading,
-    decode_relay,
     expected_relay,
     plan_profile_reads,
-    registers_from_blocks,
-    relay_command_value,
     retry_delay,
 )
-from collector.metrics import COMMANDS, READ_SECONDS, READS
-from collector.modbus import LinkDown, MeterRefused, MeterSilent, ModbusLink
+from collector.domain.clock import judge_clock
+from collector.domain.link import choose_work
+from collector.domain.stream import InboundStream
+from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
+from collector.metrics import CLOCK_SETS, COMMANDS, READ_SECONDS, READS
+from collector.modbus import ModbusLink
 from collector.records import BusConfig, CommandOutcome, MeterConfig, PendingCommand
 
 log = logging.getLogger(__name__)
@@ -56,32 +59,48 @@ class DtuPoller:
         dtu_id: str,
         *,
         store: ServiceStore,
-        profiles: Mapping[str, MeterProfile],
+        profiles: Mapping[str, Profile],
         opener: CommandOpener,
         poll_interval: float,
         request_timeout: float,
+        request_gap: float = 0.0,
+        clock_check_interval: float = 3600.0,
+        meter_timezone: tzinfo | None = None,
     ) -> None:
         self.dtu_id = dtu_id
         self.meter_ids: frozenset[str] = frozenset()
         self._store = store
         self._profiles = profiles
-        self._plans = {name: tuple(plan_profile_reads(p)) for name, p in profiles.items()}
+        self._plans = {
+            name: tuple(plan_profile_reads(p))
+            for name, p in profiles.items()
+            if isinstance(p, MeterProfile)
+        }
         self._opener = opener
         self._poll_interval = poll_interval
         self._request_timeout = request_timeout
+        self._request_gap = request_gap
+        self._clock_check_interval = clock_check_interval
+        self._meter_timezone = meter_timezone
+        self._clock_checked: dict[str, float] = {}
+        self._clock_anomalies: set[str] = set()
         self._wake = asyncio.Event()
         self._schedule = PollSchedule(poll_interval)
-        self._on_demand: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._on_demand: deque[tuple[str, asyncio.Future[None] | None]] = deque()
         self._config: BusConfig | None = None
-        self._link: ModbusLink | None = None
+        self._link: BusLink | None = None
+        self._offered: tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes] | None = None
         self._reload_wanted = True
         self._commands_wanted = True
         self._loaded_at = self._commands_checked_at = -float("inf")
         self._connect_failures = 0
         self._next_connect_at = -float("inf")
         self._dtu_outage = False
+        self._seen_up = False  # the DTU's reachability is recorded once per connection
         self._meter_outages: set[str] = set()
         self._stopping = False
+        # A dial-in DTU's loop ends with its connection: the next one may reach another replica.
+        self.ending = False
 
     # --- what the service asks of the loop ----------------------------------------------
     def reload(self) -> None:
@@ -94,14 +113,39 @@ class DtuPoller:
         self._commands_wanted = True
         self._wake.set()
 
-    def read_now(self, meter_id: str) -> asyncio.Future[None]:
+    def read_now(self, meter_id: str, *, wait: bool = True) -> asyncio.Future[None] | None:
         """Queue a read ahead of the poll cycle; the future fails with ReadFailed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._on_demand.append((meter_id, future))
+        future: asyncio.Future[None] | None = None
+        if wait:
+            future = asyncio.get_running_loop().create_future()
+        if not any(queued == meter_id for queued, _f in self._on_demand) or wait:
+            self._on_demand.append((meter_id, future))
         if meter_id not in self.meter_ids:
             self._reload_wanted = True
         self._wake.set()
         return future
+
+    def read_all_now(self) -> int:
+        """Queue a read of every meter on the bus ahead of the poll cycle; return how many."""
+        for meter_id in sorted(self.meter_ids):
+            self.read_now(meter_id, wait=False)
+        return len(self.meter_ids)
+
+    def attach(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, received: bytes
+    ) -> bool:
+        """Take a connection the DTU opened to us; False if this loop is ending."""
+        if self.ending or self._stopping:
+            return False
+        if isinstance(self._link, RawLink):
+            self._link.adopt(reader, writer, received)
+            self._next_connect_at = -float("inf")
+        else:
+            if self._offered is not None:
+                self._offered[1].close()
+            self._offered = (reader, writer, received)
+        self._wake.set()
+        return True
 
     def stop(self) -> None:
         """End the loop at its next turn, whatever it is waiting for now."""
@@ -115,8 +159,11 @@ class DtuPoller:
             while not self._stopping and await self._guarded_turn():
                 pass
         finally:
+            self.ending = True
             if self._link is not None:
                 self._link.close()
+            if self._offered is not None:
+                self._offered[1].close()
             self._fail_on_demand("the collector is stopping")
 
     async def _guarded_turn(self) -> bool:
@@ -137,21 +184,31 @@ class DtuPoller:
         if reload_due and not await self._reload():
             return False
         if not await self._ensure_link():
+            assert self._config is not None
+            if self._config.kind == "dtu-client" and self._dtu_outage:
+                self.ending = True  # decided with no await before returning: attach sees it
+                return False
             await self._run_commands_if_wanted()
             self._fail_on_demand(DTU_OFFLINE)
             await self._sleep(self._next_connect_at - time.monotonic())
             return True
-        if await self._run_commands_if_wanted():
-            return True
-        if self._on_demand:
+        commands_due = self._commands_wanted or (
+            time.monotonic() - self._commands_checked_at >= self._poll_interval
+        )
+        due, wait = self._schedule.next_due(time.monotonic())
+        work = choose_work(
+            commands_due=commands_due, on_demand=bool(self._on_demand), poll_due=due is not None
+        )
+        if work == "commands":
+            await self._run_commands_if_wanted()
+        elif work == "on_demand":
             meter_id, future = self._on_demand.popleft()
             await self._poll(meter_id, future)
-            return True
-        due, wait = self._schedule.next_due(time.monotonic())
-        if due is not None:
+        elif work == "poll":
+            assert due is not None
             await self._poll(due)
         else:
-            await self._sleep(wait)
+            await self._sleep(min(wait, self._link_deadline()))
         return True
 
     async def _sleep(self, seconds: float) -> None:
@@ -168,9 +225,8 @@ class DtuPoller:
         if config is None or not config.enabled:
             log.info("DTU no longer polled", extra={"dtu_id": self.dtu_id})
             return False
-        if self._link is not None and (self._link.host, self._link.port) != (
-            config.host,
-            config.port,
+        if self._link is not None and (
+            self._config is None or _link_settings(self._config) != _link_settings(config)
         ):
             self._link.close()
             self._link = None
@@ -181,36 +237,71 @@ class DtuPoller:
         self._loaded_at = time.monotonic()
         return True
 
+    def _make_link(self, config: BusConfig) -> BusLink:
+        timeout, gap = self._request_timeout, self._request_gap
+        if config.kind == "dtu-client":
+            stream = InboundStream(
+                registration=(config.registration or "").encode("ascii"),
+                mode=config.registration_mode,
+                heartbeat=config.heartbeat.encode("ascii"),
+            )
+            return RawLink(timeout=timeout, gap=gap, stream=stream, on_lost=self._wake.set)
+        assert config.host is not None
+        assert config.port is not None
+        if config.kind == "rtu-over-tcp":
+            return RawLink(timeout=timeout, gap=gap, dial=(config.host, config.port))
+        return ModbusLink(config.host, config.port, timeout=timeout, gap=gap)
+
+    def _link_deadline(self) -> float:
+        """Seconds until a silent dial-in link counts as dead (infinite for the others)."""
+        assert self._config is not None
+        if isinstance(self._link, RawLink) and self._config.kind == "dtu-client":
+            return self._config.link_timeout_seconds - self._link.silent_for()
+        return float("inf")
+
     async def _ensure_link(self) -> bool:
         assert self._config is not None
-        if self._link is not None and self._link.connected:
-            return True
+        if self._link is None:
+            self._link = self._make_link(self._config)
+        if self._offered is not None and isinstance(self._link, RawLink):
+            reader, writer, received = self._offered
+            self._offered = None
+            self._link.adopt(reader, writer, received)
+        if self._link.connected and self._link_deadline() <= 0:
+            silence = self._config.link_timeout_seconds
+            assert isinstance(self._link, RawLink)
+            self._link.close(f"no heartbeat or reply for {silence:g} s")
+        if self._link.connected:
+            return await self._link_up()
         if time.monotonic() < self._next_connect_at:
             return False
-        if self._link is None:
-            self._link = ModbusLink(
-                self._config.host, self._config.port, timeout=self._request_timeout
-            )
         try:
             await self._link.connect()
         except LinkDown as error:
-            self._connect_failures += 1
-            self._next_connect_at = time.monotonic() + retry_delay(
-                self._poll_interval, self._connect_failures
-            )
-            if not self._dtu_outage:
-                self._dtu_outage = True
-                log.warning("DTU unreachable", extra={"dtu_id": self.dtu_id, "error": str(error)})
-            await records.record_dtu_lost(
-                self._store, dtu_id=self.dtu_id, reason=str(error), at=utcnow()
-            )
+            await self._link_lost(str(error))
             return False
-        self._connect_failures = 0
-        if self._dtu_outage:
-            self._dtu_outage = False
-            log.info("DTU reachable again", extra={"dtu_id": self.dtu_id})
-        await records.record_dtu_reachable(self._store, dtu_id=self.dtu_id, at=utcnow())
+        return await self._link_up()
+
+    async def _link_up(self) -> bool:
+        if self._dtu_outage or self._connect_failures or not self._seen_up:
+            self._connect_failures = 0
+            self._seen_up = True
+            if self._dtu_outage:
+                self._dtu_outage = False
+                log.info("DTU reachable again", extra={"dtu_id": self.dtu_id})
+            await records.record_dtu_reachable(self._store, dtu_id=self.dtu_id, at=utcnow())
         return True
+
+    async def _link_lost(self, reason: str) -> None:
+        self._connect_failures += 1
+        self._seen_up = False
+        self._next_connect_at = time.monotonic() + retry_delay(
+            self._poll_interval, self._connect_failures
+        )
+        if not self._dtu_outage:
+            self._dtu_outage = True
+            log.warning("DTU unreachable", extra={"dtu_id": self.dtu_id, "error": reason})
+        await records.record_dtu_lost(self._store, dtu_id=self.dtu_id, reason=reason, at=utcnow())
 
     # --- polls ----------------------------------------------------------------------------
     def _meter(self, meter_id: str) -> MeterConfig | None:
@@ -222,13 +313,18 @@ class DtuPoller:
         if meter is None:
             _settle(future, ReadFailed(f"meter {meter_id} is not on DTU {self.dtu_id}"))
             return
+        profile = self._profiles.get(meter.profile)
         started = time.perf_counter()
         try:
-            reading = await self._read_meter(meter)
+            if profile is None:
+                raise ImplausibleValue(f"profile {meter.profile!r} is not loaded")
+            assert self._link is not None
+            plan = self._plans.get(meter.profile, ())
+            reading = await meter_io.read_meter(self._link, meter, profile, plan)
         except LinkDown as error:
             # The DTU's connection broke, not the meter: reconnect on the next turn.
             READS.labels("link_down").inc()
-            self._drop_link()
+            self._drop_link(str(error))
             _settle(future, ReadFailed(f"{DTU_OFFLINE}: {error}"))
             return
         except (MeterSilent, MeterRefused, ImplausibleValue) as error:
@@ -245,22 +341,17 @@ class DtuPoller:
             self._meter_outages.discard(meter.id)
             log.info("meter answers again", extra={"dtu_id": self.dtu_id, "meter_id": meter.id})
         _settle(future, None)
-
-    async def _read_meter(self, meter: MeterConfig) -> DecodedReading:
-        profile = self._profiles.get(meter.profile)
-        if profile is None:
-            raise ImplausibleValue(f"profile {meter.profile!r} is not loaded")
-        assert self._link is not None
-        blocks = self._plans[meter.profile]
-        results = [
-            await self._link.read(meter.unit_id, profile.read_function, block) for block in blocks
-        ]
-        return decode_reading(profile, registers_from_blocks(blocks, results))
+        await self._keep_clock(meter, profile)
 
     async def _meter_failed(self, meter: MeterConfig, error: Exception) -> None:
-        result = {MeterSilent: "no_reply", MeterRefused: "exception"}.get(
-            type(error), "implausible"
-        )
+        if isinstance(error, MeterGarbled):
+            result = "garbled"
+        elif isinstance(error, MeterSilent):
+            result = "no_reply"
+        elif isinstance(error, MeterRefused):
+            result = "exception"
+        else:
+            result = "implausible"
         READS.labels(result).inc()
         reason = f"{result.replace('_', ' ')}: {error}"
         link = await records.record_failure(
@@ -280,9 +371,59 @@ class DtuPoller:
             _meter_id, future = self._on_demand.popleft()
             _settle(future, ReadFailed(reason))
 
-    def _drop_link(self) -> None:
-        if self._link is not None:
+    def _drop_link(self, reason: str = "") -> None:
+        if isinstance(self._link, RawLink):
+            self._link.close(reason or "dropped after an error")
+        elif self._link is not None:
             self._link.close()
+
+    # --- clock ----------------------------------------------------------------------------
+    def _meter_now(self) -> datetime:
+        """The time a meter should show: local wall-clock time, as meters keep it."""
+        return datetime.now(self._meter_timezone).replace(tzinfo=None, microsecond=0)
+
+    async def _keep_clock(self, meter: MeterConfig, profile: Profile | None) -> None:
+        """Now and then, read a meter's clock; set it within its limits or report it."""
+        if profile is None or not meter_io.has_clock(profile):
+            return
+        now = time.monotonic()
+        if now - self._clock_checked.get(meter.id, -float("inf")) < self._clock_check_interval:
+            return
+        self._clock_checked[meter.id] = now
+        assert self._link is not None
+        tolerance, max_set = meter_io.clock_limits(profile)
+        try:
+            meter_time = await meter_io.read_clock(self._link, meter, profile)
+            judgement = judge_clock(
+                meter_time, self._meter_now(), tolerance_seconds=tolerance, max_set_seconds=max_set
+            )
+            if judgement.verdict == "set":
+                await meter_io.set_clock(self._link, meter, profile, self._meter_now())
+                CLOCK_SETS.labels("set").inc()
+                log.info(
+                    "meter clock set",
+                    extra={"meter_id": meter.id, "drift_seconds": judgement.drift_seconds},
+                )
+        except LinkDown as error:
+            self._drop_link(str(error))
+            return
+        except (MeterSilent, MeterRefused, ImplausibleValue) as error:
+            # The clock waits for the next check; a reading already counted.
+            log.warning("meter clock unreadable", extra={"meter_id": meter.id, "error": str(error)})
+            return
+        if judgement.verdict == "anomaly":
+            CLOCK_SETS.labels("anomaly").inc()
+            if meter.id not in self._clock_anomalies:
+                self._clock_anomalies.add(meter.id)
+                await records.record_clock_anomaly(
+                    self._store,
+                    meter_id=meter.id,
+                    detail=f"clock off by {judgement.drift_seconds:+.0f} s, beyond the "
+                    f"{max_set} s a set may correct",
+                    at=utcnow(),
+                )
+        else:
+            self._clock_anomalies.discard(meter.id)
 
     # --- commands -------------------------------------------------------------------------
     async def _run_commands_if_wanted(self) -> bool:
@@ -313,7 +454,8 @@ class DtuPoller:
                 raise RefusedCommand(f"envelope says {opened.action}, request {command.action}")
             if meter is None or profile is None:
                 raise RefusedCommand(f"meter {command.meter_id} has no usable profile")
-            register, value = relay_command_value(profile, opened.action)
+            if not profile.has_relay:
+                raise RefusedCommand(f"profile {profile.name} has no relay control")
         except RefusedCommand as refusal:
             log.warning(
                 "command refused",
@@ -327,14 +469,12 @@ class DtuPoller:
             return CommandOutcome(succeeded=False, error=refusal.reason)
         if self._link is None or not self._link.connected:
             return CommandOutcome(succeeded=False, error=DTU_OFFLINE)
-        assert profile.relay is not None
         try:
-            await self._link.write(meter.unit_id, register, value)
-            state_register = ReadBlock(profile.relay.state.address, 1)
-            words = await self._link.read(meter.unit_id, profile.read_function, state_register)
-            relay = decode_relay(profile, words[0])
+            relay = await meter_io.switch_relay(
+                self._link, meter, profile, opened.action, now=self._meter_now()
+            )
         except LinkDown as error:
-            self._drop_link()
+            self._drop_link(str(error))
             return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
         except (MeterSilent, MeterRefused, ImplausibleValue) as error:
             return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
@@ -343,6 +483,17 @@ class DtuPoller:
                 succeeded=False, relay=relay, error=f"relay is {relay} after {opened.action}"
             )
         return CommandOutcome(succeeded=True, relay=relay)
+
+
+def _link_settings(config: BusConfig) -> tuple[object, ...]:
+    return (
+        config.kind,
+        config.host,
+        config.port,
+        config.registration,
+        config.registration_mode,
+        config.heartbeat,
+    )
 
 
 def _settle(future: asyncio.Future[None] | None, outcome: Exception | None) -> None:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from prepaid_common.contracts import (
+    AnomalyV1,
     CommandRequestV1,
     CommandResultV1,
     MeterStatusV1,
@@ -21,30 +22,66 @@ from prepaid_common.contracts import (
 )
 from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import ServiceStore, UnitOfWork
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from collector.domain import DecodedReading, MeterLink, MeterProfile
-from collector.tables import dtus, meters, pending_commands
+from collector.domain import DecodedReading, Dlt645Profile, MeterLink, Profile
+from collector.domain.stream import RegistrationMode, default_registration
+from collector.tables import dtus, meters, pending_commands, read_requests, replicas
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # ids travel in routing keys: no dots
+DtuKind = Literal["modbus-tcp", "rtu-over-tcp", "dtu-client"]
+DIALLED_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp")
+# Printable ASCII: what DTU configuration tools let one type as a registration or heartbeat.
+PACKET_PATTERN = r"^[\x20-\x7e]{1,40}$"
 
 
 # --- the internal API's shapes -------------------------------------------------------------
 class MeterRegistration(BaseModel):
     id: str = Field(pattern=ID_PATTERN)
-    unit_id: int = Field(ge=1, le=247)
+    # A Modbus meter's unit id, or ``address``: the unit id as text or a DL/T 645 address.
+    unit_id: int | None = Field(default=None, ge=1, le=247)
+    address: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$")
     profile: str = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> MeterRegistration:
+        if self.unit_id is None and self.address is None:
+            raise ValueError("give unit_id (Modbus) or address (Modbus or DL/T 645)")
+        if self.unit_id is not None and self.address not in (None, str(self.unit_id)):
+            raise ValueError("unit_id and address disagree")
+        return self
+
+    @property
+    def bus_address(self) -> str:
+        """The address on the bus as stored: a unit id's digits or 12 DL/T 645 digits."""
+        return self.address if self.address is not None else str(self.unit_id)
 
 
 class DtuRegistration(BaseModel):
     id: str = Field(pattern=ID_PATTERN)
     name: str = Field(min_length=1, max_length=128)
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
+    kind: DtuKind = "modbus-tcp"
+    # Where we dial (modbus-tcp, rtu-over-tcp); a dtu-client dials us.
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
     enabled: bool = True
+    # A dtu-client's registration packet (default ``LOGIN:<id>``), sent once on connect
+    # or before every packet, its heartbeat, and the silence after which the link is dead.
+    registration: str | None = Field(default=None, pattern=PACKET_PATTERN)
+    registration_mode: RegistrationMode = "once"
+    heartbeat: str = Field(default="HB", pattern=PACKET_PATTERN)
+    link_timeout_seconds: float = Field(default=180.0, gt=0, le=86400)
     meters: list[MeterRegistration] = Field(default_factory=list, max_length=247)
+
+    @model_validator(mode="after")
+    def _where(self) -> DtuRegistration:
+        if self.kind in DIALLED_KINDS and (self.host is None or self.port is None):
+            raise ValueError(f"a {self.kind} DTU needs host and port")
+        if self.kind == "dtu-client" and self.registration is None:
+            self.registration = default_registration(self.id)
+        return self
 
 
 class LastReading(BaseModel):
@@ -56,7 +93,8 @@ class LastReading(BaseModel):
 class MeterView(BaseModel):
     id: str
     dtu_id: str
-    unit_id: int
+    unit_id: int | None
+    address: str
     profile: str
     online: bool
     dtu_online: bool
@@ -68,8 +106,12 @@ class DtuView(BaseModel):
     id: str
     name: str
     kind: str
-    host: str
-    port: int
+    host: str | None
+    port: int | None
+    registration: str | None
+    registration_mode: str
+    heartbeat: str
+    link_timeout_seconds: float
     enabled: bool
     online: bool
     last_seen_at: datetime | None
@@ -80,17 +122,27 @@ class DtuView(BaseModel):
 @dataclass(frozen=True)
 class MeterConfig:
     id: str
-    unit_id: int
+    address: str
     profile: str
+
+    @property
+    def unit_id(self) -> int:
+        """The Modbus unit id (Modbus meters only)."""
+        return int(self.address)
 
 
 @dataclass(frozen=True)
 class BusConfig:
     dtu_id: str
-    host: str
-    port: int
+    kind: DtuKind
+    host: str | None
+    port: int | None
     enabled: bool
     meters: tuple[MeterConfig, ...]
+    registration: str | None = None
+    registration_mode: RegistrationMode = "once"
+    heartbeat: str = "HB"
+    link_timeout_seconds: float = 180.0
 
 
 @dataclass(frozen=True)
@@ -111,76 +163,119 @@ class CommandOutcome:
 
 # --- registration and views ----------------------------------------------------------------
 async def register_dtu(
-    store: ServiceStore, body: DtuRegistration, profiles: Mapping[str, MeterProfile]
+    store: ServiceStore, body: DtuRegistration, profiles: Mapping[str, Profile]
 ) -> bool:
     """Create or update a DTU and its meters; return True if the DTU is new."""
     _check_registration(body, profiles)
-    settings = {"name": body.name, "host": body.host, "port": body.port, "enabled": body.enabled}
+    settings = body.model_dump(include=set(_DTU_SETTINGS))
     try:
         # Lock order, here as in every unit of work: the DTU row, then its meters' rows.
         async with store.unit_of_work() as uow:
             session = uow.session
             current = (
                 await session.execute(
-                    select(dtus.c.name, dtus.c.host, dtus.c.port, dtus.c.enabled).where(
-                        dtus.c.id == body.id
-                    )
+                    select(*(dtus.c[name] for name in _DTU_SETTINGS)).where(dtus.c.id == body.id)
                 )
             ).first()
             if current is None:
                 await session.execute(
-                    insert(dtus).values(
-                        id=body.id, kind="modbus-tcp", online=False, last_seen_at=None, **settings
-                    )
+                    insert(dtus).values(id=body.id, online=False, last_seen_at=None, **settings)
                 )
             elif current._asdict() != settings:
                 await session.execute(update(dtus).where(dtus.c.id == body.id).values(**settings))
-            await _check_unit_ids_free(uow, body)
+            await _check_addresses_free(uow, body, profiles)
             for meter in body.meters:
-                await _upsert_meter(uow, body.id, meter)
+                await _upsert_meter(uow, body.id, meter, profiles[meter.profile])
     except IntegrityError:
         raise Conflict(
-            f"DTU {body.id}: the registration clashes with another meter's unit id "
-            "or a concurrent registration; retry"
+            f"DTU {body.id}: the registration clashes with another meter's address, "
+            "another DTU's registration packet, or a concurrent registration; retry"
         ) from None
     return current is None
 
 
-def _check_registration(body: DtuRegistration, profiles: Mapping[str, MeterProfile]) -> None:
+_DTU_SETTINGS = (
+    "name",
+    "kind",
+    "host",
+    "port",
+    "enabled",
+    "registration",
+    "registration_mode",
+    "heartbeat",
+    "link_timeout_seconds",
+)
+
+
+def _check_registration(body: DtuRegistration, profiles: Mapping[str, Profile]) -> None:
     for meter in body.meters:
-        if meter.profile not in profiles:
+        profile = profiles.get(meter.profile)
+        if profile is None:
             raise Invalid(
                 f"meter {meter.id}: unknown profile {meter.profile!r}; "
                 f"known profiles: {', '.join(sorted(profiles))}"
             )
+        _check_address(body, meter, profile)
     for label, values in (
         ("meter id", [m.id for m in body.meters]),
-        ("unit id", [str(m.unit_id) for m in body.meters]),
+        ("address", [_stored(m, profiles) for m in body.meters]),
     ):
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise Invalid(f"DTU {body.id}: {label} repeated: {', '.join(duplicates)}")
 
 
-async def _check_unit_ids_free(uow: UnitOfWork, body: DtuRegistration) -> None:
+def _check_address(body: DtuRegistration, meter: MeterRegistration, profile: Profile) -> None:
+    if isinstance(profile, Dlt645Profile):
+        if meter.address is None or len(meter.address) != 12:
+            raise Invalid(f"meter {meter.id}: a DL/T 645 meter needs a 12-digit address")
+        if body.kind == "modbus-tcp":
+            raise Invalid(
+                f"meter {meter.id}: DL/T 645 needs a transparent link "
+                "(rtu-over-tcp or dtu-client), not a Modbus TCP gateway"
+            )
+    elif not meter.bus_address.isdigit() or not 1 <= int(meter.bus_address) <= 247:
+        raise Invalid(f"meter {meter.id}: a Modbus unit id is 1 to 247")
+
+
+def _stored(meter: MeterRegistration, profiles: Mapping[str, Profile]) -> str:
+    if isinstance(profiles[meter.profile], Dlt645Profile):
+        return meter.bus_address
+    return str(int(meter.bus_address))
+
+
+async def _check_addresses_free(
+    uow: UnitOfWork, body: DtuRegistration, profiles: Mapping[str, Profile]
+) -> None:
     clash = (
         await uow.session.execute(
-            select(meters.c.id, meters.c.unit_id).where(
+            select(meters.c.id, meters.c.address).where(
                 meters.c.dtu_id == body.id,
-                meters.c.unit_id.in_([m.unit_id for m in body.meters]),
+                meters.c.address.in_([_stored(m, profiles) for m in body.meters]),
                 meters.c.id.not_in([m.id for m in body.meters]),
             )
         )
     ).first()
     if clash is not None:
-        raise Conflict(f"DTU {body.id}: unit id {clash.unit_id} is already meter {clash.id}")
+        raise Conflict(f"DTU {body.id}: address {clash.address} is already meter {clash.id}")
+    if body.registration is not None:
+        taken = await uow.session.scalar(
+            select(dtus.c.id).where(dtus.c.registration == body.registration, dtus.c.id != body.id)
+        )
+        if taken is not None:
+            raise Conflict(f"DTU {body.id}: registration packet is already DTU {taken}'s")
 
 
-async def _upsert_meter(uow: UnitOfWork, dtu_id: str, meter: MeterRegistration) -> None:
-    values = {"dtu_id": dtu_id, "unit_id": meter.unit_id, "profile": meter.profile}
+async def _upsert_meter(
+    uow: UnitOfWork, dtu_id: str, meter: MeterRegistration, profile: Profile
+) -> None:
+    # A Modbus address is kept as its unit id's digits ("7", never "007").
+    address = _stored(meter, {meter.profile: profile})
+    unit_id = None if isinstance(profile, Dlt645Profile) else int(address)
+    values = {"dtu_id": dtu_id, "address": address, "unit_id": unit_id, "profile": meter.profile}
     current = (
         await uow.session.execute(
-            select(meters.c.dtu_id, meters.c.unit_id, meters.c.profile).where(
+            select(meters.c.dtu_id, meters.c.address, meters.c.unit_id, meters.c.profile).where(
                 meters.c.id == meter.id
             )
         )
@@ -211,6 +306,7 @@ def _meter_view(row: Any) -> MeterView:
         id=row.id,
         dtu_id=row.dtu_id,
         unit_id=row.unit_id,
+        address=row.address,
         profile=row.profile,
         online=row.online,
         dtu_online=row.dtu_online,
@@ -251,7 +347,7 @@ async def list_dtus(store: ServiceStore, dtu_id: str | None = None) -> list[DtuV
     async with store.sessionmaker() as session:
         rows = (await session.execute(query)).all()
         meter_rows = await session.execute(
-            select(meters.c.id, meters.c.dtu_id).order_by(meters.c.unit_id)
+            select(meters.c.id, meters.c.dtu_id).order_by(meters.c.address)
         )
     by_dtu: dict[str, list[str]] = {}
     for meter_id, owner in meter_rows:
@@ -263,6 +359,10 @@ async def list_dtus(store: ServiceStore, dtu_id: str | None = None) -> list[DtuV
             kind=row.kind,
             host=row.host,
             port=row.port,
+            registration=row.registration,
+            registration_mode=row.registration_mode,
+            heartbeat=row.heartbeat,
+            link_timeout_seconds=row.link_timeout_seconds,
             enabled=row.enabled,
             online=row.online,
             last_seen_at=row.last_seen_at,
@@ -272,10 +372,22 @@ async def list_dtus(store: ServiceStore, dtu_id: str | None = None) -> list[DtuV
     ]
 
 
-async def enabled_dtu_ids(store: ServiceStore) -> list[str]:
-    """Return the DTUs this collector should be polling."""
+async def enabled_dtus(store: ServiceStore) -> dict[str, DtuKind]:
+    """Return every enabled DTU and its kind."""
     async with store.sessionmaker() as session:
-        return list(await session.scalars(select(dtus.c.id).where(dtus.c.enabled)))
+        rows = await session.execute(select(dtus.c.id, dtus.c.kind).where(dtus.c.enabled))
+        return {row.id: row.kind for row in rows}
+
+
+async def dial_in_registrations(store: ServiceStore) -> dict[bytes, str]:
+    """Return each enabled dial-in DTU's registration packet and id."""
+    async with store.sessionmaker() as session:
+        rows = await session.execute(
+            select(dtus.c.id, dtus.c.registration).where(
+                dtus.c.enabled, dtus.c.kind == "dtu-client", dtus.c.registration.is_not(None)
+            )
+        )
+        return {row.registration.encode("ascii"): row.id for row in rows}
 
 
 async def count_online(store: ServiceStore) -> tuple[int, int, int]:
@@ -295,16 +407,21 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
         if dtu is None:
             return None
         rows = await session.execute(
-            select(meters.c.id, meters.c.unit_id, meters.c.profile)
+            select(meters.c.id, meters.c.address, meters.c.profile)
             .where(meters.c.dtu_id == dtu_id)
-            .order_by(meters.c.unit_id)
+            .order_by(meters.c.address)
         )
         return BusConfig(
             dtu_id=dtu.id,
+            kind=dtu.kind,
             host=dtu.host,
             port=dtu.port,
             enabled=dtu.enabled,
-            meters=tuple(MeterConfig(row.id, row.unit_id, row.profile) for row in rows),
+            meters=tuple(MeterConfig(row.id, row.address, row.profile) for row in rows),
+            registration=dtu.registration,
+            registration_mode=dtu.registration_mode,
+            heartbeat=dtu.heartbeat,
+            link_timeout_seconds=dtu.link_timeout_seconds,
         )
 
 
@@ -491,3 +608,89 @@ async def finish_command(
                 at=at,
             )
         )
+
+
+async def record_clock_anomaly(
+    store: ServiceStore, *, meter_id: str, detail: str, at: datetime
+) -> None:
+    """Say that a meter's clock is beyond what a set may correct."""
+    async with store.unit_of_work() as uow:
+        await uow.emit(AnomalyV1(meter_id=meter_id, kind="clock", detail=detail, at=at))
+
+
+# --- replicas and read requests ----------------------------------------------------------------
+async def renew_lease(
+    store: ServiceStore, *, instance: str, now: datetime, lease_seconds: float
+) -> list[str]:
+    """Renew this replica's lease and return every replica whose lease is current."""
+    until = now + timedelta(seconds=lease_seconds)
+    async with store.unit_of_work() as uow:
+        renewed = await uow.session.execute(
+            update(replicas).where(replicas.c.instance == instance).values(lease_until=until)
+        )
+        if not renewed.rowcount:  # type: ignore[attr-defined]
+            await uow.session.execute(
+                insert(replicas).values(instance=instance, lease_until=until, started_at=now)
+            )
+        live = await uow.session.scalars(
+            select(replicas.c.instance)
+            .where(replicas.c.lease_until > now)
+            .order_by(replicas.c.instance)
+        )
+        return list(live)
+
+
+async def give_up_lease(store: ServiceStore, *, instance: str) -> None:
+    """Leave the membership at once (a clean stop), so others take over without waiting."""
+    async with store.unit_of_work() as uow:
+        await uow.session.execute(delete(replicas).where(replicas.c.instance == instance))
+
+
+async def request_reads(store: ServiceStore, *, meter_id: str | None, at: datetime) -> int:
+    """Ask whichever replica owns it to read a meter (None: every meter) now."""
+    async with store.unit_of_work() as uow:
+        result = await uow.session.execute(
+            insert(read_requests).values(meter_id=meter_id, requested_at=at)
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+
+
+async def read_requests_after(
+    store: ServiceStore, after_id: int, *, forget_before: datetime
+) -> list[tuple[int, str | None]]:
+    """Return read requests newer than ``after_id`` and forget ones older than a bound."""
+    async with store.unit_of_work() as uow:
+        await uow.session.execute(
+            delete(read_requests).where(read_requests.c.requested_at < forget_before)
+        )
+        rows = await uow.session.execute(
+            select(read_requests.c.id, read_requests.c.meter_id)
+            .where(read_requests.c.id > after_id)
+            .order_by(read_requests.c.id)
+        )
+        return [(row.id, row.meter_id) for row in rows]
+
+
+async def last_read_request_id(store: ServiceStore) -> int:
+    """Return the newest read request's id (0 if none)."""
+    async with store.sessionmaker() as session:
+        return int(await session.scalar(select(func.max(read_requests.c.id))) or 0)
+
+
+async def last_read_at(store: ServiceStore, meter_id: str) -> datetime | None:
+    """Return when the meter was last read, or None."""
+    async with store.sessionmaker() as session:
+        return await session.scalar(select(meters.c.last_read_at).where(meters.c.id == meter_id))
+
+
+async def dtu_kind_of_meter(store: ServiceStore, meter_id: str) -> tuple[str, str] | None:
+    """Return (DTU id, DTU kind) of a meter, or None if unknown."""
+    async with store.sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(dtus.c.id, dtus.c.kind)
+                .join(meters, meters.c.dtu_id == dtus.c.id)
+                .where(meters.c.id == meter_id)
+            )
+        ).first()
+        return None if row is None else (row.id, row.kind)

@@ -1,31 +1,46 @@
-"""The collector service: polls meters on its DTUs, says readings, executes relay commands."""
+"""The collector service: polls meters on its DTUs, says readings, executes relay commands.
+
+Several replicas may share the field and one database. A DTU we dial belongs to the live
+replica that rendezvous hashing picks (``domain.ownership``; membership is a table of
+leases); a DTU that dials in belongs to the replica that accepted it. Commands are kept in
+the shared database by whichever replica takes them off the bus, and executed by the owner
+of the meter's DTU, which looks for them at least once per poll interval.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Mapping, Sequence
+from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from prepaid_common.bus import Handler, MessageBus
 from prepaid_common.contracts import CommandRequestV1, Envelope, open_envelope, utcnow
-from prepaid_common.errors import Conflict, ServiceError
+from prepaid_common.errors import ServiceError
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import Service
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import records
-from collector.domain import CommandOpener, MeterProfile, PlainCommandOpener
+from collector.domain import CommandOpener, PlainCommandOpener, Profile
+from collector.domain.ownership import owned_by
+from collector.listener import DtuListener
 from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
 from collector.polling import DtuPoller, ReadFailed
 from collector.profiles import load_profiles
-from collector.records import DtuRegistration, DtuView, MeterView
+from collector.records import DIALLED_KINDS, DtuRegistration, DtuView, MeterView
 from collector.tables import metadata, plumbing
 
 log = logging.getLogger(__name__)
+
+# Read requests are kept this long for replicas to see, then forgotten.
+READ_REQUEST_RETENTION = timedelta(minutes=10)
 
 
 class MeterUnreachable(ServiceError):
@@ -33,6 +48,11 @@ class MeterUnreachable(ServiceError):
 
     status_code = 504
     code = "meter_unreachable"
+
+
+class ReadAllQueued(BaseModel):
+    meters_queued_here: int
+    dtus_here: int
 
 
 class CollectorService(Service):
@@ -49,20 +69,43 @@ class CollectorService(Service):
         poll_interval: float = 5.0,
         request_timeout: float = 1.0,
         command_opener: CommandOpener | None = None,
-        profiles: Mapping[str, MeterProfile] | None = None,
+        profiles: Mapping[str, Profile] | None = None,
+        instance: str | None = None,
+        listen_host: str = "127.0.0.1",
+        listen_port: int | None = None,
+        request_gap: float = 0.0,
+        clock_check_interval: float = 3600.0,
+        meter_timezone: tzinfo | None = None,
+        lease_seconds: float = 15.0,
     ) -> None:
         super().__init__(engine=engine, bus=bus)
-        if poll_interval <= 0 or request_timeout <= 0:
-            raise ValueError("poll_interval and request_timeout must be positive")
+        if poll_interval <= 0 or request_timeout <= 0 or lease_seconds <= 0:
+            raise ValueError("poll_interval, request_timeout and lease_seconds must be positive")
+        if request_gap < 0:
+            raise ValueError("request_gap cannot be negative")
         self.poll_interval = poll_interval
         self.request_timeout = request_timeout
+        self.request_gap = request_gap
+        self.clock_check_interval = clock_check_interval
+        self.meter_timezone = meter_timezone
         self.command_opener: CommandOpener = command_opener or PlainCommandOpener()
-        self.profiles: Mapping[str, MeterProfile] = (
-            profiles if profiles is not None else load_profiles()
-        )
+        self.profiles: Mapping[str, Profile] = profiles if profiles is not None else load_profiles()
+        self.instance = instance or socket.gethostname()
+        self.lease_seconds = lease_seconds
+        self.live_replicas: list[str] = []
+        # None: no listener (tests that do not need one); 0: any free port.
+        self.listener: DtuListener | None = None
+        if listen_port is not None:
+            self.listener = DtuListener(
+                host=listen_host,
+                port=listen_port,
+                registrations=lambda: records.dial_in_registrations(self.store),
+                handover=self._hand_over,
+            )
         self._pollers: dict[str, tuple[DtuPoller, asyncio.Task[None]]] = {}
         self._dtus_changed = asyncio.Event()
         self._supervising = False
+        self._own_read_requests: set[int] = set()
 
     # --- bus ------------------------------------------------------------------------------
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
@@ -70,7 +113,8 @@ class CollectorService(Service):
 
         async def on_command_request(envelope: Envelope) -> None:
             await accept(envelope)
-            # Only now is the command committed: the bus loop will find it.
+            # Only now is the command committed: the bus loop will find it. On another
+            # replica the owner finds it within one poll interval.
             self._wake_owner(str(envelope.payload.get("meter_id", "")))
 
         return [("commands", ["command.request.v1.#"], on_command_request)]
@@ -86,11 +130,18 @@ class CollectorService(Service):
 
     # --- loops ----------------------------------------------------------------------------
     async def background(self) -> Sequence[asyncio.Task[None]]:
-        return [asyncio.create_task(self._supervise(), name="collector-dtus")]
+        if self.listener is not None:
+            await self.listener.start()
+        return [
+            asyncio.create_task(self._supervise(), name="collector-dtus"),
+            asyncio.create_task(self._follow_read_requests(), name="collector-read-requests"),
+        ]
 
     async def _supervise(self) -> None:
-        """Keep one bus loop per enabled DTU, following registrations as they come."""
+        """Keep one bus loop per DTU this replica owns, following registrations and peers."""
         self._supervising = True
+        # Renew well inside the lease so a slow turn does not let it lapse.
+        cycle = min(self.poll_interval, self.lease_seconds / 3)
         try:
             while True:
                 self._dtus_changed.clear()
@@ -100,15 +151,30 @@ class CollectorService(Service):
                     # A database hiccup must not stop the buses already being polled.
                     log.exception("cannot follow DTU registrations; retrying")
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
+                    async with asyncio.timeout(cycle):
                         await self._dtus_changed.wait()
         finally:
             self._supervising = False
             pollers, self._pollers = list(self._pollers.values()), {}
+            if self.listener is not None:
+                await self.listener.stop()
             await _stop_pollers(pollers)
+            with contextlib.suppress(Exception):
+                await records.give_up_lease(self.store, instance=self.instance)
 
     async def _follow_registrations(self) -> None:
-        wanted = set(await records.enabled_dtu_ids(self.store))
+        self.live_replicas = await records.renew_lease(
+            self.store, instance=self.instance, now=utcnow(), lease_seconds=self.lease_seconds
+        )
+        enabled = await records.enabled_dtus(self.store)
+        dialled = [dtu_id for dtu_id, kind in enabled.items() if kind in DIALLED_KINDS]
+        wanted = owned_by(self.instance, dialled, self.live_replicas)
+        # A DTU that dialled in stays with this replica while its connection lives.
+        wanted |= {
+            dtu_id
+            for dtu_id, (poller, task) in self._pollers.items()
+            if enabled.get(dtu_id) == "dtu-client" and not task.done() and not poller.ending
+        }
         for dtu_id in list(self._pollers):
             if dtu_id not in wanted or self._pollers[dtu_id][1].done():
                 await _stop_pollers([self._pollers.pop(dtu_id)])
@@ -119,7 +185,7 @@ class CollectorService(Service):
         METERS_KNOWN.set(known)
         DTUS_ONLINE.set(dtus_online)
 
-    def _start_poller(self, dtu_id: str) -> None:
+    def _start_poller(self, dtu_id: str) -> DtuPoller:
         poller = DtuPoller(
             dtu_id,
             store=self.store,
@@ -127,10 +193,54 @@ class CollectorService(Service):
             opener=self.command_opener,
             poll_interval=self.poll_interval,
             request_timeout=self.request_timeout,
+            request_gap=self.request_gap,
+            clock_check_interval=self.clock_check_interval,
+            meter_timezone=self.meter_timezone,
         )
         task = asyncio.create_task(poller.run(), name=f"collector-dtu-{dtu_id}")
         self._pollers[dtu_id] = (poller, task)
-        log.info("polling DTU", extra={"dtu_id": dtu_id})
+        log.info("polling DTU", extra={"dtu_id": dtu_id, "instance": self.instance})
+        return poller
+
+    async def _hand_over(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        received: bytes,
+        dtu_id: str,
+    ) -> bool:
+        """Give a dial-in connection to its DTU's bus loop, starting one if need be."""
+        if not self._supervising:
+            return False
+        entry = self._pollers.get(dtu_id)
+        if entry is not None and not entry[1].done():
+            if entry[0].attach(reader, writer, received):
+                return True
+            entry[0].stop()  # ending with its old connection: a fresh loop takes the new one
+        return self._start_poller(dtu_id).attach(reader, writer, received)
+
+    async def _follow_read_requests(self) -> None:
+        """Act on read-now requests made through any replica, for the meters we poll."""
+        seen = await records.last_read_request_id(self.store)
+        while True:
+            await asyncio.sleep(min(1.0, self.poll_interval))
+            try:
+                requests = await records.read_requests_after(
+                    self.store, seen, forget_before=utcnow() - READ_REQUEST_RETENTION
+                )
+            except Exception:
+                log.exception("cannot read the read requests; retrying")
+                continue
+            for request_id, meter_id in requests:
+                seen = max(seen, request_id)
+                if request_id in self._own_read_requests:
+                    self._own_read_requests.discard(request_id)
+                    continue
+                for poller, _task in self._pollers.values():
+                    if meter_id is None:
+                        poller.read_all_now()
+                    elif meter_id in poller.meter_ids:
+                        poller.read_now(meter_id, wait=False)
 
     # --- operations -----------------------------------------------------------------------
     async def register_dtu(self, body: DtuRegistration) -> tuple[DtuView, bool]:
@@ -138,29 +248,63 @@ class CollectorService(Service):
         created = await records.register_dtu(self.store, body, self.profiles)
         for poller, _task in self._pollers.values():
             poller.reload()  # a meter may have moved between DTUs
-        if self._supervising and body.enabled and body.id not in self._pollers:
+        owned = body.kind in DIALLED_KINDS and self._owns_dialled(body.id)
+        if self._supervising and body.enabled and owned and body.id not in self._pollers:
             self._start_poller(body.id)  # at once, so that a read-now can follow
         self._dtus_changed.set()
         (view,) = await records.list_dtus(self.store, body.id)
         return view, created
 
+    def _owns_dialled(self, dtu_id: str) -> bool:
+        replicas = self.live_replicas or [self.instance]
+        return dtu_id in owned_by(self.instance, [dtu_id], replicas)
+
     async def read_meter_now(self, meter_id: str) -> MeterView:
         """Read one meter ahead of its poll and return what it says now."""
         meter = await records.get_meter(self.store, meter_id)
-        entry = self._pollers.get(meter.dtu_id)
-        if entry is None or entry[1].done():
-            raise Conflict(f"DTU {meter.dtu_id} is not being polled by this collector")
-        poller, _task = entry
         # Room for the commands queued ahead of it and every block of the read.
         deadline = self.request_timeout * 10 + self.poll_interval
+        entry = self._pollers.get(meter.dtu_id)
+        if entry is None or entry[1].done():
+            return await self._read_elsewhere(meter, deadline)
+        poller, _task = entry
+        future = poller.read_now(meter_id)
+        assert future is not None
         try:
             async with asyncio.timeout(deadline):
-                await poller.read_now(meter_id)
+                await future
         except ReadFailed as error:
             raise MeterUnreachable(f"meter {meter_id}: {error}") from None
         except TimeoutError:
             raise MeterUnreachable(f"meter {meter_id}: the bus did not get to it in time") from None
         return await records.get_meter(self.store, meter_id)
+
+    async def _read_elsewhere(self, meter: MeterView, deadline: float) -> MeterView:
+        """Ask the replica polling the meter's DTU, and wait for the reading to land."""
+        before = await records.last_read_at(self.store, meter.id)
+        await records.request_reads(self.store, meter_id=meter.id, at=utcnow())
+
+        async def fresh() -> bool:
+            return await records.last_read_at(self.store, meter.id) != before
+
+        try:
+            async with asyncio.timeout(deadline + 1.0):
+                # Another process writes the reading: there is no event here to wait on.
+                while not await fresh():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise MeterUnreachable(
+                f"meter {meter.id}: no reading in time (its DTU is offline, or no replica "
+                "polls it now)"
+            ) from None
+        return await records.get_meter(self.store, meter.id)
+
+    async def read_all_now(self) -> ReadAllQueued:
+        """Queue a read of every meter on every replica, ahead of the poll cycles."""
+        request_id = await records.request_reads(self.store, meter_id=None, at=utcnow())
+        self._own_read_requests.add(request_id)
+        queued = sum(poller.read_all_now() for poller, _task in self._pollers.values())
+        return ReadAllQueued(meters_queued_here=queued, dtus_here=len(self._pollers))
 
     # --- internal API ---------------------------------------------------------------------
     def routers(self) -> Sequence[APIRouter]:
@@ -196,6 +340,10 @@ class CollectorService(Service):
         @router.post("/meters/{meter_id}/read")
         async def read_meter(meter_id: str) -> MeterView:
             return await self.read_meter_now(meter_id)
+
+        @router.post("/read-all", status_code=202)
+        async def read_all() -> ReadAllQueued:
+            return await self.read_all_now()
 
         return [router]
 

@@ -1,12 +1,14 @@
-"""The collector's tables: DTUs, meters with their link state, and accepted commands."""
+"""The collector's tables: DTUs, meters with their link state, accepted commands, replicas."""
 
 from __future__ import annotations
 
 from prepaid_common.db import Energy, ScaledDecimal, UtcDateTime
 from prepaid_common.service import service_metadata
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,12 +25,21 @@ dtus = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("name", String(128), nullable=False),
+    # modbus-tcp (gateway, MBAP), rtu-over-tcp (transparent server), dtu-client (dials in).
     Column("kind", String(16), nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("port", Integer, nullable=False),
+    # Where we dial; none for a DTU that dials in.
+    Column("host", String(255), nullable=True),
+    Column("port", Integer, nullable=True),
     Column("enabled", Boolean, nullable=False),
     Column("online", Boolean, nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=True),
+    # A dial-in DTU: the packet that names it, whether it prefixes every packet, its
+    # heartbeat, and how long without any traffic means the link is dead.
+    Column("registration", String(80), nullable=True),
+    Column("registration_mode", String(8), nullable=False, server_default="once"),
+    Column("heartbeat", String(80), nullable=False, server_default="HB"),
+    Column("link_timeout_seconds", Float, nullable=False, server_default="180"),
+    Index("ix_collector_dtus_registration", "registration", unique=True),
 )
 
 meters = Table(
@@ -36,7 +47,10 @@ meters = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("dtu_id", String(64), ForeignKey("collector_dtus.id"), nullable=False),
-    Column("unit_id", Integer, nullable=False),
+    # The Modbus unit id as text, or a DL/T 645 meter's 12-digit address.
+    Column("address", String(12), nullable=False),
+    # The Modbus unit id (None for DL/T 645 meters): kept for the views.
+    Column("unit_id", Integer, nullable=True),
     Column("profile", String(64), nullable=False),
     Column("online", Boolean, nullable=False),
     Column("relay", String(8), nullable=True),
@@ -44,8 +58,8 @@ meters = Table(
     Column("last_power_kw", ScaledDecimal(3), nullable=True),
     Column("last_read_at", UtcDateTime(), nullable=True),
     Column("consecutive_failures", Integer, nullable=False),
-    # One address per bus: two meters answering the same unit id would garble each other.
-    UniqueConstraint("dtu_id", "unit_id", name="uq_collector_meters_dtu_unit"),
+    # One address per bus: two meters answering the same address would garble each other.
+    UniqueConstraint("dtu_id", "address", name="uq_collector_meters_dtu_address"),
 )
 
 # A command accepted from the bus waits here until executed, so it survives a crash.
@@ -59,4 +73,27 @@ pending_commands = Table(
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
     Index("ix_collector_pending_commands_meter", "meter_id", "received_at"),
+)
+
+# Live collector processes: each renews its lease; dialled DTUs are shared among the live.
+replicas = Table(
+    "collector_replicas",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("lease_until", UtcDateTime(), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+)
+
+# Read-now requests any replica may have taken: meter_id None means every meter.
+read_requests = Table(
+    "collector_read_requests",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("meter_id", String(64), nullable=True),
+    Column("requested_at", UtcDateTime(), nullable=False),
 )

@@ -1,6 +1,7 @@
 """The collector's rules, free of I/O: profiles, decoding, read planning, link health,
 poll scheduling and relay commands."""
 
+from collector.domain import dlt645, rtu
 from collector.domain.commands import (
     EXPIRED,
     CommandOpener,
@@ -33,7 +34,9 @@ from collector.domain.planning import (
     registers_from_blocks,
 )
 from collector.domain.profiles import (
+    Dlt645Profile,
     MeterProfile,
+    Profile,
     ProfileError,
     RegisterSpec,
     parse_profile,
@@ -44,12 +47,14 @@ __all__ = [
     "OFFLINE_AFTER_FAILURES",
     "CommandOpener",
     "DecodedReading",
+    "Dlt645Profile",
     "ImplausibleValue",
     "MeterLink",
     "MeterProfile",
     "OpenedCommand",
     "PlainCommandOpener",
     "PollSchedule",
+    "Profile",
     "ProfileError",
     "ReadBlock",
     "RefusedCommand",
@@ -58,6 +63,7 @@ __all__ = [
     "decode_reading",
     "decode_relay",
     "decode_value",
+    "dlt645",
     "encode_value",
     "expected_relay",
     "parse_profile",
@@ -67,4 +73,5 @@ __all__ = [
     "registers_from_blocks",
     "relay_command_value",
     "retry_delay",
+    "rtu",
 ]

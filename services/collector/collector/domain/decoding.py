@@ -9,7 +9,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from prepaid_common.contracts import RelayState
 
-from collector.domain.profiles import MeterProfile, RegisterSpec, TouPeriod, WordOrder
+from collector.domain.profiles import (
+    Dlt645Profile,
+    MeterProfile,
+    RegisterSpec,
+    TouPeriod,
+    WordOrder,
+)
 
 THOUSANDTH = Decimal("0.001")
 _FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
@@ -68,20 +74,30 @@ def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> Decod
         spec = profile.registers.get(quantity)  # type: ignore[call-overload]
         return None if spec is None else _quantized(value(spec))
 
-    energy = _quantized(value(profile.registers["energy_kwh"]))
+    # Meters on instrument transformers count on the secondary side: scale by PT x CT.
+    ratio = Decimal(1)
+    if profile.pt_ratio is not None and profile.ct_ratio is not None:
+        ratio = value(profile.pt_ratio) * value(profile.ct_ratio)
+        if ratio <= 0:
+            raise ImplausibleValue(f"PT x CT ratio is {ratio}")
+
+    def energy(spec: RegisterSpec) -> Decimal:
+        return _quantized(value(spec) * ratio)
+
+    power = optional("power_kw")
     reading = DecodedReading(
-        energy_kwh=energy,
-        power_kw=optional("power_kw"),
+        energy_kwh=energy(profile.registers["energy_kwh"]),
+        power_kw=None if power is None else _quantized(power * ratio),
         voltage_v=optional("voltage_v"),
         current_a=optional("current_a"),
         relay=_relay(profile, registers),
-        tou_kwh={period: _quantized(value(spec)) for period, spec in profile.tou.items()} or None,
+        tou_kwh={period: energy(spec) for period, spec in profile.tou.items()} or None,
     )
     check_plausible(reading, profile)
     return reading
 
 
-def check_plausible(reading: DecodedReading, profile: MeterProfile) -> None:
+def check_plausible(reading: DecodedReading, profile: MeterProfile | Dlt645Profile) -> None:
     """Refuse values no meter of this model could hold."""
     energies = [("energy", reading.energy_kwh), *(reading.tou_kwh or {}).items()]
     for label, kwh in energies:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 OFFLINE_AFTER_FAILURES = 3
 MAX_BACKOFF_SECONDS = 300.0
@@ -75,3 +76,17 @@ class PollSchedule:
         """Schedule a meter's next poll after one ended."""
         if meter_id in self._due:
             self._due[meter_id] = now + retry_delay(self.poll_interval, consecutive_failures)
+
+
+BusWork = Literal["commands", "on_demand", "poll", "wait"]
+
+
+def choose_work(*, commands_due: bool, on_demand: bool, poll_due: bool) -> BusWork:
+    """Pick what a bus does next: commands, then on-demand reads, then the due poll."""
+    if commands_due:
+        return "commands"
+    if on_demand:
+        return "on_demand"
+    if poll_due:
+        return "poll"
+    return "wait"

@@ -9,7 +9,15 @@ import tomllib
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 DataType = Literal["uint16", "int16", "uint32", "int32", "float32"]
 WordOrder = Literal["big", "little"]
@@ -94,10 +102,23 @@ class RelaySpec(_Strict):
     command: RelayCommandSpec
 
 
-class MeterProfile(_Strict):
-    """A meter model's register map and what the collector may do with it."""
+class ClockSpec(_Strict):
+    """Six consecutive UINT16 registers: year, month, day, hour, minute, second (FC16)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    address: Address
+    # Drift beyond this is set right; drift beyond max_set_seconds is an anomaly instead.
+    tolerance_seconds: int = Field(default=30, ge=1)
+    max_set_seconds: int = Field(default=86400, ge=1)
+
+
+ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class MeterProfile(_Strict):
+    """A Modbus meter model's register map and what the collector may do with it."""
+
+    name: ProfileName
+    protocol: Literal["modbus"] = "modbus"
     description: str = ""
     # Facts not checked against a second source or a real meter, one line each.
     unverified: tuple[str, ...] = ()
@@ -111,6 +132,10 @@ class MeterProfile(_Strict):
     registers: dict[Quantity, RegisterSpec]
     tou: dict[TouPeriod, RegisterSpec] = Field(default_factory=dict)
     relay: RelaySpec | None = None
+    clock: ClockSpec | None = None
+    # PT and CT ratio registers (UINT16): energy = raw x scale x PT x CT (Acrel ADL400).
+    pt_ratio: RegisterSpec | None = None
+    ct_ratio: RegisterSpec | None = None
 
     @property
     def has_relay(self) -> bool:
@@ -122,7 +147,11 @@ class MeterProfile(_Strict):
         spans += [(spec.address, spec.words) for spec in self.tou.values()]
         if self.relay is not None:
             spans.append((self.relay.state.address, 1))
+        spans += [(spec.address, spec.words) for spec in self._ratios()]
         return spans
+
+    def _ratios(self) -> list[RegisterSpec]:
+        return [spec for spec in (self.pt_ratio, self.ct_ratio) if spec is not None]
 
     @model_validator(mode="after")
     def _check(self) -> MeterProfile:
@@ -133,25 +162,66 @@ class MeterProfile(_Strict):
         named += [(f"tou.{p}", s.address, s.words) for p, s in self.tou.items()]
         if self.relay is not None:
             named.append(("relay.state", self.relay.state.address, 1))
+        named += [(label, s.address, s.words) for label, s in self._named_ratios()]
         for label, address, words in named:
             for register in range(address, address + words):
                 if register in taken:
                     raise ValueError(f"{label} overlaps {taken[register]} at {register:#06x}")
                 taken[register] = label
+        if (self.pt_ratio is None) != (self.ct_ratio is None):
+            raise ValueError("pt_ratio and ct_ratio go together")
         return self
 
+    def _named_ratios(self) -> list[tuple[str, RegisterSpec]]:
+        pairs = [("pt_ratio", self.pt_ratio), ("ct_ratio", self.ct_ratio)]
+        return [(label, spec) for label, spec in pairs if spec is not None]
 
-def parse_profile(text: str, *, source: str) -> MeterProfile:
+
+HexWord = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}$")]
+
+
+class Dlt645Profile(_Strict):
+    """A DL/T 645-2007 meter model: which data items to read and what it accepts."""
+
+    name: ProfileName
+    protocol: Literal["dlt645"]
+    description: str = ""
+    unverified: tuple[str, ...] = ()
+    # 00010000 forward active total (what is billed), or 00000000 combined active total.
+    energy: Literal["forward", "combined"] = "forward"
+    max_energy_kwh: DecimalText = Decimal("999999.99")
+    max_power_kw: DecimalText = Decimal("100")
+    # Status word 3 tells the relay; remote control (0x1C) trips and closes it.
+    relay: bool = False
+    # Privilege byte + 3 password bytes, and the operator code, as sent (hex, 4 bytes).
+    password: HexWord = "02000000"
+    operator: HexWord = "00000000"
+    # Clock read from 04000101/04000102; broadcast time set only within max_set_seconds.
+    clock: bool = False
+    clock_tolerance_seconds: int = Field(default=30, ge=1)
+    clock_max_set_seconds: int = Field(default=600, ge=1)
+
+    @property
+    def has_relay(self) -> bool:
+        return self.relay
+
+
+Profile = MeterProfile | Dlt645Profile
+_PROFILE = TypeAdapter[Profile](Annotated[Profile, Field(discriminator="protocol")])
+
+
+def parse_profile(text: str, *, source: str) -> Profile:
     """Parse and validate one profile's TOML text; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ProfileError(f"{source}: not valid TOML: {error}") from None
     try:
-        profile = MeterProfile.model_validate(data)
+        data.setdefault("protocol", "modbus")
+        profile = _PROFILE.validate_python(data)
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in issue['loc']) or '(file)'}: {issue['msg']}"
+            f"{'.'.join(str(part) for part in issue['loc'][1:]) or '(file)'}: {issue['msg']}"
             for issue in error.errors()
         )
         raise ProfileError(f"{source}: {problems}") from None

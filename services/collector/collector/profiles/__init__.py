@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.domain.profiles import MeterProfile, ProfileError, parse_profile
+from collector.domain.profiles import Profile, ProfileError, parse_profile
 
 SHIPPED_PROFILES_DIR = Path(__file__).parent
 
 
-def load_profiles(*directories: Path) -> dict[str, MeterProfile]:
+def load_profiles(*directories: Path) -> dict[str, Profile]:
     """Load every ``*.toml`` profile: the shipped ones, then each directory given.
 
     A later directory may replace a shipped profile of the same name (a site's correction).
     """
-    profiles: dict[str, MeterProfile] = {}
+    profiles: dict[str, Profile] = {}
     for directory in (SHIPPED_PROFILES_DIR, *directories):
         if not directory.is_dir():
             raise ProfileError(f"{directory}: not a directory of meter profiles")
