@@ -25,7 +25,7 @@ class CollectorSettings(CommonSettings):
     # A replica that has not renewed its lease this long is dead; its DTUs move.
     collector_lease_seconds: float = Field(default=15.0, gt=0)
     # Where DTUs in client mode dial in; 0 picks a free port (tests).
-    collector_listen_host: str = "0.0.0.0"  # noqa: S104 - DTUs dial in from the field
+    collector_listen_host: str = "0.0.0.0"  # DTUs dial in from the field
     collector_listen_port: int = Field(default=9502, ge=0, le=65535)
     # How often each meter's clock is checked (meters with a clock only).
     collector_clock_check_seconds: float = Field(default=3600.0, gt=0)
