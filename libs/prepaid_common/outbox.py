@@ -290,8 +290,11 @@ class OutboxRelay:
                 continue
             if published == 0:
                 self._store.outbox_written.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the wait ends, and stop() would then hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._store.outbox_written.wait(), self._idle_poll)
+                    async with asyncio.timeout(self._idle_poll):
+                        await self._store.outbox_written.wait()
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows went out."""

@@ -467,6 +467,7 @@ async def record_reading(
                 dtu_id=dtu_id,
                 read_at=at,
                 energy_kwh=reading.energy_kwh,
+                tou_kwh=dict(reading.tou_kwh) if reading.tou_kwh else None,
                 relay=reading.relay,
                 power_kw=reading.power_kw,
             )
