@@ -6,132 +6,22 @@ control would see them.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
-from collector.domain import plain_envelope
-from collector.service import CollectorService
-from prepaid_common.bus import MessageBus, make_bus
-from prepaid_common.bus.rabbit import RabbitBus
-from prepaid_common.contracts import (
-    CommandRequestV1,
-    CommandResultV1,
-    Envelope,
-    MeterStatusV1,
-    ReadingV1,
-    RelayAction,
-    utcnow,
-)
-from prepaid_common.db import create_engine
+from prepaid_common.contracts import CommandResultV1, MeterStatusV1, ReadingV1
 from simulator import FieldSimulator, SimulatedMeter
 from testkit import wait_until
+from testkit.collector import Collector, holds, running_collector
 
 ALL_PROFILES = {"reference-prepaid": 1.0, "acrel-ddsy1352": 1.0, "eastron-sdm120": 1.0}
-POLL_INTERVAL = 0.2
-REQUEST_TIMEOUT = 0.3
-
-
-@dataclass
-class Collector:
-    """A running collector, its bus, what it said, and its internal API."""
-
-    service: CollectorService
-    bus: MessageBus
-    http: httpx.AsyncClient
-    heard: list[Envelope] = field(default_factory=list)
-
-    def messages(self, kind: type[Any], **match: object) -> list[Any]:
-        found = [
-            kind.model_validate(envelope.payload)
-            for envelope in self.heard
-            if envelope.type == kind.TYPE
-        ]
-        return [m for m in found if all(getattr(m, k) == v for k, v in match.items())]
-
-    def readings(self, meter_id: str) -> list[ReadingV1]:
-        return self.messages(ReadingV1, meter_id=meter_id)
-
-    async def register(self, dtu: dict[str, Any]) -> httpx.Response:
-        return await self.http.post("/internal/dtus", json=dtu)
-
-    async def command(self, meter_id: str, action: RelayAction, *, ttl: float = 60) -> str:
-        command_id = str(uuid.uuid4())
-        expires_at = utcnow() + timedelta(seconds=ttl)
-        request = CommandRequestV1(
-            command_id=command_id,
-            meter_id=meter_id,
-            action=action,
-            issued_at=utcnow(),
-            expires_at=expires_at,
-            envelope=plain_envelope(
-                meter_id=meter_id, action=action, command_id=command_id, expires_at=expires_at
-            ),
-        )
-        await self.bus.publish(Envelope.wrap(request, producer="control"))
-        return command_id
-
-    async def result_of(self, command_id: str) -> CommandResultV1:
-        async def probe() -> CommandResultV1 | None:
-            found = self.messages(CommandResultV1, command_id=command_id)
-            return found[0] if found else None
-
-        return await wait_until(probe)
-
-
-@asynccontextmanager
-async def running_collector(
-    database_url: str,
-    amqp_url: str = "",
-    prefix: str = "prepaid",
-    *,
-    before_start: Callable[[Collector], Any] | None = None,
-) -> AsyncIterator[Collector]:
-    engine = create_engine(database_url)
-    bus = make_bus(amqp_url, prefix=prefix)
-    service = CollectorService(
-        engine=engine, bus=bus, poll_interval=POLL_INTERVAL, request_timeout=REQUEST_TIMEOUT
-    )
-    await service.migrate()
-    service.register()
-    transport = httpx.ASGITransport(app=service.internal_app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
-        collector = Collector(service=service, bus=bus, http=http)
-
-        async def hear(envelope: Envelope) -> None:
-            collector.heard.append(envelope)
-
-        bus.subscribe("test-listener", ["#"], hear)
-        try:
-            await bus.start()
-            if before_start is not None:
-                await before_start(collector)
-            await service.start()
-            yield collector
-        finally:
-            await service.stop()
-            await bus.close()
-            if isinstance(bus, RabbitBus):
-                await bus.delete_topology()
-            await engine.dispose()
 
 
 @pytest.fixture
 async def field_sim() -> AsyncIterator[FieldSimulator]:
     async with FieldSimulator(1, 3, profile_mix=ALL_PROFILES, speed=60.0) as simulator:
         yield simulator
-
-
-@pytest.fixture
-async def collector(sqlite_url: str) -> AsyncIterator[Collector]:
-    async with running_collector(sqlite_url) as running:
-        yield running
 
 
 def true_energy(meter: SimulatedMeter) -> Decimal:
@@ -357,12 +247,3 @@ async def test_a_command_accepted_before_start_is_executed_after(
         result = await collector.result_of(command_ids[0])
         assert (result.succeeded, result.relay) == (True, "open")
         assert field_sim.meter(meter_id).relay == "open"
-
-
-def holds(predicate: Callable[[], object]) -> Callable[[], Awaitable[object]]:
-    """Turn a plain check into the async probe ``wait_until`` polls."""
-
-    async def probe() -> object:
-        return predicate()
-
-    return probe
