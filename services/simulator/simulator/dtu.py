@@ -2,7 +2,7 @@
 
 - ``modbus-tcp``: a Modbus TCP gateway we dial (MBAP; unit id = RS485 address);
 - ``rtu-over-tcp``: a serial device server in transparent mode we dial (raw RTU frames);
-- ``client``: a cellular DTU that dials the collector, registers, sends heartbeats, and
+- ``dtu-client``: a cellular DTU that dials the collector, registers, sends heartbeats, and
   passes raw frames (Modbus-RTU or DL/T 645) to its bus.
 """
 
@@ -23,8 +23,8 @@ from simulator.timing import SerialLine
 
 log = logging.getLogger(__name__)
 
-DtuKind = Literal["modbus-tcp", "rtu-over-tcp", "client"]
-DTU_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp", "client")
+DtuKind = Literal["modbus-tcp", "rtu-over-tcp", "dtu-client"]
+DTU_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp", "dtu-client")
 RegistrationMode = Literal["once", "prefix", "both"]
 REGISTRATION_MODES: tuple[RegistrationMode, ...] = ("once", "prefix", "both")
 HEARTBEAT = b"HB"
@@ -82,7 +82,7 @@ class SimulatedDtu:
     @property
     def target(self) -> tuple[str, int] | None:
         """The endpoint a client-mode DTU dials; None for the kinds we dial."""
-        return (self.host, self.port) if self.kind == "client" else None
+        return (self.host, self.port) if self.kind == "dtu-client" else None
 
     @property
     def line(self) -> SerialLine | None:
@@ -99,25 +99,26 @@ class SimulatedDtu:
 
     def registration(self) -> dict[str, Any]:
         """Describe the DTU as the collector's ``POST /internal/dtus`` body expects it."""
-        body: dict[str, Any] = {
-            "id": self.dtu_id,
-            "name": f"Simulated {self.dtu_id}",
-            "host": self.host,
-            "port": self.port,
-            "meters": [_meter_registration(meter) for meter in self.meters],
-        }
+        body: dict[str, Any] = {"id": self.dtu_id, "name": f"Simulated {self.dtu_id}"}
         if self.kind != "modbus-tcp":
             body["kind"] = self.kind
-        if self.kind == "client":
+        if self.kind == "dtu-client":
             body["registration"] = self.registration_packet.decode("ascii", "replace")
-            body["registration_mode"] = self.registration_mode
-            body["heartbeat_seconds"] = self.heartbeat_seconds
+            # The collector strips a prefix wherever it comes; "both" starts with one too.
+            body["registration_mode"] = "once" if self.registration_mode == "once" else "prefix"
+            body["heartbeat"] = HEARTBEAT.decode()
+            # Three missed heartbeats mean a dead link.
+            body["link_timeout_seconds"] = 3 * self.heartbeat_seconds
+        else:
+            body["host"] = self.host
+            body["port"] = self.port
+        body["meters"] = [_meter_registration(meter) for meter in self.meters]
         return body
 
     # --- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
         """Listen (again on the same port after a stop), or start dialling the target."""
-        if self.kind == "client":
+        if self.kind == "dtu-client":
             if self._dialer is None:
                 self._dialer = asyncio.create_task(self._dial(), name=f"dtu-{self.dtu_id}")
             return
@@ -254,12 +255,11 @@ class SimulatedDtu:
 
 
 def _meter_registration(meter: SimulatedMeter) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": meter.meter_id,
-        "unit_id": meter.unit_id,
-        "profile": meter.profile,
-        "base_load_kw": meter.base_load_kw,
-    }
+    body: dict[str, Any] = {"id": meter.meter_id, "profile": meter.profile}
+    # A DL/T 645 meter is known by its 12-digit address, a Modbus meter by its unit id.
     if meter.address is not None:
         body["address"] = meter.address
+    else:
+        body["unit_id"] = meter.unit_id
+    body["base_load_kw"] = meter.base_load_kw
     return body

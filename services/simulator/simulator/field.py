@@ -57,7 +57,7 @@ class FieldSimulator:
         self.faults = faults or FaultPlan()
         rng = random.Random(seed)
         kinds = assign_kinds(kind_mix or DEFAULT_KIND_MIX, dtu_count)
-        if "client" in kinds and target is None:
+        if "dtu-client" in kinds and target is None:
             raise ValueError("client-mode DTUs need a target (host, port) to dial")
         profiles = assign_profiles(profile_mix or DEFAULT_PROFILE_MIX, dtu_count * meters_per_dtu)
         rng.shuffle(profiles)
@@ -87,7 +87,7 @@ class FieldSimulator:
                     )
                 )
             kind = kinds[index]
-            if kind == "client":
+            if kind == "dtu-client":
                 assert target is not None
                 dtu_host, port = target
             else:

@@ -127,7 +127,7 @@ async def test_client_mode_dtu_registers_answers_and_sends_heartbeats(
     field = FieldSimulator(
         1,
         2,
-        kind_mix={"client": 1},
+        kind_mix={"dtu-client": 1},
         profile_mix={"reference-prepaid": 1.0},
         target=("127.0.0.1", collector.port),
         heartbeat_seconds=0.2,
@@ -136,7 +136,7 @@ async def test_client_mode_dtu_registers_answers_and_sends_heartbeats(
     async with field:
         dtu = field.dtus[0]
         assert dtu.target == ("127.0.0.1", collector.port)
-        assert dtu.registration()["kind"] == "client"
+        assert dtu.registration()["kind"] == "dtu-client"
         reader, writer = await collector.next_dtu()
         assert await read_exactly(reader, 13) == b"LOGIN:DTU0001"
         writer.write(read_request(1))
@@ -152,7 +152,7 @@ async def test_client_mode_prefix_precedes_every_reply(collector: FakeCollector)
     field = FieldSimulator(
         1,
         1,
-        kind_mix={"client": 1},
+        kind_mix={"dtu-client": 1},
         profile_mix={"reference-prepaid": 1.0},
         target=("127.0.0.1", collector.port),
         registration_mode="prefix",
@@ -179,7 +179,7 @@ async def test_client_mode_dtu_dials_again_after_a_drop(collector: FakeCollector
     field = FieldSimulator(
         1,
         1,
-        kind_mix={"client": 1},
+        kind_mix={"dtu-client": 1},
         target=("127.0.0.1", collector.port),
         reconnect_seconds=0.05,
         clock=frozen_clock(),
