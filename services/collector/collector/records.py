@@ -168,6 +168,7 @@ async def register_dtu(
     """Create or update a DTU and its meters; return True if the DTU is new."""
     _check_registration(body, profiles)
     settings = body.model_dump(include=set(_DTU_SETTINGS))
+    settings["host"], settings["port"] = body.host or "", body.port or 0  # dial-in: none
     try:
         # Lock order, here as in every unit of work: the DTU row, then its meters' rows.
         async with store.unit_of_work() as uow:
@@ -357,8 +358,8 @@ async def list_dtus(store: ServiceStore, dtu_id: str | None = None) -> list[DtuV
             id=row.id,
             name=row.name,
             kind=row.kind,
-            host=row.host,
-            port=row.port,
+            host=row.host or None,
+            port=row.port or None,
             registration=row.registration,
             registration_mode=row.registration_mode,
             heartbeat=row.heartbeat,
@@ -414,8 +415,8 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
         return BusConfig(
             dtu_id=dtu.id,
             kind=dtu.kind,
-            host=dtu.host,
-            port=dtu.port,
+            host=dtu.host or None,
+            port=dtu.port or None,
             enabled=dtu.enabled,
             meters=tuple(MeterConfig(row.id, row.address, row.profile) for row in rows),
             registration=dtu.registration,

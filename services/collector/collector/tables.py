@@ -27,9 +27,9 @@ dtus = Table(
     Column("name", String(128), nullable=False),
     # modbus-tcp (gateway, MBAP), rtu-over-tcp (transparent server), dtu-client (dials in).
     Column("kind", String(16), nullable=False),
-    # Where we dial; none for a DTU that dials in.
-    Column("host", String(255), nullable=True),
-    Column("port", Integer, nullable=True),
+    # Where we dial; "" and 0 for a DTU that dials in (see migration collector_0002).
+    Column("host", String(255), nullable=False),
+    Column("port", Integer, nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("online", Boolean, nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=True),

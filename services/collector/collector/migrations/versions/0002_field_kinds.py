@@ -5,6 +5,9 @@ Revises: collector_0001
 
 Written by hand for both backends: SQLite cannot alter a column or a constraint in place,
 so those changes go through batch operations (a table copy there, plain ALTERs on PostgreSQL).
+collector_dtus only gains columns: copying it on SQLite would drop a table collector_meters
+references, which fails once meters exist (the foreign_keys pragma cannot be turned off
+inside the migration's transaction). So a DTU that dials in keeps host "" and port 0.
 """
 
 import sqlalchemy as sa
@@ -18,18 +21,22 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("collector_dtus") as batch:
-        batch.alter_column("host", existing_type=sa.String(255), nullable=True)
-        batch.alter_column("port", existing_type=sa.Integer(), nullable=True)
-        batch.add_column(sa.Column("registration", sa.String(80), nullable=True))
-        batch.add_column(
-            sa.Column("registration_mode", sa.String(8), nullable=False, server_default="once")
-        )
-        batch.add_column(sa.Column("heartbeat", sa.String(80), nullable=False, server_default="HB"))
-        batch.add_column(
-            sa.Column("link_timeout_seconds", sa.Float(), nullable=False, server_default="180")
-        )
-        batch.create_index("ix_collector_dtus_registration", ["registration"], unique=True)
+    op.add_column("collector_dtus", sa.Column("registration", sa.String(80), nullable=True))
+    op.add_column(
+        "collector_dtus",
+        sa.Column("registration_mode", sa.String(8), nullable=False, server_default="once"),
+    )
+    op.add_column(
+        "collector_dtus",
+        sa.Column("heartbeat", sa.String(80), nullable=False, server_default="HB"),
+    )
+    op.add_column(
+        "collector_dtus",
+        sa.Column("link_timeout_seconds", sa.Float(), nullable=False, server_default="180"),
+    )
+    op.create_index(
+        "ix_collector_dtus_registration", "collector_dtus", ["registration"], unique=True
+    )
     with op.batch_alter_table("collector_meters") as batch:
         batch.add_column(sa.Column("address", sa.String(12), nullable=True))
     op.execute("UPDATE collector_meters SET address = CAST(unit_id AS VARCHAR(12))")
@@ -68,12 +75,7 @@ def downgrade() -> None:
         batch.create_unique_constraint("uq_collector_meters_dtu_unit", ["dtu_id", "unit_id"])
         batch.alter_column("unit_id", existing_type=sa.Integer(), nullable=False)
         batch.drop_column("address")
-    op.execute("DELETE FROM collector_dtus WHERE host IS NULL OR port IS NULL")
-    with op.batch_alter_table("collector_dtus") as batch:
-        batch.drop_index("ix_collector_dtus_registration")
-        batch.drop_column("link_timeout_seconds")
-        batch.drop_column("heartbeat")
-        batch.drop_column("registration_mode")
-        batch.drop_column("registration")
-        batch.alter_column("port", existing_type=sa.Integer(), nullable=False)
-        batch.alter_column("host", existing_type=sa.String(255), nullable=False)
+    op.drop_index("ix_collector_dtus_registration", table_name="collector_dtus")
+    for column in ("link_timeout_seconds", "heartbeat", "registration_mode", "registration"):
+        # SQLite 3.35+ drops a column in place; no copy of the referenced table.
+        op.drop_column("collector_dtus", column)
