@@ -54,15 +54,23 @@ class BindingBody(BaseModel):
 
 class MeterBody(BaseModel):
     id: Id
-    unit_id: int = Field(ge=1, le=247)
+    # A Modbus unit id, or ``address``: a unit id as text or a 12-digit DL/T 645 address.
+    unit_id: int | None = Field(default=None, ge=1, le=247)
+    address: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$")
     profile: str = Field(min_length=1, max_length=64)
 
 
 class DtuBody(BaseModel):
     id: Id
     name: str = Field(min_length=1, max_length=200)
-    host: str = Field(min_length=1, max_length=255)
-    port: int = Field(ge=1, le=65535)
+    # modbus-tcp and rtu-over-tcp are dialled at host:port; a dtu-client dials the collector.
+    kind: Literal["modbus-tcp", "rtu-over-tcp", "dtu-client"] = "modbus-tcp"
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    registration: str | None = Field(default=None, max_length=40)
+    registration_mode: Literal["once", "prefix"] | None = None
+    heartbeat: str | None = Field(default=None, max_length=40)
+    link_timeout_seconds: float | None = Field(default=None, gt=0)
     meters: list[MeterBody] = Field(default_factory=list, max_length=247)
 
 
@@ -205,6 +213,13 @@ def build_public_app(service: GatewayService) -> FastAPI:
         """One meter."""
         return await meter_for(principal, meter_id)
 
+    @api.post("/meters/read-all", tags=["meters"], status_code=202)
+    async def read_all_meters_now(principal: StaffUser) -> Any:
+        """Read every meter now, ahead of the polling cycles (on every collector)."""
+        _, queued = await upstreams.collector.post("/internal/read-all", json=None)
+        await service.record(principal.username, "meters.read_all", "*", queued)
+        return queued
+
     @api.post("/meters/{meter_id}/read", tags=["meters"])
     async def read_meter_now(principal: StaffUser, meter_id: str) -> Any:
         """Read a meter now, ahead of its polling cycle."""
@@ -247,7 +262,10 @@ def build_public_app(service: GatewayService) -> FastAPI:
     @api.post("/dtus", tags=["field"], status_code=201)
     async def register_dtu(principal: AdminUser, body: DtuBody, response: Response) -> Any:
         """Register (or update) a DTU and the meters behind it."""
-        status, dtu = await upstreams.collector.post("/internal/dtus", json=body.model_dump())
+        # Unset options are left out: the collector's defaults apply (LOGIN:<id>, HB...).
+        status, dtu = await upstreams.collector.post(
+            "/internal/dtus", json=body.model_dump(exclude_none=True)
+        )
         response.status_code = status
         await service.record(
             principal.username, "dtu.register", body.id, {"meters": len(body.meters)}
