@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from collector.domain import ProfileError, parse_profile
+from collector.domain import (
+    Dlt645Profile,
+    MeterProfile,
+    ProfileError,
+    decode_reading,
+    encode_value,
+    parse_profile,
+    plan_profile_reads,
+)
 from collector.profiles import load_profiles
+
+DOCS = Path(__file__).parents[3] / "docs" / "profiles.md"
 
 GOOD = """
 name = "test-meter"
@@ -61,6 +72,11 @@ def test_a_minimal_profile_parses() -> None:
             GOOD + "[relay.state]\naddress = 0x10\nopen = 1\nclosed = 0\n",
             "relay.command: Field required",
         ),
+        (GOOD + '[pt_ratio]\naddress = 0x8D\ntype = "uint16"\n', "pt_ratio and ct_ratio go"),
+        (GOOD.replace('name = "test-meter"', 'name = "x"\nprotocol = "iec"'), "'modbus', 'dlt645'"),
+        ('name = "x"\nprotocol = "dlt645"\npassword = "12"\n', "password: String should match"),
+        ('name = "x"\nprotocol = "dlt645"\nenergy = "reverse"\n', "energy: Input should be"),
+        ('name = "x"\nprotocol = "dlt645"\nread_function = 3\n', "read_function: Extra inputs"),
     ],
 )
 def test_a_bad_profile_is_refused_with_a_clear_message(text: str, message: str) -> None:
@@ -78,3 +94,50 @@ def test_a_site_directory_adds_profiles_and_checks_file_names(tmp_path: Path) ->
         load_profiles(tmp_path)
     with pytest.raises(ProfileError, match="not a directory"):
         load_profiles(tmp_path / "missing")
+
+
+def test_every_market_model_ships_and_is_documented() -> None:
+    profiles = load_profiles()
+    assert set(profiles) == {
+        "reference-prepaid",
+        "acrel-ddsy1352",
+        "acrel-adl400",
+        "eastron-sdm120",
+        "eastron-sdm630",
+        "chint-ddsu666",
+        "chint-dtsu666",
+        "dlt645-2007",
+    }
+    documented = DOCS.read_text(encoding="utf-8")
+    for name, profile in profiles.items():
+        assert f"| `{name}` |" in documented, name
+        if name != "reference-prepaid":
+            assert profile.unverified, f"{name} lists nothing unverified"
+    assert any("0x401E" in fact for fact in profiles["chint-dtsu666"].unverified)
+    dlt = profiles["dlt645-2007"]
+    assert isinstance(dlt, Dlt645Profile)
+    assert (dlt.has_relay, dlt.clock, dlt.clock_max_set_seconds) == (True, True, 600)
+    reference = profiles["reference-prepaid"]
+    assert isinstance(reference, MeterProfile)
+    assert reference.clock is not None
+    assert reference.clock.address == 0x0020
+
+
+def test_pt_and_ct_ratios_scale_energy() -> None:
+    profile = load_profiles()["acrel-adl400"]
+    assert isinstance(profile, MeterProfile)
+    assert profile.pt_ratio is not None
+    assert profile.ct_ratio is not None
+    registers = dict.fromkeys(range(0, 0x100), 0)
+    energy = profile.registers["energy_kwh"]
+    for offset, word in enumerate(encode_value(Decimal("12.34"), energy, "big")):
+        registers[energy.address + offset] = word
+    registers[profile.pt_ratio.address] = 10  # 10 kV / 100 V
+    registers[profile.ct_ratio.address] = 40  # 200 A / 5 A
+    assert decode_reading(profile, registers).energy_kwh == Decimal("4936.000")
+    # The ratio registers come in the same poll: two blocks, energy..current and PT..CT.
+    assert [(b.address, b.count) for b in plan_profile_reads(profile)] == [
+        (0x0000, 2),
+        (0x0061, 4),
+        (0x008D, 2),
+    ]
