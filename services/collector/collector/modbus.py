@@ -10,7 +10,7 @@ from pymodbus.pdu import ModbusPDU
 
 from collector.domain import dlt645
 from collector.domain.planning import ReadBlock
-from collector.links import LinkDown, MeterRefused, MeterSilent, RequestGap
+from collector.links import LinkDown, MeterGarbled, MeterRefused, MeterSilent, RequestGap
 
 __all__ = ["LinkDown", "MeterRefused", "MeterSilent", "ModbusLink"]
 
@@ -59,6 +59,9 @@ class ModbusLink:
         client = self._require()
         call = client.read_holding_registers if function == 3 else client.read_input_registers
         response = await self._call(call(block.address, count=block.count, device_id=unit_id))
+        if response.dev_id != unit_id:
+            # pymodbus refuses this itself today; a neighbour's registers must never pass.
+            raise MeterGarbled(f"reply from unit {response.dev_id}, asked {unit_id}")
         words = list(response.registers)
         if len(words) != block.count:
             raise MeterSilent(f"asked for {block.count} registers, got {len(words)}")
@@ -89,7 +92,9 @@ class ModbusLink:
             response = await request
         except ConnectionException as error:
             raise LinkDown(str(error)) from None
-        except ModbusIOException:
+        except ModbusIOException as error:
+            if "received" in str(error):  # another unit or transaction answered
+                raise MeterGarbled(f"garbled reply: {error}") from None
             raise MeterSilent("no reply") from None
         except ModbusException as error:
             raise MeterSilent(f"unusable reply: {error}") from None
