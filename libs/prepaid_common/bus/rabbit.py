@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -28,6 +29,36 @@ from prepaid_common.bus.base import (
 from prepaid_common.contracts import Envelope
 
 log = logging.getLogger(__name__)
+
+# Batch consumers take aiormq deliveries as they come: aio-pika's per-message object and
+# extra task cost about as much CPU as the rest of the delivery path together.
+Delivery = aiormq.abc.DeliveredMessage
+
+
+def _tag(delivery: Delivery) -> int:
+    frame = delivery.delivery
+    if not isinstance(frame, aiormq.spec.Basic.Deliver) or frame.delivery_tag is None:
+        raise TypeError(f"not a consumer delivery: {frame!r}")
+    return frame.delivery_tag
+
+
+async def _settle(
+    delivery: Delivery, *, ack: bool, multiple: bool = False, requeue: bool = True
+) -> None:
+    """Ack or reject on the channel the delivery came on.
+
+    After a reconnect that channel is gone and the broker has already put its unacked
+    messages back; they come again and the idempotent consumer skips what it committed.
+    """
+    try:
+        if ack:
+            await delivery.channel.basic_ack(_tag(delivery), multiple=multiple)
+        else:
+            await delivery.channel.basic_reject(_tag(delivery), requeue=requeue)
+    except aiormq.exceptions.AMQPError as error:
+        log.warning(
+            "could not settle a delivery; the broker redelivers it", extra={"error": repr(error)}
+        )
 
 
 class RabbitBus:
@@ -155,13 +186,24 @@ class RabbitBus:
         await message.ack()
 
     async def _consume_batches(self, queue: AbstractQueue, subscription: BatchSubscription) -> None:
-        arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        arrived: asyncio.Queue[Delivery] = asyncio.Queue()
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
+        async def on_delivery(delivery: Delivery) -> None:
             # aiormq starts one task per delivery, in delivery order: order is kept.
-            arrived.put_nowait(message)
+            arrived.put_nowait(delivery)
 
-        await queue.consume(on_message)
+        channel = queue.channel
+
+        async def consume(*_: object) -> None:
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_consume(queue.name, on_delivery, no_ack=False)
+
+        await consume()
+        # The robust channel restores its queues and qos after a reconnect, but only
+        # consumers made through aio-pika: this one registers itself again.
+        reopened = getattr(channel, "reopen_callbacks", None)
+        if reopened is not None:
+            reopened.add(consume)
         loop = asyncio.get_running_loop()
         in_flight: list[asyncio.Task[None]] = []
         try:
@@ -210,18 +252,18 @@ class RabbitBus:
 
     async def _handle_batch(
         self,
-        messages: list[AbstractIncomingMessage],
+        messages: list[Delivery],
         subscription: BatchSubscription,
         previous: asyncio.Task[None] | None,
         released: asyncio.Event,
     ) -> None:
-        parsed: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        parsed: list[tuple[Delivery, Envelope]] = []
         for message in messages:
             try:
                 parsed.append((message, Envelope.from_bytes(message.body)))
             except ValueError:
                 log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
-                await message.reject(requeue=False)
+                await _settle(message, ack=False, requeue=False)
         failed = False
         if parsed:
             RELEASE_NEXT_BATCH.set(released.set)  # this task's own context
@@ -242,7 +284,7 @@ class RabbitBus:
             return
         if not failed:
             # One ack for the whole batch: every earlier delivery on this channel is settled.
-            await parsed[-1][0].ack(multiple=True)
+            await _settle(parsed[-1][0], ack=True, multiple=True)
             return
         # One at a time, so that only a poison message is requeued (and dead-lettered by
         # the delivery limit) while the good ones of its batch are committed and acked.
@@ -258,9 +300,9 @@ class RabbitBus:
                         "error": repr(error),
                     },
                 )
-                await message.reject(requeue=True)
+                await _settle(message, ack=False, requeue=True)
             else:
-                await message.ack()
+                await _settle(message, ack=True)
 
     async def publish(self, envelope: Envelope) -> None:
         if self._exchange is None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import aio_pika
+import aiormq
 import pytest
 from prepaid_common.bus import InProcessBus
 from prepaid_common.bus.rabbit import RabbitBus
@@ -170,3 +171,70 @@ async def test_rabbit_overlaps_released_batches_and_still_acks_every_message(
         queue = await channel.declare_queue(bus.queue_name("overlap"), passive=True)
         assert queue.declaration_result.message_count == 0
     await bus.delete_topology()
+
+
+def drop_our_broker_connections() -> bool:
+    """Have the broker close this process's AMQP connections, as a broker restart would."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    sockets = subprocess.run(["ss", "-tnp"], capture_output=True, text=True, check=False).stdout
+    ports = {
+        line.split()[3].rsplit(":", 1)[1]
+        for line in sockets.splitlines()
+        if f"pid={os.getpid()}," in line and line.split()[4].endswith(":5672")
+    }
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "peer_port"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ours = [
+        parts[0]
+        for parts in (line.split() for line in listing.stdout.splitlines())
+        if len(parts) == 2 and parts[1] in ports
+    ]
+    if listing.returncode != 0 or not ours:
+        return False
+    for pid in ours:
+        subprocess.run(["rabbitmqctl", "close_connection", pid, "test"], check=True)
+    return True
+
+
+# aiormq reports the forced close from its background tasks; that is the point here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_rabbit_batch_consumer_comes_back_after_the_broker_drops_the_connection(
+    rabbit: RabbitBus,
+) -> None:
+    """The batch consumer registers itself again when the robust channel reopens."""
+    seen: list[str] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        seen.extend(e.payload["payment_id"] for e in batch)
+
+    rabbit.subscribe_batch("reconnect", ["payment.succeeded.v1.#"], handler, max_wait=0.05)
+    await rabbit.start()
+    await rabbit.publish(payment(1))
+
+    async def handled(count: int) -> bool:
+        return len(set(seen)) >= count
+
+    await wait_until(lambda: handled(1))
+    if not drop_our_broker_connections():
+        pytest.skip("no rabbitmqctl for this broker here: cannot make it drop us")
+
+    async def published(n: int) -> bool:
+        try:
+            await rabbit.publish(payment(n))
+        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError):
+            return False  # the robust connection is still coming back
+        return True
+
+    for n in range(2, 6):
+        await wait_until(lambda n=n: published(n), timeout=60)
+    await wait_until(lambda: handled(5), timeout=60)
+    assert sorted(set(seen)) == [f"p{n}" for n in range(1, 6)]
