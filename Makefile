@@ -37,6 +37,9 @@ test-unit: venv ## Run the unit tests only
 bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (bench-results/billing.json)
 	$(BIN)/python benchmarks/bench_billing.py
 
+bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~25 min)
+	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
+
 lint: venv ## ruff (lint and format check) and mypy strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -49,4 +52,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-billing lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-billing bench-collector lint format clean

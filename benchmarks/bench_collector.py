@@ -1,0 +1,869 @@
+"""Collector at field scale against the simulator (``make bench-collector``).
+
+Side by side in one run, on loopback only, with the collector and the simulator in separate
+processes so that each one's CPU is measured on its own (``/proc/<pid>`` and getrusage):
+
+1. physical limit: 200 DTUs x 32 meters on 9600-baud buses (the simulator's timing model);
+   the collector's reads/s over the field's maximum (one read per bus time on every bus);
+2. today's way: a plain sequential pymodbus poller (one client per DTU, one DTU after the
+   other) on the same field: meters read per minute, collector over poller;
+3. overhead: the collector's CPU per read over a bare pymodbus client loop's on the same
+   reads (one task per DTU, no decoding, no database);
+4. with faults: 5 % silent meters, 1 % garbled replies (half CRC errors, half wrong-address
+   answers), one DTU flapping every minute: healthy meters' freshness, how soon offline
+   states appear, and whether any published energy is not one the meter really had;
+5. city scale: 3,125 DTUs x 32 meters = 100,000 meters on a 3-minute cycle: the share of
+   meters with a reading under 3 minutes old, sampled while it runs; CPU per read and memory
+   per meter. Long: ``--city-minutes`` sets how long it is measured (10 for the record).
+
+The collector runs as the product runs it, CollectorService with its database and bus:
+PostgreSQL (``--database sqlite`` for the standalone file) and the in-process bus, so that
+the figures are the collector's and not RabbitMQ's (the JSON says which). Writes ``bench-results/collector.json``; exits
+non-zero only on errors, never on a missed target. Cleans up its scratch directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get(
+    "PREPAID_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+PROFILE = "reference-prepaid"
+STATS_EVERY = 2.0  # seconds between the roles' stats files
+TARGETS = {
+    "physical_ratio": 0.95,
+    "city_fresh_share": 0.999,
+    "overhead_ratio": 2.0,
+    "healthy_fresh_share": 0.999,
+}
+
+
+# --- small helpers -------------------------------------------------------------------------
+def write_json(path: str | Path, value: object) -> None:
+    # Written to a temporary name and renamed, so a reader never sees half a file.
+    temporary = Path(f"{path}.tmp")
+    temporary.write_text(json.dumps(value))
+    temporary.replace(path)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def own_usage() -> dict[str, float]:
+    """This process's CPU seconds (every thread) and resident memory."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss_kib = 0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                rss_kib = int(line.split()[1])
+    return {"cpu": usage.ru_utime + usage.ru_stime, "rss_bytes": rss_kib * 1024}
+
+
+def raise_file_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def stats_loop(path: str, extra: Callable[[], Awaitable[dict[str, Any]]]) -> asyncio.Task[None]:
+    """Write this role's usage and counters every STATS_EVERY seconds."""
+
+    async def loop() -> None:
+        while True:
+            write_json(path, {"t": time.time(), **own_usage(), **(await extra())})
+            await asyncio.sleep(STATS_EVERY)
+
+    return asyncio.create_task(loop())
+
+
+async def until_sigterm() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    await stop.wait()
+
+
+# --- the simulator role --------------------------------------------------------------------
+async def simulator_role(args: argparse.Namespace) -> None:
+    """The field, built from the simulator's own command line; stats and faults to files."""
+    from simulator.__main__ import build, parse_args
+
+    raise_file_limit()
+    field = build(parse_args(args.sim_args.split()))
+    async with field:
+        unhealthy = sorted(
+            {
+                meter
+                for dtu in field.dtus
+                for meter in dtu.bus.faults
+                if dtu.bus.faults[meter].silent
+            }
+            | {
+                m.meter_id
+                for dtu in field.dtus
+                if dtu.faults.flap_every_seconds
+                for m in dtu.meters
+            }
+        )
+        write_json(
+            args.out,
+            {
+                "started": time.time(),
+                "dtus": [dtu.registration() for dtu in field.dtus],
+                "silent": sorted(
+                    m for dtu in field.dtus for m, f in dtu.bus.faults.items() if f.silent
+                ),
+                "flapping": [d.dtu_id for d in field.dtus if d.faults.flap_every_seconds],
+                "unhealthy": unhealthy,
+            },
+        )
+
+        async def counters() -> dict[str, Any]:
+            totals: dict[str, int] = {}
+            for dtu in field.dtus:
+                for name, count in dtu.bus.counters.items():
+                    totals[name] = totals.get(name, 0) + count
+            return {"answered": sum(d.requests_answered for d in field.dtus), "bus": totals}
+
+        stats = stats_loop(args.stats, counters)
+        await until_sigterm()
+        stats.cancel()
+        final = {m.meter_id: round(m.energy_kwh(), 4) for m in field.meters}
+        write_json(
+            args.stats, {"t": time.time(), **own_usage(), **(await counters()), "final": final}
+        )
+
+
+# --- the collector role --------------------------------------------------------------------
+async def collector_role(args: argparse.Namespace) -> None:
+    """CollectorService on SQLite and the in-process bus; what it publishes is watched."""
+    from collector.records import DtuRegistration
+    from collector.service import CollectorService
+    from collector.tables import meters
+    from prepaid_common.bus.memory import InProcessBus
+    from prepaid_common.contracts import Envelope
+    from prepaid_common.db import create_engine
+    from sqlalchemy import func, select
+
+    raise_file_limit()
+    last_read: dict[str, float] = {}
+    energies: dict[str, list[tuple[float, str]]] = {}
+    status_events: list[tuple[float, str, bool]] = []
+    reads = 0
+
+    class WatchedBus(InProcessBus):
+        async def publish(self, envelope: Envelope) -> None:
+            nonlocal reads
+            if envelope.type == "reading.v1":
+                reads += 1
+                meter = envelope.payload["meter_id"]
+                last_read[meter] = time.time()
+                if args.keep_energies:
+                    energies.setdefault(meter, []).append(
+                        (time.time(), str(envelope.payload["energy_kwh"]))
+                    )
+            elif envelope.type == "meter.status.v1":
+                status_events.append(
+                    (time.time(), envelope.payload["meter_id"], envelope.payload["online"])
+                )
+            await super().publish(envelope)
+
+    field = read_json(args.field)
+    unhealthy = set(field["unhealthy"])
+    meter_ids = [m["id"] for dtu in field["dtus"] for m in dtu["meters"]]
+    healthy_ids = [m for m in meter_ids if m not in unhealthy]
+    engine = create_engine(args.database_url)
+    bus = WatchedBus()
+    service = CollectorService(
+        engine=engine,
+        bus=bus,
+        poll_interval=args.poll_interval,
+        request_timeout=args.request_timeout,
+    )
+    await service.migrate()
+    service.register()
+    baseline = own_usage()
+    for dtu in field["dtus"]:
+        await service.register_dtu(DtuRegistration.model_validate(dtu))
+    await bus.start()
+    await service.start()
+    started = time.time()
+
+    from prometheus_client import REGISTRY
+
+    def polled(result: str) -> int:
+        value = REGISTRY.get_sample_value("prepaid_collector_reads_total", {"result": result})
+        return int(value or 0)
+
+    async def fresh_in_state() -> int:
+        """Meters whose last reading in the collector's own table is fresh (what its API shows)."""
+        since = datetime.now(UTC) - timedelta(seconds=args.fresh_seconds)
+        query = select(func.count()).select_from(meters).where(meters.c.last_read_at > since)
+        async with engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def counters() -> dict[str, Any]:
+        now = time.time()
+        limit = now - args.fresh_seconds
+        fresh = sum(1 for m in meter_ids if last_read.get(m, 0.0) > limit)
+        fresh_healthy = sum(1 for m in healthy_ids if last_read.get(m, 0.0) > limit)
+        return {
+            # Successful meter polls, by the collector's own metric; published readings.
+            "reads": polled("ok"),
+            "failed_polls": sum(
+                polled(r) for r in ("no_reply", "exception", "implausible", "link_down")
+            ),
+            "published": reads,
+            "meters": len(meter_ids),
+            "fresh": fresh,
+            "fresh_in_state": await fresh_in_state(),
+            "healthy": len(healthy_ids),
+            "fresh_healthy": fresh_healthy,
+            "baseline_rss_bytes": baseline["rss_bytes"],
+            "started": started,
+        }
+
+    stats = stats_loop(args.stats, counters)
+    await until_sigterm()
+    stats.cancel()
+    final = {
+        "t": time.time(),
+        **own_usage(),
+        **(await counters()),
+        "status_events": status_events,
+    }
+    if args.keep_energies:
+        final["energies"] = energies
+    write_json(args.stats, final)
+    await service.stop()
+    await bus.close()
+    await engine.dispose()
+
+
+# --- plain pymodbus: a sequential poller and a bare concurrent loop ---------------------
+async def pymodbus_role(args: argparse.Namespace) -> None:
+    """Read every meter's blocks with plain pymodbus clients for ``--seconds``."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    raise_file_limit()
+    field = read_json(args.field)
+    blocks = [tuple(b) for b in json.loads(args.blocks)]
+    clients = []
+    for dtu in field["dtus"]:
+        client = AsyncModbusTcpClient(dtu["host"], port=dtu["port"], timeout=1, retries=0)
+        await client.connect()
+        clients.append((client, [m["unit_id"] for m in dtu["meters"]]))
+    reads = 0
+    deadline = time.monotonic() + args.seconds
+
+    async def read_meter(client: AsyncModbusTcpClient, unit: int) -> None:
+        nonlocal reads
+        for address, count in blocks:
+            response = await client.read_holding_registers(address, count=count, device_id=unit)
+            if response.isError():
+                return
+        reads += 1
+
+    async def one_bus(client: AsyncModbusTcpClient, units: list[int]) -> None:
+        while time.monotonic() < deadline:
+            for unit in units:
+                await read_meter(client, unit)
+
+    before = own_usage()
+    began = time.monotonic()
+    if args.mode == "sequential":
+        # Today's way: one DTU after the other, each meter in turn.
+        while time.monotonic() < deadline:
+            for client, units in clients:
+                for unit in units:
+                    if time.monotonic() >= deadline:
+                        break
+                    await read_meter(client, unit)
+    else:
+        await asyncio.gather(*(one_bus(client, units) for client, units in clients))
+    elapsed = time.monotonic() - began
+    after = own_usage()
+    for client, _units in clients:
+        client.close()
+    write_json(args.out, {"reads": reads, "seconds": elapsed, "cpu": after["cpu"] - before["cpu"]})
+
+
+# --- the orchestrator ----------------------------------------------------------------------
+class Run:
+    """Child processes and scratch files of one benchmark run; everything goes at the end."""
+
+    def __init__(self, scratch: Path, database: str) -> None:
+        self.scratch = scratch
+        self.database = database
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.pg_databases: list[str] = []
+
+    async def database_url(self, name: str) -> str:
+        """A fresh database for one scenario: a SQLite file, or a PostgreSQL database."""
+        if self.database == "sqlite":
+            return f"sqlite+aiosqlite:///{self.path(f'{name}.db')}"
+        import asyncpg
+
+        database = f"bench_collector_{self.scratch.name[-10:]}_{name}"
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await admin.close()
+        self.pg_databases.append(database)
+        return (
+            PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+            + f"/{database}"
+        )
+
+    async def drop_databases(self) -> None:
+        import asyncpg
+
+        for database in self.pg_databases:
+            admin = await asyncpg.connect(PG_ADMIN_DSN)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+    def spawn(self, *argv: str) -> subprocess.Popen[bytes]:
+        env = os.environ | {"PREPAID_LOG_LEVEL": "WARNING"}
+        # Each role's output goes to its own log, kept only while the run lasts.
+        log = self.path(f"{argv[0]}-{len(self.children)}.log").open("wb")
+        child = subprocess.Popen(
+            [sys.executable, __file__, *argv], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self.children.append(child)
+        return child
+
+    def show_logs(self, lines: int = 20) -> None:
+        """Print the end of every role's log (after an error)."""
+        for log in sorted(self.scratch.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- {log.name}", *tail, sep="\n", file=sys.stderr)
+
+    def path(self, name: str) -> Path:
+        return self.scratch / name
+
+    @staticmethod
+    def stop(child: subprocess.Popen[bytes], timeout: float = 60) -> None:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def close(self) -> None:
+        for child in self.children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for leftover in self.scratch.glob("*"):
+            leftover.unlink()
+        with contextlib.suppress(OSError):
+            self.scratch.rmdir()
+
+
+async def wait_file(path: Path, deadline_seconds: float, child: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(path.exists):
+            return read_json(path)
+        if child.poll() is not None:
+            raise RuntimeError(f"{child.args!r} ended with {child.returncode} before {path.name}")
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{path.name} did not appear within {deadline_seconds}s")
+
+
+async def wait_until_stats(
+    path: Path, probe: Callable[[dict[str, Any]], bool], seconds: float
+) -> dict[str, Any]:
+    """Wait for a stats file that passes ``probe`` (or the last one after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            last = read_json(path)
+            if probe(last):
+                return last
+        await asyncio.sleep(0.5)
+    return last
+
+
+def profile_blocks() -> list[tuple[int, int]]:
+    from collector.domain import plan_profile_reads
+    from collector.profiles import load_profiles
+
+    return [(b.address, b.count) for b in plan_profile_reads(load_profiles()[PROFILE])]
+
+
+def field_max_reads_per_second(
+    dtus: int, meters: int, line: Any, blocks: Sequence[tuple[int, int]]
+) -> float:
+    """One read per bus time on every bus: the physical ceiling of the field."""
+    from simulator.timing import read_seconds
+
+    return dtus / read_seconds(line, [count for _address, count in blocks])
+
+
+def sim_argv(dtus: int, meters: int, *, baud: int, extra: Sequence[str] = ()) -> str:
+    return " ".join(
+        [f"--dtus {dtus} --meters {meters} --profile-mix {PROFILE}=1 --baud {baud}", *extra]
+    )
+
+
+async def start_field(
+    run: Run, name: str, argv: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    sim = run.spawn(
+        "simulator",
+        "--sim-args",
+        argv,
+        "--out",
+        str(run.path(f"{name}-field.json")),
+        "--stats",
+        str(run.path(f"{name}-sim-stats.json")),
+    )
+    field = await wait_file(run.path(f"{name}-field.json"), 300, sim)
+    return sim, field
+
+
+async def start_collector(
+    run: Run, name: str, *, poll: float, timeout: float, fresh: float, keep: bool = False
+) -> subprocess.Popen[bytes]:
+    argv = [
+        "collector",
+        "--field",
+        str(run.path(f"{name}-field.json")),
+        "--database-url",
+        await run.database_url(name),
+        "--poll-interval",
+        str(poll),
+        "--request-timeout",
+        str(timeout),
+        "--fresh-seconds",
+        str(fresh),
+        "--stats",
+        str(run.path(f"{name}-collector-stats.json")),
+    ]
+    if keep:
+        argv.append("--keep-energies")
+    return run.spawn(*argv)
+
+
+def window(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
+    seconds = last["t"] - first["t"]
+    reads = last["reads"] - first["reads"]
+    cpu = last["cpu"] - first["cpu"]
+    published = last["published"] - first["published"]
+    return {
+        "seconds": round(seconds, 1),
+        "reads": reads,
+        "published_per_second": round(published / seconds, 1) if seconds else 0.0,
+        "reads_per_second": round(reads / seconds, 1) if seconds else 0.0,
+        "cpu_us_per_read": round(cpu / reads * 1e6, 1) if reads else 0.0,
+        "cpu_share_of_one_core": round(cpu / seconds, 3) if seconds else 0.0,
+    }
+
+
+def sim_cpu_per_request(first: dict[str, Any], last: dict[str, Any]) -> float:
+    answered = last["answered"] - first["answered"]
+    return round((last["cpu"] - first["cpu"]) / answered * 1e6, 1) if answered else 0.0
+
+
+async def measure_collector(
+    run: Run, name: str, warmup: float, seconds: float
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Stats of collector and simulator at the start and the end of a measured window."""
+    stats = run.path(f"{name}-collector-stats.json")
+    sim_stats = run.path(f"{name}-sim-stats.json")
+    await wait_until_stats(stats, lambda s: s.get("reads", 0) > 0, 600)
+    await asyncio.sleep(warmup)
+    first, sim_first = read_json(stats), read_json(sim_stats)
+    await asyncio.sleep(seconds)
+    last, sim_last = read_json(stats), read_json(sim_stats)
+    return window(first, last) | {"first": first, "last": last}, sim_first, sim_last
+
+
+async def physical(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """Physical limit, sequential pymodbus, bare pymodbus: one 9600-baud field."""
+    from simulator.timing import SerialLine
+
+    blocks = profile_blocks()
+    dtus, meters = args.physical_dtus, 32
+    line = SerialLine(baud=9600)
+    ceiling = field_max_reads_per_second(dtus, meters, line, blocks)
+    sim, _field = await start_field(run, "physical", sim_argv(dtus, meters, baud=9600))
+    # Poll interval shorter than a bus cycle: every meter is always due, the bus never idles.
+    collector = await start_collector(run, "physical", poll=1.0, timeout=1.0, fresh=60)
+    measured, sim_first, sim_last = await measure_collector(
+        run, "physical", args.warmup, args.seconds
+    )
+    run.stop(collector)
+    result: dict[str, Any] = {
+        "field": f"{dtus} DTUs x {meters} meters ({PROFILE}), 9600 baud 8N1, 30 ms turnaround",
+        "reads_per_poll": blocks,
+        "field_max_reads_per_second": round(ceiling, 1),
+        "collector": {k: v for k, v in measured.items() if k not in ("first", "last")},
+        "simulator_cpu_us_per_request": sim_cpu_per_request(sim_first, sim_last),
+        "ratio": round(measured["reads_per_second"] / ceiling, 4),
+    }
+    print(f"physical: {result['collector']} ratio {result['ratio']}", flush=True)
+    for mode in ("sequential", "bare"):
+        out = run.path(f"{mode}.json")
+        child = run.spawn(
+            "pymodbus",
+            "--mode",
+            mode,
+            "--field",
+            str(run.path("physical-field.json")),
+            "--blocks",
+            json.dumps(blocks),
+            "--seconds",
+            str(args.seconds),
+            "--out",
+            str(out),
+        )
+        sim_before = read_json(run.path("physical-sim-stats.json"))
+        await asyncio.to_thread(child.wait, args.seconds + 120)
+        sim_after = read_json(run.path("physical-sim-stats.json"))
+        got = read_json(out)
+        result[mode] = {
+            "reads": got["reads"],
+            "seconds": round(got["seconds"], 1),
+            "meters_per_minute": round(got["reads"] / got["seconds"] * 60, 1),
+            "cpu_us_per_read": round(got["cpu"] / got["reads"] * 1e6, 1) if got["reads"] else 0,
+            "simulator_cpu_us_per_request": sim_cpu_per_request(sim_before, sim_after),
+        }
+        print(f"{mode} pymodbus: {result[mode]}", flush=True)
+    run.stop(sim)
+    collector_per_minute = measured["reads_per_second"] * 60
+    result["versus_sequential"] = round(
+        collector_per_minute / max(result["sequential"]["meters_per_minute"], 1e-9), 1
+    )
+    result["overhead_ratio"] = round(
+        measured["cpu_us_per_read"] / max(result["bare"]["cpu_us_per_read"], 1e-9), 2
+    )
+    return result
+
+
+async def faults(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """5 % silent, 1 % garbled, one DTU flapping every minute, on a shorter cycle."""
+    dtus, meters, cycle = args.fault_dtus, 32, args.fault_cycle
+    extra = [
+        "--silent-share 0.05",
+        "--crc-error-rate 0.005",
+        "--wrong-address-rate 0.005",
+        "--flapping-dtus 1",
+        "--flap-every-seconds 60",
+        "--flap-down-seconds 10",
+        "--seed 7",
+    ]
+    sim, field = await start_field(run, "faults", sim_argv(dtus, meters, baud=9600, extra=extra))
+    # Poll a little more often than the freshness limit so a read is never late by design.
+    collector = await start_collector(
+        run, "faults", poll=cycle * 0.9, timeout=1.0, fresh=cycle, keep=True
+    )
+    stats = run.path("faults-collector-stats.json")
+    first = await wait_until_stats(stats, lambda s: s.get("reads", 0) > 0, 600)
+    began = first["started"]
+    samples = []
+    end = time.monotonic() + args.fault_seconds
+    await asyncio.sleep(cycle * 1.2)  # the first cycle reads every meter once
+    while time.monotonic() < end:
+        current = read_json(stats)
+        samples.append(current["fresh_healthy"] / current["healthy"])
+        await asyncio.sleep(STATS_EVERY)
+    run.stop(collector)
+    run.stop(sim)
+    final = read_json(stats)
+    sim_final = read_json(run.path("faults-sim-stats.json"))
+    silent = set(field["silent"])
+    flapping_meters = {
+        m["id"] for d in field["dtus"] if d["id"] in field["flapping"] for m in d["meters"]
+    }
+    offline_at: dict[str, float] = {}
+    for at, meter, online in final["status_events"]:
+        if not online and meter not in offline_at:
+            offline_at[meter] = at
+    silent_delays = sorted(offline_at[m] - began for m in silent if m in offline_at)
+    first_drop = field["started"] + 60 - 10
+    flap_delays = sorted(offline_at[m] - first_drop for m in flapping_meters if m in offline_at)
+    garbled = check_published(final["energies"], sim_final["final"], silent)
+    result = {
+        "field": f"{dtus} DTUs x {meters} meters, 9600 baud; cycle {cycle}s (poll {cycle * 0.9}s)",
+        "seconds": args.fault_seconds,
+        "silent_meters": len(silent),
+        "flapping_dtus": field["flapping"],
+        "simulator_faults": sim_final["bus"],
+        "healthy_fresh_share_min": round(min(samples), 5) if samples else None,
+        "healthy_fresh_share_mean": round(sum(samples) / len(samples), 5) if samples else None,
+        "silent_offline": f"{len(silent_delays)}/{len(silent)}",
+        "silent_offline_seconds_max": round(silent_delays[-1], 1) if silent_delays else None,
+        "flapping_offline": f"{len(flap_delays)}/{len(flapping_meters)}",
+        "flapping_offline_seconds_after_first_drop_max": round(flap_delays[-1], 1)
+        if flap_delays
+        else None,
+        "offline_within_two_cycles": bool(silent_delays)
+        and silent_delays[-1] <= 2 * cycle
+        and len(silent_delays) == len(silent),
+        "published_values_not_the_meters": garbled,
+    }
+    print(f"faults: {result}", flush=True)
+    return result
+
+
+def check_published(
+    energies: dict[str, list[tuple[float, str]]], final: dict[str, float], silent: set[str]
+) -> dict[str, int]:
+    """Count published energies no real meter state explains: a register that goes backwards,
+    jumps faster than any load could, or lies above the meter's final value."""
+    max_kw = 10.0  # the simulated loads stay under 5 kW x 1.5 peak factor x 1.15 jitter
+    wrong = backwards = 0
+    for meter, series in energies.items():
+        previous: tuple[float, Decimal] | None = None
+        for at, text in series:
+            value = Decimal(text)
+            if Decimal(str(final[meter])) + Decimal("0.01") < value:
+                wrong += 1
+            if previous is not None:
+                step = value - previous[1]
+                allowed = Decimal(str(max_kw * (at - previous[0]) / 3600)) + Decimal("0.02")
+                if step < 0:
+                    backwards += 1
+                elif step > allowed:
+                    wrong += 1
+            previous = (at, value)
+    return {
+        "above_final_or_impossible_jump": wrong,
+        "backwards": backwards,
+        "from_silent_meters": sum(len(energies.get(m, [])) for m in silent),
+    }
+
+
+async def city(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """100,000 meters on a 3-minute cycle: freshness, CPU per read, memory per meter."""
+    dtus, meters, cycle = args.city_dtus, 32, args.city_cycle
+    sim, _field = await start_field(run, "city", sim_argv(dtus, meters, baud=9600))
+    collector = await start_collector(run, "city", poll=cycle * 0.9, timeout=1.0, fresh=cycle)
+    stats = run.path("city-collector-stats.json")
+    first = await wait_until_stats(stats, lambda s: s.get("reads", 0) > 0, 900)
+    registered_rss = first["rss_bytes"]
+    await asyncio.sleep(max(0.0, first["started"] + cycle * 1.05 - time.time()))
+    start, sim_start = read_json(stats), read_json(run.path("city-sim-stats.json"))
+    samples: list[float] = []
+    state_samples: list[float] = []
+    end = time.monotonic() + args.city_minutes * 60
+    while time.monotonic() < end:
+        current = read_json(stats)
+        samples.append(current["fresh"] / current["meters"])
+        state_samples.append(current["fresh_in_state"] / current["meters"])
+        await asyncio.sleep(STATS_EVERY * 2.5)
+    last, sim_last = read_json(stats), read_json(run.path("city-sim-stats.json"))
+    run.stop(collector)
+    run.stop(sim)
+    measured = window(start, last)
+    result = {
+        "field": f"{dtus} DTUs x {meters} meters = {dtus * meters}, 9600 baud",
+        "cycle_seconds": cycle,
+        "poll_interval_seconds": cycle * 0.9,
+        "measured_minutes": args.city_minutes,
+        # Published: a reading.v1 left the outbox for billing within the limit.
+        "fresh_share_min": round(min(samples), 5) if samples else None,
+        "fresh_share_mean": round(sum(samples) / len(samples), 5) if samples else None,
+        # In state: the collector's own meter table (its API) has a reading that recent.
+        "fresh_in_state_share_min": round(min(state_samples), 5) if state_samples else None,
+        "fresh_in_state_share_mean": round(sum(state_samples) / len(state_samples), 5)
+        if state_samples
+        else None,
+        "samples": len(samples),
+        "collector": measured,
+        "memory_per_meter_bytes": round(
+            (last["rss_bytes"] - last["baseline_rss_bytes"]) / (dtus * meters)
+        ),
+        "collector_rss_mib": round(last["rss_bytes"] / 2**20, 1),
+        "rss_after_registration_mib": round(registered_rss / 2**20, 1),
+        "simulator_cpu_us_per_request": sim_cpu_per_request(sim_start, sim_last),
+        "simulator_rss_mib": round(sim_last["rss_bytes"] / 2**20, 1),
+    }
+    print(f"city: {result}", flush=True)
+    return result
+
+
+def revision() -> dict[str, Any]:
+    """The commit measured, and whether the collector's files differed from it."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "collector_uncommitted_files": len(
+            git("status", "--porcelain", "services/collector", "libs").splitlines()
+        ),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
+    scratch = ROOT / "bench-results" / f"tmp-collector-{uuid.uuid4().hex[:10]}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    run = Run(scratch, args.database)
+    database = "SQLite (WAL)" if args.database == "sqlite" else "PostgreSQL"
+    results: dict[str, Any] = {
+        "collector_setup": f"CollectorService, {database} + in-process bus, own process; "
+        "DTUs are Modbus TCP gateways",
+        "database": args.database,
+    }
+    try:
+        if "physical" in args.only:
+            results["physical"] = await physical(run, args)
+        if "faults" in args.only:
+            results["faults"] = await faults(run, args)
+        if "city" in args.only:
+            results["city"] = await city(run, args)
+    except BaseException:
+        run.show_logs()
+        raise
+    finally:
+        run.close()
+        await run.drop_databases()
+    return results
+
+
+def targets_met(results: dict[str, Any]) -> dict[str, bool]:
+    met: dict[str, bool] = {}
+    if "physical" in results:
+        physical = results["physical"]
+        met["physical_ratio"] = physical["ratio"] >= TARGETS["physical_ratio"]
+        met["overhead_ratio"] = physical["overhead_ratio"] <= TARGETS["overhead_ratio"]
+    if "city" in results and results["city"]["fresh_share_min"] is not None:
+        met["city_fresh_share"] = results["city"]["fresh_share_min"] >= TARGETS["city_fresh_share"]
+    if "faults" in results and results["faults"]["healthy_fresh_share_min"] is not None:
+        faults = results["faults"]
+        met["healthy_fresh_share"] = (
+            faults["healthy_fresh_share_min"] >= TARGETS["healthy_fresh_share"]
+        )
+        met["offline_within_two_cycles"] = faults["offline_within_two_cycles"]
+        met["no_garbled_value_published"] = not any(
+            faults["published_values_not_the_meters"].values()
+        )
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="role")
+    sim = sub.add_parser("simulator")
+    sim.add_argument("--sim-args", required=True)
+    sim.add_argument("--out", required=True)
+    sim.add_argument("--stats", required=True)
+    col = sub.add_parser("collector")
+    col.add_argument("--field", required=True)
+    col.add_argument("--database-url", required=True)
+    col.add_argument("--poll-interval", type=float, required=True)
+    col.add_argument("--request-timeout", type=float, required=True)
+    col.add_argument("--fresh-seconds", type=float, required=True)
+    col.add_argument("--stats", required=True)
+    col.add_argument("--keep-energies", action="store_true")
+    plain = sub.add_parser("pymodbus")
+    plain.add_argument("--mode", choices=("sequential", "bare"), required=True)
+    plain.add_argument("--field", required=True)
+    plain.add_argument("--blocks", required=True)
+    plain.add_argument("--seconds", type=float, required=True)
+    plain.add_argument("--out", required=True)
+    parser.add_argument(
+        "--only", default="physical,faults,city", help="comma-separated: physical,faults,city"
+    )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="postgres",
+        help="the collector's database (PostgreSQL on 127.0.0.1:5432)",
+    )
+    parser.add_argument("--physical-dtus", type=int, default=200)
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument("--seconds", type=float, default=30.0, help="physical-limit window")
+    parser.add_argument("--fault-dtus", type=int, default=100)
+    parser.add_argument("--fault-cycle", type=float, default=30.0, help="freshness limit, s")
+    parser.add_argument("--fault-seconds", type=float, default=150.0)
+    parser.add_argument("--city-dtus", type=int, default=3125)
+    parser.add_argument("--city-cycle", type=float, default=180.0, help="freshness limit, s")
+    parser.add_argument("--city-minutes", type=float, default=10.0, help="measured minutes")
+    parser.add_argument("--output", default=str(ROOT / "bench-results" / "collector.json"))
+    args = parser.parse_args()
+    if args.role == "simulator":
+        asyncio.run(simulator_role(args))
+        return 0
+    if args.role == "collector":
+        profile = os.environ.get("PREPAID_BENCH_PROFILE")
+        if profile:  # where the collector spends its CPU, for tuning
+            import cProfile
+
+            cProfile.runctx("asyncio.run(collector_role(args))", globals(), locals(), profile)
+        else:
+            asyncio.run(collector_role(args))
+        return 0
+    if args.role == "pymodbus":
+        asyncio.run(pymodbus_role(args))
+        return 0
+    args.only = set(args.only.split(","))
+    began = time.monotonic()
+    results = asyncio.run(orchestrate(args))
+    results |= {
+        "targets": TARGETS,
+        "met": targets_met(results),
+        "machine": machine(),
+        "revision": revision(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "total_seconds": round(time.monotonic() - began, 1),
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
