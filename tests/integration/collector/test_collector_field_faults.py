@@ -53,3 +53,33 @@ async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
                 assert energies[-1] >= true_kwh - Decimal("5"), meter.profile
             reasons = [s.reason for s in collector.messages(MeterStatusV1, online=False)]
             assert all(not r.startswith("DTU offline") for r in reasons), reasons
+
+
+async def test_late_replies_are_not_taken_for_the_next_answer(sqlite_url: str) -> None:
+    # RTU has no transaction id: a reply arriving after its timeout could pass for the
+    # answer to the next request of the same size (SDM120 reads four 2-register blocks).
+    async with running_collector(sqlite_url, request_timeout=0.3) as collector:
+        field = FieldSimulator(
+            2,
+            3,
+            kind_mix={"rtu-over-tcp": 1},
+            profile_mix={"eastron-sdm120": 1.0},
+            speed=60.0,
+            seed=5,
+            faults=FaultPlan(slow_reply_rate=0.1, slow_reply_seconds=0.4),
+        )
+        async with field:
+            for dtu in field.dtus:
+                assert (await collector.register(dtu.registration())).status_code == 201
+            meter_ids = [m.meter_id for m in field.meters]
+            await wait_until(
+                holds(lambda: all(len(collector.readings(m)) >= 3 for m in meter_ids)),
+                timeout=30,
+            )
+            assert sum(dtu.bus.counters.get("slow", 0) for dtu in field.dtus) > 0
+            for meter in field.meters:
+                energies = [r.energy_kwh for r in collector.readings(meter.meter_id)]
+                assert energies == sorted(energies), energies
+                powers = [r.power_kw for r in collector.readings(meter.meter_id)]
+                # Power is kW: a voltage or an energy in its place would be hundreds.
+                assert all(p is not None and p < 30 for p in powers), powers
