@@ -6,10 +6,10 @@ model says, one request at a time, so a fast client cannot read a bus faster tha
 
 from __future__ import annotations
 
-import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from simulator import dlt645
 from simulator.faults import MeterFaults
@@ -30,8 +30,10 @@ class Rs485Bus:
         *,
         line: SerialLine | None = None,
         rng: random.Random | None = None,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.meters = list(meters)
+        self._now = now
         self.line = line
         self.by_unit = {m.unit_id: m for m in self.meters if m.address is None}
         self.by_address: dict[str, SimulatedMeter] = {}
@@ -46,16 +48,18 @@ class Rs485Bus:
         self._extra = 0.0  # slow-reply delay of the last raw answer
 
     # --- timing ---------------------------------------------------------------------------
-    async def occupy(self, request_bytes: int, response_bytes: int, extra: float = 0.0) -> None:
-        """Wait until this exchange is over on the line (queued behind the one in flight)."""
+    def reserve(self, request_bytes: int, response_bytes: int, extra: float = 0.0) -> float:
+        """Book this exchange on the line; return the seconds until its reply is complete.
+
+        Booking the line's next free instant is the bus lock: exchanges never overlap, and
+        a request that arrives while another is on the line waits for it.
+        """
         if self.line is None and not extra:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+            return 0.0
+        now = self._now()
         busy = self.line.exchange_seconds(request_bytes, response_bytes) if self.line else 0.0
-        # Reserving the line's next free instant is the bus lock: exchanges never overlap.
         self._free_at = max(now, self._free_at) + busy + extra
-        await asyncio.sleep(self._free_at - now)
+        return self._free_at - now
 
     # --- Modbus ---------------------------------------------------------------------------
     def modbus(self, unit_id: int, pdu: bytes) -> tuple[int, bytes, bool, float] | None:

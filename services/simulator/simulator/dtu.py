@@ -28,7 +28,6 @@ DTU_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp", "dtu-client")
 RegistrationMode = Literal["once", "prefix", "both"]
 REGISTRATION_MODES: tuple[RegistrationMode, ...] = ("once", "prefix", "both")
 HEARTBEAT = b"HB"
-READ_CHUNK = 4096
 # A raw stream that never forms a frame is noise: drop it rather than buffer forever.
 MAX_RAW_BUFFER = 1024
 
@@ -76,7 +75,7 @@ class SimulatedDtu:
         self.connects = 0  # client mode: how many times it got through to its target
         self._server: asyncio.Server | None = None
         self._dialer: asyncio.Task[None] | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
+        self._connections: set[BusConnection] = set()
 
     # --- what others see ------------------------------------------------------------------
     @property
@@ -124,8 +123,11 @@ class SimulatedDtu:
             return
         if self._server is not None:
             return
-        serve = self._serve_mbap if self.kind == "modbus-tcp" else self._serve_raw_accepted
-        self._server = await asyncio.start_server(serve, self.host, self.port)
+        framing: Framing = "mbap" if self.kind == "modbus-tcp" else "raw"
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: BusConnection(self, framing), self.host, self.port
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -136,11 +138,7 @@ class SimulatedDtu:
             server.close()
         if dialer is not None:
             dialer.cancel()
-        for writer in list(self._connections):
-            writer.close()
-        for writer in list(self._connections):
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+        await self.drop_connections()
         if dialer is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await dialer
@@ -149,109 +147,157 @@ class SimulatedDtu:
 
     async def drop_connections(self) -> None:
         """Close the open connections but keep serving (a link that breaks and comes back)."""
-        for writer in list(self._connections):
-            writer.close()
-
-    # --- Modbus TCP gateway ---------------------------------------------------------------
-    async def _serve_mbap(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._connections.add(writer)
-        bus = self.bus
-        try:
-            while True:
-                header = await reader.readexactly(MBAP_HEADER.size)
-                transaction_id, protocol, length, unit_id = MBAP_HEADER.unpack(header)
-                if not 2 <= length <= MAX_MBAP_LENGTH:
-                    break  # not Modbus: drop the connection as a gateway would
-                pdu = await reader.readexactly(length - 1)
-                if protocol != MBAP_PROTOCOL:
-                    continue
-                answer = bus.modbus(unit_id, pdu)
-                # On the bus the gateway sends address + PDU + CRC and gets the same back.
-                request_bytes = len(pdu) + 3
-                if answer is None:
-                    await bus.occupy(request_bytes, 0)
-                    continue
-                unit, reply, garbled, delay = answer
-                await bus.occupy(request_bytes, len(reply) + 3, delay)
-                if garbled:
-                    # The gateway checks the bus CRC and reports the failure instead.
-                    unit, reply = unit_id, bytes([(pdu[0] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED])
-                self.requests_answered += 1
-                writer.write(mbap_frame(transaction_id, unit, reply))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._connections.discard(writer)
-            writer.close()
-
-    # --- raw frames: serial device server, client-mode DTU ---------------------------------
-    async def _serve_raw_accepted(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        await self._serve_raw(reader, writer)
-
-    async def _serve_raw(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, client: bool = False
-    ) -> None:
-        self._connections.add(writer)
-        bus = self.bus
-        prefix = self.registration_packet if client and self.registration_mode != "once" else b""
-        buffer = bytearray()
-        try:
-            while True:
-                if client:
-                    chunk = await self._read_or_heartbeat(reader, writer)
-                else:
-                    chunk = await reader.read(READ_CHUNK)
-                if not chunk:
-                    break
-                buffer += chunk
-                while buffer:
-                    used, reply, request_bytes = bus.take_raw(buffer)
-                    if not used:
-                        break
-                    del buffer[:used]
-                    if reply is None:
-                        await bus.occupy(request_bytes, 0)
-                        continue
-                    await bus.occupy(request_bytes, len(reply), bus.take_extra_delay())
-                    self.requests_answered += 1
-                    writer.write(prefix + reply)
-                    await writer.drain()
-                if len(buffer) > MAX_RAW_BUFFER:
-                    buffer.clear()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._connections.discard(writer)
-            writer.close()
-
-    async def _read_or_heartbeat(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bytes:
-        """Read what the server sends; after heartbeat_seconds of silence say ``HB``."""
-        while True:
-            try:
-                async with asyncio.timeout(self.heartbeat_seconds):
-                    return await reader.read(READ_CHUNK)
-            except TimeoutError:
-                writer.write(HEARTBEAT)
-                await writer.drain()
+        for connection in list(self._connections):
+            connection.close()
+        for connection in list(self._connections):
+            await connection.wait_closed()
 
     async def _dial(self) -> None:
         """Connect to the target, register, serve; after a drop wait and dial again."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                _transport, connection = await loop.create_connection(
+                    lambda: BusConnection(self, "raw", dialled=True), self.host, self.port
+                )
             except OSError:
                 await asyncio.sleep(self.reconnect_seconds)
                 continue
             self.connects += 1
-            if self.registration_mode in ("once", "both"):
-                writer.write(self.registration_packet)
-            await self._serve_raw(reader, writer, client=True)
+            await connection.wait_closed()
             await asyncio.sleep(self.reconnect_seconds)
+
+
+Framing = Literal["mbap", "raw"]
+
+
+class BusConnection(asyncio.Protocol):
+    """One TCP connection to a DTU: requests in, each reply out once the bus has carried it.
+
+    A protocol rather than a stream coroutine: a request costs one callback and, with a
+    timed line, one timer, which keeps thousands of DTUs cheap in one process.
+    """
+
+    def __init__(self, dtu: SimulatedDtu, framing: Framing, *, dialled: bool = False) -> None:
+        self._dtu = dtu
+        self._bus = dtu.bus
+        self._mbap = framing == "mbap"
+        self._dialled = dialled
+        # A DTU set to "prefix" puts its registration before every packet it sends.
+        self._prefix = (
+            dtu.registration_packet if dialled and dtu.registration_mode != "once" else b""
+        )
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
+        self._last_traffic = self._loop.time()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._dtu._connections.add(self)
+        if self._dialled:
+            if self._dtu.registration_mode in ("once", "both"):
+                transport.write(self._dtu.registration_packet)
+            self._arm_heartbeat(self._dtu.heartbeat_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._dtu._connections.discard(self)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_traffic = self._loop.time()
+        self._buffer += data
+        if self._mbap:
+            self._take_mbap()
+        else:
+            self._take_raw()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        """Wait for the connection to be gone (shielded: a cancelled waiter leaves it be)."""
+        await asyncio.shield(self.closed)
+
+    # --- requests -------------------------------------------------------------------------
+    def _take_mbap(self) -> None:
+        buffer, bus = self._buffer, self._bus
+        while len(buffer) >= MBAP_HEADER.size:
+            transaction_id, protocol, length, unit_id = MBAP_HEADER.unpack_from(buffer)
+            if not 2 <= length <= MAX_MBAP_LENGTH:
+                self.close()  # not Modbus: drop the connection as a gateway would
+                return
+            end = 6 + length
+            if len(buffer) < end:
+                return
+            pdu = bytes(buffer[MBAP_HEADER.size : end])
+            del buffer[:end]
+            if protocol != MBAP_PROTOCOL:
+                continue
+            answer = bus.modbus(unit_id, pdu)
+            # On the bus the gateway sends address + PDU + CRC and gets the same back.
+            request_bytes = len(pdu) + 3
+            if answer is None:
+                bus.reserve(request_bytes, 0)
+                continue
+            unit, reply, garbled, delay = answer
+            wait = bus.reserve(request_bytes, len(reply) + 3, delay)
+            if garbled:
+                # The gateway checks the bus CRC and reports the failure instead.
+                unit, reply = unit_id, bytes([(pdu[0] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED])
+            self._send_after(wait, mbap_frame(transaction_id, unit, reply))
+
+    def _take_raw(self) -> None:
+        buffer, bus = self._buffer, self._bus
+        while buffer:
+            used, reply, request_bytes = bus.take_raw(buffer)
+            if not used:
+                break
+            del buffer[:used]
+            if reply is None:
+                bus.reserve(request_bytes, 0)
+                continue
+            wait = bus.reserve(request_bytes, len(reply), bus.take_extra_delay())
+            self._send_after(wait, self._prefix + reply)
+        if len(buffer) > MAX_RAW_BUFFER:
+            buffer.clear()
+
+    def _send_after(self, wait: float, frame: bytes) -> None:
+        if wait > 0:
+            self._loop.call_later(wait, self._send, frame)
+        else:
+            self._send(frame)
+
+    def _send(self, frame: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return  # the link dropped while the bus was busy: the reply is lost
+        self._dtu.requests_answered += 1
+        self._last_traffic = self._loop.time()
+        transport.write(frame)
+
+    # --- heartbeats (client mode) ---------------------------------------------------------
+    def _arm_heartbeat(self, after: float) -> None:
+        self._heartbeat = self._loop.call_later(after, self._heartbeat_due)
+
+    def _heartbeat_due(self) -> None:
+        """Say ``HB`` once the link has been idle for the interval; check again later."""
+        interval = self._dtu.heartbeat_seconds
+        idle = self._loop.time() - self._last_traffic
+        if idle >= interval * 0.999:
+            if self._transport is not None and not self._transport.is_closing():
+                self._transport.write(HEARTBEAT)
+            self._last_traffic = self._loop.time()
+            idle = 0.0
+        self._arm_heartbeat(interval - idle)
 
 
 def _meter_registration(meter: SimulatedMeter) -> dict[str, Any]:
