@@ -34,6 +34,9 @@ test: venv ## Run every test tier (unit, integration, e2e) on both backends
 test-unit: venv ## Run the unit tests only
 	$(BIN)/pytest -q tests/unit
 
+bench-loop: venv ## The standalone loop timed: start-up, first trip, reading age, top-up to close (bench-results/loop.json)
+	$(BIN)/python benchmarks/bench_loop.py
+
 bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (bench-results/billing.json)
 	$(BIN)/python benchmarks/bench_billing.py
 
@@ -52,4 +55,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-billing bench-collector lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-collector lint format clean
