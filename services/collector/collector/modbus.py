@@ -93,7 +93,7 @@ class ModbusLink:
         except ConnectionException as error:
             raise LinkDown(str(error)) from None
         except ModbusIOException as error:
-            if "received" in str(error):  # another unit or transaction answered
+            if "but received" in str(error):  # another unit or transaction answered
                 raise MeterGarbled(f"garbled reply: {error}") from None
             raise MeterSilent("no reply") from None
         except ModbusException as error:
