@@ -266,6 +266,9 @@ class CollectorService(Service):
         deadline = self.request_timeout * 10 + self.poll_interval
         entry = self._pollers.get(meter.dtu_id)
         if entry is None or entry[1].done():
+            if not meter.dtu_online:
+                # No replica reaches the DTU now (a dial-in DTU that is not connected, say).
+                raise MeterUnreachable(f"meter {meter_id}: DTU {meter.dtu_id} is offline")
             return await self._read_elsewhere(meter, deadline)
         poller, _task = entry
         future = poller.read_now(meter_id)

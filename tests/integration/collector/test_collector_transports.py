@@ -389,3 +389,14 @@ async def test_registration_checks_kinds_and_addresses(collector: Collector) -> 
         ],
     }
     assert "address repeated" in (await collector.register(same)).json()["detail"]
+
+
+async def test_reading_a_meter_of_an_unconnected_dial_in_dtu_fails_at_once(
+    listening: Collector,
+) -> None:
+    await listening.register(
+        {"id": "U1", "name": "never dialled", "kind": "dtu-client", "meters": meters("U1")[:1]}
+    )
+    response = await listening.http.post("/internal/meters/U1-01/read")
+    assert (response.status_code, response.json()["code"]) == (504, "meter_unreachable")
+    assert "DTU U1 is offline" in response.json()["detail"]
