@@ -70,6 +70,7 @@ class FakeBus:
     modbus: dict[int, ModbusMeter] = field(default_factory=dict)
     dlt645: dict[str, Dlt645Meter] = field(default_factory=dict)
     requests: int = 0
+    connections: int = 0  # TCP connections a serial device server accepted
 
     def answer(self, request: bytes) -> bytes | None:
         """Return the reply bytes to one request frame, or None for silence."""
@@ -191,6 +192,7 @@ async def serve_raw(bus: FakeBus) -> AsyncIterator[tuple[str, int]]:
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.add(writer)
+        bus.connections += 1
         try:
             async for reply in _answer_frames(bus, reader):
                 writer.write(reply)

@@ -35,7 +35,7 @@ from collector.domain import (
     retry_delay,
 )
 from collector.domain.clock import judge_clock
-from collector.domain.link import choose_work
+from collector.domain.link import choose_work, link_looks_dead
 from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
 from collector.metrics import CLOCK_SETS, COMMANDS, READ_SECONDS, READS
@@ -97,6 +97,7 @@ class DtuPoller:
         self._next_connect_at = -float("inf")
         self._dtu_outage = False
         self._seen_up = False  # the DTU's reachability is recorded once per connection
+        self._silent_in_a_row = 0  # requests with no byte in reply, across meters
         self._meter_outages: set[str] = set()
         self._stopping = False
         # A dial-in DTU's loop ends with its connection: the next one may reach another replica.
@@ -331,6 +332,7 @@ class DtuPoller:
             await self._meter_failed(meter, error)
             _settle(future, ReadFailed(str(error)))
             return
+        self._silent_in_a_row = 0
         READ_SECONDS.observe(time.perf_counter() - started)
         READS.labels("ok").inc()
         await records.record_reading(
@@ -354,6 +356,7 @@ class DtuPoller:
             result = "implausible"
         READS.labels(result).inc()
         reason = f"{result.replace('_', ' ')}: {error}"
+        self._suspect_silence(result == "no_reply")
         link = await records.record_failure(
             self._store, dtu_id=self.dtu_id, meter_id=meter.id, reason=reason, at=utcnow()
         )
@@ -365,6 +368,17 @@ class DtuPoller:
                 "meter read failed; backing off while it keeps failing",
                 extra={"dtu_id": self.dtu_id, "meter_id": meter.id, "error": reason},
             )
+
+    def _suspect_silence(self, silent: bool) -> None:
+        """Reconnect a dialled link that has carried nothing back for a whole round."""
+        assert self._config is not None
+        self._silent_in_a_row = self._silent_in_a_row + 1 if silent else 0
+        if self._config.kind == "dtu-client":
+            return  # its own deadline (no heartbeat or reply) decides
+        if link_looks_dead(self._silent_in_a_row, len(self._config.meters)):
+            self._silent_in_a_row = 0
+            log.warning("no meter on the bus answers; reconnecting", extra={"dtu_id": self.dtu_id})
+            self._drop_link("no meter answered for a whole round")
 
     def _fail_on_demand(self, reason: str) -> None:
         while self._on_demand:

@@ -400,3 +400,33 @@ async def test_reading_a_meter_of_an_unconnected_dial_in_dtu_fails_at_once(
     response = await listening.http.post("/internal/meters/U1-01/read")
     assert (response.status_code, response.json()["code"]) == (504, "meter_unreachable")
     assert "DTU U1 is offline" in response.json()["detail"]
+
+
+async def test_a_bus_where_nobody_answers_is_reconnected_and_the_dtu_stays_online(
+    collector: Collector,
+) -> None:
+    # The serial server is reachable but its RS485 line is cut: every meter is silent.
+    bus = FakeBus(modbus={u: ModbusMeter(unit=u, fault="silent") for u in (1, 2)})
+    async with serve_raw(bus) as (host, port):
+        await collector.register(
+            {
+                "id": "L1",
+                "name": "cut line",
+                "kind": "rtu-over-tcp",
+                "host": host,
+                "port": port,
+                "meters": [
+                    {"id": f"L1-0{u}", "unit_id": u, "profile": "reference-prepaid"} for u in (1, 2)
+                ],
+            }
+        )
+        await wait_until(holds(lambda: bus.connections >= 2))
+
+        async def both_offline() -> list[MeterStatusV1] | None:
+            found = collector.messages(MeterStatusV1, online=False)
+            return found if len(found) == 2 else None
+
+        statuses = await wait_until(both_offline)
+        assert all(s.reason.startswith("no reply") for s in statuses), statuses
+        (dtu,) = (await collector.http.get("/internal/dtus")).json()["items"]
+        assert dtu["online"] is True  # the link works; the line behind it does not

@@ -59,3 +59,12 @@ def test_clock_judgement() -> None:
     late = judge_clock(now - timedelta(minutes=9), now, **limits)
     assert (late.verdict, late.drift_seconds) == ("set", -540)
     assert judge_clock(now + timedelta(minutes=11), now, **limits).verdict == "anomaly"
+
+
+def test_a_dialled_link_is_reconnected_after_a_silent_round() -> None:
+    from collector.domain.link import link_looks_dead
+
+    assert not link_looks_dead(2, 1)  # one meter: three silent requests first
+    assert link_looks_dead(3, 1)
+    assert not link_looks_dead(31, 32)  # every meter on the bus gets its turn
+    assert link_looks_dead(32, 32)

@@ -90,3 +90,13 @@ def choose_work(*, commands_due: bool, on_demand: bool, poll_due: bool) -> BusWo
     if poll_due:
         return "poll"
     return "wait"
+
+
+def link_looks_dead(silent_in_a_row: int, meters_on_bus: int) -> bool:
+    """True when no meter on a dialled bus has answered for a whole round: reconnect.
+
+    A half-open TCP connection (a router restarted, a cable pulled upstream) shows only as
+    silence. Once every meter has had its turn without a byte in reply, the collector
+    reconnects: if that fails the DTU is offline, if it works the RS485 line is what broke.
+    """
+    return silent_in_a_row >= max(OFFLINE_AFTER_FAILURES, meters_on_bus)
