@@ -40,6 +40,7 @@ from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
 from collector.metrics import CLOCK_SETS, COMMANDS, READ_SECONDS, READS
 from collector.modbus import ModbusLink
+from collector.reading_sink import ReadingSink
 from collector.records import BusConfig, CommandOutcome, MeterConfig, PendingCommand
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class DtuPoller:
         dtu_id: str,
         *,
         store: ServiceStore,
+        sink: ReadingSink,
         profiles: Mapping[str, Profile],
         opener: CommandOpener,
         poll_interval: float,
@@ -70,6 +72,8 @@ class DtuPoller:
         self.dtu_id = dtu_id
         self.meter_ids: frozenset[str] = frozenset()
         self._store = store
+        self._sink = sink
+        self._last_ticket = 0  # this bus's latest queued outcome
         self._profiles = profiles
         self._plans = {
             name: tuple(plan_profile_reads(p))
@@ -302,6 +306,7 @@ class DtuPoller:
         if not self._dtu_outage:
             self._dtu_outage = True
             log.warning("DTU unreachable", extra={"dtu_id": self.dtu_id, "error": reason})
+        await self._sink.settled(self._last_ticket)  # no queued reading may undo the news
         await records.record_dtu_lost(self._store, dtu_id=self.dtu_id, reason=reason, at=utcnow())
 
     # --- polls ----------------------------------------------------------------------------
@@ -335,13 +340,16 @@ class DtuPoller:
         self._silent_in_a_row = 0
         READ_SECONDS.observe(time.perf_counter() - started)
         READS.labels("ok").inc()
-        await records.record_reading(
-            self._store, dtu_id=self.dtu_id, meter_id=meter.id, reading=reading, at=utcnow()
+        self._last_ticket = await self._sink.reading(
+            dtu_id=self.dtu_id, meter_id=meter.id, reading=reading, at=utcnow()
         )
         self._schedule.polled(meter.id, time.monotonic(), 0)
         if meter.id in self._meter_outages:
             self._meter_outages.discard(meter.id)
             log.info("meter answers again", extra={"dtu_id": self.dtu_id, "meter_id": meter.id})
+        if future is not None:
+            # Whoever asked reads the meter's view next: it must show this reading.
+            await self._sink.settled(self._last_ticket)
         _settle(future, None)
         await self._keep_clock(meter, profile)
 
@@ -357,8 +365,8 @@ class DtuPoller:
         READS.labels(result).inc()
         reason = f"{result.replace('_', ' ')}: {error}"
         self._suspect_silence(result == "no_reply")
-        link = await records.record_failure(
-            self._store, dtu_id=self.dtu_id, meter_id=meter.id, reason=reason, at=utcnow()
+        link = await self._sink.failure(
+            dtu_id=self.dtu_id, meter_id=meter.id, reason=reason, at=utcnow()
         )
         failures = link.consecutive_failures if link is not None else 1
         self._schedule.polled(meter.id, time.monotonic(), failures)
@@ -451,6 +459,8 @@ class DtuPoller:
         for command in pending:
             outcome = await self._execute(command)
             COMMANDS.labels(_command_result(outcome)).inc()
+            # A reading queued before the command must not overwrite the relay it left.
+            await self._sink.settled(self._last_ticket)
             await records.finish_command(self._store, command, outcome, at=utcnow())
         return bool(pending)
 

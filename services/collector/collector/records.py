@@ -16,7 +16,6 @@ from prepaid_common.contracts import (
     CommandRequestV1,
     CommandResultV1,
     MeterStatusV1,
-    ReadingV1,
     RelayAction,
     RelayState,
 )
@@ -26,7 +25,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from collector.domain import DecodedReading, Dlt645Profile, MeterLink, Profile
+from collector.domain import Dlt645Profile, MeterLink, Profile
 from collector.domain.stream import RegistrationMode, default_registration
 from collector.tables import dtus, meters, pending_commands, read_requests, replicas
 
@@ -424,77 +423,6 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
             heartbeat=dtu.heartbeat,
             link_timeout_seconds=dtu.link_timeout_seconds,
         )
-
-
-async def _meter_link(uow: UnitOfWork, meter_id: str) -> MeterLink | None:
-    row = (
-        await uow.session.execute(
-            select(meters.c.online, meters.c.consecutive_failures).where(meters.c.id == meter_id)
-        )
-    ).first()
-    return None if row is None else MeterLink(row.online, row.consecutive_failures)
-
-
-async def record_reading(
-    store: ServiceStore, *, dtu_id: str, meter_id: str, reading: DecodedReading, at: datetime
-) -> bool:
-    """Store a good poll and say the reading; return True if the meter came back online."""
-    async with store.unit_of_work() as uow:
-        # The DTU row first, as registration does: one lock order, no deadlock.
-        await uow.session.execute(
-            update(dtus).where(dtus.c.id == dtu_id).values(online=True, last_seen_at=at)
-        )
-        link = await _meter_link(uow, meter_id)
-        if link is None:
-            return False  # removed while it was being read
-        new_link, came_online = link.after_success()
-        await uow.session.execute(
-            update(meters)
-            .where(meters.c.id == meter_id)
-            .values(
-                online=new_link.online,
-                consecutive_failures=new_link.consecutive_failures,
-                relay=reading.relay,
-                last_energy_kwh=reading.energy_kwh,
-                last_power_kw=reading.power_kw,
-                last_read_at=at,
-            )
-        )
-        if came_online:
-            await uow.emit(MeterStatusV1(meter_id=meter_id, dtu_id=dtu_id, online=True, at=at))
-        await uow.emit(
-            ReadingV1(
-                meter_id=meter_id,
-                dtu_id=dtu_id,
-                read_at=at,
-                energy_kwh=reading.energy_kwh,
-                tou_kwh=dict(reading.tou_kwh) if reading.tou_kwh else None,
-                relay=reading.relay,
-                power_kw=reading.power_kw,
-            )
-        )
-    return came_online
-
-
-async def record_failure(
-    store: ServiceStore, *, dtu_id: str, meter_id: str, reason: str, at: datetime
-) -> MeterLink | None:
-    """Count a failed poll; say the meter is offline when the streak reaches the limit."""
-    async with store.unit_of_work() as uow:
-        link = await _meter_link(uow, meter_id)
-        if link is None:
-            return None
-        new_link, went_offline = link.after_failure()
-        await uow.session.execute(
-            update(meters)
-            .where(meters.c.id == meter_id)
-            .values(online=new_link.online, consecutive_failures=new_link.consecutive_failures)
-        )
-        if went_offline:
-            await uow.emit(
-                MeterStatusV1(meter_id=meter_id, dtu_id=dtu_id, online=False, at=at, reason=reason)
-            )
-    return new_link
 
 
 async def record_dtu_reachable(store: ServiceStore, *, dtu_id: str, at: datetime) -> None:

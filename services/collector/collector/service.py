@@ -34,6 +34,7 @@ from collector.listener import DtuListener
 from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
 from collector.polling import DtuPoller, ReadFailed
 from collector.profiles import load_profiles
+from collector.reading_sink import ReadingSink
 from collector.records import DIALLED_KINDS, DtuRegistration, DtuView, MeterView
 from collector.tables import metadata, plumbing
 
@@ -106,6 +107,7 @@ class CollectorService(Service):
         self._dtus_changed = asyncio.Event()
         self._supervising = False
         self._own_read_requests: set[int] = set()
+        self._sink: ReadingSink | None = None  # made in the running loop, by background()
 
     # --- bus ------------------------------------------------------------------------------
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
@@ -130,9 +132,11 @@ class CollectorService(Service):
 
     # --- loops ----------------------------------------------------------------------------
     async def background(self) -> Sequence[asyncio.Task[None]]:
+        self._sink = ReadingSink(self.store)
         if self.listener is not None:
             await self.listener.start()
         return [
+            asyncio.create_task(self._sink.run(), name="collector-reading-sink"),
             asyncio.create_task(self._supervise(), name="collector-dtus"),
             asyncio.create_task(self._follow_read_requests(), name="collector-read-requests"),
         ]
@@ -186,9 +190,11 @@ class CollectorService(Service):
         DTUS_ONLINE.set(dtus_online)
 
     def _start_poller(self, dtu_id: str) -> DtuPoller:
+        assert self._sink is not None
         poller = DtuPoller(
             dtu_id,
             store=self.store,
+            sink=self._sink,
             profiles=self.profiles,
             opener=self.command_opener,
             poll_interval=self.poll_interval,

@@ -1,0 +1,121 @@
+"""Batched poll outcomes: one meter's outcomes in one batch land in order, with the status
+changes each would have said alone; the batch is one transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from collector import records
+from collector.domain import DecodedReading
+from collector.reading_sink import ReadingSink, _Outcome, write_outcomes
+from collector.service import CollectorService
+from prepaid_common.bus import InProcessBus
+from prepaid_common.contracts import utcnow
+from prepaid_common.db import create_engine
+from prepaid_common.outbox import ServiceStore
+from sqlalchemy import select
+
+
+@pytest.fixture
+async def store(backend: tuple[str, str]) -> AsyncIterator[ServiceStore]:
+    database_url, _ = backend
+    engine = create_engine(database_url)
+    service = CollectorService(engine=engine, bus=InProcessBus())
+    await service.migrate()
+    body = records.DtuRegistration.model_validate(
+        {
+            "id": "B1",
+            "name": "batch",
+            "host": "127.0.0.1",
+            "port": 1502,
+            "meters": [
+                {"id": f"B1-0{u}", "unit_id": u, "profile": "reference-prepaid"} for u in (1, 2)
+            ],
+        }
+    )
+    await records.register_dtu(service.store, body, service.profiles)
+    yield service.store
+    await engine.dispose()
+
+
+async def said(store: ServiceStore) -> list[tuple[str, str, object]]:
+    async with store.sessionmaker() as session:
+        rows = await session.execute(select(store.outbox.c.envelope).order_by(store.outbox.c.id))
+        return [
+            (
+                e["type"],
+                e["payload"]["meter_id"],
+                e["payload"].get("online", e["payload"].get("energy_kwh")),
+            )
+            for (e,) in rows
+        ]
+
+
+def reading(kwh: str) -> DecodedReading:
+    return DecodedReading(energy_kwh=Decimal(kwh), relay="closed")
+
+
+async def test_outcomes_of_one_meter_keep_their_order(store: ServiceStore) -> None:
+    at = utcnow()
+    outcomes = [
+        _Outcome("B1", "B1-01", at, reading("1.000")),
+        *(_Outcome("B1", "B1-01", at + timedelta(seconds=n), None, "no reply") for n in (1, 2, 3)),
+        _Outcome("B1", "B1-02", at, None, "no reply"),
+        _Outcome("B1", "B1-01", at + timedelta(seconds=4), reading("1.500")),
+        _Outcome("B1", "GONE", at, reading("9.000")),
+    ]
+    links = await write_outcomes(store, outcomes)
+    assert [None if link is None else link.consecutive_failures for link in links] == [
+        0,
+        1,
+        2,
+        3,
+        1,
+        0,
+        None,
+    ]
+    assert await said(store) == [
+        ("meter.status.v1", "B1-01", True),
+        ("reading.v1", "B1-01", "1.000"),
+        ("meter.status.v1", "B1-01", False),
+        ("meter.status.v1", "B1-01", True),
+        ("reading.v1", "B1-01", "1.500"),
+    ]
+    first = await records.get_meter(store, "B1-01")
+    assert (first.online, first.last_reading and first.last_reading.energy_kwh) == (
+        True,
+        Decimal("1.500"),
+    )
+    second = await records.get_meter(store, "B1-02")
+    assert (second.online, second.last_reading) == (False, None)
+    (dtu,) = await records.list_dtus(store, "B1")
+    assert dtu.online
+
+
+async def test_the_sink_gathers_and_settles(store: ServiceStore) -> None:
+    import asyncio
+
+    sink = ReadingSink(store, max_wait=0.01)
+    writer = asyncio.create_task(sink.run())
+    try:
+        tickets = [
+            await sink.reading(
+                dtu_id="B1", meter_id="B1-01", reading=reading(f"{n}.000"), at=utcnow()
+            )
+            for n in range(1, 6)
+        ]
+        await sink.settled(tickets[-1])
+        meter = await records.get_meter(store, "B1-01")
+        assert meter.last_reading is not None
+        assert meter.last_reading.energy_kwh == Decimal("5.000")
+        link = await sink.failure(dtu_id="B1", meter_id="B1-02", reason="no reply", at=utcnow())
+        assert link is not None
+        assert link.consecutive_failures == 1
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
