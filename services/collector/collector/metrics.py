@@ -32,3 +32,8 @@ DIAL_INS = Counter(
     "Connections DTUs opened to the listener, by outcome (attached, unknown, silent)",
     ["outcome"],
 )
+POLL_LATENESS = Histogram(
+    "prepaid_collector_poll_lateness_seconds",
+    "How late each scheduled poll starts: a bus whose cycle does not fit its meters runs late",
+    buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 180.0),
+)

@@ -38,7 +38,7 @@ from collector.domain.clock import judge_clock
 from collector.domain.link import choose_work, link_looks_dead
 from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
-from collector.metrics import CLOCK_SETS, COMMANDS, READ_SECONDS, READS
+from collector.metrics import CLOCK_SETS, COMMANDS, POLL_LATENESS, READ_SECONDS, READS
 from collector.modbus import ModbusLink
 from collector.reading_sink import ReadingSink
 from collector.records import BusConfig, CommandOutcome, MeterConfig, PendingCommand
@@ -211,6 +211,7 @@ class DtuPoller:
             await self._poll(meter_id, future)
         elif work == "poll":
             assert due is not None
+            POLL_LATENESS.observe(self._schedule.lateness(due, time.monotonic()))
             await self._poll(due)
         else:
             await self._sleep(min(wait, self._link_deadline()))

@@ -519,11 +519,17 @@ async def pending_for(store: ServiceStore, meter_ids: Sequence[str]) -> list[Pen
 async def finish_command(
     store: ServiceStore, command: PendingCommand, outcome: CommandOutcome, *, at: datetime
 ) -> None:
-    """Report a command's result, forget it, and keep the relay state the meter showed."""
+    """Report a command's result, forget it, and keep the relay state the meter showed.
+
+    Whoever deletes the pending row reports: a command is finished once, whichever replica
+    gets there (its owner's bus loop, or another one expiring a forgotten command).
+    """
     async with store.unit_of_work() as uow:
-        await uow.session.execute(
+        claimed = await uow.session.execute(
             delete(pending_commands).where(pending_commands.c.command_id == command.command_id)
         )
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return
         if outcome.relay is not None:
             await uow.session.execute(
                 update(meters).where(meters.c.id == command.meter_id).values(relay=outcome.relay)
@@ -624,3 +630,26 @@ async def dtu_kind_of_meter(store: ServiceStore, meter_id: str) -> tuple[str, st
             )
         ).first()
         return None if row is None else (row.id, row.kind)
+
+
+async def forgotten_commands(
+    store: ServiceStore, *, expired_before: datetime
+) -> list[PendingCommand]:
+    """Return commands that expired before a bound and are still pending: no loop took them."""
+    async with store.sessionmaker() as session:
+        rows = await session.execute(
+            select(pending_commands)
+            .where(pending_commands.c.expires_at < expired_before)
+            .order_by(pending_commands.c.received_at, pending_commands.c.command_id)
+            .limit(1000)
+        )
+        return [
+            PendingCommand(
+                command_id=row.command_id,
+                meter_id=row.meter_id,
+                action=row.action,
+                envelope=row.envelope,
+                expires_at=row.expires_at,
+            )
+            for row in rows
+        ]

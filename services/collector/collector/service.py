@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import records
-from collector.domain import CommandOpener, PlainCommandOpener, Profile
+from collector.domain import EXPIRED, CommandOpener, PlainCommandOpener, Profile
 from collector.domain.ownership import owned_by
 from collector.listener import DtuListener
 from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
@@ -184,10 +184,23 @@ class CollectorService(Service):
                 await _stop_pollers([self._pollers.pop(dtu_id)])
         for dtu_id in sorted(wanted - set(self._pollers)):
             self._start_poller(dtu_id)
+        await self._expire_forgotten_commands()
         online, known, dtus_online = await records.count_online(self.store)
         METERS_ONLINE.set(online)
         METERS_KNOWN.set(known)
         DTUS_ONLINE.set(dtus_online)
+
+    async def _expire_forgotten_commands(self) -> None:
+        """Answer commands for meters no bus loop serves (a dial-in DTU not connected...).
+
+        A loop serving the meter looks for commands at least once per poll interval, so a
+        command still pending two intervals after its expiry has nobody to run it.
+        """
+        now = utcnow()
+        grace = timedelta(seconds=2 * self.poll_interval)
+        for command in await records.forgotten_commands(self.store, expired_before=now - grace):
+            outcome = records.CommandOutcome(succeeded=False, error=EXPIRED)
+            await records.finish_command(self.store, command, outcome, at=now)
 
     def _start_poller(self, dtu_id: str) -> DtuPoller:
         assert self._sink is not None

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from prepaid_common.contracts import AnomalyV1, MeterStatusV1
+from prepaid_common.contracts import AnomalyV1, CommandResultV1, MeterStatusV1
 from testkit import wait_until
 from testkit.collector import Collector, holds, running_collector
 from testkit.field import DialInDtu, Dlt645Meter, FakeBus, ModbusMeter, serve_raw
@@ -430,3 +430,18 @@ async def test_a_bus_where_nobody_answers_is_reconnected_and_the_dtu_stays_onlin
         assert all(s.reason.startswith("no reply") for s in statuses), statuses
         (dtu,) = (await collector.http.get("/internal/dtus")).json()["items"]
         assert dtu["online"] is True  # the link works; the line behind it does not
+
+
+async def test_a_command_for_a_dtu_nobody_reaches_expires_with_an_answer(
+    listening: Collector,
+) -> None:
+    await listening.register(
+        {"id": "E1", "name": "never dialled", "kind": "dtu-client", "meters": meters("E1")[:1]}
+    )
+    result = await listening.result_of(await listening.command("E1-01", "trip", ttl=0.2))
+    assert (result.succeeded, result.error) == (False, "expired")
+    # Answered once, though every supervisor turn looks for forgotten commands: by the
+    # time a later command expires too, the first has been looked at again and again.
+    later = await listening.result_of(await listening.command("E1-01", "close", ttl=0.5))
+    assert later.error == "expired"
+    assert len(listening.messages(CommandResultV1, command_id=result.command_id)) == 1

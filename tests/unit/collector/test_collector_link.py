@@ -75,3 +75,11 @@ def test_schedule_backs_off_a_failing_meter_and_forgets_removed_ones() -> None:
     assert schedule.next_due(2.0) == (None, 6.0)
     schedule.sync([], now=2.0)
     assert schedule.next_due(2.0) == (None, 1.0)
+
+
+def test_schedule_says_how_late_a_poll_starts() -> None:
+    schedule = PollSchedule(10.0)
+    schedule.sync(["a"], now=100.0)
+    assert schedule.lateness("a", 99.0) == 0.0
+    assert schedule.lateness("a", 104.5) == 4.5
+    assert schedule.lateness("unknown", 200.0) == 0.0

@@ -72,6 +72,11 @@ class PollSchedule:
         wait = self._due[meter_id] - now
         return (meter_id, 0.0) if wait <= 0 else (None, wait)
 
+    def lateness(self, meter_id: str, now: float) -> float:
+        """Return how long past its due time a meter's poll starts (0 if on time or unknown)."""
+        due = self._due.get(meter_id)
+        return 0.0 if due is None else max(0.0, now - due)
+
     def polled(self, meter_id: str, now: float, consecutive_failures: int) -> None:
         """Schedule a meter's next poll after one ended."""
         if meter_id in self._due:
