@@ -99,7 +99,14 @@ class ReadingSink:
                 if len(self._queue) < self._max_batch:
                     # A short wait gathers the readings of many buses into one commit.
                     await asyncio.sleep(self._max_wait)
-                await self._write_some()
+                write = asyncio.ensure_future(self._write_some())
+                try:
+                    # A cancel must not cut a transaction in half: SQLite would keep its
+                    # write lock on a connection being torn down, and the next writer wait.
+                    await asyncio.shield(write)
+                except asyncio.CancelledError:
+                    await write
+                    raise
         finally:
             with contextlib.suppress(Exception):
                 while self._queue:

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Response
 from prepaid_common.bus import Handler, MessageBus
@@ -39,6 +39,7 @@ from collector.records import DIALLED_KINDS, DtuRegistration, DtuView, MeterView
 from collector.tables import metadata, plumbing
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Read requests are kept this long for replicas to see, then forgotten.
 READ_REQUEST_RETENTION = timedelta(minutes=10)
@@ -150,7 +151,7 @@ class CollectorService(Service):
             while True:
                 self._dtus_changed.clear()
                 try:
-                    await self._follow_registrations()
+                    await _whole(self._follow_registrations())
                 except Exception:
                     # A database hiccup must not stop the buses already being polled.
                     log.exception("cannot follow DTU registrations; retrying")
@@ -244,8 +245,10 @@ class CollectorService(Service):
         while True:
             await asyncio.sleep(min(1.0, self.poll_interval))
             try:
-                requests = await records.read_requests_after(
-                    self.store, seen, forget_before=utcnow() - READ_REQUEST_RETENTION
+                requests = await _whole(
+                    records.read_requests_after(
+                        self.store, seen, forget_before=utcnow() - READ_REQUEST_RETENTION
+                    )
                 )
             except Exception:
                 log.exception("cannot read the read requests; retrying")
@@ -368,6 +371,20 @@ class CollectorService(Service):
             return await self.read_all_now()
 
         return [router]
+
+
+async def _whole(work: Coroutine[Any, Any, T]) -> T:
+    """Run database work to its end even if the caller is cancelled meanwhile.
+
+    A transaction cut by a cancel can leave SQLite's write lock on a connection being torn
+    down, and the next writer (the lease given up on stop, say) waits out the busy timeout.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
 
 
 async def _stop_pollers(pollers: Sequence[tuple[DtuPoller, asyncio.Task[None]]]) -> None:

@@ -14,7 +14,8 @@ PROFILES = {"reference-prepaid": 1.0, "eastron-sdm120": 1.0, "dlt645-2007": 1.0}
 
 
 async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
-    async with running_collector(sqlite_url, listen_port=0) as collector:
+    # A generous timeout: on a busy machine a slow answer is not the fault under test.
+    async with running_collector(sqlite_url, listen_port=0, request_timeout=1.0) as collector:
         listener = collector.service.listener
         assert listener is not None
         field = FieldSimulator(
