@@ -41,6 +41,8 @@ from collector.tables import metadata, plumbing
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# How long a bus loop may take to finish its turn when stopped, before it is cancelled.
+STOP_GRACE_SECONDS = 1.0
 # Read requests are kept this long for replicas to see, then forgotten.
 READ_REQUEST_RETENTION = timedelta(minutes=10)
 
@@ -389,10 +391,15 @@ async def _whole(work: Coroutine[Any, Any, T]) -> T:
 
 async def _stop_pollers(pollers: Sequence[tuple[DtuPoller, asyncio.Task[None]]]) -> None:
     """Stop bus loops and wait for them to end."""
-    for poller, task in pollers:
+    for poller, _task in pollers:
         poller.stop()
-        task.cancel()
     pending = {task for _poller, task in pollers}
+    if pending:
+        # Let each loop end at its next turn (a request in hand, a write in hand) before
+        # cancelling what is left: a transaction cut in half would hold SQLite's lock.
+        _done, pending = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS)
+    for task in pending:
+        task.cancel()
     while pending:
         _done, pending = await asyncio.wait(pending, timeout=1.0)
         # Python 3.11's wait_for (inside pymodbus) can swallow a cancel: ask again.
