@@ -39,7 +39,7 @@ async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
                 counts = {m: len(collector.readings(m)) for m in meter_ids}
                 return {m: n for m, n in counts.items() if n < 3}
 
-            await wait_until(holds(lambda: not short()), timeout=30)
+            await wait_until(holds(lambda: not short()), timeout=60)
             counters = [dict(dtu.bus.counters) for dtu in field.dtus]
             # The faults did happen: the readings below came through them.
             assert sum(c.get("crc_error", 0) for c in counters) > 0, counters
@@ -59,7 +59,7 @@ async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
 async def test_late_replies_are_not_taken_for_the_next_answer(sqlite_url: str) -> None:
     # RTU has no transaction id: a reply arriving after its timeout could pass for the
     # answer to the next request of the same size (SDM120 reads four 2-register blocks).
-    async with running_collector(sqlite_url, request_timeout=0.3) as collector:
+    async with running_collector(sqlite_url, request_timeout=0.5) as collector:
         field = FieldSimulator(
             2,
             3,
@@ -67,15 +67,16 @@ async def test_late_replies_are_not_taken_for_the_next_answer(sqlite_url: str) -
             profile_mix={"eastron-sdm120": 1.0},
             speed=60.0,
             seed=5,
-            faults=FaultPlan(slow_reply_rate=0.1, slow_reply_seconds=0.4),
+            faults=FaultPlan(slow_reply_rate=0.1, slow_reply_seconds=0.7),
         )
         async with field:
             for dtu in field.dtus:
                 assert (await collector.register(dtu.registration())).status_code == 201
             meter_ids = [m.meter_id for m in field.meters]
+            # Failing meters back off, so a busy machine may need a while for every meter.
             await wait_until(
-                holds(lambda: all(len(collector.readings(m)) >= 3 for m in meter_ids)),
-                timeout=30,
+                holds(lambda: all(len(collector.readings(m)) >= 2 for m in meter_ids)),
+                timeout=60,
             )
             assert sum(dtu.bus.counters.get("slow", 0) for dtu in field.dtus) > 0
             for meter in field.meters:
