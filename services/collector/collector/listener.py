@@ -23,6 +23,7 @@ Handover = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes, str], Aw
 Registrations = Callable[[], Awaitable[dict[bytes, str]]]
 
 MAX_REGISTRATION_BYTES = 256
+REGISTRATION_SETTLE_SECONDS = 0.3
 
 
 class DtuListener:
@@ -79,20 +80,26 @@ class DtuListener:
     ) -> str:
         received = b""
         known = await self._registrations()
-        try:
-            async with asyncio.timeout(self._identify_timeout):
-                while True:
-                    dtu_id, decided = identify(received, known)
-                    if decided:
-                        break
+        deadline = asyncio.get_running_loop().time() + self._identify_timeout
+        while True:
+            dtu_id, decided = identify(received, known)
+            if decided or len(received) > MAX_REGISTRATION_BYTES:
+                break
+            # A registration that matches but could still grow gets a short wait only: a
+            # DTU in "once" mode sends nothing more until asked.
+            wait = deadline - asyncio.get_running_loop().time()
+            if dtu_id is not None:
+                wait = min(wait, REGISTRATION_SETTLE_SECONDS)
+            try:
+                async with asyncio.timeout(max(wait, 0)):
                     chunk = await reader.read(MAX_REGISTRATION_BYTES)
-                    if not chunk:
-                        return "silent"
-                    received += chunk
-                    if len(received) > MAX_REGISTRATION_BYTES:
-                        break
-        except TimeoutError:
-            return "silent"
+            except TimeoutError:
+                if dtu_id is not None:
+                    break
+                return "silent"
+            if not chunk:
+                return "silent"
+            received += chunk
         if dtu_id is None:
             # Registered a moment ago, perhaps: look once more before refusing.
             dtu_id, _decided = identify(received, await self._registrations())

@@ -445,3 +445,29 @@ async def test_a_command_for_a_dtu_nobody_reaches_expires_with_an_answer(
     later = await listening.result_of(await listening.command("E1-01", "close", ttl=0.5))
     assert later.error == "expired"
     assert len(listening.messages(CommandResultV1, command_id=result.command_id)) == 1
+
+
+async def test_a_registration_split_across_packets_names_the_right_dtu(
+    listening: Collector,
+) -> None:
+    import asyncio
+
+    for dtu_id in ("T1", "T10"):
+        await listening.register({"id": dtu_id, "name": dtu_id, "kind": "dtu-client", "meters": []})
+    reader, writer = await asyncio.open_connection("127.0.0.1", listen_port(listening))
+    try:
+        writer.write(b"LOGIN:T1")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the scenario: the rest comes in a second packet
+        writer.write(b"0")
+        await writer.drain()
+
+        async def online() -> dict[str, bool] | None:
+            items = (await listening.http.get("/internal/dtus")).json()["items"]
+            states = {item["id"]: item["online"] for item in items}
+            return states if any(states.values()) else None
+
+        assert await wait_until(online) == {"T1": False, "T10": True}
+    finally:
+        writer.close()
+        del reader

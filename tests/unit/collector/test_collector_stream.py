@@ -32,5 +32,6 @@ def test_identify_waits_for_a_whole_registration() -> None:
     known = {b"LOGIN:D1": "D1", b"LOGIN:D10": "D10"}
     assert identify(b"LOG", known) == (None, False)
     assert identify(b"LOGIN:D10", known) == ("D10", True)
+    assert identify(b"LOGIN:D1", known) == ("D1", False)  # may be the start of D10's
     assert identify(b"LOGIN:D1\x01", known) == ("D1", True)
     assert identify(b"HELLO", known) == (None, True)

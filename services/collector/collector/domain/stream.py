@@ -73,12 +73,17 @@ class InboundStream:
 
 
 def identify(buffer: bytes, registrations: dict[bytes, str]) -> tuple[str | None, bool]:
-    """Return (DTU id, decided): which registration the stream starts with, if any.
+    """Return (DTU id, decided): the longest registration the stream starts with, if any.
 
-    ``decided`` is False while the bytes so far are still the start of some registration.
+    ``decided`` is False while the bytes so far could still grow into a (longer)
+    registration: ``LOGIN:D1`` may be the start of ``LOGIN:D10`` split across packets.
     """
+    found = None
     for token in sorted(registrations, key=len, reverse=True):
         if buffer.startswith(token):
-            return registrations[token], True
-    undecided = any(token.startswith(buffer) for token in registrations)
-    return None, not undecided
+            found = registrations[token]
+            break
+    longer_possible = any(
+        token.startswith(buffer) and len(token) > len(buffer) for token in registrations
+    )
+    return found, not longer_possible
