@@ -190,8 +190,13 @@ class DtuPoller:
             return False
         if not await self._ensure_link():
             assert self._config is not None
-            if self._config.kind == "dtu-client" and self._dtu_outage:
-                self.ending = True  # decided with no await before returning: attach sees it
+            reconnected = self._offered is not None or (
+                self._link is not None and self._link.connected
+            )
+            if self._config.kind == "dtu-client" and self._dtu_outage and not reconnected:
+                # Decided with no await before returning, so attach() sees it: the DTU's
+                # next connection starts a fresh loop, on whichever replica accepts it.
+                self.ending = True
                 return False
             await self._run_commands_if_wanted()
             self._fail_on_demand(DTU_OFFLINE)
