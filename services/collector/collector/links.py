@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 # After a garbled reply, the rest of it may still be arriving: wait for this much quiet.
 SETTLE_SECONDS = 0.05
+# After a timeout, a late reply may still come; RTU has no transaction id to tell it from
+# the next answer, so the next request first waits this long (at most) for the line to hush.
+LATE_REPLY_SECONDS = 0.25
 
 
 class LinkDown(Exception):
@@ -108,6 +111,7 @@ class RawLink:
         self._writer: asyncio.StreamWriter | None = None
         self._pump: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
+        self._late_reply_possible = False
 
     @property
     def connected(self) -> bool:
@@ -202,6 +206,9 @@ class RawLink:
         if not self.connected or self._writer is None:
             raise LinkDown(self.lost_reason or "not connected")
         await self._gap.wait()
+        if self._late_reply_possible:
+            self._late_reply_possible = False
+            await self._quiet(min(LATE_REPLY_SECONDS, self._timeout / 2))
         self.stream.clear()  # a late reply to an earlier request is not this one's
         try:
             self._writer.write(frame)
@@ -231,17 +238,22 @@ class RawLink:
                     self._arrived.clear()
                     await self._arrived.wait()
         except TimeoutError:
+            self._late_reply_possible = True
             raise MeterSilent("no reply") from None
         finally:
             self._gap.done()
 
     async def _settle(self) -> None:
         """Let the rest of a garbled reply arrive and drop it, so it cannot spoil the next."""
-        deadline = time.monotonic() + self._timeout  # a babbling line cannot hold us forever
+        await self._quiet(SETTLE_SECONDS)
+
+    async def _quiet(self, window: float) -> None:
+        """Wait until nothing has arrived for ``window`` (a babbling line: one timeout)."""
+        deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             self._arrived.clear()
             try:
-                async with asyncio.timeout(SETTLE_SECONDS):
+                async with asyncio.timeout(window):
                     await self._arrived.wait()
             except TimeoutError:
                 break
