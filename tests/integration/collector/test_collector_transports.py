@@ -471,3 +471,33 @@ async def test_a_registration_split_across_packets_names_the_right_dtu(
     finally:
         writer.close()
         del reader
+
+
+async def test_a_modbus_meter_clock_is_written_when_it_drifts(sqlite_url: str) -> None:
+    from datetime import datetime
+
+    meter = ModbusMeter(
+        unit=1, clock=(datetime.now() - timedelta(minutes=7)).replace(microsecond=0)
+    )
+    bus = FakeBus(modbus={1: meter})
+    async with (
+        serve_raw(bus) as (host, port),
+        running_collector(sqlite_url, clock_check_interval=0.5) as collector,
+    ):
+        await collector.register(
+            {
+                "id": "MC",
+                "name": "modbus clock",
+                "kind": "rtu-over-tcp",
+                "host": host,
+                "port": port,
+                "meters": [{"id": "MC-01", "unit_id": 1, "profile": "reference-prepaid"}],
+            }
+        )
+
+        def in_time() -> bool:
+            assert meter.clock is not None
+            return abs((meter.clock - datetime.now()).total_seconds()) < 5
+
+        await wait_until(holds(in_time))
+        assert not collector.messages(AnomalyV1, meter_id="MC-01")
