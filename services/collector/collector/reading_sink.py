@@ -191,6 +191,7 @@ async def write_outcomes(
                         dtu_id=outcome.dtu_id,
                         read_at=outcome.at,
                         energy_kwh=outcome.reading.energy_kwh,
+                        tou_kwh=dict(outcome.reading.tou_kwh) if outcome.reading.tou_kwh else None,
                         relay=outcome.reading.relay,
                         power_kw=outcome.reading.power_kw,
                     )

@@ -70,6 +70,9 @@ async def test_rtu_over_tcp_reads_and_switches_both_protocol_families(
         )
         modbus = collector.readings("RTU1-01")[-1]
         assert (modbus.energy_kwh, modbus.relay) == (Decimal("1234.560"), "closed")
+        # The profile's TOU registers travel with the reading, for billing's TOU tariffs.
+        assert modbus.tou_kwh is not None
+        assert set(modbus.tou_kwh) == {"sharp", "peak", "flat", "valley"}
         dlt = collector.readings("RTU1-645")[-1]
         assert (dlt.energy_kwh, dlt.relay, dlt.power_kw) == (Decimal("2345.670"), "closed", None)
 
