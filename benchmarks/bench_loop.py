@@ -43,6 +43,7 @@ async def main() -> dict[str, object]:
         settings = StandaloneSettings(
             data_dir=Path(data),
             sim_base_port=0,
+            collector_listen_port=0,
             token_secret=SecretStr("bench-loop-secret-0123456789abcdef"),
             admin_password=SecretStr("bench-loop-admin"),
         )

@@ -71,6 +71,7 @@ def start_product(data_dir: Path, port: int) -> Running:
         "PREPAID_SIM_BASE_PORT": "0",
         "PREPAID_SIM_SPEED": "900",
         "PREPAID_POLL_INTERVAL_SECONDS": "1",
+        "PREPAID_COLLECTOR_LISTEN_PORT": "0",
         "PREPAID_LOG_FORMAT": "json",
     }
     env.pop("PREPAID_DATABASE_URL", None)

@@ -39,6 +39,7 @@ async def product(
         sim_base_port=0,
         sim_speed=900,
         poll_interval_seconds=0.5,
+        collector_listen_port=0,
         token_secret=SecretStr("integration-test-secret-0123456789"),
         admin_password=SecretStr("integration-admin"),
     )

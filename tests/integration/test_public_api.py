@@ -28,6 +28,7 @@ async def api(
             amqp_url=amqp_url,
             bus_prefix=bus_prefix,
             simulator=False,
+            collector_listen_port=0,
             token_secret=SecretStr("public-api-test-secret-0123456789"),
             admin_password=SecretStr("public-api-admin"),
         )

@@ -31,6 +31,12 @@ async def main() -> None:
             "Prepaid metering is running (standalone).",
             f"  API:        {url}/api/v1   (OpenAPI: {url}/docs)",
             f"  Data:       {settings.data_dir.resolve()}",
+            "  DTUs dial:  "
+            + (
+                f"{settings.collector_listen_host}:{settings.collector_listen_port}"
+                if settings.collector_listen_port is not None
+                else "(listener off)"
+            ),
         ]
         if credentials.admin_password:
             lines.append(f"  Admin:      admin / {credentials.admin_password}   (shown once)")

@@ -50,7 +50,11 @@ class Standalone:
         self.engine = create_engine(settings.effective_database_url())
         self.bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
         self.collector = CollectorService(
-            engine=self.engine, bus=self.bus, poll_interval=settings.poll_interval_seconds
+            engine=self.engine,
+            bus=self.bus,
+            poll_interval=settings.poll_interval_seconds,
+            listen_host=settings.collector_listen_host,
+            listen_port=settings.collector_listen_port,
         )
         # The simulator's clock runs `sim_speed` times faster than the server's, so the
         # most power a meter can plausibly show between two readings scales with it.

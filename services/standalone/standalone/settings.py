@@ -8,7 +8,7 @@ from typing import Literal
 
 from gateway.settings import GatewaySettings
 from prepaid_common.settings import DEVELOPMENT_SECRET
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 
 class StandaloneSettings(GatewaySettings):
@@ -28,6 +28,9 @@ class StandaloneSettings(GatewaySettings):
     sim_base_port: int = 15020
     sim_seed: int = 1
     poll_interval_seconds: float = 5.0
+    # DTUs in client mode dial in here; 0 picks a free port, None turns the listener off.
+    collector_listen_host: str = "0.0.0.0"
+    collector_listen_port: int | None = Field(default=9502, ge=0, le=65535)
     demo_data: bool = True
 
     def with_local_secret(self) -> StandaloneSettings:

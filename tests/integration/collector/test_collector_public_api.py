@@ -22,6 +22,7 @@ async def test_dtu_kinds_and_read_all_through_the_public_api(
             database_url=sqlite_url,
             amqp_url="",
             simulator=False,
+            collector_listen_port=0,
             token_secret=SecretStr("collector-api-test-secret-0123456789"),
             admin_password=SecretStr("collector-api-admin"),
         )
