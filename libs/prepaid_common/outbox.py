@@ -306,12 +306,19 @@ class OutboxRelay:
                 )
             ).all()
         OUTBOX_BACKLOG.labels(self._store.service).set(len(rows))
-        for row_id, raw in rows:
-            envelope = Envelope.model_validate(raw)
-            await self._bus.publish(envelope)
-            async with self._store.sessionmaker() as session, session.begin():
-                await session.execute(delete(outbox).where(outbox.c.id == row_id))
-        return len(rows)
+        published: list[int] = []
+        try:
+            for row_id, raw in rows:
+                await self._bus.publish(Envelope.model_validate(raw))
+                published.append(row_id)
+        finally:
+            # One delete for everything the bus confirmed, even when a later publish failed:
+            # a row is removed only once it is safe, and a commit per row would cap the
+            # relay at the database's commit rate.
+            if published:
+                async with self._store.sessionmaker() as session, session.begin():
+                    await session.execute(delete(outbox).where(outbox.c.id.in_(published)))
+        return len(published)
 
 
 def envelope_dict(envelope: Envelope) -> dict[str, Any]:

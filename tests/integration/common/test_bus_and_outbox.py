@@ -152,3 +152,41 @@ async def test_in_process_bus_dead_letters_after_bounded_attempts() -> None:
     await bus.publish(Envelope.wrap(payment(1), producer="t"))
     assert len(calls) == 5
     assert len(bus.dead_letters) == 1
+
+
+class BrokerGoesAway(InProcessBus):
+    """The in-process bus, but the broker stops confirming after ``healthy`` messages."""
+
+    def __init__(self, healthy: int) -> None:
+        super().__init__()
+        self.healthy = healthy
+
+    async def publish(self, envelope: Envelope) -> None:
+        if self.healthy == 0:
+            raise ConnectionError("broker unreachable")
+        self.healthy -= 1
+        await super().publish(envelope)
+
+
+async def test_relay_removes_exactly_the_rows_the_bus_confirmed(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    bus = BrokerGoesAway(healthy=2)
+    service = PaymentsService(engine=engine, bus=bus)
+    await service.migrate()
+    try:
+        async with service.store.unit_of_work() as uow:
+            for n in range(5):
+                await uow.emit(payment(n))
+        with pytest.raises(ConnectionError):
+            await service.relay.relay_once()
+        async with service.store.sessionmaker() as session:
+            left = (
+                await session.scalars(
+                    select(service.tables.outbox.c.envelope).order_by(service.tables.outbox.c.id)
+                )
+            ).all()
+        assert [row["payload"]["payment_id"] for row in left] == ["p2", "p3", "p4"]
+        bus.healthy = 10
+        assert await service.relay.relay_once() == 3
+    finally:
+        await engine.dispose()
