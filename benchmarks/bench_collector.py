@@ -286,13 +286,18 @@ async def collector_role(args: argparse.Namespace) -> None:
 async def pymodbus_role(args: argparse.Namespace) -> None:
     """Read every meter's blocks with plain pymodbus clients for ``--seconds``."""
     from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.framer import FramerType
 
     raise_file_limit()
     field = read_json(args.field)
     blocks = [tuple(b) for b in json.loads(args.blocks)]
     clients = []
     for dtu in field["dtus"]:
-        client = AsyncModbusTcpClient(dtu["host"], port=dtu["port"], timeout=1, retries=0)
+        # A serial device server passes raw RTU frames: the client frames them itself.
+        framer = FramerType.RTU if dtu.get("kind") == "rtu-over-tcp" else FramerType.SOCKET
+        client = AsyncModbusTcpClient(
+            dtu["host"], port=dtu["port"], framer=framer, timeout=1, retries=0
+        )
         await client.connect()
         clients.append((client, [m["unit_id"] for m in dtu["meters"]]))
     reads = 0
@@ -451,10 +456,12 @@ def field_max_reads_per_second(
     return dtus / read_seconds(line, [count for _address, count in blocks])
 
 
+TRANSPORT = "modbus-tcp"  # set from --transport by the orchestrator
+
+
 def sim_argv(dtus: int, meters: int, *, baud: int, extra: Sequence[str] = ()) -> str:
-    return " ".join(
-        [f"--dtus {dtus} --meters {meters} --profile-mix {PROFILE}=1 --baud {baud}", *extra]
-    )
+    field = f"--dtus {dtus} --meters {meters} --profile-mix {PROFILE}=1 --baud {baud}"
+    return " ".join([field, f"--kind-mix {TRANSPORT}=1", *extra])
 
 
 async def start_field(
@@ -791,8 +798,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     run = Run(scratch, args.database)
     database = "SQLite (WAL)" if args.database == "sqlite" else "PostgreSQL"
     results: dict[str, Any] = {
-        "collector_setup": f"CollectorService, {database} + in-process bus, own process; "
-        "DTUs are Modbus TCP gateways",
+        "collector_setup": f"CollectorService, {database} + in-process bus, own process",
+        "transport": TRANSPORT,
         "database": args.database,
     }
     try:
@@ -868,6 +875,12 @@ def main() -> int:
         default="postgres",
         help="the collector's database (PostgreSQL on 127.0.0.1:5432)",
     )
+    parser.add_argument(
+        "--transport",
+        choices=("modbus-tcp", "rtu-over-tcp"),
+        default="modbus-tcp",
+        help="the DTUs: Modbus TCP gateways or serial device servers (raw RTU over TCP)",
+    )
     parser.add_argument("--physical-dtus", type=int, default=200)
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
     parser.add_argument("--seconds", type=float, default=30.0, help="physical-limit window")
@@ -895,6 +908,8 @@ def main() -> int:
         asyncio.run(pymodbus_role(args))
         return 0
     args.only = set(args.only.split(","))
+    global TRANSPORT
+    TRANSPORT = args.transport
     began = time.monotonic()
     measured = revision()  # before the run: others may commit while it lasts
     results = asyncio.run(orchestrate(args))
