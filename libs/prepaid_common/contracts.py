@@ -105,6 +105,9 @@ class CommandResultV1(Message):
     succeeded: bool
     relay: RelayState | None = None
     error: str = ""
+    # False when trying the same command again cannot help (refused envelope, a meter
+    # model without a relay, expired): control then fails it at once instead of retrying.
+    retryable: bool = True
     at: datetime
 
     def routing_key(self) -> str:

@@ -475,7 +475,7 @@ class DtuPoller:
         meter = self._meter(command.meter_id)
         profile = self._profiles.get(meter.profile) if meter is not None else None
         if now >= command.expires_at:
-            return CommandOutcome(succeeded=False, error=EXPIRED)
+            return CommandOutcome(succeeded=False, error=EXPIRED, retryable=False)
         try:
             opened = self._opener.open(command.envelope, meter_id=command.meter_id, now=now)
             if opened.command_id != command.command_id:
@@ -496,7 +496,7 @@ class DtuPoller:
                     "reason": refusal.reason,
                 },
             )
-            return CommandOutcome(succeeded=False, error=refusal.reason)
+            return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
         if self._link is None or not self._link.connected:
             return CommandOutcome(succeeded=False, error=DTU_OFFLINE)
         try:

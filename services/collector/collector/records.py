@@ -158,6 +158,7 @@ class CommandOutcome:
     succeeded: bool
     relay: RelayState | None = None
     error: str = ""
+    retryable: bool = True
 
 
 # --- registration and views ----------------------------------------------------------------
@@ -541,6 +542,7 @@ async def finish_command(
                 succeeded=outcome.succeeded,
                 relay=outcome.relay,
                 error=outcome.error,
+                retryable=outcome.retryable,
                 at=at,
             )
         )

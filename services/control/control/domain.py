@@ -66,7 +66,13 @@ class ResultDecision:
 
 
 def decide_on_result(
-    *, status: str, succeeded: bool, attempts: int, expires_at: datetime, now: datetime
+    *,
+    status: str,
+    succeeded: bool,
+    attempts: int,
+    expires_at: datetime,
+    now: datetime,
+    retryable: bool = True,
 ) -> ResultDecision | None:
     """Return the new status for a result, or None if the command is already final."""
     if status in FINAL_STATUSES:
@@ -75,6 +81,6 @@ def decide_on_result(
         return ResultDecision("succeeded")
     if now >= expires_at:
         return ResultDecision("expired")
-    if attempts < MAX_ATTEMPTS:
+    if retryable and attempts < MAX_ATTEMPTS:
         return ResultDecision(None)
     return ResultDecision("failed")

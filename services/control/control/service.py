@@ -184,6 +184,7 @@ class ControlService(Service):
             attempts=row.attempts,
             expires_at=row.expires_at,
             now=now,
+            retryable=result.retryable,
         )
         if decision is None:
             return

@@ -109,10 +109,11 @@ async def test_commands_that_cannot_run_fail_with_a_reason(
     result = await collector.result_of(await collector.command(no_relay, "trip"))
     assert not result.succeeded
     assert "no relay control" in result.error
+    assert result.retryable is False
 
     reference = meter_with(field_sim, "reference-prepaid")
     expired = await collector.result_of(await collector.command(reference, "trip", ttl=-1))
-    assert (expired.succeeded, expired.error) == (False, "expired")
+    assert (expired.succeeded, expired.error, expired.retryable) == (False, "expired", False)
     assert field_sim.meter(reference).relay == "closed"
 
     # A meter of another collector: nothing is said about it.

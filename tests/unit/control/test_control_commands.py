@@ -62,3 +62,11 @@ def test_plain_envelope_names_meter_action_and_expiry() -> None:
         "action": "trip",
         "expires_at": LATER.isoformat(),
     }
+
+
+def test_a_failure_that_cannot_change_is_not_retried() -> None:
+    decision = decide_on_result(
+        status="sent", succeeded=False, attempts=1, expires_at=LATER, now=NOW, retryable=False
+    )
+    assert decision is not None
+    assert (decision.status, decision.retry) == ("failed", False)
