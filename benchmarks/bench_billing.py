@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+from benchkit import machine, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get(
@@ -408,21 +408,6 @@ async def backend_pids(dsn: str, database: str) -> set[int]:
         await connection.close()
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     run = uuid.uuid4().hex[:10]
     database = f"bench_billing_{run}"
@@ -627,14 +612,8 @@ def main() -> int:
             "p99_ms_at_555": results["latency"]["p99_ms"] < 1000,
         },
         "machine": machine(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "total_seconds": round(time.monotonic() - began, 1),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str))
-    print(json.dumps(results, indent=2, default=str))
+    write_results(args.output, results, began=began)
     return 0
 
 

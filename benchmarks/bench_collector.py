@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import resource
 import signal
 import subprocess
@@ -43,6 +42,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from benchkit import machine, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get(
@@ -776,22 +777,6 @@ def revision() -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
 async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     scratch = ROOT / "bench-results" / f"tmp-collector-{uuid.uuid4().hex[:10]}"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -918,14 +903,8 @@ def main() -> int:
         "met": targets_met(results),
         "machine": machine(),
         "revision": measured,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "total_seconds": round(time.monotonic() - began, 1),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str))
-    print(json.dumps(results, indent=2, default=str))
+    write_results(args.output, results, began=began)
     return 0
 
 

@@ -12,15 +12,13 @@ bench-results/loop.json.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import platform
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from benchkit import machine, write_results
 from prepaid_common.logs import configure_logging
 from pydantic import SecretStr
 from standalone.app import Standalone
@@ -81,8 +79,7 @@ async def main() -> dict[str, object]:
         finally:
             await product.stop()
     return {
-        "command": "make bench-loop",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine(),
         "field": {
             "dtus": settings.sim_dtus,
             "meters_per_dtu": settings.sim_meters,
@@ -99,7 +96,5 @@ async def main() -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main())
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    began = time.monotonic()
+    write_results(OUT, asyncio.run(main()), began=began)
