@@ -9,7 +9,6 @@ same integers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy import ColumnElement, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause
-from sqlalchemy.types import String
+from sqlalchemy.types import String, Text
 
 from billing.tables import balances, daily_usage, entries, meters, readings, transactions
 
@@ -73,15 +72,15 @@ async def insert_readings(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     )
 
 
-async def update_positions(session: AsyncSession, positions: dict[str, dict[str, object]]) -> None:
-    """Store each meter's new rating position."""
+async def update_positions(session: AsyncSession, positions: dict[str, str]) -> None:
+    """Store each meter's new rating position (its JSON text, stored as given)."""
     if not positions:
         return
     if not _is_postgres(session):
         await session.execute(
             update(meters)
             .where(meters.c.meter_id == bindparam("b_meter"))
-            .values(position=bindparam("b_position")),
+            .values(position=bindparam("b_position", type_=Text())),
             [{"b_meter": m, "b_position": p} for m, p in positions.items()],
         )
         return
@@ -91,7 +90,7 @@ async def update_positions(session: AsyncSession, positions: dict[str, dict[str,
             "FROM unnest(CAST(:meter AS varchar[]), CAST(:position AS text[])) "
             "AS v(meter_id, position) WHERE m.meter_id = v.meter_id"
         ),
-        {"meter": list(positions), "position": [json.dumps(p) for p in positions.values()]},
+        {"meter": list(positions), "position": list(positions.values())},
     )
 
 

@@ -32,13 +32,14 @@ from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import BatchSubscriptionSpec, Service
 from prometheus_client import Counter
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Text, and_, cast, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from billing import bulk, partitions
 from billing.domain import ledger
 from billing.domain.money import ZERO
+from billing.domain.rater import Rater, position_text
 from billing.domain.rating import (
     DEFAULT_MAX_POWER_KW,
     MeterReading,
@@ -58,6 +59,7 @@ from billing.domain.supply import (
     decide_supply,
 )
 from billing.domain.tariffs import PeriodEnergy, TariffDefinition
+from billing.positions import PositionCache
 from billing.settings import BillingSettings
 from billing.tables import (
     account_groups,
@@ -113,6 +115,9 @@ class BillingService(Service):
         self.sweep_interval = sweep_interval
         self.settings = settings or BillingSettings()
         self._cache = ReferenceCache(self.settings.reference_cache_seconds)
+        # Parsed rating positions between batches, checked against the stored text.
+        self._raters: dict[str, tuple[list[TariffVersion], Rater]] = {}
+        self._positions = PositionCache(self.settings.position_cache_size)
         self._partitions_kept_at: float | None = None
 
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
@@ -182,10 +187,10 @@ class BillingService(Service):
             if binding is None:
                 verdicts["unbound"] += len(meter_readings)
                 continue
-            versions = await self._cached_versions(
-                session, binding.tariff_id or binding.account_tariff
+            rater = await self._cached_rater(
+                session, binding.tariff_id or binding.account_tariff, policy
             )
-            await self._rate_meter(uow, work, binding, meter_readings, versions, policy, verdicts)
+            await self._rate_meter(uow, work, binding, meter_readings, rater, policy, verdicts)
         for verdict, count in verdicts.items():
             READINGS_RATED.labels(verdict).inc(count)
         await bulk.update_positions(session, work.positions)
@@ -213,27 +218,26 @@ class BillingService(Service):
         work: BatchWork,
         binding: Any,
         meter_readings: list[ReadingV1],
-        versions: list[TariffVersion],
+        rater: Rater,
         policy: SitePolicy,
         verdicts: Tally[str],
     ) -> None:
         """Rate one meter's readings of a batch in order; collect what to write."""
         meter_id, account_id = binding.meter_id, binding.account_id
-        position = position_from_json(binding.position)
+        # binding.position is the stored JSON text, read under the meter's row lock.
+        position = self._positions.load(meter_id, binding.position)
         moved = False
         charged = ZERO
         charged_to = ""
         for reading in meter_readings:
             energy = reading.energy_kwh.quantize(ENERGY_QUANTUM)
-            rating = rate_reading(
+            rating = rater.rate(
                 position,
                 MeterReading(
                     reading.read_at,
                     energy,
                     None if reading.tou_kwh is None else PeriodEnergy.of(reading.tou_kwh),
                 ),
-                versions=versions,
-                zone=policy.zone,
                 multiplier=binding.multiplier,
                 max_power_kw=self.max_power_kw,
             )
@@ -252,7 +256,9 @@ class BillingService(Service):
                     charged += rating.charge
                     charged_to = f"{energy}@{reading.read_at.isoformat()}"
         if moved:
-            work.positions[meter_id] = position_to_json(position)
+            text = work.positions[meter_id] = position_text(position)
+            # Used by a later batch only if this text is what it finds stored.
+            self._positions.keep(meter_id, text, position)
         if charged_to and charged != 0:
             work.charges.append(
                 ledger.consumption_charge(
@@ -275,7 +281,8 @@ class BillingService(Service):
                     meters.c.account_id,
                     meters.c.tariff_id,
                     meters.c.multiplier,
-                    meters.c.position,
+                    # As stored: the position cache compares texts before parsing.
+                    cast(meters.c.position, Text).label("position"),
                     meters.c.supply,
                     accounts.c.tariff_id.label("account_tariff"),
                     accounts.c.mode,
@@ -698,6 +705,16 @@ class BillingService(Service):
                 tariff_id, await self.tariff_versions(session, tariff_id)
             )
         return versions
+
+    async def _cached_rater(
+        self, session: AsyncSession, tariff_id: str, policy: SitePolicy
+    ) -> Rater:
+        """A rater over a tariff's cached versions in the site's zone."""
+        versions = await self._cached_versions(session, tariff_id)
+        kept = self._raters.get(tariff_id)
+        if kept is None or kept[0] is not versions or kept[1].zone != policy.zone:
+            kept = self._raters[tariff_id] = (versions, Rater(versions, policy.zone))
+        return kept[1]
 
     async def _account_row(self, session: AsyncSession, account_id: str) -> Any:
         return (await session.execute(select(accounts).where(accounts.c.id == account_id))).first()
@@ -1169,7 +1186,7 @@ class Usage:
 class BatchWork:
     """What rating a batch of readings leaves to write."""
 
-    positions: dict[str, dict[str, object]] = field(default_factory=dict)
+    positions: dict[str, str] = field(default_factory=dict)  # JSON text by meter
     usage: dict[tuple[str, str], Usage] = field(default_factory=dict)
     charges: list[ledger.Transaction] = field(default_factory=list)
     # The read time of each account's last reading that moved a position.

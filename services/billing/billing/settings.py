@@ -17,6 +17,9 @@ class BillingSettings(BaseSettings):
     # Readings rated and committed in one transaction, and how long to wait to fill one.
     reading_batch_max: int = Field(default=1000, ge=1)
     reading_batch_wait_seconds: float = Field(default=0.05, ge=0)
+    # Meters whose parsed rating position is kept between batches (0: none); each entry
+    # is used only while the stored position is still exactly the text it was kept with.
+    position_cache_size: int = Field(default=200_000, ge=0)
     # Tariff versions and the site policy are cached; this process drops its cache when it
     # changes them itself, and other replicas see a change within this many seconds.
     reference_cache_seconds: float = Field(default=5.0, ge=0)
