@@ -1,7 +1,9 @@
 """Versioned message contracts. JSON on the wire; money and energy as decimal strings.
 
 A message type name ends in its version (``reading.v1``). A breaking change adds a new
-model with the next version; consumers keep the old one until producers have moved.
+model with the next version; consumers keep the old one until producers have moved. An
+added optional field (default None) keeps the version; models refuse unknown fields, so
+consumers are upgraded before the producers that fill it.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RelayState = Literal["open", "closed"]
 TouPeriod = Literal["sharp", "peak", "flat", "valley"]
 RelayAction = Literal["trip", "close"]
+# What a command does at the meter: switch the relay, or push a purchase (local credit).
+CommandAction = Literal["trip", "close", "credit"]
 
 
 def utcnow() -> datetime:
@@ -46,6 +50,9 @@ class ReadingV1(Message):
     tou_kwh: dict[TouPeriod, Decimal] | None = None
     relay: RelayState | None = None
     power_kw: Decimal | None = None
+    # A local-prepaid meter's own credit (yuan) and purchase count, when its profile has them.
+    local_credit: Decimal | None = None
+    purchase_count: int | None = Field(default=None, ge=0)
 
     def routing_key(self) -> str:
         return f"{self.TYPE}.{self.meter_id}"
@@ -80,17 +87,50 @@ class RelayRequestedV1(Message):
         return f"{self.TYPE}.{self.meter_id}"
 
 
+class CreditRequestedV1(Message):
+    """Billing asks for a purchase to be pushed to a local-prepaid meter.
+
+    The meter takes only its purchase count + 1; the same count again changes nothing, so
+    a push asked for again (a new ``request_id``) after a failure is safe.
+    """
+
+    TYPE: ClassVar[str] = "credit.requested.v1"
+    request_id: str
+    meter_id: str
+    account_id: str
+    amount: Decimal = Field(gt=0, description="Yuan added to the meter's credit")
+    purchase_count: int = Field(ge=1)
+    # The ledger transaction the purchase comes from (``payment:<id>``).
+    operation_key: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
 class CommandRequestV1(Message):
-    """Control tells the owning collector to execute a sealed relay command."""
+    """Control tells the owning collector to execute a sealed command."""
 
     TYPE: ClassVar[str] = "command.request.v1"
     command_id: str
     meter_id: str
-    action: RelayAction
+    action: CommandAction
     issued_at: datetime
     expires_at: datetime
-    # The sealed command (see control.domain.sealing); collectors verify before executing.
+    # The sealed command (see control.domain sealing); collectors verify before executing.
     envelope: str
+    # A purchase (action "credit") only; the sealed envelope carries both as well.
+    amount: Decimal | None = Field(default=None, gt=0)
+    purchase_count: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _purchase_fields(self) -> CommandRequestV1:
+        purchase = (self.amount, self.purchase_count)
+        if self.action == "credit" and None in purchase:
+            raise ValueError("a credit command needs amount and purchase_count")
+        if self.action != "credit" and purchase != (None, None):
+            raise ValueError("amount and purchase_count belong to credit commands only")
+        return self
 
     def routing_key(self) -> str:
         return f"{self.TYPE}.{self.meter_id}"
@@ -120,9 +160,15 @@ class CommandOutcomeV1(Message):
     TYPE: ClassVar[str] = "command.outcome.v1"
     command_id: str
     meter_id: str
-    action: RelayAction
+    action: CommandAction
     status: Literal["succeeded", "failed", "expired"]
     error: str = ""
+    # False when the point of execution refused the command (a meter refusing a purchase
+    # count, a refused envelope): asking again later cannot help either.
+    retryable: bool = True
+    # Billing's request this command came from, and a purchase's count.
+    request_id: str | None = None
+    purchase_count: int | None = None
     at: datetime
 
     def routing_key(self) -> str:
@@ -177,6 +223,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         ReadingV1,
         MeterStatusV1,
         RelayRequestedV1,
+        CreditRequestedV1,
         CommandRequestV1,
         CommandResultV1,
         CommandOutcomeV1,

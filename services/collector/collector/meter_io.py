@@ -1,4 +1,5 @@
-"""What reading, switching and setting the clock of one meter asks of its bus link.
+"""What reading, switching, pushing a purchase to and setting the clock of one meter asks
+of its bus link.
 
 Modbus meters are read by the blocks their profile plans; DL/T 645 meters by data
 identifiers. Every reply is checked (address, identifier, plausibility) before it counts.
@@ -7,6 +8,7 @@ identifiers. Every reply is checked (address, identifier, plausibility) before i
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from prepaid_common.contracts import RelayAction, RelayState
 
@@ -15,11 +17,16 @@ from collector.domain import (
     Dlt645Profile,
     ImplausibleValue,
     Profile,
+    Purchase,
     ReadBlock,
     check_plausible,
+    decode_local_credit,
     decode_reading,
     decode_relay,
     dlt645,
+    local_credit_blocks,
+    local_credit_profile,
+    purchase_words,
     registers_from_blocks,
     relay_command_value,
 )
@@ -104,6 +111,22 @@ async def switch_relay(
     state = ReadBlock(profile.relay.state.address, 1)
     words = await link.read(meter.unit_id, profile.read_function, state)
     return decode_relay(profile, words[0])
+
+
+async def push_purchase(
+    link: BusLink, meter: MeterConfig, profile: Profile, purchase: Purchase
+) -> tuple[Decimal, int]:
+    """Write a purchase (one FC16 request) and return the (credit, count) the meter then shows.
+
+    MeterRefused is the meter refusing the purchase count; RefusedCommand a model that keeps
+    no local credit or values its registers cannot hold.
+    """
+    model = local_credit_profile(profile)
+    address, words = purchase_words(model, purchase)
+    await link.write_many(meter.unit_id, address, words)
+    blocks = local_credit_blocks(model)
+    results = [await link.read(meter.unit_id, model.read_function, block) for block in blocks]
+    return decode_local_credit(model, registers_from_blocks(blocks, results))
 
 
 def has_clock(profile: Profile) -> bool:

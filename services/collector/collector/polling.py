@@ -29,9 +29,13 @@ from collector.domain import (
     MeterProfile,
     PollSchedule,
     Profile,
+    Purchase,
     RefusedCommand,
+    check_capable,
+    check_purchase_matches,
     expected_relay,
     plan_profile_reads,
+    purchase_landed,
     retry_delay,
 )
 from collector.domain.clock import judge_clock
@@ -482,10 +486,12 @@ class DtuPoller:
                 raise RefusedCommand(f"envelope belongs to command {opened.command_id}")
             if opened.action != command.action:
                 raise RefusedCommand(f"envelope says {opened.action}, request {command.action}")
+            check_purchase_matches(
+                opened, amount=command.amount, purchase_count=command.purchase_count
+            )
             if meter is None or profile is None:
                 raise RefusedCommand(f"meter {command.meter_id} has no usable profile")
-            if not profile.has_relay:
-                raise RefusedCommand(f"profile {profile.name} has no relay control")
+            check_capable(profile, opened.action)
         except RefusedCommand as refusal:
             log.warning(
                 "command refused",
@@ -499,6 +505,10 @@ class DtuPoller:
             return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
         if self._link is None or not self._link.connected:
             return CommandOutcome(succeeded=False, error=DTU_OFFLINE)
+        if opened.purchase is not None:
+            return await self._push_purchase(meter, profile, opened.purchase)
+        if opened.action == "credit":
+            return CommandOutcome(succeeded=False, error="credit without a purchase")
         try:
             relay = await meter_io.switch_relay(
                 self._link, meter, profile, opened.action, now=self._meter_now()
@@ -513,6 +523,29 @@ class DtuPoller:
                 succeeded=False, relay=relay, error=f"relay is {relay} after {opened.action}"
             )
         return CommandOutcome(succeeded=True, relay=relay)
+
+    async def _push_purchase(
+        self, meter: MeterConfig, profile: Profile, purchase: Purchase
+    ) -> CommandOutcome:
+        assert self._link is not None
+        try:
+            _credit, count = await meter_io.push_purchase(self._link, meter, profile, purchase)
+        except LinkDown as error:
+            self._drop_link(str(error))
+            return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
+        except MeterRefused as error:
+            # The meter takes only its count + 1 (or its own count again): a refusal is final.
+            error_text = f"meter refused purchase {purchase.count}: {error}"
+            return CommandOutcome(succeeded=False, error=error_text, retryable=False)
+        except RefusedCommand as refusal:
+            return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
+        except (MeterSilent, ImplausibleValue) as error:
+            # The write may have landed: pushing the same count again is safe.
+            return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
+        problem = purchase_landed(purchase, count)
+        if problem is not None:
+            return CommandOutcome(succeeded=False, error=problem)
+        return CommandOutcome(succeeded=True)
 
 
 def _link_settings(config: BusConfig) -> tuple[object, ...]:

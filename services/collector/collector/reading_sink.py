@@ -194,6 +194,8 @@ async def write_outcomes(
                         tou_kwh=dict(outcome.reading.tou_kwh) if outcome.reading.tou_kwh else None,
                         relay=outcome.reading.relay,
                         power_kw=outcome.reading.power_kw,
+                        local_credit=outcome.reading.local_credit,
+                        purchase_count=outcome.reading.purchase_count,
                     )
                 )
             else:

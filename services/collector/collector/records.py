@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from prepaid_common.contracts import (
     AnomalyV1,
+    CommandAction,
     CommandRequestV1,
     CommandResultV1,
     MeterStatusV1,
-    RelayAction,
     RelayState,
 )
 from prepaid_common.errors import Conflict, Invalid, NotFound
@@ -148,9 +148,12 @@ class BusConfig:
 class PendingCommand:
     command_id: str
     meter_id: str
-    action: RelayAction
+    action: CommandAction
     envelope: str
     expires_at: datetime
+    # A purchase (action "credit"): checked against what the envelope seals.
+    amount: Decimal | None = None
+    purchase_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -490,6 +493,8 @@ async def accept_command(uow: UnitOfWork, request: CommandRequestV1, *, at: date
             envelope=request.envelope,
             expires_at=request.expires_at,
             received_at=at,
+            amount=request.amount,
+            purchase_count=request.purchase_count,
         )
     )
     return True
@@ -512,6 +517,8 @@ async def pending_for(store: ServiceStore, meter_ids: Sequence[str]) -> list[Pen
                 action=row.action,
                 envelope=row.envelope,
                 expires_at=row.expires_at,
+                amount=row.amount,
+                purchase_count=row.purchase_count,
             )
             for row in rows
         ]
@@ -652,6 +659,8 @@ async def forgotten_commands(
                 action=row.action,
                 envelope=row.envelope,
                 expires_at=row.expires_at,
+                amount=row.amount,
+                purchase_count=row.purchase_count,
             )
             for row in rows
         ]

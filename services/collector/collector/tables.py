@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prepaid_common.db import Energy, ScaledDecimal, UtcDateTime
+from prepaid_common.db import Energy, Money, ScaledDecimal, UtcDateTime
 from prepaid_common.service import service_metadata
 from sqlalchemy import (
     BigInteger,
@@ -72,6 +72,9 @@ pending_commands = Table(
     Column("envelope", Text, nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
+    # A purchase for a local-prepaid meter (action "credit"); None for relay commands.
+    Column("amount", Money(), nullable=True),
+    Column("purchase_count", Integer, nullable=True),
     Index("ix_collector_pending_commands_meter", "meter_id", "received_at"),
 )
 

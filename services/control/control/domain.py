@@ -1,11 +1,15 @@
-"""Pure rules of relay commands: their life cycle and how they are sealed."""
+"""Pure rules of commands (relay switches and purchases): their life cycle and how they
+are sealed."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal, Protocol
+
+from prepaid_common.contracts import CommandAction
 
 CommandStatus = Literal["pending", "sent", "succeeded", "failed", "expired"]
 CommandFinalStatus = Literal["succeeded", "failed", "expired"]
@@ -19,9 +23,12 @@ MAX_ATTEMPTS = 3
 class CommandToSeal:
     command_id: str
     meter_id: str
-    action: Literal["trip", "close"]
+    action: CommandAction
     issued_at: datetime
     expires_at: datetime
+    # A purchase (action "credit"): the seal covers both, so neither can be altered.
+    amount: Decimal | None = None
+    purchase_count: int | None = None
 
 
 class CommandSealer(Protocol):
@@ -40,14 +47,17 @@ class PlainCommandSealer:
     """Unprotected JSON envelope: development only, until the 3DES sealer lands."""
 
     def seal(self, command: CommandToSeal) -> str:
-        return json.dumps(
-            {
-                "command_id": command.command_id,
-                "meter_id": command.meter_id,
-                "action": command.action,
-                "expires_at": command.expires_at.isoformat(),
-            }
-        )
+        fields: dict[str, object] = {
+            "command_id": command.command_id,
+            "meter_id": command.meter_id,
+            "action": command.action,
+            "expires_at": command.expires_at.isoformat(),
+        }
+        if command.amount is not None:
+            fields["amount"] = str(command.amount)
+        if command.purchase_count is not None:
+            fields["purchase_count"] = command.purchase_count
+        return json.dumps(fields)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""The control service: one command log, sealed commands out, outcomes back."""
+"""The control service: one command log, sealed commands out, outcomes back.
+
+Commands switch a relay (trip, close) or push a purchase to a local-prepaid meter (credit);
+both are sealed, retried, expired and reported the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,18 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from prepaid_common.bus import Handler, MessageBus
 from prepaid_common.contracts import (
+    CommandAction,
     CommandOutcomeV1,
     CommandRequestV1,
     CommandResultV1,
+    CreditRequestedV1,
     Envelope,
     RelayRequestedV1,
     open_envelope,
@@ -43,7 +50,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = Counter(
     "prepaid_control_commands_total",
-    "Relay commands by action and final status",
+    "Commands (relay and purchases) by action and final status",
     ["action", "status"],
 )
 
@@ -59,6 +66,9 @@ class CommandView(BaseModel):
     id: str
     meter_id: str
     action: str
+    # A purchase's amount (yuan) and count; null for relay commands.
+    amount: Decimal | None = None
+    purchase_count: int | None = None
     origin: str
     reason: str
     status: str
@@ -89,6 +99,11 @@ class ControlService(Service):
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
         return (
             ("requests", ["relay.requested.v1.#"], self.store.idempotent(self.handle_request)),
+            (
+                "credits",
+                ["credit.requested.v1.#"],
+                self.store.idempotent(self.handle_credit_request),
+            ),
             ("results", ["command.result.v1.#"], self.store.idempotent(self.handle_result)),
         )
 
@@ -101,10 +116,12 @@ class ControlService(Service):
         uow: UnitOfWork,
         *,
         meter_id: str,
-        action: Literal["trip", "close"],
+        action: CommandAction,
         origin: str,
         reason: str,
         request_id: str | None = None,
+        amount: Decimal | None = None,
+        purchase_count: int | None = None,
     ) -> str:
         """Log a command and send it to the collector, in the caller's transaction."""
         now = utcnow()
@@ -114,6 +131,8 @@ class ControlService(Service):
                 id=command_id,
                 meter_id=meter_id,
                 action=action,
+                amount=amount,
+                purchase_count=purchase_count,
                 origin=origin,
                 reason=reason,
                 request_id=request_id,
@@ -125,29 +144,25 @@ class ControlService(Service):
                 updated_at=now,
             )
         )
-        await self._send(uow, command_id, meter_id, action, now, now + COMMAND_LIFETIME)
+        await self._send(
+            uow,
+            CommandToSeal(
+                command_id, meter_id, action, now, now + COMMAND_LIFETIME, amount, purchase_count
+            ),
+        )
         return command_id
 
-    async def _send(
-        self,
-        uow: UnitOfWork,
-        command_id: str,
-        meter_id: str,
-        action: Literal["trip", "close"],
-        issued_at: datetime,
-        expires_at: datetime,
-    ) -> None:
-        envelope = self.sealer.seal(
-            CommandToSeal(command_id, meter_id, action, issued_at, expires_at)
-        )
+    async def _send(self, uow: UnitOfWork, command: CommandToSeal) -> None:
         await uow.emit(
             CommandRequestV1(
-                command_id=command_id,
-                meter_id=meter_id,
-                action=action,
-                issued_at=issued_at,
-                expires_at=expires_at,
-                envelope=envelope,
+                command_id=command.command_id,
+                meter_id=command.meter_id,
+                action=command.action,
+                issued_at=command.issued_at,
+                expires_at=command.expires_at,
+                envelope=self.sealer.seal(command),
+                amount=command.amount,
+                purchase_count=command.purchase_count,
             )
         )
 
@@ -166,6 +181,25 @@ class ControlService(Service):
             origin="billing",
             reason=request.reason,
             request_id=request.request_id,
+        )
+
+    async def handle_credit_request(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Turn billing's purchase for a local-prepaid meter into a command."""
+        request = open_envelope(envelope, CreditRequestedV1)
+        known = await uow.session.scalar(
+            select(commands.c.id).where(commands.c.request_id == request.request_id)
+        )
+        if known is not None:
+            return
+        await self.issue(
+            uow,
+            meter_id=request.meter_id,
+            action="credit",
+            origin="billing",
+            reason=f"purchase {request.purchase_count} ({request.operation_key})",
+            request_id=request.request_id,
+            amount=request.amount,
+            purchase_count=request.purchase_count,
         )
 
     async def handle_result(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -199,12 +233,29 @@ class ControlService(Service):
             )
         )
         if decision.final is None:
-            await self._send(uow, row.id, row.meter_id, row.action, now, row.expires_at)
+            await self._send(
+                uow,
+                CommandToSeal(
+                    row.id,
+                    row.meter_id,
+                    row.action,
+                    now,
+                    row.expires_at,
+                    row.amount,
+                    row.purchase_count,
+                ),
+            )
             return
-        await self._finish(uow, row, decision.final, result.error)
+        await self._finish(uow, row, decision.final, result.error, retryable=result.retryable)
 
     async def _finish(
-        self, uow: UnitOfWork, row: Any, status: CommandFinalStatus, error: str
+        self,
+        uow: UnitOfWork,
+        row: Any,
+        status: CommandFinalStatus,
+        error: str,
+        *,
+        retryable: bool = True,
     ) -> None:
         COMMANDS.labels(row.action, status).inc()
         await uow.emit(
@@ -214,6 +265,9 @@ class ControlService(Service):
                 action=row.action,
                 status=status,
                 error=error,
+                retryable=retryable,
+                request_id=row.request_id,
+                purchase_count=row.purchase_count,
                 at=utcnow(),
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prepaid_common.db import UtcDateTime
+from prepaid_common.db import Money, UtcDateTime
 from prepaid_common.service import service_metadata
 from sqlalchemy import Column, Index, Integer, String, Table
 
@@ -25,6 +25,9 @@ commands = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # A purchase pushed to a local-prepaid meter (action "credit"); None for relay commands.
+    Column("amount", Money(), nullable=True),
+    Column("purchase_count", Integer, nullable=True),
     Index("ix_control_commands_meter", "meter_id", "created_at"),
     Index("ix_control_commands_status", "status", "expires_at"),
 )

@@ -1,4 +1,5 @@
-"""A simulated prepaid meter: consumption, relay, a few stored registers and its own clock."""
+"""A simulated prepaid meter: consumption, relay, local credit, a few stored registers and its
+own clock."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from simulator.clock import SimClock
@@ -18,6 +20,11 @@ from simulator.loadcurve import (
 )
 
 Relay = Literal["open", "closed"]
+PURCHASE_COUNT_MAX = 0xFFFF  # the reference profile's UINT16 purchase count
+
+
+class PurchaseRefused(ValueError):
+    """A purchase the meter does not take: not its next count, or no amount."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,15 @@ class SimulatedMeter:
         self._drift_origin = clock.seconds()
         # Simulated seconds (from the clock's midnight) when the register resets, once.
         self.energy_resets_at: float | None = None
-        # Registers the meter only stores (credit, purchase count, a settable code).
+        # Registers the meter only stores (a settable code...).
         self.stored: dict[int, int] = {}
+        # Local credit (yuan) and the purchases taken: only purchases move them (a test
+        # playing a cheat sets them directly). With a local price (yuan/kWh) the meter
+        # debits its credit as it measures energy and opens its relay at zero.
+        self.local_credit = Decimal("0.00")
+        self.purchase_count = 0
+        self.local_price: Decimal | None = None
+        self._opened_for_credit = False
         self.clock_offset = timedelta()
         self._clock = clock
         # A string seed is hashed deterministically (unlike hash() of a str).
@@ -100,6 +114,7 @@ class SimulatedMeter:
 
     @property
     def relay(self) -> Relay:
+        self._advance()  # a local-prepaid meter may have cut itself meanwhile
         return self._relay
 
     @relay.setter
@@ -108,6 +123,7 @@ class SimulatedMeter:
             raise ValueError("relay is 'open' or 'closed'")
         self._advance()
         self._relay = value
+        self._opened_for_credit = False  # a command decides now, not the credit
 
     # --- what the registers show --------------------------------------------------------
     def energy_kwh(self) -> float:
@@ -130,6 +146,24 @@ class SimulatedMeter:
         """Set the meter's clock (it then runs on from there, drifting as before)."""
         self._drift_origin = self._clock.seconds()
         self.clock_offset = moment - self._clock.now()
+
+    def take_purchase(self, amount: Decimal, count: int) -> bool:
+        """Add a purchase if ``count`` is the meter's count + 1; return False for its own
+        count again (a retried write: nothing added). PurchaseRefused for anything else."""
+        if count == self.purchase_count:
+            return False
+        if count != self.purchase_count + 1 or count > PURCHASE_COUNT_MAX:
+            raise PurchaseRefused(f"purchase {count}: the meter's count is {self.purchase_count}")
+        if amount <= 0:
+            raise PurchaseRefused(f"purchase amount {amount} is not positive")
+        self._advance()
+        self.local_credit += amount
+        self.purchase_count = count
+        if self._opened_for_credit and self.local_credit > 0:
+            # The meter cut itself for want of credit; a purchase restores it.
+            self._opened_for_credit = False
+            self._relay = "closed"
+        return True
 
     def reset_energy(self) -> None:
         """Zero the energy registers, as a meter that lost its memory or was swapped does."""
@@ -170,6 +204,19 @@ class SimulatedMeter:
         if now <= self._integrated_until:
             return
         if self._relay == "closed":
-            for period, kwh in energy_between(self._hourly_kw, self._integrated_until, now).items():
+            used = energy_between(self._hourly_kw, self._integrated_until, now)
+            for period, kwh in used.items():
                 self._energy[period] += kwh
+            if self.local_price is not None:
+                self._debit(sum(used.values()))
         self._integrated_until = now
+
+    def _debit(self, kwh: float) -> None:
+        """Take the energy's price from the local credit; cut supply when it runs out."""
+        assert self.local_price is not None
+        # Energy is simulated in floats; its shortest text is exact enough for money here.
+        self.local_credit -= Decimal(repr(kwh)) * self.local_price
+        if self.local_credit <= 0:
+            # Between two looks the meter may overshoot a little: the credit goes below zero.
+            self._relay = "open"
+            self._opened_for_credit = True

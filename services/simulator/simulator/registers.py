@@ -12,10 +12,11 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import ClassVar
 
 from simulator.loadcurve import Period
-from simulator.meter import MeterSample, SimulatedMeter
+from simulator.meter import MeterSample, PurchaseRefused, SimulatedMeter
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -119,12 +120,15 @@ class ReferencePrepaidMap(RegisterMap):
     PURCHASE_COUNT = 0x0014
     STATUS = 0x0015
     CLOCK = 0x0020  # year, month, day, hour, minute, second
+    # A purchase: INT32 amount x0.01 yuan, then UINT16 count, in one FC16 write.
+    PURCHASE = 0x0030
+    PURCHASE_WORDS = 3
     TRIP = 0x001A
     CLOSE = 0x001B
     RELAY_CLOSED = 0
     RELAY_OPEN = 1
     writable = frozenset(
-        {RELAY_COMMAND, CREDIT, CREDIT + 1, PURCHASE_COUNT, *range(CLOCK, CLOCK + 6)}
+        {RELAY_COMMAND, *range(CLOCK, CLOCK + 6), *range(PURCHASE, PURCHASE + PURCHASE_WORDS)}
     )
 
     def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
@@ -142,16 +146,22 @@ class ReferencePrepaidMap(RegisterMap):
         words += [
             (self.RELAY_STATE, self.RELAY_OPEN if sample.relay == "open" else self.RELAY_CLOSED),
             (self.RELAY_COMMAND, 0),
-            (self.CREDIT, meter.stored.get(self.CREDIT, 0)),
-            (self.CREDIT + 1, meter.stored.get(self.CREDIT + 1, 0)),
-            (self.PURCHASE_COUNT, meter.stored.get(self.PURCHASE_COUNT, 0)),
+        ]
+        # The display truncates toward minus infinity, as for energy.
+        words += _pair(self.CREDIT, int32_words(math.floor(meter.local_credit * 100)))
+        words += [
+            (self.PURCHASE_COUNT, uint16_word(meter.purchase_count)),
             (self.STATUS, _status_word(sample)),
         ]
         words += list(enumerate(_clock_words(sample.clock), start=self.CLOCK))
+        words += [(self.PURCHASE + offset, 0) for offset in range(self.PURCHASE_WORDS)]
         return dict(words)
 
     def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
         # Check everything first: a rejected request changes nothing.
+        if any(self.PURCHASE <= a < self.PURCHASE + self.PURCHASE_WORDS for a in words):
+            self._purchase(meter, words)
+            return
         command = words.pop(self.RELAY_COMMAND, None)
         if command is not None and command not in (self.TRIP, self.CLOSE):
             raise ModbusError(ILLEGAL_DATA_VALUE)
@@ -174,6 +184,18 @@ class ReferencePrepaidMap(RegisterMap):
             meter.set_meter_time(new_clock)
         if command is not None:
             meter.relay = "open" if command == self.TRIP else "closed"
+
+    def _purchase(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        """Take a purchase written as one block: the next count adds, the same one is a retry."""
+        block = range(self.PURCHASE, self.PURCHASE + self.PURCHASE_WORDS)
+        if set(words) != set(block):
+            raise ModbusError(ILLEGAL_DATA_VALUE)  # a purchase is written whole, alone
+        high, low, count = (words[address] for address in block)
+        fen = ((high << 16) | low) - (1 << 32 if high & 0x8000 else 0)
+        try:
+            meter.take_purchase(Decimal(fen).scaleb(-2), count)
+        except PurchaseRefused:
+            raise ModbusError(ILLEGAL_DATA_VALUE) from None
 
 
 class AcrelDdsy1352Map(RegisterMap):

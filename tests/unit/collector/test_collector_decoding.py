@@ -41,6 +41,8 @@ def reference_registers() -> dict[int, int]:
     registers.update(at(0x0008, [0x0001, 0x8A10]))  # 100880
     registers.update({0x000A: 2201, 0x000B: 1523})
     registers.update(at(0x000C, [0, 3210]))
+    registers.update(at(0x0012, [0xFFFF, 0xFB2E]))  # INT32 -1234 -> -12.34 yuan (used beyond 0)
+    registers[0x0014] = 7  # purchases taken
     return registers
 
 
@@ -64,6 +66,8 @@ def test_reference_prepaid() -> None:
             "flat": Decimal("30.000"),
             "valley": Decimal("1008.800"),
         },
+        local_credit=Decimal("-12.34"),
+        purchase_count=7,
     )
     assert decode_reading(PROFILES["reference-prepaid"], with_relay_word(1)).relay == "open"
 

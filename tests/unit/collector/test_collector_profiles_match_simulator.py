@@ -24,6 +24,7 @@ def test_profile_decodes_the_simulated_meter(profile_name: str) -> None:
         clock=SimClock(start=datetime(2025, 1, 1, 19, 30), monotonic=lambda: 0.0),
         initial_energy_kwh=4321.09,
     )
+    meter.local_credit, meter.purchase_count = Decimal("-3.21"), 9
     profile = PROFILES[profile_name]
     assert isinstance(profile, MeterProfile)
     register_map = REGISTER_MAPS[profile_name]
@@ -37,4 +38,6 @@ def test_profile_decodes_the_simulated_meter(profile_name: str) -> None:
         assert reading.power_kw is not None
         assert abs(reading.power_kw - Decimal(str(meter.power_kw()))) <= Decimal("0.001")
     assert reading.relay == ("closed" if profile.has_relay else None)
+    local = (Decimal("-3.21"), 9) if profile.has_local_credit else (None, None)
+    assert (reading.local_credit, reading.purchase_count) == local
     assert profile.has_relay == register_map.has_relay

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from control.domain import (
     MAX_ATTEMPTS,
@@ -61,6 +62,20 @@ def test_plain_envelope_names_meter_action_and_expiry() -> None:
         "meter_id": "M1",
         "action": "trip",
         "expires_at": LATER.isoformat(),
+    }
+
+
+def test_plain_envelope_of_a_purchase_covers_amount_and_count() -> None:
+    sealed = PlainCommandSealer().seal(
+        CommandToSeal("c1", "M1", "credit", NOW, LATER, Decimal("50.00"), 5)
+    )
+    assert json.loads(sealed) == {
+        "command_id": "c1",
+        "meter_id": "M1",
+        "action": "credit",
+        "expires_at": LATER.isoformat(),
+        "amount": "50.00",
+        "purchase_count": 5,
     }
 
 

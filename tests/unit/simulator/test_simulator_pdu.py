@@ -94,13 +94,8 @@ def test_fc06_trip_opens_the_relay_and_stops_energy() -> None:
     assert meter.relay == "closed"
 
 
-def test_fc16_writes_credit_purchase_count_and_clock() -> None:
+def test_fc16_sets_the_clock() -> None:
     meter, _time = make_meter()
-    credit_fen = 12345678
-    request = write_multiple(0x0012, [credit_fen >> 16, credit_fen & 0xFFFF, 7])
-    assert handle_request(meter, request) == request[:5]
-    regs = words(handle_request(meter, read(0x03, 0x0012, 3)))
-    assert [uint32(regs[0], regs[1]), regs[2]] == [credit_fen, 7]
     clock = [2030, 12, 31, 23, 59, 58]
     assert handle_request(meter, write_multiple(0x0020, clock))[0] == 0x10
     assert words(handle_request(meter, read(0x03, 0x0020, 6))) == clock
@@ -120,6 +115,7 @@ def test_exception_01_for_an_unsupported_function() -> None:
         (read(0x04, 0x001F, 2), 0x04),
         (write_single(0x0000, 1), 0x06),  # energy is read-only
         (write_multiple(0x0010, [0, 0x1A]), 0x10),  # relay state is read-only
+        (write_multiple(0x0012, [0, 5000, 1]), 0x10),  # credit and count: purchases only
     ],
 )
 def test_exception_02_for_undefined_or_read_only_registers(

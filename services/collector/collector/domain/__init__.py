@@ -1,5 +1,5 @@
 """The collector's rules, free of I/O: profiles, decoding, read planning, link health,
-poll scheduling and relay commands."""
+poll scheduling, relay commands and purchases for local-prepaid meters."""
 
 from collector.domain import dlt645, rtu
 from collector.domain.commands import (
@@ -7,7 +7,10 @@ from collector.domain.commands import (
     CommandOpener,
     OpenedCommand,
     PlainCommandOpener,
+    Purchase,
     RefusedCommand,
+    check_capable,
+    check_purchase_matches,
     expected_relay,
     plain_envelope,
     relay_command_value,
@@ -16,6 +19,7 @@ from collector.domain.decoding import (
     DecodedReading,
     ImplausibleValue,
     check_plausible,
+    decode_local_credit,
     decode_reading,
     decode_relay,
     decode_value,
@@ -35,11 +39,18 @@ from collector.domain.planning import (
 )
 from collector.domain.profiles import (
     Dlt645Profile,
+    LocalCreditSpec,
     MeterProfile,
     Profile,
     ProfileError,
     RegisterSpec,
     parse_profile,
+)
+from collector.domain.purchases import (
+    local_credit_blocks,
+    local_credit_profile,
+    purchase_landed,
+    purchase_words,
 )
 
 __all__ = [
@@ -49,6 +60,7 @@ __all__ = [
     "DecodedReading",
     "Dlt645Profile",
     "ImplausibleValue",
+    "LocalCreditSpec",
     "MeterLink",
     "MeterProfile",
     "OpenedCommand",
@@ -56,20 +68,28 @@ __all__ = [
     "PollSchedule",
     "Profile",
     "ProfileError",
+    "Purchase",
     "ReadBlock",
     "RefusedCommand",
     "RegisterSpec",
+    "check_capable",
     "check_plausible",
+    "check_purchase_matches",
+    "decode_local_credit",
     "decode_reading",
     "decode_relay",
     "decode_value",
     "dlt645",
     "encode_value",
     "expected_relay",
+    "local_credit_blocks",
+    "local_credit_profile",
     "parse_profile",
     "plain_envelope",
     "plan_profile_reads",
     "plan_reads",
+    "purchase_landed",
+    "purchase_words",
     "registers_from_blocks",
     "relay_command_value",
     "retry_delay",

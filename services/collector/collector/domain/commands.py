@@ -1,16 +1,17 @@
-"""Relay commands: opening the sealed envelope, and judging what the meter did."""
+"""Commands: opening the sealed envelope, what a meter model can do, what the meter did."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
-from prepaid_common.contracts import RelayAction, RelayState
-from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
+from prepaid_common.contracts import CommandAction, RelayAction, RelayState
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collector.domain.profiles import MeterProfile
+from collector.domain.profiles import MeterProfile, Profile
 
 EXPIRED = "expired"
 
@@ -24,11 +25,20 @@ class RefusedCommand(Exception):
 
 
 @dataclass(frozen=True)
+class Purchase:
+    """Money for a local-prepaid meter's credit, with the purchase count it must carry."""
+
+    amount: Decimal
+    count: int
+
+
+@dataclass(frozen=True)
 class OpenedCommand:
-    """What a verified envelope authorises."""
+    """What a verified envelope authorises: a relay action, or a purchase (``credit``)."""
 
     command_id: str
-    action: RelayAction
+    action: CommandAction
+    purchase: Purchase | None = None
 
 
 class CommandOpener(Protocol):
@@ -42,9 +52,19 @@ class CommandOpener(Protocol):
 class _PlainEnvelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
     meter_id: str
-    action: RelayAction
+    action: CommandAction
     command_id: str
     expires_at: AwareDatetime
+    # A purchase: sealed with the command, so neither can be altered on the way.
+    amount: Decimal | None = Field(default=None, gt=0)
+    purchase_count: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _purchase(self) -> _PlainEnvelope:
+        given = (self.amount is not None, self.purchase_count is not None)
+        if given != ((True, True) if self.action == "credit" else (False, False)):
+            raise ValueError("a credit command, and only one, carries amount and purchase_count")
+        return self
 
 
 class PlainCommandOpener:
@@ -59,21 +79,55 @@ class PlainCommandOpener:
             raise RefusedCommand(f"envelope is for meter {command.meter_id}, not {meter_id}")
         if now >= command.expires_at:
             raise RefusedCommand(EXPIRED)
-        return OpenedCommand(command_id=command.command_id, action=command.action)
+        purchase = None
+        if command.amount is not None and command.purchase_count is not None:
+            purchase = Purchase(command.amount, command.purchase_count)
+        return OpenedCommand(
+            command_id=command.command_id, action=command.action, purchase=purchase
+        )
 
 
 def plain_envelope(
-    *, meter_id: str, action: RelayAction, command_id: str, expires_at: datetime
+    *,
+    meter_id: str,
+    action: CommandAction,
+    command_id: str,
+    expires_at: datetime,
+    amount: Decimal | None = None,
+    purchase_count: int | None = None,
 ) -> str:
     """Build the envelope PlainCommandOpener accepts (tests and development tools)."""
-    return json.dumps(
-        {
-            "meter_id": meter_id,
-            "action": action,
-            "command_id": command_id,
-            "expires_at": expires_at.isoformat(),
-        }
-    )
+    fields: dict[str, object] = {
+        "meter_id": meter_id,
+        "action": action,
+        "command_id": command_id,
+        "expires_at": expires_at.isoformat(),
+    }
+    if amount is not None:
+        fields["amount"] = str(amount)
+    if purchase_count is not None:
+        fields["purchase_count"] = purchase_count
+    return json.dumps(fields)
+
+
+def check_purchase_matches(
+    opened: OpenedCommand, *, amount: Decimal | None, purchase_count: int | None
+) -> None:
+    """Refuse a command whose request and sealed envelope disagree on the purchase."""
+    sealed = (None, None) if opened.purchase is None else astuple(opened.purchase)
+    if sealed != (amount, purchase_count):
+        raise RefusedCommand(
+            f"envelope says purchase {sealed[1]} of {sealed[0]}, "
+            f"request {purchase_count} of {amount}"
+        )
+
+
+def check_capable(profile: Profile, action: CommandAction) -> None:
+    """Refuse a command the meter model cannot carry out."""
+    if action == "credit" and not profile.has_local_credit:
+        raise RefusedCommand(f"profile {profile.name} keeps no local credit")
+    if action != "credit" and not profile.has_relay:
+        raise RefusedCommand(f"profile {profile.name} has no relay control")
 
 
 def relay_command_value(profile: MeterProfile, action: RelayAction) -> tuple[int, int]:

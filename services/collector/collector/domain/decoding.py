@@ -18,6 +18,7 @@ from collector.domain.profiles import (
 )
 
 THOUSANDTH = Decimal("0.001")
+FEN = Decimal("0.01")
 _FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
 
 
@@ -35,6 +36,9 @@ class DecodedReading:
     current_a: Decimal | None = None
     relay: RelayState | None = None
     tou_kwh: Mapping[TouPeriod, Decimal] | None = None
+    # A local-prepaid meter's own credit (yuan) and purchase count.
+    local_credit: Decimal | None = None
+    purchase_count: int | None = None
 
 
 def decode_value(words: Sequence[int], spec: RegisterSpec, word_order: WordOrder) -> Decimal:
@@ -85,6 +89,9 @@ def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> Decod
         return _quantized(value(spec) * ratio)
 
     power = optional("power_kw")
+    local_credit, purchase_count = (
+        decode_local_credit(profile, registers) if profile.local_credit else (None, None)
+    )
     reading = DecodedReading(
         energy_kwh=energy(profile.registers["energy_kwh"]),
         power_kw=None if power is None else _quantized(power * ratio),
@@ -92,9 +99,24 @@ def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> Decod
         current_a=optional("current_a"),
         relay=_relay(profile, registers),
         tou_kwh={period: energy(spec) for period, spec in profile.tou.items()} or None,
+        local_credit=local_credit,
+        purchase_count=purchase_count,
     )
     check_plausible(reading, profile)
     return reading
+
+
+def decode_local_credit(profile: MeterProfile, registers: Mapping[int, int]) -> tuple[Decimal, int]:
+    """Return a local-prepaid meter's (credit in yuan, purchase count) from its registers."""
+    if profile.local_credit is None:
+        raise ValueError(f"profile {profile.name} keeps no local credit")
+
+    def value(spec: RegisterSpec) -> Decimal:
+        words = [registers[a] for a in range(spec.address, spec.address + spec.words)]
+        return decode_value(words, spec, profile.word_order)
+
+    credit = value(profile.local_credit.credit).quantize(FEN, rounding=ROUND_HALF_EVEN)
+    return credit, int(value(profile.local_credit.count))
 
 
 def check_plausible(reading: DecodedReading, profile: MeterProfile | Dlt645Profile) -> None:

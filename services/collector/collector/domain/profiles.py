@@ -111,6 +111,46 @@ class ClockSpec(_Strict):
     max_set_seconds: int = Field(default=86400, ge=1)
 
 
+COUNT_TYPES = ("uint16", "uint32")
+
+
+class LocalCreditSpec(_Strict):
+    """A local-prepaid meter keeps its own credit: where it shows it and takes purchases.
+
+    ``credit`` (yuan) and ``count`` (purchases taken) are read each poll. A purchase is
+    written with FC16 in one request: ``purchase_amount`` (yuan) and, right after it,
+    ``purchase_count``. The meter takes only its count + 1, answers the same count again as
+    success without adding (a retried write), and refuses any other count with an exception.
+    """
+
+    credit: RegisterSpec
+    count: RegisterSpec
+    purchase_amount: RegisterSpec
+    purchase_count: RegisterSpec
+
+    @model_validator(mode="after")
+    def _check(self) -> LocalCreditSpec:
+        for label, spec in (("count", self.count), ("purchase_count", self.purchase_count)):
+            if spec.type not in COUNT_TYPES or spec.scale != 1:
+                raise ValueError(f"{label}: a purchase count is a uint16 or uint32 with scale 1")
+        if self.purchase_amount.type == "float32":
+            raise ValueError("purchase_amount: an amount is written as an integer, not float32")
+        if self.purchase_count.address != self.purchase_amount.address + self.purchase_amount.words:
+            raise ValueError(
+                "purchase_count must follow purchase_amount: one FC16 write carries both"
+            )
+        return self
+
+    def named(self) -> list[tuple[str, RegisterSpec]]:
+        """Return each register with its key, for messages."""
+        return [
+            ("credit", self.credit),
+            ("count", self.count),
+            ("purchase_amount", self.purchase_amount),
+            ("purchase_count", self.purchase_count),
+        ]
+
+
 ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
 
@@ -136,10 +176,16 @@ class MeterProfile(_Strict):
     # PT and CT ratio registers (UINT16): energy = raw x scale x PT x CT (Acrel ADL400).
     pt_ratio: RegisterSpec | None = None
     ct_ratio: RegisterSpec | None = None
+    # A local-prepaid meter: its own credit and purchase count, and where purchases go.
+    local_credit: LocalCreditSpec | None = None
 
     @property
     def has_relay(self) -> bool:
         return self.relay is not None
+
+    @property
+    def has_local_credit(self) -> bool:
+        return self.local_credit is not None
 
     def spans(self) -> list[tuple[int, int]]:
         """Return (address, words) of every register the collector reads each poll."""
@@ -148,7 +194,15 @@ class MeterProfile(_Strict):
         if self.relay is not None:
             spans.append((self.relay.state.address, 1))
         spans += [(spec.address, spec.words) for spec in self._ratios()]
+        if self.local_credit is not None:
+            spans += [(spec.address, spec.words) for spec in self.local_credit_reads()]
         return spans
+
+    def local_credit_reads(self) -> list[RegisterSpec]:
+        """Return the credit and purchase count registers (none without local credit)."""
+        if self.local_credit is None:
+            return []
+        return [self.local_credit.credit, self.local_credit.count]
 
     def _ratios(self) -> list[RegisterSpec]:
         return [spec for spec in (self.pt_ratio, self.ct_ratio) if spec is not None]
@@ -163,6 +217,11 @@ class MeterProfile(_Strict):
         if self.relay is not None:
             named.append(("relay.state", self.relay.state.address, 1))
         named += [(label, s.address, s.words) for label, s in self._named_ratios()]
+        if self.local_credit is not None:
+            named += [
+                (f"local_credit.{label}", s.address, s.words)
+                for label, s in self.local_credit.named()
+            ]
         for label, address, words in named:
             for register in range(address, address + words):
                 if register in taken:
@@ -204,6 +263,12 @@ class Dlt645Profile(_Strict):
     @property
     def has_relay(self) -> bool:
         return self.relay
+
+    @property
+    def has_local_credit(self) -> bool:
+        # 00900200 remaining money and 03330201 purchase count exist, but purchases need
+        # the meter's ESAM: not supported here yet.
+        return False
 
 
 Profile = MeterProfile | Dlt645Profile
