@@ -50,6 +50,17 @@ class BindingBody(BaseModel):
     meter_id: Id
     multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
     tariff_id: str | None = None
+    local_prepaid: bool | None = Field(
+        default=None,
+        description="The meter keeps its own credit: top-ups are pushed to it as purchases",
+    )
+    local_price: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=10,
+        decimal_places=4,
+        description="Yuan per kWh the meter debits its own credit by",
+    )
 
 
 class MeterBody(BaseModel):
@@ -340,7 +351,9 @@ def build_public_app(service: GatewayService) -> FastAPI:
     async def bind_meter(
         principal: StaffUser, account_id: str, body: BindingBody, response: Response
     ) -> Any:
-        """Bind a meter to the account; its consumption is then charged there."""
+        """Bind a meter to the account; its consumption is then charged there.
+
+        Binding it again changes only whether it is local-prepaid and its local price."""
         await upstreams.collector.get(f"/internal/meters/{body.meter_id}")
         status, binding = await upstreams.billing.post(
             "/internal/meter-bindings",
@@ -348,7 +361,10 @@ def build_public_app(service: GatewayService) -> FastAPI:
         )
         response.status_code = status
         await service.record(
-            principal.username, "meter.bind", body.meter_id, {"account_id": account_id}
+            principal.username,
+            "meter.bind",
+            body.meter_id,
+            {"account_id": account_id, **body.model_dump(mode="json", exclude_unset=True)},
         )
         return binding
 
@@ -395,7 +411,7 @@ def build_public_app(service: GatewayService) -> FastAPI:
     async def list_anomalies(
         principal: StaffUser, meter_id: str | None = None, limit: Limit = 50, offset: Offset = 0
     ) -> Any:
-        """Field anomalies billing refused to charge (register backwards, impossible jumps)."""
+        """Field anomalies: readings refused for billing, local-prepaid mismatches, refusals."""
         return await upstreams.billing.get(
             "/internal/anomalies", meter_id=meter_id, limit=limit, offset=offset
         )
@@ -487,6 +503,21 @@ def build_public_app(service: GatewayService) -> FastAPI:
         return await upstreams.billing.get(
             "/internal/supply-events", meter_id=meter_id, limit=limit, offset=offset
         )
+
+    @api.get("/meters/{meter_id}/local-credit", tags=["meters"])
+    async def local_credit(principal: StaffUser, meter_id: str, limit: Limit = 50) -> Any:
+        """A local-prepaid meter's read-back against the ledger, and its purchases."""
+        return await upstreams.billing.get(f"/internal/meters/{meter_id}/local-credit", limit=limit)
+
+    @api.post("/meters/{meter_id}/local-credit/resync", tags=["meters"])
+    async def resync_local_credit(principal: StaffUser, meter_id: str) -> Any:
+        """Compare a local-prepaid meter from its next reading on; purchases not delivered
+        get counts from there (after a refusal, a repair or a reset)."""
+        _, view = await upstreams.billing.post(
+            f"/internal/meters/{meter_id}/local-credit/resync", json=None
+        )
+        await service.record(principal.username, "meter.local_credit_resync", meter_id, {})
+        return view
 
     @api.get("/meters/{meter_id}/history", tags=["meters"])
     async def meter_history(principal: StaffUser, meter_id: str) -> Any:

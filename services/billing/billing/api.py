@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing import purchases
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.domain.supply import SitePolicy
@@ -25,6 +26,7 @@ from billing.tables import (
     daily_usage,
     entries,
     holds,
+    local_meters,
     meter_history,
     meters,
     sheds,
@@ -87,6 +89,10 @@ class BindMeter(BaseModel):
     account_id: str = Identifier
     multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
     tariff_id: str | None = None
+    # The meter keeps its own credit: top-ups are pushed to it as purchases (None: unchanged).
+    local_prepaid: bool | None = None
+    # Yuan per kWh the meter debits its own credit by (for the credit check).
+    local_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=4)
     operator: str = Operator
 
 
@@ -355,18 +361,40 @@ def build_router(service: BillingService) -> APIRouter:
             multiplier=body.multiplier,
             tariff_id=body.tariff_id,
             operator=body.operator,
+            local_prepaid=body.local_prepaid,
+            local_price=body.local_price,
         )
         if not created:
             response.status_code = 200
-        return {"meter_id": body.meter_id, "account_id": body.account_id}
+        async with sessions() as session:
+            local = (
+                await session.execute(
+                    select(local_meters.c.price).where(local_meters.c.meter_id == body.meter_id)
+                )
+            ).first()
+        return {
+            "meter_id": body.meter_id,
+            "account_id": body.account_id,
+            "local_prepaid": local is not None,
+            "local_price": None if local is None else local.price,
+        }
 
     @router.get("/meter-bindings")
     async def list_bindings(
         meter_ids: str | None = None, account_ids: str | None = None
     ) -> dict[str, Any]:
-        query = select(
-            meters.c.meter_id, meters.c.account_id, meters.c.supply, meters.c.multiplier
-        ).order_by(meters.c.meter_id)
+        query = (
+            select(
+                meters.c.meter_id,
+                meters.c.account_id,
+                meters.c.supply,
+                meters.c.multiplier,
+                local_meters.c.meter_id.is_not(None).label("local_prepaid"),
+                local_meters.c.price.label("local_price"),
+            )
+            .outerjoin(local_meters, local_meters.c.meter_id == meters.c.meter_id)
+            .order_by(meters.c.meter_id)
+        )
         if (wanted := _split_ids(meter_ids)) is not None:
             query = query.where(meters.c.meter_id.in_(wanted))
         if (owners := _split_ids(account_ids)) is not None:
@@ -385,6 +413,17 @@ def build_router(service: BillingService) -> APIRouter:
             operator=body.operator,
         )
         return await meter_history_of(body.new_meter_id)
+
+    @router.get("/meters/{meter_id}/local-credit")
+    async def local_credit(meter_id: str, limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+        async with sessions() as session:
+            return await purchases.local_credit_view(session, meter_id, limit=limit)
+
+    @router.post("/meters/{meter_id}/local-credit/resync")
+    async def resync_local_credit(meter_id: str) -> dict[str, Any]:
+        async with service.store.unit_of_work() as uow:
+            await purchases.resync(uow, meter_id)
+        return await local_credit(meter_id, limit=50)
 
     @router.get("/meters/{meter_id}/history")
     async def meter_history_of(meter_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from prepaid_common.bus.base import release_next_batch
 from prepaid_common.contracts import (
     AnomalyV1,
     BalanceChangedV1,
+    CommandOutcomeV1,
     Envelope,
     PaymentSucceededV1,
     ReadingV1,
@@ -36,7 +37,7 @@ from sqlalchemy import Text, and_, cast, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from billing import bulk, partitions
+from billing import bulk, partitions, purchases
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.domain.rater import Rater, position_text
@@ -123,6 +124,7 @@ class BillingService(Service):
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
         return (
             ("payments", ["payment.succeeded.v1.#"], self.store.idempotent(self.handle_payment)),
+            ("outcomes", ["command.outcome.v1.#"], self.store.idempotent(self.handle_outcome)),
         )
 
     def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
@@ -210,6 +212,9 @@ class BillingService(Service):
         )
         if work.charges:
             await self._post_many(uow, work.charges)
+        await purchases.check_readings(
+            uow, by_meter, self._record_anomaly, tolerance=self.settings.local_credit_tolerance
+        )
         await self._evaluate_after_readings(uow, bindings, work.evaluate_at)
 
     async def _rate_meter(
@@ -322,20 +327,25 @@ class BillingService(Service):
                 f"payment {payment.payment_id} lifts {payment.account_id} above its cap",
             )
         owed = -(await arrears_of(uow.session, payment.account_id))
-        await self._post(
-            uow,
-            ledger.top_up(
-                account_id=payment.account_id,
-                payment_id=payment.payment_id,
-                amount=payment.amount,
-                method=payment.method,
-                reference=payment.reference,
-                owed=owed,
-                debt_share=account.debt_share,
-            ),
-            announce=True,
+        top_up = ledger.top_up(
+            account_id=payment.account_id,
+            payment_id=payment.payment_id,
+            amount=payment.amount,
+            method=payment.method,
+            reference=payment.reference,
+            owed=owed,
+            debt_share=account.debt_share,
         )
+        posted = await self._post(uow, top_up, announce=True)
         await self.evaluate_account(uow, payment.account_id, now=utcnow())
+        if posted is not None:
+            # A local-prepaid meter gets the credit pushed too, once per payment.
+            await purchases.queue_purchase(uow, top_up)
+
+    async def handle_outcome(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Follow the pushes of purchases to local-prepaid meters (relay outcomes: nothing)."""
+        outcome = open_envelope(envelope, CommandOutcomeV1)
+        await purchases.take_outcome(uow, outcome, self._record_anomaly)
 
     # --- ledger ------------------------------------------------------------------------
     async def _post(
@@ -853,8 +863,15 @@ class BillingService(Service):
         multiplier: Decimal = Decimal(1),
         tariff_id: str | None = None,
         operator: str = "system",
+        local_prepaid: bool | None = None,
+        local_price: Decimal | None = None,
     ) -> bool:
-        """Bind a meter to an account; its first reading then fixes the starting register."""
+        """Bind a meter to an account; its first reading then fixes the starting register.
+
+        ``local_prepaid`` flags a meter that keeps its own credit (None: as it is; a new
+        binding is not), ``local_price`` the yuan per kWh it debits. Binding a meter again to
+        its account changes only these two.
+        """
         try:
             async with self.store.unit_of_work() as uow:
                 if await self._account_row(uow.session, account_id) is None:
@@ -865,6 +882,13 @@ class BillingService(Service):
                 if bound is not None:
                     if bound != account_id:
                         raise Conflict(f"meter {meter_id} is bound to account {bound}")
+                    await purchases.flag_meter(
+                        uow,
+                        meter_id=meter_id,
+                        account_id=account_id,
+                        local_prepaid=local_prepaid,
+                        price=local_price,
+                    )
                     return False
                 now = utcnow()
                 await uow.session.execute(
@@ -888,6 +912,13 @@ class BillingService(Service):
                         operator=operator,
                         at=now,
                     )
+                )
+                await purchases.flag_meter(
+                    uow,
+                    meter_id=meter_id,
+                    account_id=account_id,
+                    local_prepaid=local_prepaid,
+                    price=local_price,
                 )
                 await self.evaluate_account(uow, account_id, now=now)
         except IntegrityError as error:

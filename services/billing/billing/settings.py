@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -23,3 +25,6 @@ class BillingSettings(BaseSettings):
     # Tariff versions and the site policy are cached; this process drops its cache when it
     # changes them itself, and other replicas see a change within this many seconds.
     reference_cache_seconds: float = Field(default=5.0, ge=0)
+    # A local-prepaid meter may show this much more credit (yuan) than the ledger's pushes
+    # allow before it is a mismatch: its display truncates credit and energy to 0.01.
+    local_credit_tolerance: Decimal = Field(default=Decimal("0.10"), ge=0)

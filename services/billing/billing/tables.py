@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    UniqueConstraint,
 )
 
 metadata, plumbing = service_metadata("billing")
@@ -204,6 +205,54 @@ anomalies = Table(
     Column("detail", String(400), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
     Index("ix_billing_anomalies_meter", "meter_id", "at"),
+)
+
+# Local-prepaid meters (the meter keeps its own credit): the price the meter debits, the
+# baseline the comparisons start from (the first reading after the flag or a re-sync), the
+# latest read-back, and whether a mismatch was already reported (once per mismatch).
+local_meters = Table(
+    "billing_local_meters",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("price", ScaledDecimal(4)),  # yuan/kWh; None: the credit check allows no debit
+    # Bumped by an operator's re-sync: purchases count again from a new baseline.
+    Column("epoch", Integer, nullable=False),
+    Column("baseline_count", Integer),
+    Column("baseline_credit", Money()),
+    Column("baseline_kwh", Energy()),
+    Column("baseline_at", UtcDateTime()),
+    Column("meter_count", Integer),
+    Column("meter_credit", Money()),
+    Column("meter_kwh", Energy()),
+    Column("read_at", UtcDateTime()),
+    Column("count_alarm", Boolean, nullable=False),
+    Column("credit_alarm", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Purchases pushed to local-prepaid meters, one per top-up and meter, each with the count
+# the meter must take next: queued -> sent -> delivered, or refused by the meter.
+purchases = Table(
+    "billing_purchases",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("meter_id", String(64), nullable=False),
+    Column("account_id", String(64), nullable=False),
+    # The ledger transaction the money came from (payment:<id>).
+    Column("operation_key", String(200), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("purchase_count", Integer),  # given out once the meter's own count is known
+    Column("status", String(16), nullable=False),
+    Column("request_id", String(36)),  # the push control is working on
+    Column("pushes", Integer, nullable=False),
+    Column("error", String(400), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("confirmed_at", UtcDateTime()),
+    UniqueConstraint("meter_id", "operation_key", name="uq_billing_purchases_operation"),
+    UniqueConstraint("meter_id", "epoch", "purchase_count", name="uq_billing_purchases_count"),
+    Index("ix_billing_purchases_request", "request_id"),
 )
 
 site_policy = Table(

@@ -1,0 +1,253 @@
+"""Local-prepaid meters through the whole product, on both backends.
+
+The same wiring as ``make run``: a meter that keeps its own credit is flagged through the
+API; a counter top-up becomes a purchase that billing numbers, control seals and retries,
+and the collector writes to the simulated meter over Modbus TCP (FC16); the meter's count
+and credit come back in its readings and agree with the ledger. A meter charged behind the
+ledger's back (its count or credit bumped, as a cheat would) shows as anomalies through
+the API; a purchase the meter refuses is surfaced too, and an operator's re-sync recovers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from billing.tables import purchases
+from prepaid_common.bus.rabbit import RabbitBus
+from prepaid_common.contracts import Envelope, PaymentSucceededV1, utcnow
+from pydantic import SecretStr
+from simulator import SimulatedMeter
+from sqlalchemy import func, select
+from standalone.app import Standalone
+from standalone.settings import StandaloneSettings
+from testkit import wait_until
+from testkit.collector import holds
+
+LOCAL_PRICE = Decimal("1.5000")
+MISMATCHES = {"purchase_count_mismatch", "local_credit_mismatch"}
+
+
+@pytest.fixture
+async def product(
+    backend: tuple[str, str], bus_prefix: str, tmp_path: Path
+) -> AsyncIterator[Standalone]:
+    database_url, amqp_url = backend
+    settings = StandaloneSettings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        amqp_url=amqp_url,
+        bus_prefix=bus_prefix,
+        sim_dtus=1,
+        sim_meters=4,
+        sim_base_port=0,
+        # Slow enough that the demo accounts' 100.00 lasts the test; fast enough that the
+        # meter's own credit visibly moves between readings.
+        sim_speed=60,
+        poll_interval_seconds=0.5,
+        collector_listen_port=0,
+        token_secret=SecretStr("integration-test-secret-0123456789"),
+        admin_password=SecretStr("integration-admin"),
+    )
+    running = Standalone(settings)
+    await running.start()
+    yield running
+    await running.stop()
+    if isinstance(running.bus, RabbitBus):
+        await running.bus.delete_topology()
+
+
+@pytest.fixture
+async def api(product: Standalone) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=product.app), base_url="http://test", timeout=30
+    ) as client:
+        response = await client.post(
+            "/api/v1/auth/token", data={"username": "admin", "password": "integration-admin"}
+        )
+        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        yield client
+
+
+async def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def local_meter(product: Standalone) -> tuple[str, SimulatedMeter]:
+    """A reference-prepaid meter whose account has normal credit, made local-prepaid."""
+    assert product.simulator is not None
+    meter = next(
+        m
+        for m in product.simulator.meters
+        if m.profile == "reference-prepaid"
+        and f"ACC-{m.meter_id}" not in product.low_credit_accounts
+    )
+    # The meter's own state before it is flagged: 3 purchases taken, 20.00 yuan left.
+    meter.purchase_count = 3
+    meter.local_credit = Decimal("20.00")
+    meter.local_price = LOCAL_PRICE
+    return meter.meter_id, meter
+
+
+async def local_view(api: httpx.AsyncClient, meter_id: str) -> dict[str, Any]:
+    view: dict[str, Any] = await ok(await api.get(f"/api/v1/meters/{meter_id}/local-credit"))
+    return view
+
+
+async def anomaly_kinds(api: httpx.AsyncClient, meter_id: str) -> set[str]:
+    page = await ok(await api.get("/api/v1/anomalies", params={"meter_id": meter_id}))
+    return {item["kind"] for item in page["items"]}
+
+
+async def compared_after(api: httpx.AsyncClient, meter_id: str, count: int) -> dict[str, Any]:
+    """Wait until a reading taken after purchase ``count`` was confirmed was compared."""
+
+    async def probe() -> dict[str, Any] | None:
+        view = await local_view(api, meter_id)
+        done = [p for p in view["purchases"] if p["purchase_count"] == count]
+        if not done or done[0]["status"] != "delivered" or view["meter"] is None:
+            return None
+        return view if view["meter"]["read_at"] > done[0]["confirmed_at"] else None
+
+    return await wait_until(probe, timeout=30)
+
+
+async def test_a_top_up_reaches_the_meter_and_a_cheat_shows(
+    product: Standalone, api: httpx.AsyncClient
+) -> None:
+    meter_id, meter = local_meter(product)
+    account = f"ACC-{meter_id}"
+    binding = await ok(
+        await api.post(
+            f"/api/v1/accounts/{account}/meters",
+            json={"meter_id": meter_id, "local_prepaid": True, "local_price": str(LOCAL_PRICE)},
+        )
+    )
+    assert (binding["local_prepaid"], Decimal(binding["local_price"])) == (True, LOCAL_PRICE)
+
+    async def baseline() -> dict[str, Any] | None:
+        return (await local_view(api, meter_id))["baseline"]
+
+    first = await wait_until(baseline, timeout=30)
+    assert first["purchase_count"] == 3  # the meter's own count, read back
+    assert Decimal(first["credit"]) <= Decimal("20.00")
+
+    await ok(
+        await api.post(
+            f"/api/v1/accounts/{account}/top-ups", json={"amount": "50.00", "receipt": "LP-1"}
+        ),
+        201,
+    )
+
+    await wait_until(holds(lambda: meter.purchase_count == 4), timeout=30)
+    view = await compared_after(api, meter_id, 4)
+    (purchase,) = view["purchases"]
+    assert (purchase["purchase_count"], Decimal(purchase["amount"])) == (4, Decimal("50.00"))
+    assert purchase["status"] == "delivered"
+    assert purchase["operation_key"].startswith("payment:")
+    # The credit went up by the purchase; what the meter shows agrees with the ledger.
+    assert view["meter"]["purchase_count"] == 4
+    assert Decimal(view["meter"]["credit"]) > Decimal("20.00")
+    assert not view["purchase_count_mismatch"]
+    assert not view["local_credit_mismatch"]
+    assert not (await anomaly_kinds(api, meter_id)) & MISMATCHES
+    commands = (await ok(await api.get(f"/api/v1/meters/{meter_id}/commands")))["items"]
+    credit = [c for c in commands if c["action"] == "credit"]
+    assert [(c["status"], c["purchase_count"], Decimal(c["amount"])) for c in credit] == [
+        ("succeeded", 4, Decimal("50.00"))
+    ]
+
+    # The same receipt again, and the same payment under a new message id: one purchase.
+    await ok(
+        await api.post(
+            f"/api/v1/accounts/{account}/top-ups", json={"amount": "50.00", "receipt": "LP-1"}
+        ),
+        200,
+    )
+    payment_id = purchase["operation_key"].removeprefix("payment:")
+    again = PaymentSucceededV1(
+        payment_id=payment_id,
+        account_id=account,
+        amount=Decimal("50.00"),
+        method="cash",
+        reference="LP-1",
+        at=utcnow(),
+    )
+    await product.billing.store.idempotent(product.billing.handle_payment)(
+        Envelope.wrap(again, producer="test")
+    )
+    async with product.billing.store.sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(purchases).where(purchases.c.meter_id == meter_id)
+        )
+    assert count == 1
+    assert meter.purchase_count == 4
+
+    # A cheat charges the meter behind the ledger's back: one more purchase, 100.00 more.
+    meter.purchase_count += 1
+    meter.local_credit += Decimal("100.00")
+
+    async def flagged() -> set[str] | None:
+        kinds = await anomaly_kinds(api, meter_id)
+        return kinds if kinds >= MISMATCHES else None
+
+    await wait_until(flagged, timeout=30)
+    view = await local_view(api, meter_id)
+    assert view["purchase_count_mismatch"]
+    assert view["local_credit_mismatch"]
+    # Said once per mismatch, not at every reading.
+    page = await ok(await api.get("/api/v1/anomalies", params={"meter_id": meter_id}))
+    assert sorted(i["kind"] for i in page["items"] if i["kind"] in MISMATCHES) == sorted(MISMATCHES)
+
+
+async def test_a_refused_purchase_is_surfaced_and_a_resync_recovers(
+    product: Standalone, api: httpx.AsyncClient
+) -> None:
+    meter_id, meter = local_meter(product)
+    account = f"ACC-{meter_id}"
+    await ok(
+        await api.post(
+            f"/api/v1/accounts/{account}/meters",
+            json={"meter_id": meter_id, "local_prepaid": True},
+        )
+    )
+
+    async def baseline() -> dict[str, Any] | None:
+        return (await local_view(api, meter_id))["baseline"]
+
+    await wait_until(baseline, timeout=30)
+    # The meter moves on by two without the ledger: the next purchase (4) is not its next.
+    meter.purchase_count = 5
+    await ok(
+        await api.post(
+            f"/api/v1/accounts/{account}/top-ups", json={"amount": "30.00", "receipt": "LP-2"}
+        ),
+        201,
+    )
+
+    async def refused() -> dict[str, Any] | None:
+        view = await local_view(api, meter_id)
+        bought = view["purchases"]
+        return view if bought and bought[0]["status"] == "refused" else None
+
+    view = await wait_until(refused, timeout=30)
+    assert "meter refused purchase 4" in view["purchases"][0]["error"]
+    assert "purchase_refused" in await anomaly_kinds(api, meter_id)
+    assert meter.purchase_count == 5  # nothing taken
+    commands = (await ok(await api.get(f"/api/v1/meters/{meter_id}/commands")))["items"]
+    # Refused by the meter: failed at once, not retried.
+    assert [(c["status"], c["attempts"]) for c in commands if c["action"] == "credit"] == [
+        ("failed", 1)
+    ]
+
+    # An operator who checked the meter starts again from its own count.
+    await ok(await api.post(f"/api/v1/meters/{meter_id}/local-credit/resync"))
+    await wait_until(holds(lambda: meter.purchase_count == 6), timeout=30)
+    view = await compared_after(api, meter_id, 6)
+    assert view["purchases"][0]["status"] == "delivered"
+    assert view["baseline"]["purchase_count"] == 5
