@@ -5,6 +5,7 @@ from prepaid_common.bus.base import (
     BatchSubscription,
     Handler,
     MessageBus,
+    PublishFailed,
     Subscription,
     topic_matches,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "Handler",
     "InProcessBus",
     "MessageBus",
+    "PublishFailed",
     "Subscription",
     "make_bus",
     "topic_matches",

@@ -46,6 +46,15 @@ def release_next_batch() -> None:
         release()
 
 
+class PublishFailed(Exception):
+    """``publish_many`` could not make every message safe; the first ``confirmed`` are."""
+
+    def __init__(self, confirmed: int, cause: BaseException) -> None:
+        super().__init__(f"{confirmed} messages confirmed before: {cause!r}")
+        self.confirmed = confirmed
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Subscription:
     """A named durable queue bound to topic patterns (``reading.v1.#``)."""
@@ -88,6 +97,12 @@ class MessageBus(Protocol):
 
     async def publish(self, envelope: Envelope) -> None:
         """Publish and return once the message is safe."""
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish in order and return once every message is safe.
+
+        Raises PublishFailed, saying how many leading messages are safe, when not all are.
+        """
 
     async def close(self) -> None:
         """Stop consuming, finish the message in hand and disconnect."""

@@ -30,6 +30,7 @@ class InProcessBus:
     def __init__(self, *, retry_delay: float = 0.05) -> None:
         self._subscriptions: list[Subscription] = []
         self._locks: dict[str, asyncio.Lock] = {}
+        self._batches: dict[str, tuple[BatchHandler, int]] = {}
         self._retry_delay = retry_delay
         self.dead_letters: list[tuple[str, Envelope, str]] = []
 
@@ -47,11 +48,13 @@ class InProcessBus:
         max_wait: float = 0.05,
     ) -> None:
         # publish() returns only after the subscriber committed, so nothing ever queues up
-        # here: each batch holds the one message being published.
+        # here: each batch holds the message being published, or up to max_batch of the
+        # messages given to publish_many.
         async def one(envelope: Envelope) -> None:
             await handler([envelope])
 
         self.subscribe(queue, bindings, one)
+        self._batches[queue] = (handler, max_batch)
 
     async def start(self) -> None:
         return None
@@ -61,6 +64,39 @@ class InProcessBus:
             if any(topic_matches(p, envelope.routing_key) for p in subscription.bindings):
                 async with self._locks[subscription.queue]:
                     await self._deliver(subscription, envelope)
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        """Deliver in order; a batch subscription gets them in batches, one call each.
+
+        A batch that fails is delivered again one message at a time, as the broker adapter
+        does, so that a poison message is dead-lettered alone.
+        """
+        for subscription in self._subscriptions:
+            matching = [
+                envelope
+                for envelope in envelopes
+                if any(topic_matches(p, envelope.routing_key) for p in subscription.bindings)
+            ]
+            if not matching:
+                continue
+            async with self._locks[subscription.queue]:
+                batch = self._batches.get(subscription.queue)
+                if batch is None:
+                    for envelope in matching:
+                        await self._deliver(subscription, envelope)
+                    continue
+                handler, max_batch = batch
+                for start in range(0, len(matching), max_batch):
+                    chunk = matching[start : start + max_batch]
+                    try:
+                        await handler(chunk)
+                    except Exception as error:
+                        log.warning(
+                            "batch handler failed; delivering one at a time",
+                            extra={"queue": subscription.queue, "error": repr(error)},
+                        )
+                        for envelope in chunk:
+                            await self._deliver(subscription, envelope)
 
     async def _deliver(self, subscription: Subscription, envelope: Envelope) -> None:
         for attempt in range(1, MAX_DELIVERIES + 1):

@@ -238,3 +238,54 @@ async def test_rabbit_batch_consumer_comes_back_after_the_broker_drops_the_conne
         await wait_until(lambda n=n: published(n), timeout=60)
     await wait_until(lambda: handled(5), timeout=60)
     assert sorted(set(seen)) == [f"p{n}" for n in range(1, 6)]
+
+
+async def test_rabbit_publish_many_keeps_order_with_confirms_in_flight(rabbit: RabbitBus) -> None:
+    handled: list[str] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        handled.extend(e.payload["payment_id"] for e in batch)
+
+    rabbit.subscribe_batch("many", ["payment.succeeded.v1.#"], handler, max_batch=64)
+    await rabbit.start()
+    await rabbit.publish_many([payment(n) for n in range(300)])
+
+    async def all_handled() -> bool:
+        return len(handled) == 300
+
+    await wait_until(all_handled, timeout=60)
+    assert handled == [f"p{n}" for n in range(300)]
+
+
+async def test_in_process_publish_many_hands_a_batch_subscriber_whole_batches() -> None:
+    bus = InProcessBus()
+    batches: list[list[str]] = []
+    singles: list[str] = []
+
+    async def batch_handler(batch: list[Envelope]) -> None:
+        batches.append([e.payload["payment_id"] for e in batch])
+
+    async def single_handler(envelope: Envelope) -> None:
+        singles.append(envelope.payload["payment_id"])
+
+    bus.subscribe_batch("batched", ["payment.succeeded.v1.#"], batch_handler, max_batch=4)
+    bus.subscribe("single", ["payment.succeeded.v1.#"], single_handler)
+    await bus.publish_many([payment(n) for n in range(10)])
+    # Returned only after every subscriber handled everything, in order.
+    assert batches == [["p0", "p1", "p2", "p3"], ["p4", "p5", "p6", "p7"], ["p8", "p9"]]
+    assert singles == [f"p{n}" for n in range(10)]
+
+
+async def test_in_process_publish_many_isolates_a_poison_message() -> None:
+    bus = InProcessBus(retry_delay=0.0)
+    handled: list[str] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        if any(e.payload["payment_id"] == "p2" for e in batch):
+            raise ValueError("poison")
+        handled.extend(e.payload["payment_id"] for e in batch)
+
+    bus.subscribe_batch("batched", ["payment.succeeded.v1.#"], handler, max_batch=10)
+    await bus.publish_many([payment(n) for n in range(5)])
+    assert handled == ["p0", "p1", "p3", "p4"]
+    assert [e.payload["payment_id"] for _q, e, _err in bus.dead_letters] == ["p2"]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from payments.service import PaymentsService
-from prepaid_common.bus import InProcessBus, MessageBus, make_bus
+from prepaid_common.bus import InProcessBus, MessageBus, PublishFailed, make_bus
 from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import Envelope, PaymentSucceededV1
 from prepaid_common.db import create_engine
@@ -166,6 +166,13 @@ class BrokerGoesAway(InProcessBus):
             raise ConnectionError("broker unreachable")
         self.healthy -= 1
         await super().publish(envelope)
+
+    async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
+        for confirmed, envelope in enumerate(envelopes):
+            try:
+                await self.publish(envelope)
+            except ConnectionError as error:
+                raise PublishFailed(confirmed, error) from None
 
 
 async def test_relay_removes_exactly_the_rows_the_bus_confirmed(sqlite_url: str) -> None:
