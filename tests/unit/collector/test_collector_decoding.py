@@ -188,3 +188,20 @@ def test_plausibility_of_each_quantity() -> None:
     ):
         with pytest.raises(ImplausibleValue):
             check_plausible(bad, profile)
+
+
+@given(
+    kind=st.sampled_from(["uint16", "int16", "uint32", "int32"]),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2),
+    order=st.sampled_from(["big", "little"]),
+)
+def test_integer_registers_decode_as_the_struct_formats_say(
+    kind: str, words: list[int], order: str
+) -> None:
+    """The arithmetic fast path agrees with the standard layouts, sign and word order."""
+    spec = RegisterSpec(address=0, type=kind, scale=Decimal(1))  # type: ignore[arg-type]
+    used = words[: spec.words]
+    ordered = used if order == "big" else list(reversed(used))
+    fmt = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i"}[kind]
+    expected = struct.unpack(fmt, struct.pack(f">{len(ordered)}H", *ordered))[0]
+    assert decode_value(used, spec, order) == Decimal(expected)  # type: ignore[arg-type]

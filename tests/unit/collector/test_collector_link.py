@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collector.domain import OFFLINE_AFTER_FAILURES, MeterLink, PollSchedule, retry_delay
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_a_meter_goes_offline_once_after_three_failures() -> None:
@@ -83,3 +85,40 @@ def test_schedule_says_how_late_a_poll_starts() -> None:
     assert schedule.lateness("a", 99.0) == 0.0
     assert schedule.lateness("a", 104.5) == 4.5
     assert schedule.lateness("unknown", 200.0) == 0.0
+
+
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["sync", "polled", "ask"]),
+            st.sets(st.sampled_from(["m1", "m2", "m3", "m4", "m5"]), min_size=1),
+            st.floats(0, 5),
+            st.integers(0, 4),
+        ),
+        max_size=40,
+    )
+)
+def test_the_next_due_meter_is_always_the_earliest_one(
+    steps: list[tuple[str, set[str], float, int]],
+) -> None:
+    """Whatever was synced and polled, next_due answers what a scan of all meters would."""
+    schedule = PollSchedule(10.0)
+    now = 0.0
+    for action, meters, advance, failures in steps:
+        now += advance
+        if action == "sync":
+            schedule.sync(sorted(meters), now)
+        elif action == "polled":
+            for meter in sorted(meters):
+                schedule.polled(meter, now, failures)
+        due = dict(schedule._due)
+        meter, wait = schedule.next_due(now)
+        if not due:
+            assert (meter, wait) == (None, 10.0)
+            continue
+        first = min(due, key=lambda m: (due[m], m))
+        if due[first] <= now:
+            assert (meter, wait) == (first, 0.0)
+        else:
+            assert meter is None
+            assert wait == due[first] - now

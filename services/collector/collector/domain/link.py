@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -48,11 +49,16 @@ def retry_delay(poll_interval: float, consecutive_failures: int) -> float:
 
 
 class PollSchedule:
-    """When each meter on one bus is next due; new meters are staggered over one interval."""
+    """When each meter on one bus is next due; new meters are staggered over one interval.
+
+    A heap of (due, meter) keeps the next poll a pop away; an entry whose time no longer
+    matches the meter's is stale and skipped.
+    """
 
     def __init__(self, poll_interval: float) -> None:
         self.poll_interval = poll_interval
         self._due: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
 
     def sync(self, meter_ids: Iterable[str], now: float) -> None:
         """Follow the bus's current meter list: schedule new meters, forget removed ones."""
@@ -62,15 +68,19 @@ class PollSchedule:
         new = [meter_id for meter_id in wanted if meter_id not in self._due]
         step = self.poll_interval / max(len(new), 1)
         for index, meter_id in enumerate(new):
-            self._due[meter_id] = now + index * step
+            self._set(meter_id, now + index * step)
 
     def next_due(self, now: float) -> tuple[str | None, float]:
         """Return the meter to poll now, or None and how long until one is due."""
-        if not self._due:
-            return None, self.poll_interval
-        meter_id = min(self._due, key=lambda m: (self._due[m], m))
-        wait = self._due[meter_id] - now
-        return (meter_id, 0.0) if wait <= 0 else (None, wait)
+        heap = self._heap
+        while heap:
+            due, meter_id = heap[0]
+            if self._due.get(meter_id) != due:
+                heapq.heappop(heap)  # rescheduled or removed since
+                continue
+            wait = due - now
+            return (meter_id, 0.0) if wait <= 0 else (None, wait)
+        return None, self.poll_interval
 
     def lateness(self, meter_id: str, now: float) -> float:
         """Return how long past its due time a meter's poll starts (0 if on time or unknown)."""
@@ -80,7 +90,11 @@ class PollSchedule:
     def polled(self, meter_id: str, now: float, consecutive_failures: int) -> None:
         """Schedule a meter's next poll after one ended."""
         if meter_id in self._due:
-            self._due[meter_id] = now + retry_delay(self.poll_interval, consecutive_failures)
+            self._set(meter_id, now + retry_delay(self.poll_interval, consecutive_failures))
+
+    def _set(self, meter_id: str, due: float) -> None:
+        self._due[meter_id] = due
+        heapq.heappush(self._heap, (due, meter_id))
 
 
 BusWork = Literal["commands", "on_demand", "poll", "wait"]
