@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
@@ -50,6 +51,7 @@ from collector.records import BusConfig, CommandOutcome, MeterConfig, PendingCom
 log = logging.getLogger(__name__)
 
 DTU_OFFLINE = "DTU offline"
+_READS_OK = READS.labels("ok")  # looked up once: it counts every poll
 
 
 class ReadFailed(Exception):
@@ -96,11 +98,11 @@ class DtuPoller:
         self._schedule = PollSchedule(poll_interval)
         self._on_demand: deque[tuple[str, asyncio.Future[None] | None]] = deque()
         self._config: BusConfig | None = None
+        self._meters: dict[str, MeterConfig] = {}
         self._link: BusLink | None = None
         self._offered: tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes] | None = None
         self._reload_wanted = True
         self._commands_wanted = True
-        self._loaded_at = self._commands_checked_at = -float("inf")
         self._connect_failures = 0
         self._next_connect_at = -float("inf")
         self._dtu_outage = False
@@ -169,6 +171,7 @@ class DtuPoller:
                 pass
         finally:
             self.ending = True
+            self._sink.forget(self.dtu_id, self.meter_ids)
             if self._link is not None:
                 self._link.close()
             if self._offered is not None:
@@ -188,9 +191,9 @@ class DtuPoller:
 
     async def _turn(self) -> bool:
         self._wake.clear()
-        now = time.monotonic()
-        reload_due = self._reload_wanted or now - self._loaded_at >= self._poll_interval
-        if reload_due and not await self._reload():
+        # Settings change rarely: the service tells the loop when (reload), so a turn costs
+        # no database round trip.
+        if self._reload_wanted and not await self._reload():
             return False
         if not await self._ensure_link():
             assert self._config is not None
@@ -206,9 +209,7 @@ class DtuPoller:
             self._fail_on_demand(DTU_OFFLINE)
             await self._sleep(self._next_connect_at - time.monotonic())
             return True
-        commands_due = self._commands_wanted or (
-            time.monotonic() - self._commands_checked_at >= self._poll_interval
-        )
+        commands_due = self._commands_wanted
         due, wait = self._schedule.next_due(time.monotonic())
         work = choose_work(
             commands_due=commands_due, on_demand=bool(self._on_demand), poll_due=due is not None
@@ -246,10 +247,12 @@ class DtuPoller:
             self._link.close()
             self._link = None
             self._next_connect_at = -float("inf")
+        if self._config is None:  # starting: another replica may have polled the DTU
+            self._sink.forget(self.dtu_id, (meter.id for meter in config.meters))
         self._config = config
         self.meter_ids = frozenset(meter.id for meter in config.meters)
+        self._meters = {meter.id: meter for meter in config.meters}
         self._schedule.sync((meter.id for meter in config.meters), time.monotonic())
-        self._loaded_at = time.monotonic()
         return True
 
     def _make_link(self, config: BusConfig) -> BusLink:
@@ -318,11 +321,11 @@ class DtuPoller:
             log.warning("DTU unreachable", extra={"dtu_id": self.dtu_id, "error": reason})
         await self._sink.settled(self._last_ticket)  # no queued reading may undo the news
         await records.record_dtu_lost(self._store, dtu_id=self.dtu_id, reason=reason, at=utcnow())
+        self._sink.forget(self.dtu_id, self.meter_ids)
 
     # --- polls ----------------------------------------------------------------------------
     def _meter(self, meter_id: str) -> MeterConfig | None:
-        assert self._config is not None
-        return next((m for m in self._config.meters if m.id == meter_id), None)
+        return self._meters.get(meter_id)
 
     async def _poll(self, meter_id: str, future: asyncio.Future[None] | None = None) -> None:
         meter = self._meter(meter_id)
@@ -349,7 +352,7 @@ class DtuPoller:
             return
         self._silent_in_a_row = 0
         READ_SECONDS.observe(time.perf_counter() - started)
-        READS.labels("ok").inc()
+        _READS_OK.inc()
         self._last_ticket = await self._sink.reading(
             dtu_id=self.dtu_id, meter_id=meter.id, reading=reading, at=utcnow()
         )
@@ -419,7 +422,13 @@ class DtuPoller:
         if profile is None or not meter_io.has_clock(profile):
             return
         now = time.monotonic()
-        if now - self._clock_checked.get(meter.id, -float("inf")) < self._clock_check_interval:
+        checked = self._clock_checked.get(meter.id)
+        if checked is None:
+            # First checks spread over one interval: a whole bus reading its clocks at
+            # start-up would double the first cycle's traffic.
+            offset = zlib.crc32(meter.id.encode()) / 2**32 * self._clock_check_interval
+            checked = self._clock_checked[meter.id] = now - offset
+        if now - checked < self._clock_check_interval:
             return
         self._clock_checked[meter.id] = now
         assert self._link is not None
@@ -459,12 +468,10 @@ class DtuPoller:
 
     # --- commands -------------------------------------------------------------------------
     async def _run_commands_if_wanted(self) -> bool:
-        """Execute pending commands if asked to, or once per interval; True if any ran."""
-        now = time.monotonic()
-        if not self._commands_wanted and now - self._commands_checked_at < self._poll_interval:
+        """Execute pending commands if told there are some (``commands_waiting``)."""
+        if not self._commands_wanted:
             return False
         self._commands_wanted = False
-        self._commands_checked_at = now
         pending = await records.pending_for(self._store, sorted(self.meter_ids))
         for command in pending:
             outcome = await self._execute(command)

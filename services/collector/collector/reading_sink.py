@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from prepaid_common.contracts import MeterStatusV1, ReadingV1
+from prepaid_common.db import ScaledDecimal
 from prepaid_common.outbox import ServiceStore
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 
 from collector.domain import DecodedReading, MeterLink
 from collector.tables import dtus, meters
@@ -61,6 +63,21 @@ class ReadingSink:
         self._queued_count = 0
         self._settled = 0
         self._progress = asyncio.Condition()
+        # Link states of the meters this process polls, and when each DTU's last-seen
+        # time was written: the batches then read and write only what changed.
+        self._links: dict[str, MeterLink] = {}
+        self._dtus_written: dict[str, datetime] = {}
+
+    def forget(self, dtu_id: str, meter_ids: Iterable[str]) -> None:
+        """Drop what the sink remembers of a DTU and its meters: someone else wrote them.
+
+        A bus loop calls it once its outcomes are settled and before it records anything
+        itself (the DTU lost), and when it starts or ends (another replica may have polled
+        the DTU meanwhile); the next batch reads those meters' rows again.
+        """
+        self._dtus_written.pop(dtu_id, None)
+        for meter_id in meter_ids:
+            self._links.pop(meter_id, None)
 
     async def reading(
         self, *, dtu_id: str, meter_id: str, reading: DecodedReading, at: datetime
@@ -120,7 +137,7 @@ class ReadingSink:
         if len(self._queue) < self._max_queued:
             self._room.set()
         try:
-            links = await write_outcomes(self._store, batch)
+            links = await write_outcomes(self._store, batch, self._links, self._dtus_written)
         except Exception as error:
             # A reading lost here is covered by the next one (registers are cumulative).
             log.exception("cannot write poll outcomes; they are lost", extra={"count": len(batch)})
@@ -138,11 +155,22 @@ class ReadingSink:
 
 
 async def write_outcomes(
-    store: ServiceStore, outcomes: Sequence[_Outcome]
+    store: ServiceStore,
+    outcomes: Sequence[_Outcome],
+    known: dict[str, MeterLink] | None = None,
+    dtus_written: dict[str, datetime] | None = None,
 ) -> list[MeterLink | None]:
-    """Write poll outcomes in one unit of work; return each meter's link after its outcome."""
+    """Write poll outcomes in one unit of work; return each meter's link after its outcome.
+
+    ``known`` caches meters' link states between batches (the sink is their only writer
+    while their bus is polled here: see ``ReadingSink.forget``); ``dtus_written`` says when
+    each DTU's last-seen time was last written, so a busy DTU costs one row write per
+    ``DTU_SEEN_EVERY``, not one per batch. Every row change is one statement per batch.
+    """
     if not outcomes:
         return []
+    known = {} if known is None else known
+    dtus_written = {} if dtus_written is None else dtus_written
     async with store.unit_of_work() as uow:
         session = uow.session
         # One lock order everywhere: DTU rows (here sorted), then meter rows (sorted).
@@ -150,29 +178,37 @@ async def write_outcomes(
         for outcome in outcomes:
             if outcome.reading is not None:
                 seen[outcome.dtu_id] = max(outcome.at, seen.get(outcome.dtu_id, outcome.at))
-        if seen:
+        stale = {
+            dtu_id: at
+            for dtu_id, at in seen.items()
+            if dtu_id not in dtus_written or at - dtus_written[dtu_id] >= DTU_SEEN_EVERY
+        }
+        if stale:
             await session.execute(
                 update(dtus)
                 .where(dtus.c.id == bindparam("b_id"))
                 .values(online=True, last_seen_at=bindparam("b_at")),
-                [{"b_id": dtu_id, "b_at": at} for dtu_id, at in sorted(seen.items())],
+                [{"b_id": dtu_id, "b_at": at} for dtu_id, at in sorted(stale.items())],
             )
-        ids = sorted({outcome.meter_id for outcome in outcomes})
-        rows = await session.execute(
-            select(meters.c.id, meters.c.online, meters.c.consecutive_failures).where(
-                meters.c.id.in_(ids)
+        unknown = sorted({o.meter_id for o in outcomes if o.meter_id not in known})
+        links: dict[str, MeterLink] = {}
+        if unknown:
+            rows = await session.execute(
+                select(meters.c.id, meters.c.online, meters.c.consecutive_failures).where(
+                    meters.c.id.in_(unknown)
+                )
             )
-        )
-        links: dict[str, MeterLink] = {
-            row.id: MeterLink(row.online, row.consecutive_failures) for row in rows
-        }
+            links = {row.id: MeterLink(row.online, row.consecutive_failures) for row in rows}
+        links.update((m, known[m]) for o in outcomes if (m := o.meter_id) in known)
         last: dict[str, _Outcome] = {}
+        touched: set[str] = set()
         results: list[MeterLink | None] = []
         for outcome in outcomes:
             link = links.get(outcome.meter_id)
             if link is None:
                 results.append(None)  # removed while it was being read
                 continue
+            touched.add(outcome.meter_id)
             if outcome.reading is not None:
                 link, came_online = link.after_success()
                 last[outcome.meter_id] = outcome
@@ -213,46 +249,92 @@ async def write_outcomes(
             links[outcome.meter_id] = link
             results.append(link)
         read = [
-            {
-                "b_id": meter_id,
-                "b_online": links[meter_id].online,
-                "b_failures": links[meter_id].consecutive_failures,
-                "b_relay": outcome.reading.relay,
-                "b_energy": outcome.reading.energy_kwh,
-                "b_power": outcome.reading.power_kw,
-                "b_at": outcome.at,
-            }
+            (
+                meter_id,
+                links[meter_id].online,
+                links[meter_id].consecutive_failures,
+                outcome.reading.relay,
+                outcome.reading.energy_kwh,
+                outcome.reading.power_kw,
+                outcome.at,
+            )
             for meter_id, outcome in sorted(last.items())
             if outcome.reading is not None
         ]
-        if read:
-            await session.execute(
-                update(meters)
-                .where(meters.c.id == bindparam("b_id"))
-                .values(
-                    online=bindparam("b_online"),
-                    consecutive_failures=bindparam("b_failures"),
-                    relay=bindparam("b_relay"),
-                    last_energy_kwh=bindparam("b_energy"),
-                    last_power_kw=bindparam("b_power"),
-                    last_read_at=bindparam("b_at"),
-                ),
-                read,
-            )
         failed_only = [
-            {
-                "b_id": meter_id,
-                "b_online": link.online,
-                "b_failures": link.consecutive_failures,
-            }
-            for meter_id, link in sorted(links.items())
-            if meter_id not in last and any(o.meter_id == meter_id for o in outcomes)
+            (meter_id, links[meter_id].online, links[meter_id].consecutive_failures)
+            for meter_id in sorted(touched - set(last))
         ]
-        if failed_only:
-            await session.execute(
-                update(meters)
-                .where(meters.c.id == bindparam("b_id"))
-                .values(online=bindparam("b_online"), consecutive_failures=bindparam("b_failures")),
-                failed_only,
-            )
+        dialect = session.get_bind().dialect
+        if dialect.name == "postgresql":
+            # One statement each: an executemany runs one UPDATE per row on the server.
+            if read:
+                await session.execute(_UPDATE_READ_METERS, _read_meters_arrays(read, dialect))
+            if failed_only:
+                ids, online, failures = (list(column) for column in zip(*failed_only, strict=True))
+                await session.execute(
+                    _UPDATE_FAILED_METERS, {"ids": ids, "online": online, "failures": failures}
+                )
+        else:  # SQLite has no column list for a VALUES alias; in process, rows are cheap
+            names = ("b_id", *(f"b_{n}" for n in _READ_COLUMNS), "b_at")
+            if read:
+                await session.execute(
+                    update(meters)
+                    .where(meters.c.id == bindparam("b_id"))
+                    .values(
+                        {n: bindparam(f"b_{n}") for n in _READ_COLUMNS}
+                        | {"last_read_at": bindparam("b_at")}
+                    ),
+                    [dict(zip(names, row, strict=True)) for row in read],
+                )
+            if failed_only:
+                await session.execute(
+                    update(meters)
+                    .where(meters.c.id == bindparam("b_id"))
+                    .values(online=bindparam("b_on"), consecutive_failures=bindparam("b_fail")),
+                    [{"b_id": m, "b_on": on, "b_fail": f} for m, on, f in failed_only],
+                )
+    # Only once committed: a rolled-back batch must not leave its states in the cache.
+    known.update((meter_id, links[meter_id]) for meter_id in touched)
+    dtus_written.update(stale)
     return results
+
+
+# A DTU's last-seen time is written at most this often while its meters keep answering.
+DTU_SEEN_EVERY = timedelta(seconds=30)
+
+_READ_COLUMNS = ("online", "consecutive_failures", "relay", "last_energy_kwh", "last_power_kw")
+
+# PostgreSQL: one statement of fixed text per batch, the rows as arrays. The text never
+# changes with the batch size, so asyncpg prepares it once (a VALUES list would be compiled
+# and prepared anew for every size).
+_UPDATE_READ_METERS = text(
+    f"UPDATE {meters.name} AS m SET online = v.online, "
+    "consecutive_failures = v.failures, relay = v.relay, last_energy_kwh = v.energy, "
+    "last_power_kw = v.power, last_read_at = v.at "
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:online AS boolean[]), "
+    "CAST(:failures AS integer[]), CAST(:relay AS varchar[]), CAST(:energy AS bigint[]), "
+    "CAST(:power AS bigint[]), CAST(:at AS timestamptz[])) "
+    "AS v(id, online, failures, relay, energy, power, at) WHERE m.id = v.id"
+)
+_UPDATE_FAILED_METERS = text(
+    f"UPDATE {meters.name} AS m SET online = v.online, consecutive_failures = v.failures "
+    "FROM unnest(CAST(:ids AS varchar[]), CAST(:online AS boolean[]), "
+    "CAST(:failures AS integer[])) AS v(id, online, failures) WHERE m.id = v.id"
+)
+
+
+def _read_meters_arrays(rows: list[tuple[Any, ...]], dialect: Any) -> dict[str, list[Any]]:
+    """The rows as the statement's arrays, scaled as the columns store them."""
+    energy, power = meters.c.last_energy_kwh.type, meters.c.last_power_kw.type
+    assert isinstance(energy, ScaledDecimal)
+    assert isinstance(power, ScaledDecimal)
+    return {
+        "ids": [row[0] for row in rows],
+        "online": [row[1] for row in rows],
+        "failures": [row[2] for row in rows],
+        "relay": [row[3] for row in rows],
+        "energy": [energy.process_bind_param(row[4], dialect) for row in rows],
+        "power": [power.process_bind_param(row[5], dialect) for row in rows],
+        "at": [row[6] for row in rows],
+    }

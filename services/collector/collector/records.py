@@ -188,8 +188,16 @@ async def register_dtu(
             elif current._asdict() != settings:
                 await session.execute(update(dtus).where(dtus.c.id == body.id).values(**settings))
             await _check_addresses_free(uow, body, profiles)
+            changed = {body.id} if current is None or current._asdict() != settings else set()
             for meter in body.meters:
-                await _upsert_meter(uow, body.id, meter, profiles[meter.profile])
+                changed |= await _upsert_meter(uow, body.id, meter, profiles[meter.profile])
+            if changed:
+                # Every replica's loop for these DTUs reloads (see enabled_dtus).
+                await session.execute(
+                    update(dtus)
+                    .where(dtus.c.id.in_(sorted(changed)))
+                    .values(revision=dtus.c.revision + 1)
+                )
     except IntegrityError:
         raise Conflict(
             f"DTU {body.id}: the registration clashes with another meter's address, "
@@ -272,7 +280,8 @@ async def _check_addresses_free(
 
 async def _upsert_meter(
     uow: UnitOfWork, dtu_id: str, meter: MeterRegistration, profile: Profile
-) -> None:
+) -> set[str]:
+    """Insert or update one meter; return the DTUs whose meter list this changed."""
     # A Modbus address is kept as its unit id's digits ("7", never "007").
     address = _stored(meter, {meter.profile: profile})
     unit_id = None if isinstance(profile, Dlt645Profile) else int(address)
@@ -290,8 +299,11 @@ async def _upsert_meter(
                 id=meter.id, online=False, relay=None, consecutive_failures=0, **values
             )
         )
-    elif current._asdict() != values:
+        return {dtu_id}
+    if current._asdict() != values:
         await uow.session.execute(update(meters).where(meters.c.id == meter.id).values(**values))
+        return {dtu_id, current.dtu_id}
+    return set()
 
 
 def _meter_query() -> Any:
@@ -376,11 +388,20 @@ async def list_dtus(store: ServiceStore, dtu_id: str | None = None) -> list[DtuV
     ]
 
 
-async def enabled_dtus(store: ServiceStore) -> dict[str, DtuKind]:
-    """Return every enabled DTU and its kind."""
+async def enabled_dtus(store: ServiceStore) -> dict[str, tuple[DtuKind, int]]:
+    """Return every enabled DTU's kind and settings revision."""
     async with store.sessionmaker() as session:
-        rows = await session.execute(select(dtus.c.id, dtus.c.kind).where(dtus.c.enabled))
-        return {row.id: row.kind for row in rows}
+        rows = await session.execute(
+            select(dtus.c.id, dtus.c.kind, dtus.c.revision).where(dtus.c.enabled)
+        )
+        return {row.id: (row.kind, row.revision) for row in rows}
+
+
+async def meters_with_commands(store: ServiceStore) -> set[str]:
+    """Return the meters that have commands waiting (any replica may have accepted them)."""
+    async with store.sessionmaker() as session:
+        rows = await session.execute(select(pending_commands.c.meter_id).distinct())
+        return {row.meter_id for row in rows}
 
 
 async def dial_in_registrations(store: ServiceStore) -> dict[bytes, str]:

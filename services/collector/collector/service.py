@@ -107,6 +107,7 @@ class CollectorService(Service):
                 handover=self._hand_over,
             )
         self._pollers: dict[str, tuple[DtuPoller, asyncio.Task[None]]] = {}
+        self._revisions: dict[str, int] = {}  # each enabled DTU's settings revision, as seen
         self._dtus_changed = asyncio.Event()
         self._supervising = False
         self._own_read_requests: set[int] = set()
@@ -119,7 +120,7 @@ class CollectorService(Service):
         async def on_command_request(envelope: Envelope) -> None:
             await accept(envelope)
             # Only now is the command committed: the bus loop will find it. On another
-            # replica the owner finds it within one poll interval.
+            # replica the owner finds it within a second (_follow_commands).
             self._wake_owner(str(envelope.payload.get("meter_id", "")))
 
         return [("commands", ["command.request.v1.#"], on_command_request)]
@@ -142,7 +143,28 @@ class CollectorService(Service):
             asyncio.create_task(self._sink.run(), name="collector-reading-sink"),
             asyncio.create_task(self._supervise(), name="collector-dtus"),
             asyncio.create_task(self._follow_read_requests(), name="collector-read-requests"),
+            asyncio.create_task(self._follow_commands(), name="collector-commands"),
         ]
+
+    async def _follow_commands(self) -> None:
+        """Wake the loops whose meters have commands waiting, whoever accepted them.
+
+        A command accepted here wakes its loop at once; one another replica accepted (or
+        one left waiting by a stopped loop) is found here within a second, with one query
+        for the whole process instead of one per bus per interval.
+        """
+        while True:
+            await asyncio.sleep(min(1.0, self.poll_interval))
+            try:
+                waiting = await _whole(records.meters_with_commands(self.store))
+            except Exception:
+                log.exception("cannot look for waiting commands; retrying")
+                continue
+            if not waiting:
+                continue
+            for poller, _task in self._pollers.values():
+                if not waiting.isdisjoint(poller.meter_ids):
+                    poller.commands_waiting()
 
     async def _supervise(self) -> None:
         """Keep one bus loop per DTU this replica owns, following registrations and peers."""
@@ -174,17 +196,26 @@ class CollectorService(Service):
             self.store, instance=self.instance, now=utcnow(), lease_seconds=self.lease_seconds
         )
         enabled = await records.enabled_dtus(self.store)
-        dialled = [dtu_id for dtu_id, kind in enabled.items() if kind in DIALLED_KINDS]
+        dialled = [dtu_id for dtu_id, (kind, _rev) in enabled.items() if kind in DIALLED_KINDS]
         wanted = owned_by(self.instance, dialled, self.live_replicas)
         # A DTU that dialled in stays with this replica while its connection lives.
         wanted |= {
             dtu_id
             for dtu_id, (poller, task) in self._pollers.items()
-            if enabled.get(dtu_id) == "dtu-client" and not task.done() and not poller.ending
+            if dtu_id in enabled
+            and enabled[dtu_id][0] == "dtu-client"
+            and not task.done()
+            and not poller.ending
         }
         for dtu_id in list(self._pollers):
             if dtu_id not in wanted or self._pollers[dtu_id][1].done():
                 await _stop_pollers([self._pollers.pop(dtu_id)])
+        for dtu_id, (_kind, revision) in enabled.items():
+            # Changed on any replica: the loop re-reads its settings before its next request.
+            known = self._revisions.get(dtu_id)
+            if known is not None and known != revision and dtu_id in self._pollers:
+                self._pollers[dtu_id][0].reload()
+            self._revisions[dtu_id] = revision
         for dtu_id in sorted(wanted - set(self._pollers)):
             self._start_poller(dtu_id)
         await self._expire_forgotten_commands()
@@ -196,8 +227,9 @@ class CollectorService(Service):
     async def _expire_forgotten_commands(self) -> None:
         """Answer commands for meters no bus loop serves (a dial-in DTU not connected...).
 
-        A loop serving the meter looks for commands at least once per poll interval, so a
-        command still pending two intervals after its expiry has nobody to run it.
+        A loop serving the meter is woken for its commands within a second
+        (_follow_commands), so a command still pending two intervals after its expiry has
+        nobody to run it.
         """
         now = utcnow()
         grace = timedelta(seconds=2 * self.poll_interval)

@@ -39,6 +39,8 @@ dtus = Table(
     Column("registration_mode", String(8), nullable=False, server_default="once"),
     Column("heartbeat", String(80), nullable=False, server_default="HB"),
     Column("link_timeout_seconds", Float, nullable=False, server_default="180"),
+    # Bumped by every registration that changes the DTU or its meters (collector_0004).
+    Column("revision", Integer, nullable=False, server_default="0"),
     Index("ix_collector_dtus_registration", "registration", unique=True),
 )
 

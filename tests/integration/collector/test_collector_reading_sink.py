@@ -119,3 +119,43 @@ async def test_the_sink_gathers_and_settles(store: ServiceStore) -> None:
         writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+async def test_remembered_links_follow_a_lost_dtu_once_forgotten(store: ServiceStore) -> None:
+    """The batches remember link states; a DTU lost (written by its bus loop) and then
+    forgotten by the sink makes the next reading announce the meter online again."""
+    sink = ReadingSink(store)
+    known, seen = sink._links, sink._dtus_written
+    at = utcnow()
+    await write_outcomes(store, [_Outcome("B1", "B1-01", at, reading("1.000"))], known, seen)
+    assert set(known) == {"B1-01"}
+    assert set(seen) == {"B1"}
+    await records.record_dtu_lost(store, dtu_id="B1", reason="cable", at=at)
+    sink.forget("B1", ["B1-01", "B1-02"])
+    assert not known
+    assert not seen
+    later = at + timedelta(seconds=5)
+    (link,) = await write_outcomes(
+        store, [_Outcome("B1", "B1-01", later, reading("1.500"))], known, seen
+    )
+    assert link is not None
+    assert link.online
+    statuses = [(m, v) for t, m, v in await said(store) if t == "meter.status.v1"]
+    assert statuses == [("B1-01", True), ("B1-01", False), ("B1-02", False), ("B1-01", True)]
+    assert (await records.get_meter(store, "B1-01")).online
+    (dtu,) = await records.list_dtus(store, "B1")
+    assert dtu.online  # the first reading after the loss writes the DTU row again
+
+
+async def test_a_busy_dtu_row_is_written_once_per_interval(store: ServiceStore) -> None:
+    sink = ReadingSink(store)
+    at = utcnow()
+    for n in range(3):
+        outcome = _Outcome("B1", "B1-01", at + timedelta(seconds=n), reading(f"{n}.000"))
+        await write_outcomes(store, [outcome], sink._links, sink._dtus_written)
+    assert sink._dtus_written == {"B1": at}  # the first reading only, within DTU_SEEN_EVERY
+    (dtu,) = await records.list_dtus(store, "B1")
+    assert dtu.last_seen_at == at
+    meter = await records.get_meter(store, "B1-01")
+    assert meter.last_reading is not None
+    assert meter.last_reading.energy_kwh == Decimal("2.000")

@@ -1,7 +1,7 @@
 """The collector's rules, free of I/O: profiles, decoding, read planning, link health,
 poll scheduling, relay commands and purchases for local-prepaid meters."""
 
-from collector.domain import dlt645, rtu
+from collector.domain import dlt645, mbap, rtu
 from collector.domain.commands import (
     EXPIRED,
     CommandOpener,
@@ -84,6 +84,7 @@ __all__ = [
     "expected_relay",
     "local_credit_blocks",
     "local_credit_profile",
+    "mbap",
     "parse_profile",
     "plain_envelope",
     "plan_profile_reads",

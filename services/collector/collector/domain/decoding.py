@@ -20,6 +20,7 @@ from collector.domain.profiles import (
 THOUSANDTH = Decimal("0.001")
 FEN = Decimal("0.01")
 _FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
+_SIGN_BIT = {"int16": 0x8000, "int32": 0x8000_0000}
 
 
 class ImplausibleValue(ValueError):
@@ -45,8 +46,20 @@ def decode_value(words: Sequence[int], spec: RegisterSpec, word_order: WordOrder
     """Turn one value's registers into a scaled Decimal (floats via their shortest text)."""
     if len(words) != spec.words:
         raise ValueError(f"{spec.type} needs {spec.words} registers, got {len(words)}")
+    kind = spec.type
+    if kind != "float32":
+        # Integers by arithmetic: this runs for every value of every poll.
+        if len(words) == 1:
+            raw = words[0]
+        else:
+            high, low = (words[0], words[1]) if word_order == "big" else (words[1], words[0])
+            raw = high << 16 | low
+        sign = _SIGN_BIT.get(kind)
+        if sign is not None and raw & sign:
+            raw -= sign << 1
+        return Decimal(raw) * spec.scale
     ordered = list(words) if word_order == "big" else list(reversed(words))
-    raw = struct.unpack(_FORMATS[spec.type], struct.pack(f">{len(ordered)}H", *ordered))[0]
+    raw = struct.unpack(_FORMATS[kind], struct.pack(f">{len(ordered)}H", *ordered))[0]
     if isinstance(raw, float):
         # str() gives the shortest text that round-trips the float, not its binary expansion.
         value = Decimal(str(raw))
