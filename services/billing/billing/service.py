@@ -60,6 +60,7 @@ from billing.domain.supply import (
     decide_supply,
 )
 from billing.domain.tariffs import PeriodEnergy, TariffDefinition
+from billing.ids import new_ids
 from billing.positions import PositionCache
 from billing.settings import BillingSettings
 from billing.tables import (
@@ -392,10 +393,11 @@ class BillingService(Service):
         lines: list[dict[str, Any]] = []
         moves: dict[str, Decimal] = {}
         kinds: Tally[str] = Tally()
+        ids = iter(new_ids(len(txns)))  # one random read for the batch, not one per id
         for txn in txns:
             if txn.operation_key in done or txn.operation_key in posted:
                 continue
-            txn_id = posted[txn.operation_key] = str(uuid.uuid4())
+            txn_id = posted[txn.operation_key] = next(ids)
             headers.append(
                 {
                     "id": txn_id,
