@@ -20,7 +20,7 @@ from typing import Any
 from prepaid_common.contracts import CommandOutcomeV1, CreditRequestedV1, ReadingV1, utcnow
 from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import UnitOfWork
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import bulk
@@ -84,11 +84,15 @@ async def flag_meter(
         raise Conflict(f"account {account_id} already has local-prepaid meter {other}")
     if current is None:
         now = utcnow()
+        # Flagged before? Its old purchases keep their epoch; this flag counts afresh.
+        last_epoch = await session.scalar(
+            select(func.max(purchases.c.epoch)).where(purchases.c.meter_id == meter_id)
+        )
         await session.execute(
             insert(local_meters).values(
                 meter_id=meter_id,
                 price=price,
-                epoch=0,
+                epoch=0 if last_epoch is None else last_epoch + 1,
                 # The baseline is a reading taken from now on, not one already on its way.
                 read_at=now,
                 count_alarm=False,

@@ -1,0 +1,300 @@
+"""Billing's side of local-prepaid meters on a real database (SQLite and PostgreSQL): how
+purchases are numbered, pushed one at a time, moved on by control's outcomes and by the
+meter's own count, and what flagging a meter allows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import httpx
+import pytest
+from billing.api import build_router  # noqa: F401 - the service mounts it
+from billing.domain import ledger
+from billing.service import BillingService
+from prepaid_common.bus import InProcessBus
+from prepaid_common.contracts import (
+    CommandOutcomeV1,
+    CreditRequestedV1,
+    Envelope,
+    Message,
+    PaymentSucceededV1,
+    ReadingV1,
+    utcnow,
+)
+from prepaid_common.db import create_engine
+from prepaid_common.errors import Conflict
+
+
+class Harness:
+    """Billing alone, with the pushes it asks control for captured."""
+
+    def __init__(self, service: BillingService, bus: InProcessBus) -> None:
+        self.service = service
+        self.pushes: list[CreditRequestedV1] = []
+        self.clock = utcnow() + timedelta(seconds=1)
+        self._paid = 0
+
+        async def capture(envelope: Envelope) -> None:
+            self.pushes.append(CreditRequestedV1.model_validate(envelope.payload))
+
+        bus.subscribe("capture", ["credit.requested.v1.#"], capture)
+        self.api = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=service.internal_app()), base_url="http://billing"
+        )
+
+    async def deliver(self, message: Message) -> None:
+        handlers = {
+            ReadingV1: self.service.handle_reading,
+            PaymentSucceededV1: self.service.handle_payment,
+            CommandOutcomeV1: self.service.handle_outcome,
+        }
+        handler = handlers[type(message)]
+        await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
+        while await self.service.relay.relay_once():
+            pass
+
+    async def open(self, account: str, *meters: str, debt_share: str = "0") -> None:
+        await self.service.open_account(
+            account_id=account,
+            name=account,
+            tariff_id=None,
+            price_per_kwh=Decimal("1.0000"),
+            terms={
+                "mode": "prepaid",
+                "trip_line": Decimal("0.00"),
+                "warning_line": Decimal("0.00"),
+                "overdraft_limit": Decimal("0.00"),
+                "balance_cap": None,
+                "debt_share": Decimal(debt_share),
+                "debt_daily": Decimal("0.00"),
+                "protected": False,
+            },
+            groups=[],
+            operator="test",
+        )
+        await self.pay(account, "100.00")
+        for meter in meters:
+            await self.service.bind_meter(meter_id=meter, account_id=account)
+
+    async def flag(self, meter: str, account: str, local: bool = True) -> None:
+        await self.service.bind_meter(
+            meter_id=meter,
+            account_id=account,
+            local_prepaid=local,
+            local_price=Decimal("1.0") if local else None,
+        )
+        self.clock = utcnow() + timedelta(seconds=1)  # readings taken after the flag
+
+    async def pay(self, account: str, amount: str) -> str:
+        self._paid += 1
+        payment_id = f"pay-{account}-{self._paid}"
+        await self.deliver(
+            PaymentSucceededV1(
+                payment_id=payment_id,
+                account_id=account,
+                amount=Decimal(amount),
+                method="cash",
+                reference=payment_id,
+                at=utcnow(),
+            )
+        )
+        return payment_id
+
+    async def read(self, meter: str, kwh: str, count: int, credit: str) -> datetime:
+        self.clock += timedelta(minutes=1)
+        await self.deliver(
+            ReadingV1(
+                meter_id=meter,
+                dtu_id="D1",
+                read_at=self.clock,
+                energy_kwh=Decimal(kwh),
+                local_credit=Decimal(credit),
+                purchase_count=count,
+            )
+        )
+        return self.clock
+
+    async def answer(
+        self,
+        push: CreditRequestedV1,
+        status: Literal["succeeded", "failed", "expired"],
+        *,
+        retryable: bool = True,
+        error: str = "",
+    ) -> None:
+        await self.deliver(
+            CommandOutcomeV1(
+                command_id=f"cmd-{push.request_id}",
+                meter_id=push.meter_id,
+                action="credit",
+                status=status,
+                error=error,
+                retryable=retryable,
+                request_id=push.request_id,
+                purchase_count=push.purchase_count,
+                at=utcnow(),
+            )
+        )
+
+    async def view(self, meter: str) -> dict[str, Any]:
+        response = await self.api.get(f"/internal/meters/{meter}/local-credit")
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    async def statuses(self, meter: str) -> list[tuple[int | None, str]]:
+        purchases = (await self.view(meter))["purchases"]
+        return [(p["purchase_count"], p["status"]) for p in reversed(purchases)]
+
+    async def anomalies(self, meter: str) -> list[str]:
+        page = (await self.api.get("/internal/anomalies", params={"meter_id": meter})).json()
+        return [item["kind"] for item in reversed(page["items"])]
+
+
+@pytest.fixture
+async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
+    database_url, _ = backend
+    engine = create_engine(database_url)
+    bus = InProcessBus()
+    service = BillingService(engine=engine, bus=bus)
+    await service.migrate()
+    harness = Harness(service, bus)
+    yield harness
+    await harness.api.aclose()
+    await engine.dispose()
+
+
+async def test_purchases_wait_for_the_meters_count_and_go_one_at_a_time(
+    billing: Harness,
+) -> None:
+    await billing.open("A1", "M1", debt_share="0.2")
+    await billing.service.post_operator_transaction(
+        ledger.record_arrears(
+            account_id="A1", amount=Decimal("100.00"), key="old", reason="old", operator="t"
+        )
+    )
+    await billing.flag("M1", "A1")
+    # Paid before the meter's count is known: queued without a count, nothing pushed.
+    await billing.pay("A1", "50.00")
+    assert await billing.statuses("M1") == [(None, "queued")]
+    assert billing.pushes == []
+    # The first reading after the flag is the baseline: 7 purchases taken already.
+    await billing.read("M1", "100.000", 7, "5.00")
+    assert await billing.statuses("M1") == [(8, "sent")]
+    (first,) = billing.pushes
+    # Only what reached the tenant's balance goes to the meter (20 % went to arrears).
+    assert (first.purchase_count, first.amount) == (8, Decimal("40.00"))
+    # A second top-up waits for the first: the meter takes only its count + 1.
+    await billing.pay("A1", "10.00")
+    assert await billing.statuses("M1") == [(8, "sent"), (9, "queued")]
+    assert len(billing.pushes) == 1
+    await billing.answer(first, "succeeded")
+    assert await billing.statuses("M1") == [(8, "delivered"), (9, "sent")]
+    assert (billing.pushes[-1].purchase_count, billing.pushes[-1].amount) == (9, Decimal("8.00"))
+    # The meter's count includes 9 before control says so: the reading confirms it.
+    await billing.read("M1", "100.000", 9, "53.00")
+    assert await billing.statuses("M1") == [(8, "delivered"), (9, "delivered")]
+    await billing.answer(billing.pushes[-1], "succeeded")  # late: changes nothing
+    assert await billing.statuses("M1") == [(8, "delivered"), (9, "delivered")]
+    assert await billing.anomalies("M1") == []
+
+
+async def test_a_failed_or_expired_push_goes_again_at_the_next_reading_with_its_count(
+    billing: Harness,
+) -> None:
+    await billing.open("A1", "M1")
+    await billing.flag("M1", "A1")
+    await billing.read("M1", "100.000", 0, "0.00")
+    await billing.pay("A1", "20.00")
+    first = billing.pushes[-1]
+    await billing.answer(first, "failed", error="DTU offline")
+    assert await billing.statuses("M1") == [(1, "queued")]
+    assert len(billing.pushes) == 1  # not at once: the meter is not reachable
+    await billing.read("M1", "100.000", 0, "0.00")
+    second = billing.pushes[-1]
+    assert (second.purchase_count, second.amount) == (1, Decimal("20.00"))
+    assert second.request_id != first.request_id
+    await billing.answer(second, "expired")
+    await billing.read("M1", "100.000", 0, "0.00")
+    assert len(billing.pushes) == 3
+    await billing.answer(billing.pushes[-1], "succeeded")
+    view = await billing.view("M1")
+    assert view["purchases"][0]["pushes"] == 3
+    assert await billing.statuses("M1") == [(1, "delivered")]
+    # An outcome for a push that was asked again since is ignored.
+    await billing.answer(first, "failed", retryable=False, error="late")
+    assert await billing.statuses("M1") == [(1, "delivered")]
+
+
+async def test_a_refused_purchase_stops_the_queue_until_a_resync(billing: Harness) -> None:
+    await billing.open("A1", "M1")
+    await billing.flag("M1", "A1")
+    await billing.read("M1", "100.000", 3, "0.00")
+    await billing.pay("A1", "20.00")
+    await billing.answer(
+        billing.pushes[-1], "failed", retryable=False, error="meter refused purchase 4"
+    )
+    await billing.pay("A1", "5.00")
+    await billing.read("M1", "100.000", 3, "0.00")
+    assert await billing.statuses("M1") == [(4, "refused"), (5, "queued")]
+    assert len(billing.pushes) == 1
+    assert await billing.anomalies("M1") == ["purchase_refused"]
+    response = await billing.api.post("/internal/meters/M1/local-credit/resync")
+    assert response.status_code == 200, response.text
+    assert await billing.statuses("M1") == [(None, "queued"), (None, "queued")]
+    # The meter was really at 10: counted from there, in the order they were paid.
+    await billing.read("M1", "100.000", 10, "0.00")
+    assert await billing.statuses("M1") == [(11, "sent"), (12, "queued")]
+
+
+async def test_one_local_prepaid_meter_per_account_and_a_new_flag_counts_afresh(
+    billing: Harness,
+) -> None:
+    await billing.open("A1", "M1", "M2")
+    await billing.flag("M1", "A1")
+    with pytest.raises(Conflict, match="already has local-prepaid meter M1"):
+        await billing.flag("M2", "A1")
+    await billing.read("M1", "100.000", 1, "0.00")
+    await billing.pay("A1", "20.00")
+    await billing.answer(billing.pushes[-1], "succeeded")
+    await billing.pay("A1", "5.00")  # pushed as 3, then the flag is taken off
+    await billing.flag("M1", "A1", local=False)
+    response = await billing.api.get("/internal/meters/M1/local-credit")
+    assert response.status_code == 404
+    # Flagged again (the meter was reset meanwhile): its old purchases are not held
+    # against its new count.
+    await billing.flag("M1", "A1")
+    await billing.read("M1", "100.000", 0, "0.00")
+    await billing.pay("A1", "7.00")
+    assert billing.pushes[-1].purchase_count == 1
+    # Purchase 3 was cancelled with the flag; the ledger keeps its money.
+    assert await billing.statuses("M1") == [(2, "delivered"), (3, "cancelled"), (1, "sent")]
+    await billing.read("M1", "100.000", 0, "0.00")
+    assert await billing.anomalies("M1") == []
+    bindings = (await billing.api.get("/internal/meter-bindings")).json()["items"]
+    assert {(b["meter_id"], b["local_prepaid"]) for b in bindings} == {
+        ("M1", True),
+        ("M2", False),
+    }
+
+
+async def test_a_reading_taken_before_the_flag_is_no_baseline(billing: Harness) -> None:
+    await billing.open("A1", "M1")
+    before = utcnow() - timedelta(seconds=5)
+    await billing.flag("M1", "A1")
+    await billing.deliver(
+        ReadingV1(
+            meter_id="M1",
+            dtu_id="D1",
+            read_at=before,
+            energy_kwh=Decimal("100.000"),
+            local_credit=Decimal("1.00"),
+            purchase_count=2,
+        )
+    )
+    assert (await billing.view("M1"))["baseline"] is None
+    await billing.read("M1", "100.100", 5, "1.00")
+    assert (await billing.view("M1"))["baseline"]["purchase_count"] == 5
