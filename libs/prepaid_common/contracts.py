@@ -246,8 +246,13 @@ class Envelope(BaseModel):
 
     @classmethod
     def wrap(cls, message: Message, *, producer: str) -> Envelope:
-        """Wrap a message for publishing."""
-        return cls(
+        """Wrap a message for publishing.
+
+        The message was validated when it was built and its JSON dump is a plain dict, so
+        the envelope is assembled without validating the same data a second time.
+        """
+        return cls.model_construct(
+            message_id=str(uuid.uuid4()),
             type=message.TYPE,
             routing_key=message.routing_key(),
             producer=producer,

@@ -101,7 +101,14 @@ class UnitOfWork:
         self._outbox_rows.append(
             {
                 "message_id": envelope.message_id,
-                "envelope": envelope.model_dump(mode="json"),
+                # What model_dump(mode="json") gives, without copying the payload again.
+                "envelope": {
+                    "message_id": envelope.message_id,
+                    "type": envelope.type,
+                    "routing_key": envelope.routing_key,
+                    "producer": envelope.producer,
+                    "payload": envelope.payload,
+                },
                 "created_at": utcnow(),
             }
         )

@@ -70,6 +70,11 @@ class _MbapProtocol(asyncio.Protocol):
             self._waiter.set_exception(error)
 
 
+def _expire(reply: asyncio.Future[bytes]) -> None:
+    if not reply.done():
+        reply.set_exception(MeterSilent("no reply"))
+
+
 class ModbusLink:
     """One MBAP connection to a gateway; reconnection is the caller's decision."""
 
@@ -149,11 +154,13 @@ class ModbusLink:
             self._transaction = (self._transaction + 1) & 0xFFFF
             reply = protocol.expect(self._transaction)
             protocol.transport.write(mbap.frame(self._transaction, unit_id, pdu))
+            # A plain timer on the future: cheaper than a timeout scope, and this runs for
+            # every request on every bus.
+            timer = asyncio.get_running_loop().call_later(self._timeout, _expire, reply)
             try:
-                async with asyncio.timeout(self._timeout):
-                    frame = await reply
-            except TimeoutError:
-                raise MeterSilent("no reply") from None
+                frame = await reply
+            finally:
+                timer.cancel()
         finally:
             self._gap.done()
         if mbap.unit_of(frame) != unit_id:

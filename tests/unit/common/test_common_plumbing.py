@@ -72,6 +72,24 @@ def test_envelope_round_trip_keeps_decimals_exact() -> None:
         open_envelope(envelope, PaymentSucceededV1)
 
 
+def test_a_wrapped_envelope_is_what_validation_would_build() -> None:
+    """wrap() skips re-validating a validated message: the result must be the same."""
+    reading = ReadingV1(
+        meter_id="M1",
+        dtu_id="D1",
+        read_at=datetime(2026, 1, 1, tzinfo=UTC),
+        energy_kwh=Decimal("1.5"),
+        tou_kwh={"peak": Decimal("1.0"), "valley": Decimal("0.5")},
+        relay="open",
+        power_kw=Decimal("-0.25"),
+    )
+    wrapped = Envelope.wrap(reading, producer="collector")
+    validated = Envelope.model_validate(wrapped.model_dump(mode="json"))
+    assert validated == wrapped
+    assert validated.model_dump(mode="json") == wrapped.model_dump(mode="json")
+    assert Envelope.wrap(reading, producer="collector").message_id != wrapped.message_id
+
+
 def test_contracts_refuse_bad_values() -> None:
     with pytest.raises(ValidationError):
         ReadingV1(meter_id="M", dtu_id="D", read_at=datetime.now(UTC), energy_kwh=Decimal(-1))

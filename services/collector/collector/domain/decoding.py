@@ -21,6 +21,7 @@ THOUSANDTH = Decimal("0.001")
 FEN = Decimal("0.01")
 _FORMATS = {"uint16": ">H", "int16": ">h", "uint32": ">I", "int32": ">i", "float32": ">f"}
 _SIGN_BIT = {"int16": 0x8000, "int32": 0x8000_0000}
+_ONE_WORD = frozenset(("uint16", "int16"))
 
 
 class ImplausibleValue(ValueError):
@@ -83,9 +84,13 @@ def encode_value(value: Decimal, spec: RegisterSpec, word_order: WordOrder) -> l
 def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> DecodedReading:
     """Decode a poll's registers by the profile; raise ImplausibleValue for garbage."""
 
+    order = profile.word_order
+
     def value(spec: RegisterSpec) -> Decimal:
-        words = [registers[a] for a in range(spec.address, spec.address + spec.words)]
-        return decode_value(words, spec, profile.word_order)
+        address = spec.address
+        if spec.type in _ONE_WORD:
+            return decode_value((registers[address],), spec, order)
+        return decode_value((registers[address], registers[address + 1]), spec, order)
 
     def optional(quantity: str) -> Decimal | None:
         spec = profile.registers.get(quantity)  # type: ignore[call-overload]
