@@ -47,7 +47,7 @@ class ReadingSink:
         self,
         store: ServiceStore,
         *,
-        max_batch: int = 500,
+        max_batch: int = 100,
         max_wait: float = 0.02,
         max_queued: int = 5000,
     ) -> None:
