@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -86,7 +87,7 @@ class UnitOfWork:
             if exc_type is None:
                 if self._outbox_rows:
                     rows, self._outbox_rows = self._outbox_rows, []
-                    await self.session.execute(insert(self._store.outbox), rows)
+                    await self._write_outbox(rows)
                 await self.session.commit()
                 if self._emitted:
                     self._store.outbox_written.set()
@@ -94,6 +95,26 @@ class UnitOfWork:
                 await self.session.rollback()
         finally:
             await self.session.close()
+
+    async def _write_outbox(self, rows: list[dict[str, Any]]) -> None:
+        outbox = self._store.outbox
+        if self.session.get_bind().dialect.name != "postgresql":
+            await self.session.execute(insert(outbox), rows)
+            return
+        # One statement of fixed text whatever the count: prepared once, the rows as arrays
+        # (the JSON serialised here, once, instead of per row by the column type).
+        await self.session.execute(
+            text(
+                f"INSERT INTO {outbox.name} (message_id, envelope, created_at) "
+                "SELECT * FROM unnest(CAST(:ids AS varchar[]), CAST(:envelopes AS json[]), "
+                "CAST(:created AS timestamptz[]))"
+            ),
+            {
+                "ids": [row["message_id"] for row in rows],
+                "envelopes": [json.dumps(row["envelope"]) for row in rows],
+                "created": [row["created_at"] for row in rows],
+            },
+        )
 
     async def emit(self, message: Message) -> Envelope:
         """Record a message to publish once this transaction commits."""
@@ -334,7 +355,16 @@ class OutboxRelay:
             # relay at the database's commit rate.
             if published:
                 async with self._store.sessionmaker() as session, session.begin():
-                    await session.execute(delete(outbox).where(outbox.c.id.in_(published)))
+                    if session.get_bind().dialect.name == "postgresql":
+                        # Fixed text, one array: not a new statement for every count.
+                        await session.execute(
+                            text(
+                                f"DELETE FROM {outbox.name} WHERE id = ANY(CAST(:ids AS bigint[]))"
+                            ),
+                            {"ids": published},
+                        )
+                    else:
+                        await session.execute(delete(outbox).where(outbox.c.id.in_(published)))
         return len(published)
 
 
