@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collector.domain import OFFLINE_AFTER_FAILURES, MeterLink, PollSchedule, retry_delay
+from collector.domain import (
+    OFFLINE_AFTER_FAILURES,
+    MeterLink,
+    PollSchedule,
+    next_poll_delay,
+    retry_delay,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -68,7 +74,7 @@ def test_schedule_staggers_new_meters_and_polls_the_most_overdue_first() -> None
 def test_schedule_backs_off_a_failing_meter_and_forgets_removed_ones() -> None:
     schedule = PollSchedule(poll_interval=1.0)
     schedule.sync(["good", "bad"], now=0.0)
-    schedule.polled("bad", 0.0, 4)
+    schedule.polled("bad", 0.0, 6)  # offline, backed off 8 s
     schedule.polled("good", 0.0, 0)
     assert schedule.next_due(1.0) == ("good", 0.0)
     schedule.polled("good", 1.0, 0)
@@ -122,3 +128,13 @@ def test_the_next_due_meter_is_always_the_earliest_one(
         else:
             assert meter is None
             assert wait == due[first] - now
+
+
+def test_a_failing_meter_is_confirmed_silent_within_one_interval_then_backed_off() -> None:
+    delays = [next_poll_delay(30.0, n) for n in range(OFFLINE_AFTER_FAILURES + 4)]
+    # Healthy: once per interval. Failing: the remaining tries fit in one interval.
+    assert delays[0] == 30.0
+    assert sum(delays[1:OFFLINE_AFTER_FAILURES]) < 30.0
+    # Offline: an interval, then doubling, never beyond the cap.
+    assert delays[OFFLINE_AFTER_FAILURES:] == [30.0, 60.0, 120.0, 240.0]
+    assert next_poll_delay(30.0, 50) == 300.0

@@ -29,6 +29,7 @@ from collector.domain.link import (
     OFFLINE_AFTER_FAILURES,
     MeterLink,
     PollSchedule,
+    next_poll_delay,
     retry_delay,
 )
 from collector.domain.planning import (
@@ -85,6 +86,7 @@ __all__ = [
     "local_credit_blocks",
     "local_credit_profile",
     "mbap",
+    "next_poll_delay",
     "parse_profile",
     "plain_envelope",
     "plan_profile_reads",

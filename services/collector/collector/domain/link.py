@@ -40,6 +40,21 @@ class MeterLink:
         return MeterLink(online=False, consecutive_failures=failures), not already_announced
 
 
+def next_poll_delay(poll_interval: float, consecutive_failures: int) -> float:
+    """Return the wait before a meter's next poll.
+
+    A meter that just failed is asked again soon, so that a silence is confirmed (and the
+    meter announced offline) within one interval of its first failed poll rather than
+    after several; once it is offline its polls back off, doubling, so it cannot stall the
+    bus.
+    """
+    if consecutive_failures == 0:
+        return poll_interval
+    if consecutive_failures < OFFLINE_AFTER_FAILURES:
+        return poll_interval / OFFLINE_AFTER_FAILURES
+    return retry_delay(poll_interval, consecutive_failures - OFFLINE_AFTER_FAILURES + 1)
+
+
 def retry_delay(poll_interval: float, consecutive_failures: int) -> float:
     """Return the wait before a meter's next poll: doubling while it keeps failing."""
     if consecutive_failures <= 1:
@@ -90,7 +105,7 @@ class PollSchedule:
     def polled(self, meter_id: str, now: float, consecutive_failures: int) -> None:
         """Schedule a meter's next poll after one ended."""
         if meter_id in self._due:
-            self._set(meter_id, now + retry_delay(self.poll_interval, consecutive_failures))
+            self._set(meter_id, now + next_poll_delay(self.poll_interval, consecutive_failures))
 
     def _set(self, meter_id: str, due: float) -> None:
         self._due[meter_id] = due
