@@ -507,18 +507,21 @@ def test_compose_depends_on_waits_for_what_each_service_needs() -> None:
         assert condition == "service_healthy"
 
 
-def test_compose_publishes_only_the_gateway_to_the_world() -> None:
+def test_compose_publishes_only_the_gateway_and_the_dtu_listener() -> None:
     published: dict[str, list[str]] = {}
     for name, service in compose_services().items():
         for entry in service.get("ports", []):
             published.setdefault(name, []).append(without_interpolation(str(entry)))
     assert any(p.endswith(f":{GATEWAY_PORT}") for p in published.get("gateway", []))
-    for name in SERVICE_PORTS:
+    for name, port in SERVICE_PORTS.items():
         # Internal APIs have no authentication of their own.
-        assert name not in published, f"{name}'s internal API is published"
+        for entry in published.get(name, []):
+            assert not entry.endswith(f":{port}"), f"{name}'s internal API is published"
     for name, entries in published.items():
-        if name != "gateway":
-            for entry in entries:
+        for entry in entries:
+            # Beyond the gateway, only the collector's DTU listener faces the field.
+            field_facing = name == "gateway" or (name == "collector" and entry.endswith(":9502"))
+            if not field_facing:
                 assert entry.startswith("127.0.0.1:"), f"{name} publishes {entry} on every address"
 
 
@@ -941,31 +944,37 @@ def test_k8s_secret_example_holds_only_placeholders() -> None:
         assert PLACEHOLDER.search(str(value)), f"{key} is not a clearly marked placeholder"
 
 
-def test_collector_statefulset_shards_dtus_over_its_replicas() -> None:
+def test_collector_statefulset_names_each_replica_and_takes_dial_in_dtus() -> None:
     objects = k8s_objects(K8S_DIRS[0])
     collector = named_workload(objects, "collector")
     assert collector["kind"] == "StatefulSet"
     (container,) = pod_spec(collector)["containers"]
-    replicas = collector["spec"]["replicas"]
-    assert env_value(container, "PREPAID_COLLECTOR_REPLICAS") == str(replicas)
+    # Replicas share the field by leases under their own names: the pod's, stable.
     instance = container_env(container)["PREPAID_COLLECTOR_INSTANCE"]
     assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "PREPAID_COLLECTOR_REPLICAS" not in container_env(container), "leases, not a count"
     (governing,) = [
         s
         for s in of_kind(objects, "Service")
         if s["metadata"]["name"] == collector["spec"]["serviceName"]
     ]
     assert governing["spec"].get("clusterIP") == "None", "the governing Service is headless"
-    if replicas > 1:
-        # More than one replica polls a DTU twice unless the collector reads its shard.
-        source = " ".join(
-            p.read_text(encoding="utf-8").lower()
-            for p in (ROOT / "services/collector").rglob("*.py")
-        )
-        for setting in ("replicas", "instance"):
-            assert f"collector_{setting}" in source or (
-                "prepaid_collector_" in source and setting in source
-            ), f"replicas: {replicas}, but the collector ignores {setting!r} (see collector.yaml)"
+    # DTUs in client mode dial the listener (PREPAID_COLLECTOR_LISTEN_PORT, 9502).
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["dtu"] == 9502
+    dial_in = [
+        s
+        for s in of_kind(objects, "Service")
+        if any(p.get("targetPort") == "dtu" for p in s["spec"]["ports"])
+    ]
+    assert dial_in, "no Service lets DTUs dial in"
+    assert all(s["spec"].get("type") == "LoadBalancer" for s in dial_in)
+
+
+def test_compose_collector_takes_dial_in_dtus_under_a_fixed_name() -> None:
+    collector = compose_services()["collector"]
+    assert collector["environment"]["PREPAID_COLLECTOR_INSTANCE"]
+    assert any(without_interpolation(str(p)).endswith(":9502") for p in collector["ports"])
 
 
 def test_single_consumer_services_never_run_two_pods() -> None:
