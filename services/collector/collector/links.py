@@ -1,9 +1,9 @@
 """Links to an RS485 bus: one TCP connection, one request in flight, whatever the DTU kind.
 
-``modbus.ModbusLink`` speaks MBAP to a Modbus TCP gateway (pymodbus). ``RawLink`` carries
-raw bytes: Modbus RTU frames with CRC or DL/T 645 frames, over a connection we dial (a serial
-device server in transparent mode) or one a DTU in client mode opened to us. pymodbus has no
-client for an accepted socket and no DL/T 645, so RawLink frames the bytes itself
+``modbus.ModbusLink`` speaks MBAP to a Modbus TCP gateway (``domain.mbap``). ``RawLink``
+carries raw bytes: Modbus RTU frames with CRC or DL/T 645 frames, over a connection we dial (a
+serial device server in transparent mode) or one a DTU in client mode opened to us. pymodbus
+has no client for an accepted socket and no DL/T 645, so RawLink frames the bytes itself
 (``domain.rtu``, ``domain.dlt645``) and strips the DTU's registrations and heartbeats
 (``domain.stream``) before decoding.
 """

@@ -434,6 +434,6 @@ async def _stop_pollers(pollers: Sequence[tuple[DtuPoller, asyncio.Task[None]]])
         task.cancel()
     while pending:
         _done, pending = await asyncio.wait(pending, timeout=1.0)
-        # Python 3.11's wait_for (inside pymodbus) can swallow a cancel: ask again.
+        # Python 3.11's wait_for can swallow a cancel: ask again.
         for task in pending:
             task.cancel()
