@@ -237,7 +237,13 @@ class DtuPoller:
 
     async def _reload(self) -> bool:
         self._reload_wanted = False
-        config = await records.load_bus(self._store, self.dtu_id)
+        try:
+            config = await records.load_bus(self._store, self.dtu_id)
+        except BaseException:
+            # A database hiccup (thousands of loops starting at once can exhaust the pool):
+            # the next turn tries again; a loop without its settings cannot poll.
+            self._reload_wanted = True
+            raise
         if config is None or not config.enabled:
             log.info("DTU no longer polled", extra={"dtu_id": self.dtu_id})
             return False

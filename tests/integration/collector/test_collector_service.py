@@ -248,3 +248,27 @@ async def test_a_command_accepted_before_start_is_executed_after(
         result = await collector.result_of(command_ids[0])
         assert (result.succeeded, result.relay) == (True, "open")
         assert field_sim.meter(meter_id).relay == "open"
+
+
+async def test_a_bus_loop_whose_settings_could_not_be_read_tries_again(
+    sqlite_url: str, field_sim: FieldSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of loops starting at once can find the database busy: a loop whose first
+    read of its settings fails must not stay without them (and never poll)."""
+    from collector import records
+
+    real_load_bus = records.load_bus
+    failures: list[str] = []
+
+    async def busy_once(store: object, dtu_id: str) -> object:
+        if not failures:
+            failures.append(dtu_id)
+            raise TimeoutError("QueuePool limit reached")
+        return await real_load_bus(store, dtu_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(records, "load_bus", busy_once)
+    async with running_collector(sqlite_url, poll_interval=0.3) as collector:
+        assert (await collector.register(field_sim.dtus[0].registration())).status_code == 201
+        meter_ids = [m.meter_id for m in field_sim.dtus[0].meters]
+        await wait_until(holds(lambda: all(collector.readings(m) for m in meter_ids)))
+    assert failures == ["DTU0001"]

@@ -132,9 +132,10 @@ def test_the_next_due_meter_is_always_the_earliest_one(
 
 def test_a_failing_meter_is_confirmed_silent_within_one_interval_then_backed_off() -> None:
     delays = [next_poll_delay(30.0, n) for n in range(OFFLINE_AFTER_FAILURES + 4)]
-    # Healthy: once per interval. Failing: the remaining tries fit in one interval.
+    # Healthy: once per interval. Failing: retried at once (a garbled frame is momentary).
     assert delays[0] == 30.0
-    assert sum(delays[1:OFFLINE_AFTER_FAILURES]) < 30.0
+    assert delays[1:OFFLINE_AFTER_FAILURES] == [1.0] * (OFFLINE_AFTER_FAILURES - 1)
+    assert next_poll_delay(0.9, 1) == 0.3  # a short interval: its third
     # Offline: an interval, then doubling, never beyond the cap.
     assert delays[OFFLINE_AFTER_FAILURES:] == [30.0, 60.0, 120.0, 240.0]
     assert next_poll_delay(30.0, 50) == 300.0

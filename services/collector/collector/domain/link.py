@@ -9,6 +9,8 @@ from typing import Literal
 
 OFFLINE_AFTER_FAILURES = 3
 MAX_BACKOFF_SECONDS = 300.0
+# A failed poll is retried this soon (at most), until the meter counts as offline.
+RETRY_SOON_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,16 @@ class MeterLink:
 def next_poll_delay(poll_interval: float, consecutive_failures: int) -> float:
     """Return the wait before a meter's next poll.
 
-    A meter that just failed is asked again soon, so that a silence is confirmed (and the
-    meter announced offline) within one interval of its first failed poll rather than
-    after several; once it is offline its polls back off, doubling, so it cannot stall the
-    bus.
+    A meter that just failed is asked again at once (within ``RETRY_SOON_SECONDS``): a
+    garbled reply is usually one bad frame, and a healthy meter retried at once stays
+    fresh; a silence is confirmed (and the meter announced offline) within seconds of its
+    first failed poll. Once it is offline its polls back off, doubling, so it cannot stall
+    the bus.
     """
     if consecutive_failures == 0:
         return poll_interval
     if consecutive_failures < OFFLINE_AFTER_FAILURES:
-        return poll_interval / OFFLINE_AFTER_FAILURES
+        return min(poll_interval / OFFLINE_AFTER_FAILURES, RETRY_SOON_SECONDS)
     return retry_delay(poll_interval, consecutive_failures - OFFLINE_AFTER_FAILURES + 1)
 
 
