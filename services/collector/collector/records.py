@@ -531,18 +531,19 @@ async def pending_for(store: ServiceStore, meter_ids: Sequence[str]) -> list[Pen
             .where(pending_commands.c.meter_id.in_(meter_ids))
             .order_by(pending_commands.c.received_at, pending_commands.c.command_id)
         )
-        return [
-            PendingCommand(
-                command_id=row.command_id,
-                meter_id=row.meter_id,
-                action=row.action,
-                envelope=row.envelope,
-                expires_at=row.expires_at,
-                amount=row.amount,
-                purchase_count=row.purchase_count,
-            )
-            for row in rows
-        ]
+        return [_pending(row) for row in rows]
+
+
+def _pending(row: Any) -> PendingCommand:
+    return PendingCommand(
+        command_id=row.command_id,
+        meter_id=row.meter_id,
+        action=row.action,
+        envelope=row.envelope,
+        expires_at=row.expires_at,
+        amount=row.amount,
+        purchase_count=row.purchase_count,
+    )
 
 
 async def finish_command(
@@ -673,15 +674,4 @@ async def forgotten_commands(
             .order_by(pending_commands.c.received_at, pending_commands.c.command_id)
             .limit(1000)
         )
-        return [
-            PendingCommand(
-                command_id=row.command_id,
-                meter_id=row.meter_id,
-                action=row.action,
-                envelope=row.envelope,
-                expires_at=row.expires_at,
-                amount=row.amount,
-                purchase_count=row.purchase_count,
-            )
-            for row in rows
-        ]
+        return [_pending(row) for row in rows]
