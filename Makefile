@@ -40,7 +40,7 @@ bench-loop: venv ## The standalone loop timed: start-up, first trip, reading age
 bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (bench-results/billing.json)
 	$(BIN)/python benchmarks/bench_billing.py $(BENCH_ARGS)
 
-bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~25 min)
+bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
 lint: venv ## ruff (lint and format check) and mypy strict
