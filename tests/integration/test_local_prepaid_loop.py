@@ -18,15 +18,13 @@ from typing import Any
 import httpx
 import pytest
 from billing.tables import purchases
-from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import Envelope, PaymentSucceededV1, utcnow
-from pydantic import SecretStr
 from simulator import SimulatedMeter
 from sqlalchemy import func, select
 from standalone.app import Standalone
-from standalone.settings import StandaloneSettings
 from testkit import wait_until
 from testkit.collector import holds
+from testkit.standalone import admin_client, running_product
 
 LOCAL_PRICE = Decimal("1.5000")
 MISMATCHES = {"purchase_count_mismatch", "local_credit_mismatch"}
@@ -36,40 +34,17 @@ MISMATCHES = {"purchase_count_mismatch", "local_credit_mismatch"}
 async def product(
     backend: tuple[str, str], bus_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Standalone]:
-    database_url, amqp_url = backend
-    settings = StandaloneSettings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        amqp_url=amqp_url,
-        bus_prefix=bus_prefix,
-        sim_dtus=1,
-        sim_meters=4,
-        sim_base_port=0,
-        # Slow enough that the demo accounts' 100.00 lasts the test; fast enough that the
-        # meter's own credit visibly moves between readings.
-        sim_speed=60,
-        poll_interval_seconds=0.5,
-        collector_listen_port=0,
-        token_secret=SecretStr("integration-test-secret-0123456789"),
-        admin_password=SecretStr("integration-admin"),
-    )
-    running = Standalone(settings)
-    await running.start()
-    yield running
-    await running.stop()
-    if isinstance(running.bus, RabbitBus):
-        await running.bus.delete_topology()
+    # Slow enough that the demo accounts' 100.00 lasts the test; fast enough that the
+    # meter's own credit visibly moves between readings.
+    async with running_product(
+        backend, bus_prefix, tmp_path / "data", sim_dtus=1, sim_meters=4, sim_speed=60
+    ) as running:
+        yield running
 
 
 @pytest.fixture
 async def api(product: Standalone) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=product.app), base_url="http://test", timeout=30
-    ) as client:
-        response = await client.post(
-            "/api/v1/auth/token", data={"username": "admin", "password": "integration-admin"}
-        )
-        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    async with admin_client(product) as client:
         yield client
 
 
