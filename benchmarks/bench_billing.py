@@ -12,6 +12,10 @@ One run, side by side on this machine:
 4. latency from published to committed at a steady 555 readings/s (another publisher
    process paces them; billing records each batch's commit instant).
 
+Readings travel as collectors send them (``--format batch``, the default): ``reading.batch.v1``
+messages of up to 100 readings, a paced publisher sending what is due every 20 ms as the
+collector's reading sink does. ``--format single`` sends one ``reading.v1`` per reading.
+
 Writes ``bench-results/billing.json``; exits non-zero only on errors, never on a missed
 target. Cleans up its database and queues.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -58,20 +63,43 @@ def reading_at(base: datetime, index: int, round_: int) -> tuple[str, datetime, 
     return meter_id(index), base + round_ * INTERVAL, Decimal(1000) + round_ * STEP_KWH
 
 
-def envelopes(base: datetime, meters: int, rounds: range) -> list[tuple[str, str, bytes]]:
-    """(message id, routing key, body) for each reading, round by round."""
-    from prepaid_common.contracts import Envelope, ReadingV1
+# What a collector's reading sink puts in one reading.batch.v1 at most, and how long it
+# gathers readings for one.
+BATCH_READINGS = 100
+BATCH_GATHER_SECONDS = 0.02
 
-    out = []
-    for round_ in rounds:
-        for index in range(meters):
-            meter, at, kwh = reading_at(base, index, round_)
-            envelope = Envelope.wrap(
-                ReadingV1(meter_id=meter, dtu_id="BENCH", read_at=at, energy_kwh=kwh),
-                producer="bench",
-            )
-            out.append((envelope.message_id, envelope.routing_key, envelope.to_bytes()))
-    return out
+Message = tuple[str, str, bytes, int]  # message id, routing key, body, readings carried
+
+
+def readings(base: datetime, meters: int, rounds: range) -> list[Any]:
+    """The ReadingV1 of each meter, round by round."""
+    from prepaid_common.contracts import ReadingV1
+
+    return [
+        ReadingV1(meter_id=meter, dtu_id="BENCH", read_at=at, energy_kwh=kwh)
+        for round_ in rounds
+        for meter, at, kwh in (reading_at(base, index, round_) for index in range(meters))
+    ]
+
+
+def message(batch: list[Any], form: str) -> Message:
+    """One message: a reading.batch.v1 of ``batch``, or (single) a reading.v1 of its one."""
+    from prepaid_common.contracts import Envelope, ReadingBatchV1
+
+    if form == "single":
+        (body,) = batch
+    else:
+        body = ReadingBatchV1(source="bench", readings=batch)
+    envelope = Envelope.wrap(body, producer="bench")
+    return envelope.message_id, envelope.routing_key, envelope.to_bytes(), len(batch)
+
+
+def messages(all_readings: list[Any], form: str) -> list[Message]:
+    size = 1 if form == "single" else BATCH_READINGS
+    return [
+        message(all_readings[start : start + size], form)
+        for start in range(0, len(all_readings), size)
+    ]
 
 
 def write_json(path: str, value: object) -> None:
@@ -83,17 +111,18 @@ def write_json(path: str, value: object) -> None:
 async def publish_role(args: argparse.Namespace) -> None:
     """Publish rounds of readings, all at once or paced; write publish instants."""
     base = datetime.fromisoformat(args.base)
-    messages = envelopes(base, args.meters, range(args.first_round, args.first_round + args.rounds))
+    due = readings(base, args.meters, range(args.first_round, args.first_round + args.rounds))
     if args.limit:
-        messages = messages[: args.limit]
+        due = due[: args.limit]
     connection = await aio_pika.connect(AMQP_URL)
-    published: dict[str, float] = {}
+    # message id -> (publish instant, readings carried)
+    published: dict[str, tuple[float, int]] = {}
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(f"{args.prefix}.events")
 
-        async def send(message_id: str, key: str, body: bytes) -> None:
-            published[message_id] = time.time()
+        async def send(message_id: str, key: str, body: bytes, carried: int) -> None:
+            published[message_id] = (time.time(), carried)
             await exchange.publish(
                 aio_pika.Message(
                     body,
@@ -106,21 +135,23 @@ async def publish_role(args: argparse.Namespace) -> None:
 
         if args.rate <= 0:
             # Confirms pipelined a window at a time.
-            for start in range(0, len(messages), 2000):
-                await asyncio.gather(*(send(*m) for m in messages[start : start + 2000]))
+            prepared = messages(due, args.format)
+            for start in range(0, len(prepared), 2000):
+                await asyncio.gather(*(send(*m) for m in prepared[start : start + 2000]))
         else:
-            tick = 0.01
-            per_tick = args.rate * tick
+            # Each tick sends what fell due during it: one batch, as a collector's sink
+            # gathers, or one message per reading.
+            tick = 0.01 if args.format == "single" else BATCH_GATHER_SECONDS
             began = time.monotonic()
             sent = 0
             pending: set[asyncio.Task[None]] = set()
-            while sent < len(messages):
-                due = min(len(messages), int((time.monotonic() - began) / tick * per_tick) + 1)
-                while sent < due:
-                    task = asyncio.create_task(send(*messages[sent]))
+            while sent < len(due):
+                now_due = min(len(due), int((time.monotonic() - began) * args.rate) + 1)
+                for batch in messages(due[sent:now_due], args.format):
+                    task = asyncio.create_task(send(*batch))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
-                    sent += 1
+                sent = max(sent, now_due)
                 await asyncio.sleep(tick)
             if pending:
                 await asyncio.gather(*pending)
@@ -130,7 +161,7 @@ async def publish_role(args: argparse.Namespace) -> None:
 
 async def billing_role(args: argparse.Namespace) -> None:
     """One billing process on RabbitMQ; on SIGTERM write each message's commit instant."""
-    from billing.service import BillingService
+    from billing.service import BillingService, readings_carried
     from prepaid_common.bus.rabbit import RabbitBus
     from prepaid_common.contracts import Envelope
     from prepaid_common.db import create_engine
@@ -138,7 +169,7 @@ async def billing_role(args: argparse.Namespace) -> None:
     from prepaid_common.service import BatchSubscriptionSpec
 
     configure_logging(os.environ.get("PREPAID_LOG_LEVEL", "WARNING"), "text")
-    committed: list[tuple[str, float]] = []
+    committed: list[tuple[str, float, int]] = []
 
     class TimedBilling(BillingService):
         def batch_subscriptions(self) -> list[BatchSubscriptionSpec]:
@@ -149,11 +180,11 @@ async def billing_role(args: argparse.Namespace) -> None:
                 async def timed(batch: list[Envelope], inner: Any = inner) -> None:
                     await inner(batch)
                     now = time.time()  # the handler returns after the commit
-                    committed.extend((e.message_id, now) for e in batch)
+                    committed.extend((e.message_id, now, readings_carried(e)) for e in batch)
 
                 specs.append(
                     BatchSubscriptionSpec(
-                        spec.queue, spec.bindings, timed, spec.max_batch, spec.max_wait
+                        spec.queue, spec.bindings, timed, spec.max_batch, spec.max_wait, spec.weigh
                     )
                 )
             return specs
@@ -328,7 +359,8 @@ async def declare_queue(prefix: str) -> None:
                 "x-delivery-limit": MAX_DELIVERIES,
             },
         )
-        await queue.bind(exchange, routing_key="reading.v1.#")
+        for key in ("reading.v1.#", "reading.batch.v1.#"):
+            await queue.bind(exchange, routing_key=key)
 
 
 async def delete_topology(prefix: str) -> None:
@@ -352,9 +384,11 @@ async def drop_seed_notices(dsn: str) -> None:
 
 
 async def committed_count(dsn: str) -> int:
+    """Readings committed: rows of billing's raw readings table (one per distinct reading,
+    written in the transaction that rates it)."""
     connection = await asyncpg.connect(dsn)
     try:
-        count: int = await connection.fetchval("SELECT count(*) FROM billing_inbox")
+        count: int = await connection.fetchval("SELECT count(*) FROM billing_readings")
         return count
     finally:
         await connection.close()
@@ -445,6 +479,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         await declare_queue(prefix)
         began = time.monotonic()
         common = ["--prefix", prefix, "--meters", str(args.meters), "--base", base.isoformat()]
+        common += ["--format", args.format]
+        results["format"] = args.format
         publisher = spawn("publish", *common, "--first-round", "0", "--rounds", str(args.rounds))
         if publisher.wait() != 0:
             raise RuntimeError("publisher failed")
@@ -455,7 +491,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         }
         print(f"preloaded {total} readings", flush=True)
 
-        seeded = await committed_count(dsn)  # the seeding's payments are in the inbox too
+        seeded = await committed_count(dsn)  # none: the seeding posts payments only
         await drop_seed_notices(dsn)
         ready = scratch / "ready"
         commits = scratch / "commits.json"
@@ -539,17 +575,25 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         billing = None
         sent = json.loads(published.read_text())
         commit_log = json.loads(commits.read_text())
-        done = dict(commit_log)
+        done = {message_id: instant for message_id, instant, _ in commit_log}
         # Messages of one batch share its commit instant.
         batches: dict[float, int] = {}
-        for _, instant in commit_log:
+        for _, instant, carried in commit_log:
             if window_began <= instant <= window_ended:
-                batches[instant] = batches.get(instant, 0) + 1
-        results["throughput"]["mean_batch"] = round(sum(batches.values()) / max(len(batches), 1), 1)
-        latencies = sorted(done[m] - t for m, t in sent.items() if m in done)
+                batches[instant] = batches.get(instant, 0) + carried
+        results["throughput"]["mean_batch_readings"] = round(
+            sum(batches.values()) / max(len(batches), 1), 1
+        )
+        # Each reading counts once: a message's latency as often as it carries readings.
+        latencies = sorted(
+            latency
+            for m, (t, carried) in sent.items()
+            if m in done
+            for latency in itertools.repeat(done[m] - t, carried)
+        )
         results["latency"] = {
             "rate_per_second": LATENCY_RATE,
-            "readings": len(sent),
+            "readings": sum(carried for _, carried in sent.values()),
             "committed": len(latencies),
             "p50_ms": round(statistics.quantiles(latencies, n=100)[49] * 1000, 1),
             "p99_ms": round(statistics.quantiles(latencies, n=100)[98] * 1000, 1),
@@ -583,6 +627,7 @@ def main() -> int:
     publish.add_argument("--limit", type=int, default=0)
     publish.add_argument("--rate", type=float, default=0)
     publish.add_argument("--out", default="")
+    publish.add_argument("--format", choices=("batch", "single"), default="batch")
     seeder = sub.add_parser("seed")
     seeder.add_argument("--database-url", required=True)
     seeder.add_argument("--first", type=int, required=True)
@@ -596,6 +641,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--window", type=float, default=60.0, help="most seconds measured")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--format",
+        choices=("batch", "single"),
+        default="batch",
+        help="reading.batch.v1 of up to 100 readings (as collectors send), or reading.v1 each",
+    )
     parser.add_argument("--output", default=str(ROOT / "bench-results" / "billing.json"))
     args = parser.parse_args()
     if args.role == "publish":

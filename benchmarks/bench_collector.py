@@ -19,7 +19,7 @@ processes so that each one's CPU is measured on its own (``/proc/<pid>`` and get
 The collector runs as the product runs it, CollectorService with its database and bus:
 PostgreSQL (``--database sqlite`` for the standalone file) and the in-process bus, so that
 the figures are the collector's and not RabbitMQ's (the JSON says which). Freshness is
-counted twice: published (a reading.v1 left the outbox for billing) and in state (the
+counted twice: published (a reading left the outbox for billing) and in state (the
 collector's own meter table, what its API shows). Writes ``bench-results/collector.json``;
 exits non-zero only on errors, never on a missed target. Cleans up its scratch directory.
 """
@@ -186,14 +186,14 @@ async def collector_role(args: argparse.Namespace) -> None:
 
         def watch(self, envelope: Envelope) -> None:
             nonlocal reads
-            if envelope.type == "reading.v1":
-                reads += 1
-                meter = envelope.payload["meter_id"]
-                last_read[meter] = time.time()
-                if args.keep_energies:
-                    energies.setdefault(meter, []).append(
-                        (time.time(), str(envelope.payload["energy_kwh"]))
-                    )
+            if envelope.type == "reading.batch.v1":
+                now = time.time()
+                for reading in envelope.payload["readings"]:
+                    reads += 1
+                    meter = reading["meter_id"]
+                    last_read[meter] = now
+                    if args.keep_energies:
+                        energies.setdefault(meter, []).append((now, str(reading["energy_kwh"])))
             elif envelope.type == "meter.status.v1":
                 status_events.append(
                     (time.time(), envelope.payload["meter_id"], envelope.payload["online"])
@@ -764,7 +764,7 @@ async def city(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "cycle_seconds": cycle,
         "poll_interval_seconds": cycle * 0.9,
         "measured_minutes": args.city_minutes,
-        # Published: a reading.v1 left the outbox for billing within the limit.
+        # Published: a reading (in a reading.batch.v1) left the outbox for billing within the limit.
         "fresh_share_min": share(min, samples),
         "fresh_share_mean": share(mean, samples),
         # In state: the collector's own meter table (its API) has a reading that recent.

@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from prepaid_common.bus import BatchHandler, Handler, MessageBus, make_bus
+from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
 from prepaid_common.errors import install_error_handlers
 from prepaid_common.logs import configure_logging
@@ -56,6 +56,8 @@ class BatchSubscriptionSpec:
     handler: BatchHandler
     max_batch: int = 500
     max_wait: float = 0.05
+    # How many items a message counts for in max_batch (default: one).
+    weigh: Weigh | None = None
 
 
 class Service:
@@ -107,6 +109,7 @@ class Service:
                 spec.handler,
                 max_batch=spec.max_batch,
                 max_wait=spec.max_wait,
+                weigh=spec.weigh,
             )
 
     async def start(self) -> None:

@@ -18,6 +18,7 @@ from prepaid_common.contracts import (
     CommandRequestV1,
     CommandResultV1,
     Envelope,
+    ReadingBatchV1,
     ReadingV1,
     RelayAction,
     utcnow,
@@ -48,7 +49,13 @@ class Collector:
         return [m for m in found if all(getattr(m, k) == v for k, v in match.items())]
 
     def readings(self, meter_id: str) -> list[ReadingV1]:
-        return self.messages(ReadingV1, meter_id=meter_id)
+        """The meter's readings in the order published (collectors send them in batches)."""
+        return [
+            reading
+            for batch in self.messages(ReadingBatchV1)
+            for reading in batch.readings
+            if reading.meter_id == meter_id
+        ]
 
     async def register(self, dtu: dict[str, Any]) -> httpx.Response:
         return await self.http.post("/internal/dtus", json=dtu)

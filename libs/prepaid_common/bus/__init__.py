@@ -7,6 +7,7 @@ from prepaid_common.bus.base import (
     MessageBus,
     PublishFailed,
     Subscription,
+    Weigh,
     topic_matches,
 )
 from prepaid_common.bus.memory import InProcessBus
@@ -19,6 +20,7 @@ __all__ = [
     "MessageBus",
     "PublishFailed",
     "Subscription",
+    "Weigh",
     "make_bus",
     "topic_matches",
 ]

@@ -28,6 +28,8 @@ from urllib.parse import unquote, urlsplit
 
 from pamqp import commands, frame, heartbeat
 
+from prepaid_common.contracts import Envelope
+
 log = logging.getLogger(__name__)
 
 FRAME_END = 0xCE
@@ -43,12 +45,14 @@ class AmqpLinkClosed(Exception):
 class Delivery:
     """One message taken from the queue, to settle on the link it came on."""
 
-    __slots__ = ("body", "delivery_tag", "link")
+    __slots__ = ("body", "delivery_tag", "envelope", "link")
 
     def __init__(self, link: ConsumerLink, delivery_tag: int, body: bytes) -> None:
         self.link = link
         self.delivery_tag = delivery_tag
         self.body = body
+        # The parsed body, when the consumer needed it before the handler (a batch weight).
+        self.envelope: Envelope | None = None
 
 
 class ConsumerLink(asyncio.Protocol):

@@ -11,6 +11,9 @@
   messages are retried one at a time so that a poison message is isolated and
   dead-lettered alone. A handler may let the next batch start before it has finished
   (``release_next_batch``) once it holds what keeps per-key order; acks stay in order.
+  A batch takes no more messages once it holds ``max_batch`` items: a message counts as
+  one unless the subscription weighs it (a message carrying many readings counts as
+  that many), so a heavy last message may take a batch past ``max_batch``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from prepaid_common.contracts import Envelope
 
 Handler = Callable[[Envelope], Awaitable[None]]
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
+# How many items a message carries, for bounding a batch's size.
+Weigh = Callable[[Envelope], int]
 
 MAX_DELIVERIES = 5
 
@@ -66,13 +71,19 @@ class Subscription:
 
 @dataclass(frozen=True)
 class BatchSubscription:
-    """A queue whose handler takes up to ``max_batch`` messages gathered for ``max_wait`` s."""
+    """A queue whose handler takes batches gathered for up to ``max_wait`` s, each closed
+    once it holds ``max_batch`` items (see the module's contract)."""
 
     queue: str
     bindings: tuple[str, ...]
     handler: BatchHandler
     max_batch: int
     max_wait: float
+    weigh: Weigh | None = None
+
+    def weight(self, envelope: Envelope) -> int:
+        """How much of ``max_batch`` a message takes (at least 1)."""
+        return 1 if self.weigh is None else max(1, self.weigh(envelope))
 
 
 class MessageBus(Protocol):
@@ -89,6 +100,7 @@ class MessageBus(Protocol):
         *,
         max_batch: int = 500,
         max_wait: float = 0.05,
+        weigh: Weigh | None = None,
     ) -> None:
         """Register a batch subscription; call before ``start``."""
 

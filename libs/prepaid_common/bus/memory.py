@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from prepaid_common.bus.base import (
     MAX_DELIVERIES,
     BatchHandler,
+    BatchSubscription,
     Handler,
     Subscription,
+    Weigh,
     topic_matches,
 )
 from prepaid_common.contracts import Envelope
@@ -30,7 +32,7 @@ class InProcessBus:
     def __init__(self, *, retry_delay: float = 0.05) -> None:
         self._subscriptions: list[Subscription] = []
         self._locks: dict[str, asyncio.Lock] = {}
-        self._batches: dict[str, tuple[BatchHandler, int]] = {}
+        self._batches: dict[str, BatchSubscription] = {}
         self._retry_delay = retry_delay
         self.dead_letters: list[tuple[str, Envelope, str]] = []
 
@@ -46,15 +48,18 @@ class InProcessBus:
         *,
         max_batch: int = 500,
         max_wait: float = 0.05,
+        weigh: Weigh | None = None,
     ) -> None:
         # publish() returns only after the subscriber committed, so nothing ever queues up
-        # here: each batch holds the message being published, or up to max_batch of the
-        # messages given to publish_many.
+        # here: each batch holds the message being published, or up to max_batch items of
+        # the messages given to publish_many.
         async def one(envelope: Envelope) -> None:
             await handler([envelope])
 
         self.subscribe(queue, bindings, one)
-        self._batches[queue] = (handler, max_batch)
+        self._batches[queue] = BatchSubscription(
+            queue, tuple(bindings), handler, max_batch, max_wait, weigh
+        )
 
     async def start(self) -> None:
         return None
@@ -85,11 +90,9 @@ class InProcessBus:
                     for envelope in matching:
                         await self._deliver(subscription, envelope)
                     continue
-                handler, max_batch = batch
-                for start in range(0, len(matching), max_batch):
-                    chunk = matching[start : start + max_batch]
+                for chunk in _chunks(matching, batch):
                     try:
-                        await handler(chunk)
+                        await batch.handler(chunk)
                     except Exception as error:
                         log.warning(
                             "batch handler failed; delivering one at a time",
@@ -124,3 +127,16 @@ class InProcessBus:
 
     async def close(self) -> None:
         return None
+
+
+def _chunks(envelopes: list[Envelope], subscription: BatchSubscription) -> list[list[Envelope]]:
+    """Split in order into batches; a batch takes no more once it holds ``max_batch`` items."""
+    chunks: list[list[Envelope]] = [[]]
+    size = 0
+    for envelope in envelopes:
+        if size >= subscription.max_batch:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(envelope)
+        size += subscription.weight(envelope)
+    return chunks

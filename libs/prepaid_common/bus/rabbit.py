@@ -26,6 +26,7 @@ from prepaid_common.bus.base import (
     Handler,
     PublishFailed,
     Subscription,
+    Weigh,
 )
 from prepaid_common.contracts import Envelope
 
@@ -50,6 +51,17 @@ async def _settle(
         sent = link.reject(delivery.delivery_tag, requeue=requeue)
     if not sent:
         log.warning("could not settle a delivery; the broker redelivers it")
+
+
+def _weight(delivery: Delivery, subscription: BatchSubscription) -> int:
+    """How much of a batch a delivery takes; parsed here once when the weight needs it."""
+    if subscription.weigh is None:
+        return 1
+    try:
+        delivery.envelope = Envelope.from_bytes(delivery.body)
+    except ValueError:
+        return 1  # dead-lettered when its batch is handled
+    return subscription.weight(delivery.envelope)
 
 
 class RabbitBus:
@@ -90,9 +102,10 @@ class RabbitBus:
         *,
         max_batch: int = 500,
         max_wait: float = 0.05,
+        weigh: Weigh | None = None,
     ) -> None:
         self._batch_subscriptions.append(
-            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait)
+            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait, weigh)
         )
 
     async def start(self) -> None:
@@ -211,19 +224,28 @@ class RabbitBus:
         keeper = asyncio.create_task(self._keep_consumer_link(queue, prefetch, arrived))
         loop = asyncio.get_running_loop()
         in_flight: list[asyncio.Task[None]] = []
+        batch: list[Delivery] = []
+        size = 0
+
+        def take(delivery: Delivery) -> None:
+            nonlocal size
+            batch.append(delivery)
+            size += _weight(delivery, subscription)
+
         try:
             while not self._stopping.is_set():
-                batch = [await arrived.get()]
+                batch, size = [], 0
+                take(await arrived.get())
                 deadline = loop.time() + subscription.max_wait
-                while len(batch) < subscription.max_batch:
+                while size < subscription.max_batch:
                     if not arrived.empty():
-                        batch.append(arrived.get_nowait())
+                        take(arrived.get_nowait())
                         continue
                     in_flight = [task for task in in_flight if not task.done()]
                     remaining = deadline - loop.time()
                     if remaining > 0:
                         with contextlib.suppress(TimeoutError):
-                            batch.append(await asyncio.wait_for(arrived.get(), remaining))
+                            take(await asyncio.wait_for(arrived.get(), remaining))
                         continue
                     if not in_flight:
                         break
@@ -233,7 +255,7 @@ class RabbitBus:
                     getter = asyncio.create_task(arrived.get())
                     await asyncio.wait({getter, *in_flight}, return_when=asyncio.FIRST_COMPLETED)
                     if getter.done():
-                        batch.append(getter.result())
+                        take(getter.result())
                     else:
                         getter.cancel()  # a cancelled get leaves its message queued
                 in_flight = [task for task in in_flight if not task.done()]
@@ -268,7 +290,7 @@ class RabbitBus:
         parsed: list[tuple[Delivery, Envelope]] = []
         for message in messages:
             try:
-                parsed.append((message, Envelope.from_bytes(message.body)))
+                parsed.append((message, message.envelope or Envelope.from_bytes(message.body)))
             except ValueError:
                 log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
                 await _settle(message, ack=False, requeue=False)

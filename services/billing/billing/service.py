@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +24,7 @@ from prepaid_common.contracts import (
     CommandOutcomeV1,
     Envelope,
     PaymentSucceededV1,
+    ReadingBatchV1,
     ReadingV1,
     RelayRequestedV1,
     open_envelope,
@@ -132,10 +133,12 @@ class BillingService(Service):
         return (
             BatchSubscriptionSpec(
                 "readings",
-                ["reading.v1.#"],
+                # reading.v1 one reading a message, reading.batch.v1 (collectors) many.
+                ["reading.v1.#", "reading.batch.v1.#"],
                 self.store.idempotent_batch(self.handle_readings),
                 max_batch=self.settings.reading_batch_max,
                 max_wait=self.settings.reading_batch_wait_seconds,
+                weigh=readings_carried,
             ),
         )
 
@@ -164,8 +167,7 @@ class BillingService(Service):
         received = utcnow()
         by_meter: dict[str, list[ReadingV1]] = {}
         history: dict[tuple[str, datetime], dict[str, Any]] = {}
-        for envelope in batch:
-            reading = open_envelope(envelope, ReadingV1)
+        for reading in readings_of(batch):
             by_meter.setdefault(reading.meter_id, []).append(reading)
             # The first copy of a (meter, instant) is the one kept, as before batching.
             history.setdefault(
@@ -1181,6 +1183,23 @@ class BillingService(Service):
             if done.rowcount == 0:  # type: ignore[attr-defined]
                 await uow.session.execute(insert(site_policy).values(id=1, **values))
         self._cache.clear()
+
+
+def readings_of(batch: list[Envelope]) -> Iterator[ReadingV1]:
+    """The readings of ``reading.v1`` and ``reading.batch.v1`` messages, in order."""
+    for envelope in batch:
+        if envelope.type == ReadingBatchV1.TYPE:
+            yield from open_envelope(envelope, ReadingBatchV1).readings
+        else:
+            yield open_envelope(envelope, ReadingV1)
+
+
+def readings_carried(envelope: Envelope) -> int:
+    """How many readings a message brings: the weight of a readings batch."""
+    if envelope.type == ReadingBatchV1.TYPE:
+        readings = envelope.payload.get("readings")
+        return len(readings) if isinstance(readings, list) else 1
+    return 1
 
 
 async def balance_of(session: AsyncSession, account_id: str) -> Decimal:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from prepaid_common.contracts import MeterStatusV1, ReadingV1
+from prepaid_common.contracts import MeterStatusV1, ReadingBatchV1, ReadingV1
 from prepaid_common.db import ScaledDecimal
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy import bindparam, select, text, update
@@ -47,11 +47,13 @@ class ReadingSink:
         self,
         store: ServiceStore,
         *,
+        source: str = "collector",
         max_batch: int = 100,
         max_wait: float = 0.02,
         max_queued: int = 5000,
     ) -> None:
         self._store = store
+        self._source = source
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._max_queued = max_queued
@@ -137,7 +139,9 @@ class ReadingSink:
         if len(self._queue) < self._max_queued:
             self._room.set()
         try:
-            links = await write_outcomes(self._store, batch, self._links, self._dtus_written)
+            links = await write_outcomes(
+                self._store, batch, self._links, self._dtus_written, source=self._source
+            )
         except Exception as error:
             # A reading lost here is covered by the next one (registers are cumulative).
             log.exception("cannot write poll outcomes; they are lost", extra={"count": len(batch)})
@@ -159,8 +163,13 @@ async def write_outcomes(
     outcomes: Sequence[_Outcome],
     known: dict[str, MeterLink] | None = None,
     dtus_written: dict[str, datetime] | None = None,
+    *,
+    source: str = "collector",
 ) -> list[MeterLink | None]:
     """Write poll outcomes in one unit of work; return each meter's link after its outcome.
+
+    The batch's readings leave as one ``reading.batch.v1`` from ``source``, in outcome
+    order, after the batch's status changes.
 
     ``known`` caches meters' link states between batches (the sink is their only writer
     while their bus is polled here: see ``ReadingSink.forget``); ``dtus_written`` says when
@@ -202,6 +211,7 @@ async def write_outcomes(
         links.update((m, known[m]) for o in outcomes if (m := o.meter_id) in known)
         last: dict[str, _Outcome] = {}
         touched: set[str] = set()
+        readings: list[ReadingV1] = []
         results: list[MeterLink | None] = []
         for outcome in outcomes:
             link = links.get(outcome.meter_id)
@@ -221,7 +231,7 @@ async def write_outcomes(
                             at=outcome.at,
                         )
                     )
-                await uow.emit(
+                readings.append(
                     ReadingV1(
                         meter_id=outcome.meter_id,
                         dtu_id=outcome.dtu_id,
@@ -248,6 +258,8 @@ async def write_outcomes(
                     )
             links[outcome.meter_id] = link
             results.append(link)
+        if readings:
+            await uow.emit(ReadingBatchV1(source=source, readings=readings))
         read = [
             (
                 meter_id,

@@ -136,7 +136,7 @@ class CollectorService(Service):
 
     # --- loops ----------------------------------------------------------------------------
     async def background(self) -> Sequence[asyncio.Task[None]]:
-        self._sink = ReadingSink(self.store)
+        self._sink = ReadingSink(self.store, source=self.instance)
         if self.listener is not None:
             await self.listener.start()
         return [

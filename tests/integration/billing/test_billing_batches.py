@@ -14,11 +14,18 @@ from typing import Any
 
 import httpx
 import pytest
-from billing.service import BillingService
+from billing.service import BillingService, readings_carried
 from billing.tables import balances, readings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prepaid_common.contracts import Envelope, PaymentSucceededV1, utcnow
+from prepaid_common.bus import InProcessBus
+from prepaid_common.contracts import (
+    Envelope,
+    PaymentSucceededV1,
+    ReadingBatchV1,
+    ReadingV1,
+    utcnow,
+)
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from testkit import wait_until
@@ -88,6 +95,63 @@ async def test_a_batch_charges_what_single_readings_charge(service: BillingServi
     # 9.999 kWh: 5 at 1.00 and 4.999 at 1.50, rounded once.
     assert await balance(service, "B") == Decimal("100.00") - Decimal("12.50")
     assert await meter_state(service, "S1") == await meter_state(service, "B1")
+
+
+async def test_a_collectors_reading_batch_charges_what_single_readings_charge(
+    service: BillingService,
+) -> None:
+    """reading.batch.v1 (many meters in one message) rates exactly as reading.v1 does; a
+    batch message delivered again changes nothing."""
+    await open_with_meters(service, "S", ["S1", "S2"], tariff_id="tiered")
+    await open_with_meters(service, "B", ["B1", "B2"], tariff_id="tiered")
+    script = [(0, "100"), (10, "101.5"), (5, "100.7"), (20, "104.9"), (30, "106.25")]
+    single = service.store.idempotent(service.handle_reading)
+    for minutes, kwh in script:
+        for meter in ("S1", "S2"):
+            await single(reading(meter, NOW + timedelta(minutes=minutes), kwh))
+
+    def batch_of(minutes_kwh: list[tuple[int, str]]) -> Envelope:
+        return Envelope.wrap(
+            ReadingBatchV1(
+                source="collector-a",
+                readings=[
+                    ReadingV1(
+                        meter_id=meter,
+                        dtu_id="D1",
+                        read_at=NOW + timedelta(minutes=minutes),
+                        energy_kwh=Decimal(kwh),
+                    )
+                    for minutes, kwh in minutes_kwh
+                    for meter in ("B1", "B2")
+                ],
+            ),
+            producer="collector",
+        )
+
+    first, second = batch_of(script[:2]), batch_of(script[2:])
+    handled = service.store.idempotent_batch(service.handle_readings)
+    sizes: list[int] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        sizes.append(sum(map(readings_carried, batch)))
+        await handled(batch)
+
+    bus = InProcessBus()
+    bus.subscribe_batch(
+        "billing.readings",
+        ["reading.v1.#", "reading.batch.v1.#"],
+        handler,
+        max_batch=4,
+        weigh=readings_carried,
+    )
+    # A single reading between two of the batch's own: the position telescopes.
+    await bus.publish_many([first, reading("B1", NOW + timedelta(minutes=1), "100.1")])
+    await bus.publish_many([second, second])  # the second delivered twice
+    assert sizes == [4, 1, 6, 6]  # a batch closes once it holds max_batch readings
+    for batched, alone in (("B1", "S1"), ("B2", "S2")):
+        assert await meter_state(service, batched) == await meter_state(service, alone)
+    assert await balance(service, "B") == await balance(service, "S")
+    assert await balance(service, "B") == Decimal("100.00") - 2 * Decimal("6.88")
 
 
 async def test_a_trip_is_never_missed_when_a_batch_crosses_the_cut_line(

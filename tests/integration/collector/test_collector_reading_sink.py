@@ -43,16 +43,19 @@ async def store(backend: tuple[str, str]) -> AsyncIterator[ServiceStore]:
 
 
 async def said(store: ServiceStore) -> list[tuple[str, str, object]]:
+    """What the outbox holds, in order: status changes, and each batch's readings."""
     async with store.sessionmaker() as session:
         rows = await session.execute(select(store.outbox.c.envelope).order_by(store.outbox.c.id))
-        return [
-            (
-                e["type"],
-                e["payload"]["meter_id"],
-                e["payload"].get("online", e["payload"].get("energy_kwh")),
-            )
-            for (e,) in rows
-        ]
+        out: list[tuple[str, str, object]] = []
+        for (e,) in rows:
+            if e["type"] == "reading.batch.v1":
+                assert e["routing_key"] == f"reading.batch.v1.{e['payload']['source']}"
+                out += [
+                    ("reading", r["meter_id"], r["energy_kwh"]) for r in e["payload"]["readings"]
+                ]
+            else:
+                out.append((e["type"], e["payload"]["meter_id"], e["payload"]["online"]))
+        return out
 
 
 def reading(kwh: str) -> DecodedReading:
@@ -78,12 +81,14 @@ async def test_outcomes_of_one_meter_keep_their_order(store: ServiceStore) -> No
         0,
         None,
     ]
+    # Status changes as each outcome would have said them alone, then one batch holding
+    # the readings in the order they were taken.
     assert await said(store) == [
         ("meter.status.v1", "B1-01", True),
-        ("reading.v1", "B1-01", "1.000"),
         ("meter.status.v1", "B1-01", False),
         ("meter.status.v1", "B1-01", True),
-        ("reading.v1", "B1-01", "1.500"),
+        ("reading", "B1-01", "1.000"),
+        ("reading", "B1-01", "1.500"),
     ]
     first = await records.get_meter(store, "B1-01")
     assert (first.online, first.last_reading and first.last_reading.energy_kwh) == (
@@ -99,7 +104,7 @@ async def test_outcomes_of_one_meter_keep_their_order(store: ServiceStore) -> No
 async def test_the_sink_gathers_and_settles(store: ServiceStore) -> None:
     import asyncio
 
-    sink = ReadingSink(store, max_wait=0.01)
+    sink = ReadingSink(store, source="c-7", max_wait=0.01)
     writer = asyncio.create_task(sink.run())
     try:
         tickets = [
@@ -112,6 +117,16 @@ async def test_the_sink_gathers_and_settles(store: ServiceStore) -> None:
         meter = await records.get_meter(store, "B1-01")
         assert meter.last_reading is not None
         assert meter.last_reading.energy_kwh == Decimal("5.000")
+        async with store.sessionmaker() as session:
+            batches = [
+                e
+                for (e,) in await session.execute(select(store.outbox.c.envelope))
+                if e["type"] == "reading.batch.v1"
+            ]
+        assert {e["routing_key"] for e in batches} == {"reading.batch.v1.c-7"}
+        assert [r["energy_kwh"] for e in batches for r in e["payload"]["readings"]] == [
+            f"{n}.000" for n in range(1, 6)
+        ]
         link = await sink.failure(dtu_id="B1", meter_id="B1-02", reason="no reply", at=utcnow())
         assert link is not None
         assert link.consecutive_failures == 1

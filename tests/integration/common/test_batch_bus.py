@@ -276,6 +276,50 @@ async def test_in_process_publish_many_hands_a_batch_subscriber_whole_batches() 
     assert singles == [f"p{n}" for n in range(10)]
 
 
+async def test_in_process_batches_close_once_they_hold_max_batch_items() -> None:
+    bus = InProcessBus()
+    batches: list[list[str]] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        batches.append([e.payload["payment_id"] for e in batch])
+
+    weights = {"p0": 3, "p1": 3, "p2": 1, "p3": 1, "p4": 6, "p5": 1}
+    bus.subscribe_batch(
+        "weighed",
+        ["payment.succeeded.v1.#"],
+        handler,
+        max_batch=5,
+        weigh=lambda e: weights[e.payload["payment_id"]],
+    )
+    await bus.publish_many([payment(n) for n in range(6)])
+    assert batches == [["p0", "p1"], ["p2", "p3", "p4"], ["p5"]]
+
+
+async def test_rabbit_batches_count_weighed_items(rabbit: RabbitBus) -> None:
+    """A message carrying ten items takes ten of a batch's max_batch."""
+    batches: list[list[str]] = []
+
+    async def handler(batch: list[Envelope]) -> None:
+        batches.append([e.payload["payment_id"] for e in batch])
+
+    rabbit.subscribe_batch(
+        "weighed",
+        ["payment.succeeded.v1.#"],
+        handler,
+        max_batch=25,
+        max_wait=1.0,
+        weigh=lambda e: 10,
+    )
+    await rabbit.start()
+    await rabbit.publish_many([payment(n) for n in range(9)])
+
+    async def all_handled() -> bool:
+        return sum(map(len, batches)) == 9
+
+    await wait_until(all_handled, timeout=60)
+    assert batches == [[f"p{n}" for n in range(k, k + 3)] for k in (0, 3, 6)]
+
+
 async def test_in_process_publish_many_isolates_a_poison_message() -> None:
     bus = InProcessBus(retry_delay=0.0)
     handled: list[str] = []

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prepaid_common.bus import topic_matches
-from prepaid_common.contracts import Envelope, PaymentSucceededV1, ReadingV1, open_envelope
+from prepaid_common.contracts import (
+    Envelope,
+    PaymentSucceededV1,
+    ReadingBatchV1,
+    ReadingV1,
+    open_envelope,
+)
 from prepaid_common.db import ScaledDecimal, UtcDateTime
 from prepaid_common.settings import CommonSettings
 from pydantic import SecretStr, ValidationError
@@ -70,6 +76,28 @@ def test_envelope_round_trip_keeps_decimals_exact() -> None:
     assert open_envelope(envelope, ReadingV1) == reading
     with pytest.raises(ValueError, match="expected payment"):
         open_envelope(envelope, PaymentSucceededV1)
+
+
+def test_a_reading_batch_round_trips_in_order_and_refuses_a_bad_reading() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = [
+        ReadingV1(meter_id=m, dtu_id="D1", read_at=at, energy_kwh=Decimal(k), relay="closed")
+        for m, k in (("M2", "7.125"), ("M1", "0.001"), ("M2", "7.250"))
+    ]
+    batch = ReadingBatchV1(source="collector-1", readings=readings)
+    envelope = Envelope.from_bytes(Envelope.wrap(batch, producer="collector").to_bytes())
+    assert envelope.routing_key == "reading.batch.v1.collector-1"
+    assert open_envelope(envelope, ReadingBatchV1).readings == readings
+    bad = envelope.payload | {
+        "readings": [
+            *envelope.payload["readings"],
+            {**envelope.payload["readings"][0], "energy_kwh": "-1"},
+        ]
+    }
+    with pytest.raises(ValidationError, match=r"readings\.3\.energy_kwh"):
+        ReadingBatchV1.model_validate(bad)
+    with pytest.raises(ValidationError, match="readings"):
+        ReadingBatchV1(source="collector-1", readings=[])
 
 
 def test_a_wrapped_envelope_is_what_validation_would_build() -> None:
