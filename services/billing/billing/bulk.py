@@ -1,7 +1,8 @@
 """Set-at-a-time writes for a batch of readings and postings.
 
 On PostgreSQL each write is ONE statement over arrays (``unnest``): the server runs one
-plan instead of a thousand, and the driver encodes whole columns at once. Elsewhere
+plan instead of a thousand, and the driver encodes whole columns at once (a column with one
+value for the whole batch, such as its receipt instant, as that one value). Elsewhere
 (SQLite) the same writes are SQLAlchemy executemany calls. Values go through the columns'
 own types first (``ScaledDecimal`` refuses a sub-unit amount), so both paths store the
 same integers.
@@ -10,9 +11,11 @@ same integers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from prepaid_common.db import ScaledDecimal
 from sqlalchemy import ColumnElement, Table, any_, bindparam, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +41,74 @@ def one_of(session: AsyncSession, column: ColumnClause[str], values: Sequence[st
 
 
 def _stored(column: Any, values: Sequence[Any]) -> list[Any]:
-    """Values as the column stores them (integers for scaled decimals, UTC timestamps)."""
-    bind = getattr(column.type, "process_bind_param", None)
+    """Values as the column stores them (integers for scaled decimals, UTC timestamps;
+    no column: as given)."""
+    if column is None:
+        return list(values)
+    kind = column.type
+    if isinstance(kind, ScaledDecimal):
+        return _in_units(values, kind.scale)
+    bind = getattr(kind, "process_bind_param", None)
     if bind is None:
         return list(values)
     return [bind(value, None) for value in values]
+
+
+def _in_units(values: Sequence[Decimal | None], scale: int) -> list[int | None]:
+    """``ScaledDecimal(scale).process_bind_param`` of each value, in one loop: the integer
+    count of 10**-scale units, refusing a value with more decimal places."""
+    units: list[int | None] = []
+    append = units.append
+    for value in values:
+        if value is None:
+            append(None)
+            continue
+        if not isinstance(value, Decimal):
+            raise TypeError(f"expected Decimal, got {type(value).__name__}")
+        scaled = value.scaleb(scale)
+        whole = int(scaled)
+        if whole != scaled:
+            raise ValueError(f"{value} has more than {scale} decimal places")
+        append(whole)
+    return units
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One column of a set-at-a-time write: its values row by row."""
+
+    name: str
+    sql_type: str
+    values: list[Any]
+    # The table column whose type stores the values (None: stored as given).
+    stored_as: Any = None
+    # Usually one value for a whole batch (its receipt instant, its kind): then sent once.
+    often_one: bool = False
+
+
+def _unnest(columns: Sequence[_Column]) -> tuple[str, dict[str, Any]]:
+    """``SELECT ... FROM unnest(...)`` over parallel columns, and its parameters.
+
+    A column flagged ``often_one`` whose values are all equal is sent as one parameter
+    instead of an array: the driver encodes one value instead of one per row.
+    """
+    items: list[str] = []
+    arrays: list[str] = []
+    names: list[str] = []
+    params: dict[str, Any] = {}
+    for column in columns:
+        values = column.values
+        if column.often_one and values.count(values[0]) == len(values):
+            items.append(f"CAST(:{column.name} AS {column.sql_type})")
+            params[column.name] = _stored(column.stored_as, values[:1])[0]
+        else:
+            items.append(f"u.{column.name}")
+            arrays.append(f"CAST(:{column.name} AS {column.sql_type}[])")
+            names.append(column.name)
+            params[column.name] = _stored(column.stored_as, values)
+    assert arrays, "at least one column varies by row"
+    select = f"SELECT {', '.join(items)} FROM unnest({', '.join(arrays)}) AS u({', '.join(names)})"
+    return select, params
 
 
 def _insert(session: AsyncSession, table: Table) -> Any:
@@ -56,19 +122,26 @@ async def insert_readings(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     if not _is_postgres(session):
         await session.execute(_insert(session, readings).on_conflict_do_nothing(), rows)
         return
+    select, params = _unnest(
+        [
+            _Column("meter", "varchar", [r["meter_id"] for r in rows]),
+            _Column("at", "timestamptz", [r["read_at"] for r in rows], readings.c.read_at),
+            _Column("kwh", "bigint", [r["energy_kwh"] for r in rows], readings.c.energy_kwh),
+            _Column(
+                "received",
+                "timestamptz",
+                [r["received_at"] for r in rows],
+                readings.c.received_at,
+                often_one=True,
+            ),
+        ]
+    )
     await session.execute(
         text(
             "INSERT INTO billing_readings (meter_id, read_at, energy_kwh, received_at) "
-            "SELECT * FROM unnest(CAST(:meter AS varchar[]), CAST(:at AS timestamptz[]), "
-            "CAST(:kwh AS bigint[]), CAST(:received AS timestamptz[])) "
-            "ON CONFLICT DO NOTHING"
+            f"{select} ON CONFLICT DO NOTHING"
         ),
-        {
-            "meter": [r["meter_id"] for r in rows],
-            "at": _stored(readings.c.read_at, [r["read_at"] for r in rows]),
-            "kwh": _stored(readings.c.energy_kwh, [r["energy_kwh"] for r in rows]),
-            "received": _stored(readings.c.received_at, [r["received_at"] for r in rows]),
-        },
+        params,
     )
 
 
@@ -112,26 +185,28 @@ async def add_daily_usage(session: AsyncSession, rows: list[dict[str, Any]]) -> 
             rows,
         )
         return
+    select, params = _unnest(
+        [
+            _Column("meter", "varchar", [r["meter_id"] for r in rows]),
+            _Column("day", "varchar", [r["day"] for r in rows], often_one=True),
+            _Column("account", "varchar", [r["account_id"] for r in rows]),
+            _Column(
+                "metered", "bigint", [r["metered_kwh"] for r in rows], daily_usage.c.metered_kwh
+            ),
+            _Column("billed", "bigint", [r["billed_kwh"] for r in rows], daily_usage.c.billed_kwh),
+            _Column("cost", "bigint", [r["cost"] for r in rows], daily_usage.c.cost),
+        ]
+    )
     await session.execute(
         text(
             "INSERT INTO billing_daily_usage "
-            "(meter_id, day, account_id, metered_kwh, billed_kwh, cost) "
-            "SELECT * FROM unnest(CAST(:meter AS varchar[]), CAST(:day AS varchar[]), "
-            "CAST(:account AS varchar[]), CAST(:metered AS bigint[]), "
-            "CAST(:billed AS bigint[]), CAST(:cost AS bigint[])) "
+            f"(meter_id, day, account_id, metered_kwh, billed_kwh, cost) {select} "
             "ON CONFLICT (meter_id, day) DO UPDATE SET "
             "metered_kwh = billing_daily_usage.metered_kwh + excluded.metered_kwh, "
             "billed_kwh = billing_daily_usage.billed_kwh + excluded.billed_kwh, "
             "cost = billing_daily_usage.cost + excluded.cost"
         ),
-        {
-            "meter": [r["meter_id"] for r in rows],
-            "day": [r["day"] for r in rows],
-            "account": [r["account_id"] for r in rows],
-            "metered": _stored(daily_usage.c.metered_kwh, [r["metered_kwh"] for r in rows]),
-            "billed": _stored(daily_usage.c.billed_kwh, [r["billed_kwh"] for r in rows]),
-            "cost": _stored(daily_usage.c.cost, [r["cost"] for r in rows]),
-        },
+        params,
     )
 
 
@@ -143,37 +218,41 @@ async def insert_postings(
         await session.execute(transactions.insert(), headers)
         await session.execute(entries.insert(), lines)
         return
-    await session.execute(
-        text(
-            "INSERT INTO billing_transactions "
-            "(id, operation_key, kind, account_id, memo, operator, reverses, created_at) "
-            "SELECT * FROM unnest(CAST(:id AS varchar[]), CAST(:key AS varchar[]), "
-            "CAST(:kind AS varchar[]), CAST(:account AS varchar[]), CAST(:memo AS varchar[]), "
-            "CAST(:operator AS varchar[]), CAST(:reverses AS varchar[]), "
-            "CAST(:created AS timestamptz[]))"
-        ),
-        {
-            "id": [h["id"] for h in headers],
-            "key": [h["operation_key"] for h in headers],
-            "kind": [h["kind"] for h in headers],
-            "account": [h["account_id"] for h in headers],
-            "memo": [h["memo"] for h in headers],
-            "operator": [h["operator"] for h in headers],
-            "reverses": [h["reverses"] for h in headers],
-            "created": _stored(transactions.c.created_at, [h["created_at"] for h in headers]),
-        },
+    select, params = _unnest(
+        [
+            _Column("id", "varchar", [h["id"] for h in headers]),
+            _Column("key", "varchar", [h["operation_key"] for h in headers]),
+            _Column("kind", "varchar", [h["kind"] for h in headers], often_one=True),
+            _Column("account", "varchar", [h["account_id"] for h in headers]),
+            _Column("memo", "varchar", [h["memo"] for h in headers]),
+            _Column("operator", "varchar", [h["operator"] for h in headers], often_one=True),
+            _Column("reverses", "varchar", [h["reverses"] for h in headers], often_one=True),
+            _Column(
+                "created",
+                "timestamptz",
+                [h["created_at"] for h in headers],
+                transactions.c.created_at,
+                often_one=True,
+            ),
+        ]
     )
     await session.execute(
         text(
-            "INSERT INTO billing_entries (transaction_id, ledger_account, amount) "
-            "SELECT * FROM unnest(CAST(:txn AS varchar[]), CAST(:account AS varchar[]), "
-            "CAST(:amount AS bigint[]))"
+            "INSERT INTO billing_transactions "
+            f"(id, operation_key, kind, account_id, memo, operator, reverses, created_at) {select}"
         ),
-        {
-            "txn": [line["transaction_id"] for line in lines],
-            "account": [line["ledger_account"] for line in lines],
-            "amount": _stored(entries.c.amount, [line["amount"] for line in lines]),
-        },
+        params,
+    )
+    select, params = _unnest(
+        [
+            _Column("txn", "varchar", [line["transaction_id"] for line in lines]),
+            _Column("account", "varchar", [line["ledger_account"] for line in lines]),
+            _Column("amount", "bigint", [line["amount"] for line in lines], entries.c.amount),
+        ]
+    )
+    await session.execute(
+        text(f"INSERT INTO billing_entries (transaction_id, ledger_account, amount) {select}"),
+        params,
     )
 
 
@@ -191,15 +270,17 @@ async def move_balances(session: AsyncSession, moves: dict[str, Decimal]) -> Non
             [{"ledger_account": name, "balance": moves[name]} for name in names],
         )
         return
+    select, params = _unnest(
+        [
+            _Column("account", "varchar", names),
+            _Column("amount", "bigint", [moves[name] for name in names], balances.c.balance),
+        ]
+    )
     await session.execute(
         text(
-            "INSERT INTO billing_balances (ledger_account, balance) "
-            "SELECT * FROM unnest(CAST(:account AS varchar[]), CAST(:amount AS bigint[])) "
+            f"INSERT INTO billing_balances (ledger_account, balance) {select} "
             "ON CONFLICT (ledger_account) DO UPDATE "
             "SET balance = billing_balances.balance + excluded.balance"
         ),
-        {
-            "account": names,
-            "amount": _stored(balances.c.balance, [moves[name] for name in names]),
-        },
+        params,
     )

@@ -134,7 +134,11 @@ def test_the_rater_rates_exactly_as_rate_reading(
         # And the rater fed its own positions stays on the same path.
         mine = rater.rate(quick, reading, multiplier=multiplier, max_power_kw=max_power)
         assert mine == expected
+        # Equal to the digit and exponent, not only in value: what is stored and summed.
         assert str(mine.charge) == str(expected.charge)
+        assert str(mine.metered_kwh) == str(expected.metered_kwh)
+        assert str(mine.billed_kwh) == str(expected.billed_kwh)
+        assert position_text(mine.position) == json.dumps(position_to_json(expected.position))
         reference, quick = expected.position, mine.position
         seen.add(expected.verdict)
         # What is stored is what the service stored before, and reads back equal.
@@ -208,3 +212,20 @@ def test_a_cycle_reset_under_a_version_with_another_cycle_is_left_to_rate_readin
 def test_position_text_of_a_meter_never_read() -> None:
     assert position_text(Position()) == json.dumps(position_to_json(Position()))
     assert position_from_text(None) == Position()
+
+
+def test_position_text_tells_equal_instants_in_other_zones_apart() -> None:
+    """Cycle start texts are kept, but an equal instant in another zone is another text."""
+    start = datetime(2026, 3, 1, tzinfo=SHANGHAI)
+    for cycle_start in (start, start.astimezone(UTC), start, start.astimezone(UTC)):
+        position = Position(
+            last=MeterReading(T0, Decimal("1.000")),
+            cycle_start=cycle_start,
+            cycle_energy=PeriodEnergy(flat=Decimal("0.0500")),
+            segment_version="v",
+            segment_base=PeriodEnergy(flat=Decimal("0.050")),
+            segment_charged=Decimal("0.04"),
+        )
+        text = position_text(position)
+        assert text == json.dumps(position_to_json(position))
+        assert position_from_text(text) == position

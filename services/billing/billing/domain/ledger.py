@@ -56,11 +56,15 @@ class Transaction:
     reverses: str | None = None
 
     def __post_init__(self) -> None:
-        total = sum((entry.amount for entry in self.entries), ZERO)
+        # Plain loops: a batch of readings builds a transaction per meter.
+        total = ZERO
+        for entry in self.entries:
+            total += entry.amount
         if total != 0:
             raise ValueError(f"unbalanced transaction {self.operation_key}: sums to {total}")
-        if any(entry.amount != entry.amount.quantize(FEN) for entry in self.entries):
-            raise ValueError(f"transaction {self.operation_key} has sub-fen amounts")
+        for entry in self.entries:
+            if entry.amount != entry.amount.quantize(FEN):
+                raise ValueError(f"transaction {self.operation_key} has sub-fen amounts")
         if not self.entries:
             raise ValueError(f"transaction {self.operation_key} has no entries")
 

@@ -187,13 +187,14 @@ class TariffDefinition(_Model):
 
     def energy_charge(self, energy: PeriodEnergy) -> Decimal:
         """Exact (unrounded) charge for billed energy accumulated in one cycle."""
+        total = energy.total
         if self.uses_periods:
             assert self.period_prices is not None
             base = sum((energy.get(p) * self.period_prices[p] for p in PERIODS), ZERO)
         else:
             assert self.price_per_kwh is not None
-            base = energy.total * self.price_per_kwh
-        return base + self._tier_surcharge(energy.total)
+            base = total * self.price_per_kwh
+        return base + self._tier_surcharge(total)
 
     def _tier_surcharge(self, total: Decimal) -> Decimal:
         surcharge, lower = ZERO, ZERO
