@@ -313,7 +313,12 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        written = self._store.outbox_written
         while True:
+            # Cleared before reading: a row committed after this sets it again, and one
+            # committed before is in what relay_once reads. A short batch therefore means
+            # the outbox is empty unless the event says otherwise, with no query to ask.
+            written.clear()
             try:
                 published = await self.relay_once()
             except Exception:
@@ -322,13 +327,12 @@ class OutboxRelay:
                 )
                 await asyncio.sleep(self._idle_poll)
                 continue
-            if published == 0:
-                self._store.outbox_written.clear()
+            if published < self._batch:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
                 # lands as the wait ends, and stop() would then hang.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._idle_poll):
-                        await self._store.outbox_written.wait()
+                        await written.wait()
 
     async def relay_once(self) -> int:
         """Publish one batch; return how many rows went out."""
