@@ -24,6 +24,7 @@ from collector.domain.decoding import (
     decode_relay,
     decode_value,
     encode_value,
+    value_reader,
 )
 from collector.domain.link import (
     OFFLINE_AFTER_FAILURES,
@@ -97,4 +98,5 @@ __all__ = [
     "relay_command_value",
     "retry_delay",
     "rtu",
+    "value_reader",
 ]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from prepaid_common.contracts import RelayState
 
@@ -81,47 +81,116 @@ def encode_value(value: Decimal, spec: RegisterSpec, word_order: WordOrder) -> l
     return words if word_order == "big" else list(reversed(words))
 
 
+ValueReader = Callable[[Mapping[int, int]], Decimal]
+
+
+def value_reader(spec: RegisterSpec, word_order: WordOrder) -> ValueReader:
+    """``decode_value`` for one register, worked out once: what every poll then runs.
+
+    Integers are read straight from the register map (no tuple, no type dispatch per
+    poll); a float32 goes through ``decode_value`` itself.
+    """
+    address, scale = spec.address, spec.scale
+    if spec.type == "float32":
+        span = range(address, address + spec.words)
+        return lambda registers: decode_value([registers[a] for a in span], spec, word_order)
+    sign = _SIGN_BIT.get(spec.type, 0)
+    if spec.words == 1:
+        if not sign:
+            return lambda registers: Decimal(registers[address]) * scale
+
+        def signed_word(registers: Mapping[int, int]) -> Decimal:
+            raw = registers[address]
+            return Decimal(raw - (sign << 1) if raw & sign else raw) * scale
+
+        return signed_word
+    high, low = (address, address + 1) if word_order == "big" else (address + 1, address)
+
+    def two_words(registers: Mapping[int, int]) -> Decimal:
+        raw = registers[high] << 16 | registers[low]
+        if raw & sign:
+            raw -= sign << 1
+        return Decimal(raw) * scale
+
+    return two_words
+
+
+class ReadingDecoder:
+    """A Modbus profile's decoding, worked out once (``decode_reading`` keeps one per
+    profile): registers in, a checked DecodedReading out."""
+
+    def __init__(self, profile: MeterProfile) -> None:
+        self.profile = profile
+        order = profile.word_order
+
+        def optional(quantity: str) -> ValueReader | None:
+            spec = profile.registers.get(quantity)  # type: ignore[call-overload]
+            return None if spec is None else value_reader(spec, order)
+
+        self._energy = value_reader(profile.registers["energy_kwh"], order)
+        self._power = optional("power_kw")
+        self._voltage = optional("voltage_v")
+        self._current = optional("current_a")
+        self._tou = [(period, value_reader(spec, order)) for period, spec in profile.tou.items()]
+        self._ratios = (
+            None
+            if profile.pt_ratio is None or profile.ct_ratio is None
+            else (value_reader(profile.pt_ratio, order), value_reader(profile.ct_ratio, order))
+        )
+        credit = profile.local_credit
+        self._local_credit = (
+            None
+            if credit is None
+            else (value_reader(credit.credit, order), value_reader(credit.count, order))
+        )
+
+    def __call__(self, registers: Mapping[int, int]) -> DecodedReading:
+        """Decode a poll's registers; raise ImplausibleValue for garbage."""
+        # Meters on instrument transformers count on the secondary side: scale by PT x CT.
+        ratio = None
+        if self._ratios is not None:
+            ratio = self._ratios[0](registers) * self._ratios[1](registers)
+            if ratio <= 0:
+                raise ImplausibleValue(f"PT x CT ratio is {ratio}")
+
+        def energy(read: ValueReader) -> Decimal:
+            value = read(registers)
+            return _quantized(value if ratio is None else value * ratio)
+
+        def optional(read: ValueReader | None) -> Decimal | None:
+            return None if read is None else _quantized(read(registers))
+
+        power = optional(self._power)
+        local_credit: Decimal | None = None
+        purchase_count: int | None = None
+        if self._local_credit is not None:
+            credit, count = self._local_credit
+            local_credit = _quantized(credit(registers), FEN)
+            purchase_count = int(count(registers))
+        reading = DecodedReading(
+            energy_kwh=energy(self._energy),
+            power_kw=power if power is None or ratio is None else _quantized(power * ratio),
+            voltage_v=optional(self._voltage),
+            current_a=optional(self._current),
+            relay=_relay(self.profile, registers),
+            tou_kwh={period: energy(read) for period, read in self._tou} or None,
+            local_credit=local_credit,
+            purchase_count=purchase_count,
+        )
+        check_plausible(reading, self.profile)
+        return reading
+
+
+# Decoders by profile object (kept alive with it, so an id is never reused for another).
+_decoders: dict[int, ReadingDecoder] = {}
+
+
 def decode_reading(profile: MeterProfile, registers: Mapping[int, int]) -> DecodedReading:
     """Decode a poll's registers by the profile; raise ImplausibleValue for garbage."""
-
-    order = profile.word_order
-
-    def value(spec: RegisterSpec) -> Decimal:
-        address = spec.address
-        if spec.type in _ONE_WORD:
-            return decode_value((registers[address],), spec, order)
-        return decode_value((registers[address], registers[address + 1]), spec, order)
-
-    def optional(quantity: str) -> Decimal | None:
-        spec = profile.registers.get(quantity)  # type: ignore[call-overload]
-        return None if spec is None else _quantized(value(spec))
-
-    # Meters on instrument transformers count on the secondary side: scale by PT x CT.
-    ratio = Decimal(1)
-    if profile.pt_ratio is not None and profile.ct_ratio is not None:
-        ratio = value(profile.pt_ratio) * value(profile.ct_ratio)
-        if ratio <= 0:
-            raise ImplausibleValue(f"PT x CT ratio is {ratio}")
-
-    def energy(spec: RegisterSpec) -> Decimal:
-        return _quantized(value(spec) * ratio)
-
-    power = optional("power_kw")
-    local_credit, purchase_count = (
-        decode_local_credit(profile, registers) if profile.local_credit else (None, None)
-    )
-    reading = DecodedReading(
-        energy_kwh=energy(profile.registers["energy_kwh"]),
-        power_kw=None if power is None else _quantized(power * ratio),
-        voltage_v=optional("voltage_v"),
-        current_a=optional("current_a"),
-        relay=_relay(profile, registers),
-        tou_kwh={period: energy(spec) for period, spec in profile.tou.items()} or None,
-        local_credit=local_credit,
-        purchase_count=purchase_count,
-    )
-    check_plausible(reading, profile)
-    return reading
+    decoder = _decoders.get(id(profile))
+    if decoder is None or decoder.profile is not profile:
+        decoder = _decoders[id(profile)] = ReadingDecoder(profile)
+    return decoder(registers)
 
 
 def decode_local_credit(profile: MeterProfile, registers: Mapping[int, int]) -> tuple[Decimal, int]:
@@ -133,7 +202,7 @@ def decode_local_credit(profile: MeterProfile, registers: Mapping[int, int]) -> 
         words = [registers[a] for a in range(spec.address, spec.address + spec.words)]
         return decode_value(words, spec, profile.word_order)
 
-    credit = value(profile.local_credit.credit).quantize(FEN, rounding=ROUND_HALF_EVEN)
+    credit = _quantized(value(profile.local_credit.credit), FEN)
     return credit, int(value(profile.local_credit.count))
 
 
@@ -174,5 +243,9 @@ def decode_relay(profile: MeterProfile, word: int) -> RelayState:
     raise ImplausibleValue(f"relay state register holds {word}, neither open nor closed")
 
 
-def _quantized(value: Decimal) -> Decimal:
-    return value.quantize(THOUSANDTH, rounding=ROUND_HALF_EVEN)
+def _quantized(value: Decimal, quantum: Decimal = THOUSANDTH) -> Decimal:
+    try:
+        return value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        # A float32 can hold 1e25: more digits than the context keeps to the thousandth.
+        raise ImplausibleValue(f"{value} is beyond any meter's range") from None
