@@ -13,7 +13,7 @@ One run, side by side on this machine:
    process paces them; billing records each batch's commit instant).
 
 Readings travel as collectors send them (``--format batch``, the default): ``reading.batch.v1``
-messages of up to 100 readings, a paced publisher sending what is due every 20 ms as the
+messages of up to 250 readings, a paced publisher sending what is due every 50 ms as the
 collector's reading sink does. ``--format single`` sends one ``reading.v1`` per reading.
 
 Writes ``bench-results/billing.json``; exits non-zero only on errors, never on a missed
@@ -65,8 +65,8 @@ def reading_at(base: datetime, index: int, round_: int) -> tuple[str, datetime, 
 
 # What a collector's reading sink puts in one reading.batch.v1 at most, and how long it
 # gathers readings for one.
-BATCH_READINGS = 100
-BATCH_GATHER_SECONDS = 0.02
+BATCH_READINGS = 250
+BATCH_GATHER_SECONDS = 0.05
 
 Message = tuple[str, str, bytes, int]  # message id, routing key, body, readings carried
 
@@ -645,7 +645,7 @@ def main() -> int:
         "--format",
         choices=("batch", "single"),
         default="batch",
-        help="reading.batch.v1 of up to 100 readings (as collectors send), or reading.v1 each",
+        help="reading.batch.v1 of up to 250 readings (as collectors send), or reading.v1 each",
     )
     parser.add_argument("--output", default=str(ROOT / "bench-results" / "billing.json"))
     args = parser.parse_args()
