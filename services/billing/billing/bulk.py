@@ -98,7 +98,7 @@ def _unnest(columns: Sequence[_Column]) -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     for column in columns:
         values = column.values
-        if column.often_one and values.count(values[0]) == len(values):
+        if column.often_one and values and values.count(values[0]) == len(values):
             items.append(f"CAST(:{column.name} AS {column.sql_type})")
             params[column.name] = _stored(column.stored_as, values[:1])[0]
         else:

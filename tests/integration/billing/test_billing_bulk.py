@@ -122,3 +122,17 @@ async def test_writes_store_the_same_rows_whether_a_column_is_one_value_or_many(
             ]
     finally:
         await service.engine.dispose()
+
+
+async def test_writes_of_nothing_write_nothing_on_postgresql(postgres_url: str) -> None:
+    service = await billing_on(postgres_url)
+    try:
+        async with service.store.unit_of_work() as uow:
+            await bulk.insert_readings(uow.session, [])
+            await bulk.insert_postings(uow.session, [], [])
+            await bulk.add_daily_usage(uow.session, [])
+            await bulk.move_balances(uow.session, {})
+        async with service.store.sessionmaker() as session:
+            assert (await session.scalars(select(transactions.c.id))).all() == []
+    finally:
+        await service.engine.dispose()
