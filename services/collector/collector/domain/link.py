@@ -22,7 +22,7 @@ class MeterLink:
 
     def after_success(self) -> tuple[MeterLink, bool]:
         """Return the new state and whether the meter just came online."""
-        return MeterLink(online=True), not self.online
+        return ANSWERING, not self.online
 
     def after_failure(self) -> tuple[MeterLink, bool]:
         """Return the new state and whether the meter just went offline.
@@ -40,6 +40,10 @@ class MeterLink:
         already_announced = self.consecutive_failures >= OFFLINE_AFTER_FAILURES
         failures = max(self.consecutive_failures, OFFLINE_AFTER_FAILURES)
         return MeterLink(online=False, consecutive_failures=failures), not already_announced
+
+
+# Every meter that just answered is in this one state (immutable, so shared).
+ANSWERING = MeterLink(online=True)
 
 
 def next_poll_delay(poll_interval: float, consecutive_failures: int) -> float:
