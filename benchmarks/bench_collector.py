@@ -33,6 +33,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,6 +211,7 @@ async def collector_role(args: argparse.Namespace) -> None:
         bus=bus,
         poll_interval=args.poll_interval,
         request_timeout=args.request_timeout,
+        listen_port=args.listen_port,
     )
     await service.migrate()
     service.register()
@@ -477,11 +479,22 @@ def field_max_reads_per_second(
 
 
 TRANSPORT = "modbus-tcp"  # set from --transport by the orchestrator
+# Client-mode DTUs dial the collector's listener here (one collector runs at a time).
+LISTEN_PORT: int | None = None
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the collector's listener takes it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def sim_argv(dtus: int, meters: int, *, baud: int, extra: Sequence[str] = ()) -> str:
     field = f"--dtus {dtus} --meters {meters} --profile-mix {PROFILE}=1 --baud {baud}"
-    return " ".join([field, f"--kind-mix {TRANSPORT}=1", *extra])
+    dial = [f"--target 127.0.0.1:{LISTEN_PORT}"] if LISTEN_PORT is not None else []
+    return " ".join([field, f"--kind-mix {TRANSPORT}=1", *dial, *extra])
 
 
 async def start_field(
@@ -520,6 +533,8 @@ async def start_collector(
     ]
     if keep:
         argv.append("--keep-energies")
+    if LISTEN_PORT is not None:
+        argv += ["--listen-port", str(LISTEN_PORT)]
     return run.spawn(*argv)
 
 
@@ -581,7 +596,10 @@ async def physical(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "ratio": round(measured["reads_per_second"] / ceiling, 4),
     }
     print(f"physical: {result['collector']} ratio {result['ratio']}", flush=True)
-    if args.no_plain:
+    if TRANSPORT == "dtu-client":
+        # pymodbus has no client for a socket the DTU opened: no plain poller to compare.
+        result["plain"] = "not applicable: client-mode DTUs dial in; pymodbus cannot poll them"
+    if args.no_plain or TRANSPORT == "dtu-client":
         run.stop(sim)
         return result
     for mode in ("sequential", "bare"):
@@ -868,6 +886,7 @@ def main() -> int:
     col.add_argument("--fresh-seconds", type=float, required=True)
     col.add_argument("--stats", required=True)
     col.add_argument("--keep-energies", action="store_true")
+    col.add_argument("--listen-port", type=int, default=None, help="for client-mode DTUs")
     plain = sub.add_parser("pymodbus")
     plain.add_argument("--mode", choices=("sequential", "bare"), required=True)
     plain.add_argument("--field", required=True)
@@ -885,9 +904,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--transport",
-        choices=("modbus-tcp", "rtu-over-tcp"),
+        choices=("modbus-tcp", "rtu-over-tcp", "dtu-client"),
         default="modbus-tcp",
-        help="the DTUs: Modbus TCP gateways or serial device servers (raw RTU over TCP)",
+        help="the DTUs: Modbus TCP gateways, serial device servers (raw RTU over TCP), or "
+        "client-mode DTUs dialling the collector's listener (no plain pymodbus runs then)",
     )
     parser.add_argument("--physical-dtus", type=int, default=200)
     parser.add_argument(
@@ -913,8 +933,10 @@ def main() -> int:
         asyncio.run(pymodbus_role(args))
         return 0
     args.only = set(args.only.split(","))
-    global TRANSPORT
+    global TRANSPORT, LISTEN_PORT
     TRANSPORT = args.transport
+    if TRANSPORT == "dtu-client":
+        LISTEN_PORT = free_port()
     began = time.monotonic()
     measured = revision()  # before the run: others may commit while it lasts
     results = asyncio.run(orchestrate(args))
