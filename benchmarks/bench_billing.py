@@ -184,7 +184,13 @@ async def billing_role(args: argparse.Namespace) -> None:
 
                 specs.append(
                     BatchSubscriptionSpec(
-                        spec.queue, spec.bindings, timed, spec.max_batch, spec.max_wait, spec.weigh
+                        spec.queue,
+                        spec.bindings,
+                        timed,
+                        spec.max_batch,
+                        spec.max_wait,
+                        spec.weigh,
+                        spec.prefetch,
                     )
                 )
             return specs

@@ -58,6 +58,8 @@ class BatchSubscriptionSpec:
     max_wait: float = 0.05
     # How many items a message counts for in max_batch (default: one).
     weigh: Weigh | None = None
+    # Unacknowledged messages a broker may hand over (None: the bus decides).
+    prefetch: int | None = None
 
 
 class Service:
@@ -110,6 +112,7 @@ class Service:
                 max_batch=spec.max_batch,
                 max_wait=spec.max_wait,
                 weigh=spec.weigh,
+                prefetch=spec.prefetch,
             )
 
     async def start(self) -> None:

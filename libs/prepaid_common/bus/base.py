@@ -80,6 +80,9 @@ class BatchSubscription:
     max_batch: int
     max_wait: float
     weigh: Weigh | None = None
+    # Unacknowledged messages the broker may hand over (None: three batches of single
+    # items). A weighed queue sets it: its messages may each carry many items.
+    prefetch: int | None = None
 
     def weight(self, envelope: Envelope) -> int:
         """How much of ``max_batch`` a message takes (at least 1)."""
@@ -101,6 +104,7 @@ class MessageBus(Protocol):
         max_batch: int = 500,
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
+        prefetch: int | None = None,
     ) -> None:
         """Register a batch subscription; call before ``start``."""
 

@@ -49,6 +49,7 @@ class InProcessBus:
         max_batch: int = 500,
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
+        prefetch: int | None = None,  # nothing is prefetched in process
     ) -> None:
         # publish() returns only after the subscriber committed, so nothing ever queues up
         # here: each batch holds the message being published, or up to max_batch items of

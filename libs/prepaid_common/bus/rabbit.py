@@ -103,9 +103,10 @@ class RabbitBus:
         max_batch: int = 500,
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
+        prefetch: int | None = None,
     ) -> None:
         self._batch_subscriptions.append(
-            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait, weigh)
+            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait, weigh, prefetch)
         )
 
     async def start(self) -> None:
@@ -133,8 +134,9 @@ class RabbitBus:
             )
             self._consumers.append(asyncio.create_task(self._consume(queue, subscription)))
         for batched in self._batch_subscriptions:
-            # Three batches: one committing, one being worked, the next one arriving.
-            prefetch = max(self._prefetch, 3 * batched.max_batch)
+            # Three batches: one committing, one being worked, the next one arriving; or
+            # what a weighed subscription says (its messages may carry many items each).
+            prefetch = batched.prefetch or max(self._prefetch, 3 * batched.max_batch)
             queue = await self._declare_queue(batched.queue, batched.bindings, prefetch)
             self._consumers.append(
                 asyncio.create_task(self._consume_batches(queue.name, prefetch, batched))

@@ -139,6 +139,7 @@ class BillingService(Service):
                 max_batch=self.settings.reading_batch_max,
                 max_wait=self.settings.reading_batch_wait_seconds,
                 weigh=readings_carried,
+                prefetch=self.settings.reading_prefetch,
             ),
         )
 
