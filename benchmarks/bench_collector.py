@@ -763,11 +763,16 @@ async def city(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     stats = run.path("city-collector-stats.json")
     first = await wait_until_stats(stats, lambda s: s.get("reads", 0) > 0, 900)
     registered_rss = first["rss_bytes"]
+    # Sustained freshness: measured from one full cycle after the start, or from when every
+    # meter has been read once if that comes later (client-mode DTUs first have to dial
+    # in); how long that took is reported.
     await asyncio.sleep(max(0.0, first["started"] + cycle * 1.05 - time.time()))
+    all_read = await wait_until_stats(stats, lambda s: s["fresh"] >= s["meters"], 2 * cycle)
     start, sim_start = read_json(stats), read_json(run.path("city-sim-stats.json"))
     samples: list[float] = []
     state_samples: list[float] = []
-    end = time.monotonic() + args.city_minutes * 60
+    began = time.monotonic()
+    end = began + args.city_minutes * 60
     while time.monotonic() < end:
         current = read_json(stats)
         samples.append(current["fresh"] / current["meters"])
@@ -789,6 +794,14 @@ async def city(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "fresh_in_state_share_min": share(min, state_samples),
         "fresh_in_state_share_mean": share(mean, state_samples),
         "samples": len(samples),
+        "sample_every_seconds": STATS_EVERY * 2.5,
+        # Each sample's published share, in order: when a dip came, not only how deep.
+        "fresh_share_series": [round(sample, 5) for sample in samples],
+        "every_meter_read_after_seconds": (
+            round(all_read["t"] - first["started"], 1)
+            if all_read.get("fresh", 0) >= all_read.get("meters", 1)
+            else None
+        ),
         "collector": measured,
         "memory_per_meter_bytes": round(
             (last["rss_bytes"] - last["baseline_rss_bytes"]) / (dtus * meters)
