@@ -137,12 +137,7 @@ class ReadingDecoder:
             if profile.pt_ratio is None or profile.ct_ratio is None
             else (value_reader(profile.pt_ratio, order), value_reader(profile.ct_ratio, order))
         )
-        credit = profile.local_credit
-        self._local_credit = (
-            None
-            if credit is None
-            else (value_reader(credit.credit, order), value_reader(credit.count, order))
-        )
+        self._local_credit = None if profile.local_credit is None else _credit_readers(profile)
 
     def __call__(self, registers: Mapping[int, int]) -> DecodedReading:
         """Decode a poll's registers; raise ImplausibleValue for garbage."""
@@ -161,12 +156,11 @@ class ReadingDecoder:
             return None if read is None else _quantized(read(registers))
 
         power = optional(self._power)
-        local_credit: Decimal | None = None
-        purchase_count: int | None = None
-        if self._local_credit is not None:
-            credit, count = self._local_credit
-            local_credit = _quantized(credit(registers), FEN)
-            purchase_count = int(count(registers))
+        local_credit, purchase_count = (
+            (None, None)
+            if self._local_credit is None
+            else _credit_and_count(self._local_credit, registers)
+        )
         reading = DecodedReading(
             energy_kwh=energy(self._energy),
             power_kw=power if power is None or ratio is None else _quantized(power * ratio),
@@ -197,13 +191,20 @@ def decode_local_credit(profile: MeterProfile, registers: Mapping[int, int]) -> 
     """Return a local-prepaid meter's (credit in yuan, purchase count) from its registers."""
     if profile.local_credit is None:
         raise ValueError(f"profile {profile.name} keeps no local credit")
+    return _credit_and_count(_credit_readers(profile), registers)
 
-    def value(spec: RegisterSpec) -> Decimal:
-        words = [registers[a] for a in range(spec.address, spec.address + spec.words)]
-        return decode_value(words, spec, profile.word_order)
 
-    credit = _quantized(value(profile.local_credit.credit), FEN)
-    return credit, int(value(profile.local_credit.count))
+def _credit_readers(profile: MeterProfile) -> tuple[ValueReader, ValueReader]:
+    assert profile.local_credit is not None
+    spec, order = profile.local_credit, profile.word_order
+    return value_reader(spec.credit, order), value_reader(spec.count, order)
+
+
+def _credit_and_count(
+    readers: tuple[ValueReader, ValueReader], registers: Mapping[int, int]
+) -> tuple[Decimal, int]:
+    credit, count = readers
+    return _quantized(credit(registers), FEN), int(count(registers))
 
 
 def check_plausible(reading: DecodedReading, profile: MeterProfile | Dlt645Profile) -> None:
