@@ -1,17 +1,15 @@
-"""The one error model of every HTTP API: ``{"detail": "...", "code": "..."}``."""
+"""Errors a caller can act on, as the domain and the operations raise them.
+
+They know nothing of HTTP: ``prepaid_common.http_errors`` maps each kind to a status code
+at the edge, so a domain module can raise them without importing a web framework.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-
 
 class ServiceError(Exception):
-    """An error a caller can act on; carries its HTTP status and a stable code."""
+    """An error a caller can act on; carries a human detail and a stable code."""
 
-    status_code = 400
     code = "bad_request"
 
     def __init__(self, detail: str) -> None:
@@ -20,66 +18,48 @@ class ServiceError(Exception):
 
 
 class NotFound(ServiceError):
-    status_code = 404
+    """The thing asked for does not exist (or is not the caller's to see)."""
+
     code = "not_found"
 
 
 class Conflict(ServiceError):
-    status_code = 409
+    """The request contradicts the current state (a duplicate, a rule the state forbids)."""
+
     code = "conflict"
 
 
 class Invalid(ServiceError):
-    status_code = 422
+    """The request is well-formed but breaks a rule of its own."""
+
     code = "invalid"
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every ``ServiceError`` with its status and the common error body."""
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
-        return JSONResponse(
-            status_code=error.status_code,
-            content={"detail": error.detail, "code": error.code},
-            headers=headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = error.errors()
-        detail = "; ".join(
-            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
-            for problem in problems
-        )
-        return JSONResponse(
-            status_code=422,
-            content={
-                "detail": detail or "invalid request",
-                "code": "invalid",
-                "errors": jsonable_encoder(
-                    [{k: v for k, v in p.items() if k != "ctx"} for p in problems]
-                ),
-            },
-        )
-
-
 class Unauthorized(ServiceError):
-    status_code = 401
+    """No valid credentials."""
+
     code = "unauthorized"
 
 
 class Forbidden(ServiceError):
-    status_code = 403
+    """Valid credentials that may not do this."""
+
     code = "forbidden"
 
 
 class Unavailable(ServiceError):
-    status_code = 503
+    """A dependency cannot be reached now; the same request may succeed later."""
+
     code = "unavailable"
 
 
 class BadGateway(ServiceError):
-    status_code = 502
+    """A service behind this one failed."""
+
     code = "bad_gateway"
+
+
+class TimedOut(ServiceError):
+    """Something behind this service (a meter, a provider) did not answer in time."""
+
+    code = "timed_out"

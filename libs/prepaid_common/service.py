@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
-from prepaid_common.errors import install_error_handlers
+from prepaid_common.http_errors import install_error_handlers
 from prepaid_common.logs import configure_logging
 from prepaid_common.metrics import metrics_router
 from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table

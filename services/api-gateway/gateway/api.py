@@ -18,7 +18,8 @@ from billing.api import (
 from billing.domain.supply import SitePolicy
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
-from prepaid_common.errors import Forbidden, NotFound, Unauthorized, install_error_handlers
+from prepaid_common.errors import Forbidden, NotFound, Unauthorized
+from prepaid_common.http_errors import install_error_handlers
 from prepaid_common.metrics import HTTP_REQUESTS, metrics_router
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Query, Response
 from prepaid_common.bus import Handler, MessageBus
 from prepaid_common.contracts import CommandRequestV1, Envelope, open_envelope, utcnow
-from prepaid_common.errors import ServiceError
+from prepaid_common.errors import TimedOut
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import Service
 from pydantic import BaseModel
@@ -47,10 +47,9 @@ STOP_GRACE_SECONDS = 1.0
 READ_REQUEST_RETENTION = timedelta(minutes=10)
 
 
-class MeterUnreachable(ServiceError):
+class MeterUnreachable(TimedOut):
     """An on-demand read that got no usable answer from the meter."""
 
-    status_code = 504
     code = "meter_unreachable"
 
 
