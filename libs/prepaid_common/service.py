@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -145,18 +145,18 @@ class Service:
         return app
 
 
-async def run_alone(
-    service_type: type[Service],
-    *,
-    port: int,
-    settings: CommonSettings | None = None,
-) -> None:
+class ServiceFactory(Protocol):
+    """What a service's ``bootstrap.build`` becomes once its settings are bound."""
+
+    def __call__(self, *, engine: AsyncEngine, bus: MessageBus) -> Service: ...
+
+
+async def run_alone(build: ServiceFactory, *, port: int, settings: CommonSettings) -> None:
     """Run one service in its own process: migrate, consume, relay, serve its internal API."""
-    settings = settings or CommonSettings()
     configure_logging(settings.log_level, settings.log_format)
     engine = create_engine(settings.database_url)
     bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
-    service = service_type(engine=engine, bus=bus)
+    service = build(engine=engine, bus=bus)
     await service.migrate()
     service.register()
 

@@ -4,10 +4,10 @@ import asyncio
 import os
 
 from prepaid_common.service import run_alone
+from prepaid_common.settings import CommonSettings
 
 from payments.service import PaymentsService
 
 if __name__ == "__main__":
-    asyncio.run(
-        run_alone(PaymentsService, port=int(os.environ.get("PREPAID_SERVICE_PORT", "8104")))
-    )
+    port = int(os.environ.get("PREPAID_SERVICE_PORT", "8104"))
+    asyncio.run(run_alone(PaymentsService, port=port, settings=CommonSettings()))
