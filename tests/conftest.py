@@ -1,7 +1,8 @@
 """Fixtures shared by every tier: databases and buses on both backends.
 
 PostgreSQL and RabbitMQ tests are skipped with the reason when the servers cannot be
-reached, except under CI (``CI=true``), where an unreachable server is a failure.
+reached at the addresses PREPAID_TEST_PG_DSN and PREPAID_TEST_AMQP_URL name, except under CI
+(``CI=true``), where an unreachable server is a failure.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-PG_ADMIN_DSN = os.environ.get(
-    "PREPAID_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+from testkit.servers import (
+    AMQP_URL,
+    PG_ADMIN_DSN,
+    amqp_address,
+    postgres_address,
+    postgres_test_url,
 )
-AMQP_URL = os.environ.get("PREPAID_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -47,7 +51,7 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    require_server("PostgreSQL", "127.0.0.1", 5432)
+    require_server("PostgreSQL", *postgres_address())
     import asyncpg
 
     name = f"prepaid_test_{uuid.uuid4().hex[:12]}"
@@ -56,7 +60,7 @@ async def postgres_url() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    yield postgres_test_url(name)
     admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -66,7 +70,7 @@ async def postgres_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 def amqp_url() -> str:
-    require_server("RabbitMQ", "127.0.0.1", 5672)
+    require_server("RabbitMQ", *amqp_address())
     return AMQP_URL
 
 

@@ -16,6 +16,7 @@ from prepaid_common.bus import InProcessBus
 from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import Envelope, PaymentSucceededV1
 from testkit import wait_until
+from testkit.servers import amqp_address
 
 
 def payment(n: int) -> Envelope:
@@ -181,11 +182,12 @@ def drop_our_broker_connections() -> bool:
 
     if shutil.which("rabbitmqctl") is None:
         return False
+    broker_port = amqp_address()[1]
     sockets = subprocess.run(["ss", "-tnp"], capture_output=True, text=True, check=False).stdout
     ports = {
         line.split()[3].rsplit(":", 1)[1]
         for line in sockets.splitlines()
-        if f"pid={os.getpid()}," in line and line.split()[4].endswith(":5672")
+        if f"pid={os.getpid()}," in line and line.split()[4].endswith(f":{broker_port}")
     }
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "peer_port"],
