@@ -7,8 +7,20 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from prepaid_common.contracts.api.billing import (
+    AccountChanges,
+    AccountTerms,
+    BindMeter,
+    HoldBody,
+    OpenAccount,
+    OperatorMoney,
+    ReversalBody,
+    ShedBody,
+    SwapMeter,
+    TariffBody,
+    TopUpCheck,
+)
 from prepaid_common.errors import Invalid, NotFound
-from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +28,6 @@ from billing import purchases
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.domain.supply import SitePolicy
-from billing.domain.tariffs import TariffDefinition
 from billing.service import BillingService, arrears_of, balance_of
 from billing.tables import (
     account_groups,
@@ -35,103 +46,6 @@ from billing.tables import (
     tariffs,
     transactions,
 )
-
-Identifier = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-Money = Field(max_digits=14, decimal_places=2)
-Operator = Field(default="system", min_length=1, max_length=64)
-
-
-class TariffBody(BaseModel):
-    id: str = Identifier
-    name: str = Field(min_length=1, max_length=200)
-    definition: TariffDefinition
-    # A new version of an existing tariff takes effect here (now when omitted).
-    effective_from: datetime | None = None
-    operator: str = Operator
-
-
-class AccountTerms(BaseModel):
-    mode: Literal["prepaid", "postpaid"] = "prepaid"
-    trip_line: Decimal = Field(default=Decimal("0.00"), max_digits=14, decimal_places=2)
-    warning_line: Decimal = Field(default=Decimal("10.00"), max_digits=14, decimal_places=2)
-    overdraft_limit: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
-    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
-    debt_share: Decimal = Field(default=Decimal("0"), ge=0, le=1, max_digits=5, decimal_places=4)
-    debt_daily: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
-    protected: bool = False
-
-
-class OpenAccount(AccountTerms):
-    id: str = Identifier
-    name: str = Field(min_length=1, max_length=200)
-    tariff_id: str | None = None
-    price_per_kwh: Decimal | None = Field(default=None, gt=0, max_digits=10, decimal_places=4)
-    groups: list[str] = Field(default_factory=list, max_length=20)
-    operator: str = Operator
-
-
-class AccountChanges(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    tariff_id: str | None = None
-    mode: Literal["prepaid", "postpaid"] | None = None
-    trip_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
-    warning_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
-    overdraft_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
-    debt_share: Decimal | None = Field(default=None, ge=0, le=1, max_digits=5, decimal_places=4)
-    debt_daily: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    protected: bool | None = None
-    groups: list[str] | None = Field(default=None, max_length=20)
-
-
-class BindMeter(BaseModel):
-    meter_id: str = Identifier
-    account_id: str = Identifier
-    multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
-    tariff_id: str | None = None
-    # The meter keeps its own credit: top-ups are pushed to it as purchases (None: unchanged).
-    local_prepaid: bool | None = None
-    # Yuan per kWh the meter debits its own credit by (for the credit check).
-    local_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=4)
-    operator: str = Operator
-
-
-class SwapMeter(BaseModel):
-    new_meter_id: str = Identifier
-    old_final_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
-    new_start_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
-    operator: str = Operator
-
-
-class HoldBody(BaseModel):
-    scope: Literal["meter", "group", "global"]
-    target: str = Field(default="*", min_length=1, max_length=100)
-    until: datetime | None = None
-    reason: str = Field(min_length=1, max_length=400)
-    operator: str = Operator
-
-
-class ShedBody(BaseModel):
-    group: str = Field(min_length=1, max_length=100)
-    reason: str = Field(min_length=1, max_length=400)
-    operator: str = Operator
-
-
-class OperatorMoney(BaseModel):
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
-    key: str = Field(min_length=1, max_length=100, description="Operation key: repeats are refused")
-    reason: str = Field(min_length=1, max_length=400)
-    operator: str = Operator
-    method: str = Field(default="cash", pattern=r"^(cash|wechat|alipay)$")
-
-
-class ReversalBody(BaseModel):
-    reason: str = Field(min_length=1, max_length=400)
-    operator: str = Operator
-
-
-class TopUpCheck(BaseModel):
-    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
 
 
 def _split_ids(raw: str | None) -> list[str] | None:

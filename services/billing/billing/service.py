@@ -59,6 +59,7 @@ from billing.domain.supply import (
     SupplyInputs,
     crossed_warning,
     decide_supply,
+    is_friendly,
 )
 from billing.domain.tariffs import PeriodEnergy, TariffDefinition
 from billing.ids import new_ids
@@ -555,7 +556,7 @@ class BillingService(Service):
                     current=current,
                     held=await self._held(session, meter_id, groups, now),
                     shed_by=shed_by,
-                    friendly=policy.is_friendly(now),
+                    friendly=is_friendly(policy, now),
                 )
             )
             action = decision.action_from(current)

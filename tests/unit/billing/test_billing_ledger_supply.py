@@ -13,6 +13,7 @@ from billing.domain.supply import (
     SupplyInputs,
     crossed_warning,
     decide_supply,
+    is_friendly,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -133,14 +134,14 @@ def test_friendly_hours_wrap_midnight_and_cover_rest_days_and_holidays() -> None
         holidays=[date(2026, 10, 1)],
     )
     shanghai = lambda *a: datetime(*a, tzinfo=policy.zone)  # noqa: E731
-    assert policy.is_friendly(shanghai(2026, 3, 10, 22, 0))
-    assert policy.is_friendly(shanghai(2026, 3, 10, 7, 59))
-    assert not policy.is_friendly(shanghai(2026, 3, 10, 8, 0))
-    assert not policy.is_friendly(shanghai(2026, 3, 10, 12, 0))
-    assert policy.is_friendly(shanghai(2026, 3, 15, 12, 0))  # a Sunday
-    assert policy.is_friendly(shanghai(2026, 10, 1, 12, 0))
+    assert is_friendly(policy, shanghai(2026, 3, 10, 22, 0))
+    assert is_friendly(policy, shanghai(2026, 3, 10, 7, 59))
+    assert not is_friendly(policy, shanghai(2026, 3, 10, 8, 0))
+    assert not is_friendly(policy, shanghai(2026, 3, 10, 12, 0))
+    assert is_friendly(policy, shanghai(2026, 3, 15, 12, 0))  # a Sunday
+    assert is_friendly(policy, shanghai(2026, 10, 1, 12, 0))
     # 12:00 UTC is 20:00 in Shanghai.
-    assert policy.is_friendly(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    assert is_friendly(policy, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
 
 
 def test_low_balance_warning_fires_once_and_rearms() -> None:

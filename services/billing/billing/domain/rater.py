@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from billing.domain import tariffs
 from billing.domain.money import ZERO, round_money
 from billing.domain.rating import (
     DEFAULT_MAX_POWER_KW,
@@ -68,8 +69,8 @@ class Rater:
         if end is None:
             if len(self._next_cycle) > 4096:
                 self._next_cycle.clear()
-            end = self._next_cycle[key] = version.definition.next_cycle_start(
-                cycle_start.astimezone(self.zone)
+            end = self._next_cycle[key] = tariffs.next_cycle_start(
+                version.definition, cycle_start.astimezone(self.zone)
             )
         return end
 
@@ -176,7 +177,8 @@ class Rater:
             base.sharp + sharp, base.peak + peak, base.flat + flat, base.valley + valley
         )
         segment_total = round_money(
-            tariff.energy_charge(energy) - tariff.energy_charge(position.segment_base)
+            tariffs.energy_charge(tariff, energy)
+            - tariffs.energy_charge(tariff, position.segment_base)
         )
         charge = ZERO + (segment_total - position.segment_charged)
         moved = Position(

@@ -26,6 +26,7 @@ from decimal import Decimal
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from billing.domain import tariffs
 from billing.domain.money import ZERO, round_money
 from billing.domain.tariffs import (
     PERIODS,
@@ -115,7 +116,7 @@ def rate_reading(
         first = version_at(versions, reading.read_at)
         opened = Position(
             last=reading,
-            cycle_start=first.definition.cycle_start(reading.read_at, zone),
+            cycle_start=tariffs.cycle_start(first.definition, reading.read_at, zone),
             segment_version=first.version_id,
         )
         return Rating(Verdict.FIRST, opened)
@@ -151,10 +152,10 @@ def rate_reading(
         version = version_at(versions, start)
         tariff = version.definition
         assert moved.cycle_start is not None
-        if start >= tariff.next_cycle_start(moved.cycle_start.astimezone(zone)):
+        if start >= tariffs.next_cycle_start(tariff, moved.cycle_start.astimezone(zone)):
             moved = replace(
                 moved,
-                cycle_start=tariff.cycle_start(start, zone),
+                cycle_start=tariffs.cycle_start(tariff, start, zone),
                 cycle_energy=PeriodEnergy(),
                 segment_version=version.version_id,
                 segment_base=PeriodEnergy(),
@@ -171,7 +172,8 @@ def rate_reading(
         billed_total += billed.total
         energy = moved.cycle_energy + billed
         segment_total = round_money(
-            tariff.energy_charge(energy) - tariff.energy_charge(moved.segment_base)
+            tariffs.energy_charge(tariff, energy)
+            - tariffs.energy_charge(tariff, moved.segment_base)
         )
         charge += segment_total - moved.segment_charged
         moved = replace(moved, cycle_energy=energy, segment_charged=segment_total)
@@ -206,7 +208,7 @@ def _split_at_boundaries(
     assert position.cycle_start is not None
     cycle = position.cycle_start.astimezone(zone)
     while True:
-        cycle = version_at(versions, cycle).definition.next_cycle_start(cycle)
+        cycle = tariffs.next_cycle_start(version_at(versions, cycle).definition, cycle)
         if cycle >= end:
             break
         if cycle > start:

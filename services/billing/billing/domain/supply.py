@@ -13,50 +13,42 @@ One pure decision per meter, from everything that bears on it. In order of prece
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from prepaid_common.contracts.api.billing import FriendlyWindow, SitePolicy
+
+__all__ = [
+    "FriendlyWindow",
+    "RelayAction",
+    "SitePolicy",
+    "Supply",
+    "SupplyDecision",
+    "SupplyInputs",
+    "crossed_warning",
+    "decide_supply",
+    "in_window",
+    "is_friendly",
+]
 
 Supply = Literal["on", "off"]
 RelayAction = Literal["trip", "close"]
 
 
-class FriendlyWindow(BaseModel):
-    """A daily window with no automatic cut; it may wrap past midnight (20:00-08:00)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    start: time
-    end: time
-
-    def contains(self, moment: time) -> bool:
-        if self.start <= self.end:
-            return self.start <= moment < self.end
-        return moment >= self.start or moment < self.end
+def in_window(window: FriendlyWindow, moment: time) -> bool:
+    """Whether a local time falls inside a friendly window (which may wrap past midnight)."""
+    if window.start <= window.end:
+        return window.start <= moment < window.end
+    return moment >= window.start or moment < window.end
 
 
-class SitePolicy(BaseModel):
-    """Site-wide rules an operator sets: the local time zone and the friendly hours."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    timezone: str = "Asia/Shanghai"
-    friendly_windows: list[FriendlyWindow] = Field(default_factory=list)
-    # Whole days without automatic cuts: 0 = Monday ... 6 = Sunday.
-    friendly_weekdays: list[int] = Field(default_factory=list)
-    holidays: list[date] = Field(default_factory=list)
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def is_friendly(self, instant: datetime) -> bool:
-        """Whether automatic cuts are suspended at this instant."""
-        local = instant.astimezone(self.zone)
-        if local.weekday() in self.friendly_weekdays or local.date() in self.holidays:
-            return True
-        return any(window.contains(local.time()) for window in self.friendly_windows)
+def is_friendly(policy: SitePolicy, instant: datetime) -> bool:
+    """Whether automatic cuts are suspended at this instant."""
+    local = instant.astimezone(policy.zone)
+    if local.weekday() in policy.friendly_weekdays or local.date() in policy.holidays:
+        return True
+    return any(in_window(window, local.time()) for window in policy.friendly_windows)
 
 
 @dataclass(frozen=True)

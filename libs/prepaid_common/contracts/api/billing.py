@@ -1,0 +1,246 @@
+"""Billing's HTTP API: the request bodies and the data shapes they carry.
+
+The gateway validates public requests with these same models before it calls billing, so a
+body one accepts the other accepts. Shapes only (fields and their validation); the rules
+that use them (what a tariff charges, when hours are friendly) live in billing's domain.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from prepaid_common.contracts.identifiers import Identifier
+from prepaid_common.contracts.messages import TouPeriod
+
+Period = TouPeriod
+PERIODS: tuple[Period, ...] = ("sharp", "peak", "flat", "valley")
+ZERO = Decimal(0)
+
+Operator = Field(default="system", min_length=1, max_length=64)
+
+
+# --- tariffs ---------------------------------------------------------------------------
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Shape):
+    """A band of cumulative consumption in the cycle; the last band has no upper bound."""
+
+    up_to_kwh: Decimal | None = Field(default=None, gt=0)
+    surcharge: Decimal = Field(default=ZERO, ge=0, max_digits=10, decimal_places=4)
+
+
+class PeriodSpan(_Shape):
+    """From ``start`` (HH:MM, local time) until the next span's start, the day is ``period``."""
+
+    start: time
+    period: Period
+
+
+class Season(_Shape):
+    """The months a day plan applies to, for workdays and for rest days."""
+
+    months: list[int] = Field(min_length=1)
+    workday: list[PeriodSpan] = Field(min_length=1)
+    # Weekends and holidays; the workday plan when omitted.
+    rest_day: list[PeriodSpan] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Season:
+        if any(not 1 <= m <= 12 for m in self.months):
+            raise ValueError("months are 1-12")
+        for plan in (self.workday, self.rest_day or []):
+            starts = [span.start for span in plan]
+            if starts != sorted(starts) or len(set(starts)) != len(starts):
+                raise ValueError("period spans must start in increasing order")
+            if starts and starts[0] != time(0, 0):
+                raise ValueError("the first period span must start at 00:00")
+        return self
+
+
+class TouCalendar(_Shape):
+    """Which period each local time belongs to, by season and day type."""
+
+    seasons: list[Season] = Field(min_length=1)
+    rest_weekdays: list[int] = Field(default_factory=lambda: [5, 6], description="0=Monday")
+    holidays: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> TouCalendar:
+        covered = [m for season in self.seasons for m in season.months]
+        if sorted(covered) != list(range(1, 13)):
+            raise ValueError("seasons must cover each month exactly once")
+        return self
+
+
+class TariffDefinition(_Shape):
+    """A tariff as operators write it (stored as JSON, versioned)."""
+
+    kind: Literal["flat", "tou", "tiered", "tiered_tou"]
+    price_per_kwh: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=4)
+    period_prices: dict[Period, Decimal] | None = None
+    # Used to split consumption into periods when a meter has no TOU registers.
+    calendar: TouCalendar | None = None
+    tiers: list[Tier] = Field(default_factory=list)
+    cycle: Literal["monthly", "yearly"] = "monthly"
+    cycle_reset_day: int = Field(default=1, ge=1, le=28)
+    cycle_reset_month: int = Field(default=1, ge=1, le=12)
+    loss_factor: Decimal = Field(default=ZERO, ge=0, lt=1, max_digits=6, decimal_places=4)
+    daily_charge: Decimal = Field(default=ZERO, ge=0, max_digits=12, decimal_places=2)
+    monthly_charge: Decimal = Field(default=ZERO, ge=0, max_digits=12, decimal_places=2)
+
+    @model_validator(mode="after")
+    def _check(self) -> TariffDefinition:
+        if self.uses_periods:
+            if self.period_prices is None or set(self.period_prices) != set(PERIODS):
+                raise ValueError(f"{self.kind} needs period_prices for {', '.join(PERIODS)}")
+            if any(
+                p < 0 or p != p.quantize(Decimal("0.0001")) for p in self.period_prices.values()
+            ):
+                raise ValueError("period prices are >= 0 with at most 4 decimals")
+        elif self.price_per_kwh is None:
+            raise ValueError(f"{self.kind} needs price_per_kwh")
+        if self.kind in ("tiered", "tiered_tou"):
+            if not self.tiers or self.tiers[-1].up_to_kwh is not None:
+                raise ValueError("tiers must end with a band without up_to_kwh")
+            bounds = [t.up_to_kwh for t in self.tiers[:-1]]
+            known = [b for b in bounds if b is not None]
+            if len(known) != len(bounds) or known != sorted(set(known)):
+                raise ValueError("tier bounds must increase")
+        elif self.tiers:
+            raise ValueError(f"a {self.kind} tariff has no tiers")
+        return self
+
+    @property
+    def uses_periods(self) -> bool:
+        """Whether the tariff prices each time-of-use period on its own."""
+        return self.kind in ("tou", "tiered_tou")
+
+
+class TariffBody(BaseModel):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    definition: TariffDefinition
+    # A new version of an existing tariff takes effect here (now when omitted).
+    effective_from: datetime | None = None
+    operator: str = Operator
+
+
+# --- site policy -----------------------------------------------------------------------
+class FriendlyWindow(_Shape):
+    """A daily window with no automatic cut; it may wrap past midnight (20:00-08:00)."""
+
+    start: time
+    end: time
+
+
+class SitePolicy(_Shape):
+    """Site-wide rules an operator sets: the local time zone and the friendly hours."""
+
+    timezone: str = "Asia/Shanghai"
+    friendly_windows: list[FriendlyWindow] = Field(default_factory=list)
+    # Whole days without automatic cuts: 0 = Monday ... 6 = Sunday.
+    friendly_weekdays: list[int] = Field(default_factory=list)
+    holidays: list[date] = Field(default_factory=list)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's local time zone."""
+        return ZoneInfo(self.timezone)
+
+
+# --- accounts --------------------------------------------------------------------------
+AccountMode = Literal["prepaid", "postpaid"]
+
+
+class AccountTerms(BaseModel):
+    mode: AccountMode = "prepaid"
+    trip_line: Decimal = Field(default=Decimal("0.00"), max_digits=14, decimal_places=2)
+    warning_line: Decimal = Field(default=Decimal("10.00"), max_digits=14, decimal_places=2)
+    overdraft_limit: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
+    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
+    debt_share: Decimal = Field(default=Decimal("0"), ge=0, le=1, max_digits=5, decimal_places=4)
+    debt_daily: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
+    protected: bool = False
+
+
+class OpenAccount(AccountTerms):
+    id: Identifier
+    name: str = Field(min_length=1, max_length=200)
+    tariff_id: Identifier | None = None
+    price_per_kwh: Decimal | None = Field(default=None, gt=0, max_digits=10, decimal_places=4)
+    groups: list[str] = Field(default_factory=list, max_length=20)
+    operator: str = Operator
+
+
+class AccountChanges(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    tariff_id: Identifier | None = None
+    mode: AccountMode | None = None
+    trip_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
+    warning_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
+    overdraft_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
+    debt_share: Decimal | None = Field(default=None, ge=0, le=1, max_digits=5, decimal_places=4)
+    debt_daily: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
+    protected: bool | None = None
+    groups: list[str] | None = Field(default=None, max_length=20)
+
+
+class TopUpCheck(BaseModel):
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+
+
+# --- money an operator moves -----------------------------------------------------------
+class OperatorMoney(BaseModel):
+    amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    key: str = Field(min_length=1, max_length=100, description="Operation key: repeats are refused")
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+    method: str = Field(default="cash", pattern=r"^(cash|wechat|alipay)$")
+
+
+class ReversalBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+
+
+# --- meters ----------------------------------------------------------------------------
+class BindMeter(BaseModel):
+    meter_id: Identifier
+    account_id: Identifier
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
+    tariff_id: Identifier | None = None
+    # The meter keeps its own credit: top-ups are pushed to it as purchases (None: unchanged).
+    local_prepaid: bool | None = None
+    # Yuan per kWh the meter debits its own credit by (for the credit check).
+    local_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=4)
+    operator: str = Operator
+
+
+class SwapMeter(BaseModel):
+    new_meter_id: Identifier
+    old_final_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
+    new_start_kwh: Decimal = Field(ge=0, max_digits=16, decimal_places=3)
+    operator: str = Operator
+
+
+# --- supply: holds and load shedding ---------------------------------------------------
+class HoldBody(BaseModel):
+    scope: Literal["meter", "group", "global"]
+    target: str = Field(default="*", min_length=1, max_length=100)
+    until: datetime | None = None
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
+
+
+class ShedBody(BaseModel):
+    group: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=400)
+    operator: str = Operator
