@@ -5,19 +5,19 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from billing.api import (
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
+from prepaid_common.contracts.api.billing import (
     AccountChanges,
     HoldBody,
     OpenAccount,
     OperatorMoney,
     ReversalBody,
     ShedBody,
+    SitePolicy,
     SwapMeter,
     TariffBody,
 )
-from billing.domain.supply import SitePolicy
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
-from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from prepaid_common.errors import Forbidden, NotFound, Unauthorized
 from prepaid_common.http_errors import install_error_handlers
 from prepaid_common.metrics import HTTP_REQUESTS, metrics_router
