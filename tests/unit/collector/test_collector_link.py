@@ -117,7 +117,7 @@ def test_the_next_due_meter_is_always_the_earliest_one(
         elif action == "polled":
             for meter in sorted(meters):
                 schedule.polled(meter, now, failures)
-        due = dict(schedule._due)
+        due = schedule.due_times()
         meter, wait = schedule.next_due(now)
         if not due:
             assert (meter, wait) == (None, 10.0)

@@ -135,17 +135,18 @@ def test_writes_are_refused_without_authentication() -> None:
 
 def test_clock_drift_and_register_reset() -> None:
     now = [0.0]
+    clock = SimClock(start=START, monotonic=lambda: now[0])
     meter = SimulatedMeter(
         meter_id="M",
         unit_id=1,
         profile="dlt645-2007",
         base_load_kw=1.0,
-        clock=SimClock(start=START, monotonic=lambda: now[0]),
+        clock=clock,
         initial_energy_kwh=100.0,
         address=ADDRESS,
     )
     meter.clock_drift_ppm = 100.0
-    meter.energy_resets_at = meter._clock.seconds() + 3600
+    meter.energy_resets_at = clock.seconds() + 3600
     now[0] = 10_000.0
     assert meter.meter_time() - (START + timedelta(seconds=10_000)) == timedelta(seconds=1)
     # Reset after one hour; the remaining 10,000 - 3,600 s were counted from zero.

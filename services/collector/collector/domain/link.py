@@ -104,6 +104,10 @@ class PollSchedule:
             return (meter_id, 0.0) if wait <= 0 else (None, wait)
         return None, self.poll_interval
 
+    def due_times(self) -> dict[str, float]:
+        """Return when each scheduled meter is next due (a copy)."""
+        return dict(self._due)
+
     def lateness(self, meter_id: str, now: float) -> float:
         """Return how long past its due time a meter's poll starts (0 if on time or unknown)."""
         due = self._due.get(meter_id)
