@@ -161,11 +161,11 @@ async def simulator_role(args: argparse.Namespace) -> None:
 # --- the collector role --------------------------------------------------------------------
 async def collector_role(args: argparse.Namespace) -> None:
     """CollectorService on SQLite and the in-process bus; what it publishes is watched."""
-    from collector.records import DtuRegistration
     from collector.service import CollectorService
     from collector.tables import meters
     from prepaid_common.bus.memory import InProcessBus
     from prepaid_common.contracts import Envelope
+    from prepaid_common.contracts.api.collector import DtuRegistration
     from prepaid_common.db import create_engine
     from sqlalchemy import func, select
 

@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from prepaid_common.contracts import (
     AnomalyV1,
@@ -19,102 +19,22 @@ from prepaid_common.contracts import (
     MeterStatusV1,
     RelayState,
 )
+from prepaid_common.contracts.api.collector import (
+    DtuKind,
+    DtuRegistration,
+    DtuView,
+    LastReading,
+    MeterRegistration,
+    MeterView,
+    RegistrationMode,
+)
 from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import ServiceStore, UnitOfWork
-from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from collector.domain import Dlt645Profile, MeterLink, Profile
-from collector.domain.stream import RegistrationMode, default_registration
 from collector.tables import dtus, meters, pending_commands, read_requests, replicas
-
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # ids travel in routing keys: no dots
-DtuKind = Literal["modbus-tcp", "rtu-over-tcp", "dtu-client"]
-DIALLED_KINDS: tuple[DtuKind, ...] = ("modbus-tcp", "rtu-over-tcp")
-# Printable ASCII: what DTU configuration tools let one type as a registration or heartbeat.
-PACKET_PATTERN = r"^[\x20-\x7e]{1,40}$"
-
-
-# --- the internal API's shapes -------------------------------------------------------------
-class MeterRegistration(BaseModel):
-    id: str = Field(pattern=ID_PATTERN)
-    # A Modbus meter's unit id, or ``address``: the unit id as text or a DL/T 645 address.
-    unit_id: int | None = Field(default=None, ge=1, le=247)
-    address: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$")
-    profile: str = Field(min_length=1, max_length=64)
-
-    @model_validator(mode="after")
-    def _one_address(self) -> MeterRegistration:
-        if self.unit_id is None and self.address is None:
-            raise ValueError("give unit_id (Modbus) or address (Modbus or DL/T 645)")
-        if self.unit_id is not None and self.address not in (None, str(self.unit_id)):
-            raise ValueError("unit_id and address disagree")
-        return self
-
-    @property
-    def bus_address(self) -> str:
-        """The address on the bus as stored: a unit id's digits or 12 DL/T 645 digits."""
-        return self.address if self.address is not None else str(self.unit_id)
-
-
-class DtuRegistration(BaseModel):
-    id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1, max_length=128)
-    kind: DtuKind = "modbus-tcp"
-    # Where we dial (modbus-tcp, rtu-over-tcp); a dtu-client dials us.
-    host: str | None = Field(default=None, min_length=1, max_length=255)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    enabled: bool = True
-    # A dtu-client's registration packet (default ``LOGIN:<id>``), sent once on connect
-    # or before every packet, its heartbeat, and the silence after which the link is dead.
-    registration: str | None = Field(default=None, pattern=PACKET_PATTERN)
-    registration_mode: RegistrationMode = "once"
-    heartbeat: str = Field(default="HB", pattern=PACKET_PATTERN)
-    link_timeout_seconds: float = Field(default=180.0, gt=0, le=86400)
-    meters: list[MeterRegistration] = Field(default_factory=list, max_length=247)
-
-    @model_validator(mode="after")
-    def _where(self) -> DtuRegistration:
-        if self.kind in DIALLED_KINDS and (self.host is None or self.port is None):
-            raise ValueError(f"a {self.kind} DTU needs host and port")
-        if self.kind == "dtu-client" and self.registration is None:
-            self.registration = default_registration(self.id)
-        return self
-
-
-class LastReading(BaseModel):
-    read_at: datetime
-    energy_kwh: Decimal
-    power_kw: Decimal | None
-
-
-class MeterView(BaseModel):
-    id: str
-    dtu_id: str
-    unit_id: int | None
-    address: str
-    profile: str
-    online: bool
-    dtu_online: bool
-    relay: RelayState | None
-    last_reading: LastReading | None
-
-
-class DtuView(BaseModel):
-    id: str
-    name: str
-    kind: str
-    host: str | None
-    port: int | None
-    registration: str | None
-    registration_mode: str
-    heartbeat: str
-    link_timeout_seconds: float
-    enabled: bool
-    online: bool
-    last_seen_at: datetime | None
-    meter_ids: list[str]
 
 
 # --- what a bus loop works from --------------------------------------------------------------

@@ -21,10 +21,16 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Query, Response
 from prepaid_common.bus import Handler, MessageBus
 from prepaid_common.contracts import CommandRequestV1, Envelope, open_envelope, utcnow
+from prepaid_common.contracts.api.collector import (
+    DIALLED_KINDS,
+    DtuRegistration,
+    DtuView,
+    MeterView,
+    ReadAllQueued,
+)
 from prepaid_common.errors import TimedOut
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import Service
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import records
@@ -35,7 +41,6 @@ from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
 from collector.polling import DtuPoller, ReadFailed
 from collector.profiles import load_profiles
 from collector.reading_sink import ReadingSink
-from collector.records import DIALLED_KINDS, DtuRegistration, DtuView, MeterView
 from collector.tables import metadata, plumbing
 
 log = logging.getLogger(__name__)
@@ -51,11 +56,6 @@ class MeterUnreachable(TimedOut):
     """An on-demand read that got no usable answer from the meter."""
 
     code = "meter_unreachable"
-
-
-class ReadAllQueued(BaseModel):
-    meters_queued_here: int
-    dtus_here: int
 
 
 class CollectorService(Service):

@@ -10,10 +10,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Query
 from prepaid_common.bus import Handler, MessageBus
@@ -28,11 +27,11 @@ from prepaid_common.contracts import (
     open_envelope,
     utcnow,
 )
+from prepaid_common.contracts.api.control import CommandView, OperatorCommand
 from prepaid_common.errors import NotFound
 from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import Service
 from prometheus_client import Counter
-from pydantic import BaseModel, Field
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -53,30 +52,6 @@ COMMANDS = Counter(
     "Commands (relay and purchases) by action and final status",
     ["action", "status"],
 )
-
-
-class OperatorCommand(BaseModel):
-    meter_id: str = Field(min_length=1, max_length=64)
-    action: Literal["trip", "close"]
-    operator: str = Field(min_length=1, max_length=64)
-    reason: str = Field(default="operator command", max_length=400)
-
-
-class CommandView(BaseModel):
-    id: str
-    meter_id: str
-    action: str
-    # A purchase's amount (yuan) and count; null for relay commands.
-    amount: Decimal | None = None
-    purchase_count: int | None = None
-    origin: str
-    reason: str
-    status: str
-    attempts: int
-    error: str
-    created_at: datetime
-    expires_at: datetime
-    updated_at: datetime
 
 
 class ControlService(Service):

@@ -4,38 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
 from prepaid_common.contracts import PaymentSucceededV1, utcnow
+from prepaid_common.contracts.api.payments import PaymentView, TopUpRequest
 from prepaid_common.service import Service
-from pydantic import BaseModel, Field
 from sqlalchemy import insert, select
 
 from payments import domain
 from payments.tables import metadata, payments, plumbing
-
-
-class TopUpRequest(BaseModel):
-    account_id: str = Field(min_length=1, max_length=64)
-    amount: Decimal
-    receipt: str
-    operator: str = Field(min_length=1, max_length=64)
-
-
-class PaymentView(BaseModel):
-    id: str
-    account_id: str
-    amount: Decimal
-    method: str
-    reference: str
-    operator: str
-    status: str
-    created_at: datetime
-    replayed: bool = False
 
 
 class PaymentsService(Service):

@@ -15,6 +15,7 @@ from collector.reading_sink import ReadingSink, _Outcome, write_outcomes
 from collector.service import CollectorService
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import utcnow
+from prepaid_common.contracts.api.collector import DtuRegistration
 from prepaid_common.db import create_engine
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy import select
@@ -26,7 +27,7 @@ async def store(backend: tuple[str, str]) -> AsyncIterator[ServiceStore]:
     engine = create_engine(database_url)
     service = CollectorService(engine=engine, bus=InProcessBus())
     await service.migrate()
-    body = records.DtuRegistration.model_validate(
+    body = DtuRegistration.model_validate(
         {
             "id": "B1",
             "name": "batch",

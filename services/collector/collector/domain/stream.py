@@ -9,15 +9,10 @@ would start: no Modbus reply we ask for begins with ``HB`` or ``LOGIN:`` (functi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-RegistrationMode = Literal["once", "prefix"]
+from prepaid_common.contracts.api.collector import RegistrationMode
+
 DEFAULT_HEARTBEAT = b"HB"
-
-
-def default_registration(dtu_id: str) -> str:
-    """Return the registration packet a DTU sends unless configured otherwise."""
-    return f"LOGIN:{dtu_id}"
 
 
 @dataclass
