@@ -43,10 +43,11 @@ bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (
 bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
-lint: venv ## ruff (lint and format check) and mypy strict
+lint: venv ## ruff (lint and format check), mypy strict and the layer contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs services
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: venv ## Format the code
 	$(BIN)/ruff format .
