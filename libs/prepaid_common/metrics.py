@@ -1,8 +1,20 @@
-"""Prometheus metrics shared by the plumbing, and the ``/metrics`` route every service serves."""
+"""Prometheus metrics: the plumbing's own, the request-latency middleware and ``/metrics``.
+
+One style for every metric: each package declares its metrics at module level in its own
+``metrics`` module (this one for the plumbing, ``<service>/metrics.py`` for a service's), as
+prometheus_client objects with the full name written out, ``prepaid_<area>_<what>``, so that
+the name on a dashboard is found by a search. The plumbing's metrics carry a ``service`` (or
+``app``) label, since every process shares them; a service's own need none. Every HTTP app
+serves ``/metrics`` with ``metrics_router`` and times its requests with
+``observe_http_requests``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 BUS_MESSAGES = Counter(
@@ -29,3 +41,21 @@ def metrics_router() -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def observe_http_requests(app: FastAPI, *, app_name: str) -> None:
+    """Time every request the app answers into ``prepaid_http_request_seconds``."""
+
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The route's template, not the path: one series per route, whatever the ids.
+        path = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(app_name, request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    app.middleware("http")(measure)
