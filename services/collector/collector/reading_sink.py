@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from prepaid_common.contracts import MeterStatusV1, ReadingBatchV1, ReadingV1
@@ -73,6 +74,22 @@ class ReadingSink:
         # time was written: the batches then read and write only what changed.
         self._links: dict[str, MeterLink] = {}
         self._dtus_written: dict[str, datetime] = {}
+
+    @property
+    def known_links(self) -> Mapping[str, MeterLink]:
+        """The link states the sink remembers between batches (a live, read-only view)."""
+        return MappingProxyType(self._links)
+
+    @property
+    def dtus_written(self) -> Mapping[str, datetime]:
+        """When the sink last wrote each DTU's last-seen time (a live, read-only view)."""
+        return MappingProxyType(self._dtus_written)
+
+    async def write(self, outcomes: Sequence[_Outcome]) -> list[MeterLink | None]:
+        """Write outcomes at once, in one unit of work, with what the sink remembers."""
+        return await write_outcomes(
+            self._store, outcomes, self._links, self._dtus_written, source=self._source
+        )
 
     def forget(self, dtu_id: str, meter_ids: Iterable[str]) -> None:
         """Drop what the sink remembers of a DTU and its meters: someone else wrote them.
@@ -143,9 +160,7 @@ class ReadingSink:
         if len(self._queue) < self._max_queued:
             self._room.set()
         try:
-            links = await write_outcomes(
-                self._store, batch, self._links, self._dtus_written, source=self._source
-            )
+            links = await self.write(batch)
         except Exception as error:
             # A reading lost here is covered by the next one (registers are cumulative).
             log.exception("cannot write poll outcomes; they are lost", extra={"count": len(batch)})

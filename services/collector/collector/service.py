@@ -357,6 +357,10 @@ class CollectorService(Service):
             ) from None
         return await records.get_meter(self.store, meter.id)
 
+    def polled_dtus(self) -> set[str]:
+        """Return the DTUs this replica polls now."""
+        return set(self._pollers)
+
     async def read_all_now(self) -> ReadAllQueued:
         """Queue a read of every meter on every replica, ahead of the poll cycles."""
         request_id = await records.request_reads(self.store, meter_id=None, at=utcnow())

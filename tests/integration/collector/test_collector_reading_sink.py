@@ -141,9 +141,9 @@ async def test_remembered_links_follow_a_lost_dtu_once_forgotten(store: ServiceS
     """The batches remember link states; a DTU lost (written by its bus loop) and then
     forgotten by the sink makes the next reading announce the meter online again."""
     sink = ReadingSink(store)
-    known, seen = sink._links, sink._dtus_written
+    known, seen = sink.known_links, sink.dtus_written
     at = utcnow()
-    await write_outcomes(store, [_Outcome("B1", "B1-01", at, reading("1.000"))], known, seen)
+    await sink.write([_Outcome("B1", "B1-01", at, reading("1.000"))])
     assert set(known) == {"B1-01"}
     assert set(seen) == {"B1"}
     await records.record_dtu_lost(store, dtu_id="B1", reason="cable", at=at)
@@ -151,9 +151,7 @@ async def test_remembered_links_follow_a_lost_dtu_once_forgotten(store: ServiceS
     assert not known
     assert not seen
     later = at + timedelta(seconds=5)
-    (link,) = await write_outcomes(
-        store, [_Outcome("B1", "B1-01", later, reading("1.500"))], known, seen
-    )
+    (link,) = await sink.write([_Outcome("B1", "B1-01", later, reading("1.500"))])
     assert link is not None
     assert link.online
     statuses = [(m, v) for t, m, v in await said(store) if t == "meter.status.v1"]
@@ -168,8 +166,8 @@ async def test_a_busy_dtu_row_is_written_once_per_interval(store: ServiceStore) 
     at = utcnow()
     for n in range(3):
         outcome = _Outcome("B1", "B1-01", at + timedelta(seconds=n), reading(f"{n}.000"))
-        await write_outcomes(store, [outcome], sink._links, sink._dtus_written)
-    assert sink._dtus_written == {"B1": at}  # the first reading only, within DTU_SEEN_EVERY
+        await sink.write([outcome])
+    assert sink.dtus_written == {"B1": at}  # the first reading only, within DTU_SEEN_EVERY
     (dtu,) = await records.list_dtus(store, "B1")
     assert dtu.last_seen_at == at
     meter = await records.get_meter(store, "B1-01")

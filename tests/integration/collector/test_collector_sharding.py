@@ -17,7 +17,7 @@ DTU_IDS = [f"SH{n}" for n in range(6)]
 
 
 def pollers(collector: Collector) -> set[str]:
-    return set(collector.service._pollers)
+    return collector.service.polled_dtus()
 
 
 def heard(a: Collector, b: Collector, meter_id: str) -> int:
