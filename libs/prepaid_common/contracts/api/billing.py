@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -244,3 +244,266 @@ class ShedBody(BaseModel):
     group: str = Field(min_length=1, max_length=100)
     reason: str = Field(min_length=1, max_length=400)
     operator: str = Operator
+
+
+# === responses =========================================================================
+T = TypeVar("T")
+
+# Money, energy and prices are decimals, sent as strings exactly as billing stores them
+# ("12.50", "0.2500", "9.500000"); instants are ISO 8601 in UTC.
+
+
+class Items(BaseModel, Generic[T]):
+    """A list of rows, in the order the route defines."""
+
+    items: list[T]
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of rows, with the whole count."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class Window(BaseModel, Generic[T]):
+    """A page of rows (newest first) without the whole count."""
+
+    items: list[T]
+    limit: int
+    offset: int
+
+
+# --- tariffs ---------------------------------------------------------------------------
+class TariffSummary(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TariffVersionView(BaseModel):
+    id: str
+    tariff_id: str
+    effective_from: datetime
+    definition: TariffDefinition
+    created_by: str
+    created_at: datetime
+
+
+class TariffView(TariffSummary):
+    versions: list[TariffVersionView]
+
+
+class TariffDefined(TariffView):
+    """A tariff after a version was added, and that version's id."""
+
+    version_id: str
+
+
+# --- accounts --------------------------------------------------------------------------
+class MeterSupply(BaseModel):
+    meter_id: str
+    supply: Literal["on", "off"]
+
+
+class AccountView(BaseModel):
+    """An account's terms, balances, meters and groups."""
+
+    id: str
+    name: str
+    tariff_id: str
+    mode: AccountMode
+    trip_line: Decimal
+    warning_line: Decimal
+    overdraft_limit: Decimal
+    balance_cap: Decimal | None
+    debt_share: Decimal
+    debt_daily: Decimal
+    protected: bool
+    created_at: datetime
+    balance: Decimal
+    arrears: Decimal
+    meter_ids: list[str]
+    # "off" when any meter of the account is off.
+    supply: Literal["on", "off"]
+    meters: list[MeterSupply]
+    groups: list[str]
+
+
+class TopUpAcceptable(BaseModel):
+    status: Literal["acceptable"] = "acceptable"
+
+
+class LedgerLine(BaseModel):
+    """One entry on an account's balance, with the balance after it."""
+
+    transaction_id: str
+    operation_key: str
+    kind: str
+    memo: str
+    operator: str
+    reverses: str | None
+    amount: Decimal
+    balance_after: Decimal
+    created_at: datetime
+
+
+class PostedTransaction(BaseModel):
+    transaction_id: str
+
+
+# --- meters ----------------------------------------------------------------------------
+class MeterBound(BaseModel):
+    meter_id: str
+    account_id: str
+    local_prepaid: bool
+    local_price: Decimal | None
+
+
+class MeterBinding(BaseModel):
+    meter_id: str
+    account_id: str
+    supply: Literal["on", "off"]
+    multiplier: Decimal
+    local_prepaid: bool
+    local_price: Decimal | None
+
+
+class MeterHistoryEvent(BaseModel):
+    id: int
+    meter_id: str
+    account_id: str
+    event: Literal["bound", "swapped_out", "swapped_in", "unbound"]
+    final_kwh: Decimal | None
+    detail: str
+    operator: str
+    at: datetime
+
+
+class LocalCreditState(BaseModel):
+    """A local-prepaid meter's purchase count, credit and energy register at one moment."""
+
+    purchase_count: int
+    credit: Decimal | None
+    energy_kwh: Decimal | None
+    read_at: datetime | None
+
+
+class LocalPurchase(BaseModel):
+    id: str
+    account_id: str
+    operation_key: str
+    amount: Decimal
+    purchase_count: int | None
+    status: str
+    pushes: int
+    error: str
+    created_at: datetime
+    confirmed_at: datetime | None
+
+
+class LocalCreditView(BaseModel):
+    """A local-prepaid meter's baseline, latest read-back and purchases (newest first)."""
+
+    meter_id: str
+    local_price: Decimal | None
+    baseline: LocalCreditState | None
+    meter: LocalCreditState | None
+    purchase_count_mismatch: bool
+    local_credit_mismatch: bool
+    purchases: list[LocalPurchase]
+
+
+class SupplyEvent(BaseModel):
+    id: int
+    account_id: str
+    meter_id: str
+    action: Literal["trip", "close"]
+    reason: str
+    at: datetime
+
+
+# --- holds and load shedding -----------------------------------------------------------
+class Created(BaseModel):
+    """The id of what was just created."""
+
+    id: str
+
+
+class HoldView(BaseModel):
+    id: str
+    scope: Literal["meter", "group", "global"]
+    target: str
+    until: datetime | None
+    reason: str
+    operator: str
+    created_at: datetime
+    released_at: datetime | None
+
+
+class ShedView(BaseModel):
+    id: str
+    group_name: str
+    reason: str
+    operator: str
+    started_at: datetime
+    ended_at: datetime | None
+
+
+# --- reports ---------------------------------------------------------------------------
+class UsagePeriod(BaseModel):
+    # A local day (YYYY-MM-DD) or month (YYYY-MM).
+    period: str
+    metered_kwh: Decimal
+    billed_kwh: Decimal
+    cost: Decimal
+
+
+class UsageReport(BaseModel):
+    items: list[UsagePeriod]
+    granularity: Literal["day", "month"]
+
+
+class Statement(BaseModel):
+    """A monthly statement: opening, movements by kind, closing, arrears, amount due."""
+
+    account_id: str
+    name: str
+    mode: AccountMode
+    month: str
+    opening_balance: Decimal
+    movements: dict[str, Decimal]
+    closing_balance: Decimal
+    arrears: Decimal
+    energy_kwh: Decimal
+    amount_due: Decimal
+
+
+class DunningItem(BaseModel):
+    """An account that owes money (催缴单): a negative balance or unpaid arrears."""
+
+    account_id: str
+    name: str
+    mode: AccountMode
+    balance: Decimal
+    arrears: Decimal
+    amount_due: Decimal
+
+
+class Anomaly(BaseModel):
+    id: int
+    meter_id: str
+    kind: str
+    detail: str
+    at: datetime
+
+
+class LedgerCheck(BaseModel):
+    """The sum of every entry (always zero), the transactions that do not balance, and the
+    ledger accounts whose balance projection differs from the sum of their entries."""
+
+    sum: Decimal
+    unbalanced: list[str]
+    projection_mismatches: list[str]
