@@ -11,7 +11,12 @@ DEVELOPMENT_SECRET = "development-only-secret-change-me"
 
 
 class CommonSettings(BaseSettings):
-    """Settings every process reads; services extend it with their own."""
+    """Settings every process reads; each service's ``settings.py`` subclasses it.
+
+    A field is read from ``PREPAID_<FIELD>``: a service's own fields carry its name
+    (``billing_reading_prefetch`` is ``PREPAID_BILLING_READING_PREFETCH``), and a service's
+    HTTP port is its ``service_port`` field (``PREPAID_SERVICE_PORT``) with its own default.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="PREPAID_", env_nested_delimiter="__", extra="ignore"
