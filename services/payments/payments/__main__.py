@@ -1,13 +1,13 @@
-"""Run the payments service alone: ``python -m payments`` (cluster mode)."""
+"""Run the payments service alone: ``python -m payments`` (cluster mode, port 8104)."""
 
 import asyncio
-import os
+from functools import partial
 
 from prepaid_common.service import run_alone
-from prepaid_common.settings import CommonSettings
 
-from payments.service import PaymentsService
+from payments.bootstrap import build
+from payments.settings import PaymentsSettings
 
 if __name__ == "__main__":
-    port = int(os.environ.get("PREPAID_SERVICE_PORT", "8104"))
-    asyncio.run(run_alone(PaymentsService, port=port, settings=CommonSettings()))
+    settings = PaymentsSettings()
+    asyncio.run(run_alone(partial(build, settings), port=settings.service_port, settings=settings))

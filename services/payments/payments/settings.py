@@ -1,0 +1,12 @@
+"""The payments service's settings, from the environment (``PREPAID_`` prefix)."""
+
+from __future__ import annotations
+
+from prepaid_common.settings import CommonSettings
+from pydantic import Field
+
+
+class PaymentsSettings(CommonSettings):
+    """Cluster-mode settings of one payments process."""
+
+    service_port: int = Field(default=8104, ge=1, le=65535)
