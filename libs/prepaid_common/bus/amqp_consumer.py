@@ -38,7 +38,7 @@ _DELIVER = (60, 60)
 _HEARTBEAT = heartbeat.Heartbeat.value
 
 
-class AmqpLinkClosed(Exception):
+class AmqpLinkClosed(ConnectionError):
     """The consumer connection ended (broker close, network, heartbeat timeout)."""
 
 

@@ -2,14 +2,19 @@
 
 * ``publish`` returns only once the message is safe: confirmed by the broker, or, in
   process, handled by every subscriber. The outbox relay deletes a row only after that.
-* A handler that raises leaves the message to be delivered again; after a bounded number
-  of attempts it goes to the dead-letter queue.
+* A handler that raises because a dependency is down (``is_infrastructure_failure``: the
+  database or broker unreachable, a serialization conflict, a timeout) keeps its message:
+  the consumer retries it with back-off until the dependency is back and takes no other
+  work meanwhile; the message is not requeued, so no delivery attempt is spent. A handler
+  that raises on the message's content gets a few more attempts after growing delays, and
+  then the message goes to the dead-letter queue.
 * A subscription's messages are handled one at a time, in publish order, so that per-meter
   order is kept.
 * A batch subscription hands its handler a list of messages in publish order and
-  acknowledges them only after the handler returned (its commit); when a batch fails, its
-  messages are retried one at a time so that a poison message is isolated and
-  dead-lettered alone. A handler may let the next batch start before it has finished
+  acknowledges them only after the handler returned (its commit); when a batch fails on
+  its content, its messages are retried one at a time so that a poison message is
+  isolated and dead-lettered alone (a batch failing on a dependency is retried whole once
+  it is back). A handler may let the next batch start before it has finished
   (``release_next_batch``) once it holds what keeps per-key order; acks stay in order.
   A batch takes no more messages once it holds ``max_batch`` items: a message counts as
   one unless the subscription weighs it (a message carrying many readings counts as

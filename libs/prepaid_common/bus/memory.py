@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from prepaid_common.bus.base import (
     MAX_DELIVERIES,
@@ -20,6 +21,13 @@ from prepaid_common.bus.base import (
     Subscription,
     Weigh,
     topic_matches,
+)
+from prepaid_common.bus.retrying import (
+    DEAD_LETTERED,
+    Outage,
+    Outcome,
+    RetryPolicy,
+    handle_with_retries,
 )
 from prepaid_common.contracts import Envelope
 
@@ -33,7 +41,11 @@ class InProcessBus:
         self._subscriptions: list[Subscription] = []
         self._locks: dict[str, asyncio.Lock] = {}
         self._batches: dict[str, BatchSubscription] = {}
-        self._retry_delay = retry_delay
+        # MAX_DELIVERIES attempts in all, the n-th retry after n * retry_delay.
+        self._retry = RetryPolicy(
+            poison_delays=tuple(retry_delay * n for n in range(1, MAX_DELIVERIES))
+        )
+        self._outages: dict[str, Outage] = {}
         self.dead_letters: list[tuple[str, Envelope, str]] = []
 
     def subscribe(self, queue: str, bindings: Sequence[str], handler: Handler) -> None:
@@ -103,28 +115,27 @@ class InProcessBus:
                             await self._deliver(subscription, envelope)
 
     async def _deliver(self, subscription: Subscription, envelope: Envelope) -> None:
-        for attempt in range(1, MAX_DELIVERIES + 1):
-            try:
-                await subscription.handler(envelope)
-                return
-            except Exception as error:
-                log.warning(
-                    "handler failed",
-                    extra={
-                        "queue": subscription.queue,
-                        "message_id": envelope.message_id,
-                        "attempt": attempt,
-                        "error": repr(error),
-                    },
-                )
-                if attempt == MAX_DELIVERIES:
-                    log.error(
-                        "message dead-lettered",
-                        extra={"queue": subscription.queue, "message_id": envelope.message_id},
-                    )
-                    self.dead_letters.append((subscription.queue, envelope, repr(error)))
-                    return
-                await asyncio.sleep(self._retry_delay * attempt)
+        try:
+            await subscription.handler(envelope)
+            return
+        except Exception as error:
+            first_error = error
+        # A dependency that is down is waited for; a poison message gets bounded attempts.
+        outage = self._outages.setdefault(subscription.queue, Outage(subscription.queue))
+        outcome = await handle_with_retries(
+            partial(subscription.handler, envelope),
+            outage=outage,
+            policy=self._retry,
+            describe=envelope.message_id,
+            first_error=first_error,
+        )
+        if outcome is Outcome.POISON:
+            log.error(
+                "message dead-lettered",
+                extra={"queue": subscription.queue, "message_id": envelope.message_id},
+            )
+            DEAD_LETTERED.labels(subscription.queue, "failed").inc()
+            self.dead_letters.append((subscription.queue, envelope, repr(first_error)))
 
     async def close(self) -> None:
         return None

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import partial
 
 import aio_pika
 from aio_pika.abc import (
@@ -28,7 +30,15 @@ from prepaid_common.bus.base import (
     Subscription,
     Weigh,
 )
+from prepaid_common.bus.retrying import (
+    DEAD_LETTERED,
+    Outage,
+    Outcome,
+    RetryPolicy,
+    handle_with_retries,
+)
 from prepaid_common.contracts import Envelope
+from prepaid_common.failures import is_infrastructure_failure
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,28 @@ async def _settle(
         log.warning("could not settle a delivery; the broker redelivers it")
 
 
+async def _settle_message(message: AbstractIncomingMessage, *, reject: bool = False) -> None:
+    """Ack, or reject to the dead-letter queue, a message of an aio-pika subscription.
+
+    On a channel that has closed since, nothing can be sent and nothing needs to be: the
+    broker has put the message back and delivers it again.
+    """
+    try:
+        if reject:
+            await message.reject(requeue=False)
+        else:
+            await message.ack()
+    except Exception as error:
+        if not is_infrastructure_failure(error):
+            raise
+        log.warning("could not settle a delivery; the broker redelivers it")
+
+
+def _is_open(link: ConsumerLink) -> Callable[[], bool]:
+    """Whether a delivery of ``link`` can still be settled (else the broker has it back)."""
+    return lambda: link.is_open
+
+
 def _weight(delivery: Delivery, subscription: BatchSubscription) -> int:
     """How much of a batch a delivery takes; parsed here once when the weight needs it."""
     if subscription.weigh is None:
@@ -67,8 +99,17 @@ def _weight(delivery: Delivery, subscription: BatchSubscription) -> int:
 class RabbitBus:
     """Topic exchange ``<prefix>.events``; one quorum queue per subscription."""
 
-    def __init__(self, url: str, *, prefix: str = "prepaid", prefetch: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "prepaid",
+        prefetch: int = 64,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._url = url
+        self._retry = retry or RetryPolicy()
+        self._outages: dict[str, Outage] = {}
         self._prefix = prefix
         self._prefetch = prefetch
         self._subscriptions: list[Subscription] = []
@@ -175,22 +216,39 @@ class RabbitBus:
             envelope = Envelope.from_bytes(message.body)
         except ValueError:
             log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
-            await message.reject(requeue=False)
+            await self._dead_letter(message, subscription.queue, reason="unparseable")
             return
         try:
             await subscription.handler(envelope)
         except Exception as error:
-            log.warning(
-                "handler failed; message will be redelivered",
-                extra={
-                    "queue": subscription.queue,
-                    "message_id": envelope.message_id,
-                    "error": repr(error),
-                },
+            # Held, not requeued: a requeue would spend the queue's delivery limit.
+            outcome = await handle_with_retries(
+                partial(subscription.handler, envelope),
+                outage=self._outage(subscription.queue),
+                policy=self._retry,
+                describe=envelope.message_id,
+                first_error=error,
+                still_held=lambda: not message.channel.is_closed,
             )
-            await message.reject(requeue=True)
-            return
-        await message.ack()
+            if outcome is Outcome.RELEASED:
+                return  # the broker already put it back
+            if outcome is Outcome.POISON:
+                await self._dead_letter(message, subscription.queue, reason="failed")
+                return
+        await _settle_message(message)
+
+    async def _dead_letter(
+        self, message: AbstractIncomingMessage, queue: str, *, reason: str
+    ) -> None:
+        """Reject without requeue: the quorum queue moves it to the dead-letter exchange."""
+        DEAD_LETTERED.labels(queue, reason).inc()
+        await _settle_message(message, reject=True)
+
+    def _outage(self, queue: str) -> Outage:
+        outage = self._outages.get(queue)
+        if outage is None:
+            outage = self._outages[queue] = Outage(queue)
+        return outage
 
     async def _keep_consumer_link(
         self, queue: str, prefetch: int, arrived: asyncio.Queue[Delivery]
@@ -226,6 +284,7 @@ class RabbitBus:
         keeper = asyncio.create_task(self._keep_consumer_link(queue, prefetch, arrived))
         loop = asyncio.get_running_loop()
         in_flight: list[asyncio.Task[None]] = []
+        outage = self._outage(subscription.queue)
         batch: list[Delivery] = []
         size = 0
 
@@ -261,8 +320,9 @@ class RabbitBus:
                     else:
                         getter.cancel()  # a cancelled get leaves its message queued
                 in_flight = [task for task in in_flight if not task.done()]
-                if len(in_flight) >= 2:
-                    # At most two batches at once: one committing, the next being worked.
+                # At most two batches at once: one committing, the next being worked; and
+                # while a dependency is down, only the batch waiting for it.
+                while len(in_flight) >= 2 or (in_flight and outage.ongoing):
                     await asyncio.wait({in_flight.pop(0)})
                 released = asyncio.Event()
                 task = asyncio.create_task(
@@ -295,18 +355,15 @@ class RabbitBus:
                 parsed.append((message, message.envelope or Envelope.from_bytes(message.body)))
             except ValueError:
                 log.error("unparseable message dead-lettered", extra={"queue": subscription.queue})
+                DEAD_LETTERED.labels(subscription.queue, "unparseable").inc()
                 await _settle(message, ack=False, requeue=False)
-        failed = False
+        error: Exception | None = None
         if parsed:
             RELEASE_NEXT_BATCH.set(released.set)  # this task's own context
             try:
                 await subscription.handler([envelope for _, envelope in parsed])
-            except Exception as error:
-                failed = True
-                log.warning(
-                    "batch failed; retrying its messages one at a time",
-                    extra={"queue": subscription.queue, "size": len(parsed), "error": repr(error)},
-                )
+            except Exception as failed:
+                error = failed
             finally:
                 RELEASE_NEXT_BATCH.set(None)
         if previous is not None:
@@ -314,27 +371,58 @@ class RabbitBus:
             await asyncio.wait({previous})
         if not parsed:
             return
-        if not failed:
+        if error is None:
             # One ack for the whole batch: every earlier delivery on this channel is settled.
             await _settle(parsed[-1][0], ack=True, multiple=True)
             return
-        # One at a time, so that only a poison message is requeued (and dead-lettered by
-        # the delivery limit) while the good ones of its batch are committed and acked.
-        for message, envelope in parsed:
-            try:
-                await subscription.handler([envelope])
-            except Exception as error:
-                log.warning(
-                    "handler failed; message will be redelivered",
-                    extra={
-                        "queue": subscription.queue,
-                        "message_id": envelope.message_id,
-                        "error": repr(error),
-                    },
-                )
-                await _settle(message, ack=False, requeue=True)
-            else:
-                await _settle(message, ack=True)
+        await self._retry_batch(parsed, subscription, error)
+
+    async def _retry_batch(
+        self,
+        parsed: list[tuple[Delivery, Envelope]],
+        subscription: BatchSubscription,
+        error: Exception,
+    ) -> None:
+        """Wait out an outage with the batch whole, or isolate the poison message in it."""
+        outage = self._outage(subscription.queue)
+        if is_infrastructure_failure(error):
+            # The batch goes again as one (its order and single commit kept) once the
+            # dependency is back; the consumer starts no other batch meanwhile.
+            outcome = await handle_with_retries(
+                partial(subscription.handler, [envelope for _, envelope in parsed]),
+                outage=outage,
+                policy=replace(self._retry, poison_delays=()),
+                describe=f"batch of {len(parsed)}",
+                first_error=error,
+                still_held=lambda: all(delivery.link.is_open for delivery, _ in parsed),
+            )
+            if outcome is Outcome.HANDLED:
+                await _settle(parsed[-1][0], ack=True, multiple=True)
+                return
+            # Failing on content now, or some of it redelivered: one at a time, below.
+            parsed = [
+                (delivery, envelope) for delivery, envelope in parsed if delivery.link.is_open
+            ]
+        else:
+            log.warning(
+                "batch failed; retrying its messages one at a time",
+                extra={"queue": subscription.queue, "size": len(parsed), "error": repr(error)},
+            )
+        # One at a time, so that only a poison message is dead-lettered while the good ones
+        # of its batch are committed and acked.
+        for delivery, envelope in parsed:
+            outcome = await handle_with_retries(
+                partial(subscription.handler, [envelope]),
+                outage=outage,
+                policy=self._retry,
+                describe=envelope.message_id,
+                still_held=_is_open(delivery.link),
+            )
+            if outcome is Outcome.HANDLED:
+                await _settle(delivery, ack=True)
+            elif outcome is Outcome.POISON:
+                DEAD_LETTERED.labels(subscription.queue, "failed").inc()
+                await _settle(delivery, ack=False, requeue=False)
 
     async def publish(self, envelope: Envelope) -> None:
         if self._exchange is None:
@@ -364,7 +452,7 @@ class RabbitBus:
         )
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
-                raise PublishFailed(index, outcome)
+                raise PublishFailed(index, outcome) from outcome
 
     async def delete_topology(self) -> None:
         """Delete every queue and exchange this bus declared (tests and teardown tools)."""
