@@ -6,31 +6,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import aio_pika
 import aiormq
 import pytest
 from prepaid_common.bus import InProcessBus
 from prepaid_common.bus.rabbit import RabbitBus
-from prepaid_common.contracts import Envelope, PaymentSucceededV1
+from prepaid_common.contracts import Envelope
 from testkit import wait_until
+from testkit.bus import dead_letters
+from testkit.bus import payment as payment_message
 from testkit.servers import amqp_address
 
 
 def payment(n: int) -> Envelope:
-    return Envelope.wrap(
-        PaymentSucceededV1(
-            payment_id=f"p{n}",
-            account_id="A1",
-            amount=Decimal("1.00"),
-            method="cash",
-            reference=f"R{n}",
-            at=datetime(2026, 1, 1, tzinfo=UTC),
-        ),
-        producer="test",
-    )
+    return Envelope.wrap(payment_message(n), producer="test")
 
 
 @pytest.fixture
@@ -39,27 +29,6 @@ async def rabbit(amqp_url: str, bus_prefix: str) -> AsyncIterator[RabbitBus]:
     yield bus
     await bus.close()
     await bus.delete_topology()
-
-
-async def dead_letters(bus: RabbitBus, amqp_url: str, expected: int) -> list[Envelope]:
-    """Wait for ``expected`` messages on the dead-letter queue and take them."""
-    taken: list[Envelope] = []
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        dead = await channel.declare_queue(
-            bus.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-
-        async def all_landed() -> bool:
-            message = await dead.get(fail=False)
-            if message is not None:
-                await message.ack()
-                taken.append(Envelope.from_bytes(message.body))
-            return len(taken) >= expected
-
-        await wait_until(all_landed, timeout=60)
-    return taken
 
 
 async def test_rabbit_batches_keep_publish_order(rabbit: RabbitBus) -> None:

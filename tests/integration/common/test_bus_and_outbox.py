@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 from payments.service import PaymentsService
 from prepaid_common.bus import InProcessBus, MessageBus, PublishFailed, make_bus
 from prepaid_common.bus.rabbit import RabbitBus
-from prepaid_common.contracts import Envelope, PaymentSucceededV1
+from prepaid_common.contracts import Envelope
 from prepaid_common.db import create_engine
 from prepaid_common.outbox import UnitOfWork
 from sqlalchemy import func, select
 from testkit import wait_until
-
-
-def payment(n: int) -> PaymentSucceededV1:
-    return PaymentSucceededV1(
-        payment_id=f"p{n}",
-        account_id="A1",
-        amount=Decimal("1.00"),
-        method="cash",
-        reference=f"R{n}",
-        at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+from testkit.bus import dead_letters, payment
 
 
 @pytest.fixture
@@ -75,23 +63,7 @@ async def test_rabbit_dead_letters_a_message_that_always_fails(
     sent = Envelope.wrap(payment(1), producer="test")
     await rabbit.publish(sent)
 
-    import aio_pika
-
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        dead = await channel.declare_queue(
-            rabbit.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-
-        async def dead_lettered() -> Envelope | None:
-            message = await dead.get(fail=False)
-            if message is None:
-                return None
-            await message.ack()
-            return Envelope.from_bytes(message.body)
-
-        landed = await wait_until(dead_lettered, timeout=30)
+    (landed,) = await dead_letters(rabbit, amqp_url, timeout=30)
     assert landed.message_id == sent.message_id
     assert len(attempts) >= 2
 
