@@ -1,13 +1,13 @@
-"""Run the control service alone: ``python -m control`` (cluster mode)."""
+"""Run the control service alone: ``python -m control`` (cluster mode, port 8103)."""
 
 import asyncio
-import os
+from functools import partial
 
 from prepaid_common.service import run_alone
-from prepaid_common.settings import CommonSettings
 
-from control.service import ControlService
+from control.bootstrap import build
+from control.settings import ControlSettings
 
 if __name__ == "__main__":
-    port = int(os.environ.get("PREPAID_SERVICE_PORT", "8103"))
-    asyncio.run(run_alone(ControlService, port=port, settings=CommonSettings()))
+    settings = ControlSettings()
+    asyncio.run(run_alone(partial(build, settings), port=settings.service_port, settings=settings))

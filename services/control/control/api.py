@@ -1,0 +1,33 @@
+"""Control's internal API: routes only, each calling one operation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from prepaid_common.contracts.api.control import CommandPage, CommandView, OperatorCommand
+from prepaid_common.outbox import ServiceStore
+
+from control import operations
+from control.handlers import CommandHandlers
+
+
+def internal_router(store: ServiceStore, handlers: CommandHandlers) -> APIRouter:
+    """Return the routes the gateway calls, bound to the service's store and handlers."""
+    router = APIRouter(prefix="/internal")
+
+    @router.post("/commands", status_code=202)
+    async def operator_command(body: OperatorCommand) -> CommandView:
+        return await operations.issue_operator_command(store, handlers, command=body)
+
+    @router.get("/commands/{command_id}")
+    async def get_command(command_id: str) -> CommandView:
+        return await operations.get_command(store, command_id=command_id)
+
+    @router.get("/commands")
+    async def list_commands(
+        meter_id: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> CommandPage:
+        return await operations.list_commands(store, meter_id=meter_id, limit=limit, offset=offset)
+
+    return router

@@ -1,0 +1,199 @@
+"""Control's units of work: issue a command, follow its results, expire it.
+
+Billing's requests and the collectors' results arrive on the bus; an operator's command
+comes through the API (``operations``). Each is one unit of work: the log's change and
+the messages it sends commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from prepaid_common.contracts import (
+    CommandAction,
+    CommandOutcomeV1,
+    CommandRequestV1,
+    CommandResultV1,
+    CreditRequestedV1,
+    Envelope,
+    RelayRequestedV1,
+    open_envelope,
+    utcnow,
+)
+from prepaid_common.outbox import UnitOfWork
+
+from control import store
+from control.domain import (
+    COMMAND_LIFETIME,
+    CommandFinalStatus,
+    CommandSealer,
+    CommandToSeal,
+    decide_on_result,
+)
+from control.metrics import COMMANDS
+from control.store import StoredCommand
+
+log = logging.getLogger(__name__)
+
+NO_RESULT = "no result before expiry"
+
+
+class CommandHandlers:
+    """The command log's units of work, sealing what they send with one sealer."""
+
+    def __init__(self, sealer: CommandSealer) -> None:
+        self.sealer = sealer
+
+    async def issue(
+        self,
+        uow: UnitOfWork,
+        *,
+        meter_id: str,
+        action: CommandAction,
+        origin: str,
+        reason: str,
+        request_id: str | None = None,
+        amount: Decimal | None = None,
+        purchase_count: int | None = None,
+    ) -> str:
+        """Log a command and send it to the collector, in the caller's transaction."""
+        now = utcnow()
+        command = StoredCommand(
+            id=str(uuid.uuid4()),
+            meter_id=meter_id,
+            action=action,
+            amount=amount,
+            purchase_count=purchase_count,
+            origin=origin,
+            reason=reason,
+            request_id=request_id,
+            status="sent",
+            attempts=1,
+            error="",
+            created_at=now,
+            expires_at=now + COMMAND_LIFETIME,
+            updated_at=now,
+        )
+        await store.insert_command(uow.session, command)
+        await self._send(uow, command, issued_at=now)
+        return command.id
+
+    async def on_relay_requested(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Turn billing's trip/close request into a command."""
+        request = open_envelope(envelope, RelayRequestedV1)
+        if await store.command_for_request(uow.session, request.request_id) is not None:
+            return
+        await self.issue(
+            uow,
+            meter_id=request.meter_id,
+            action=request.action,
+            origin="billing",
+            reason=request.reason,
+            request_id=request.request_id,
+        )
+
+    async def on_credit_requested(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Turn billing's purchase for a local-prepaid meter into a command."""
+        request = open_envelope(envelope, CreditRequestedV1)
+        if await store.command_for_request(uow.session, request.request_id) is not None:
+            return
+        await self.issue(
+            uow,
+            meter_id=request.meter_id,
+            action="credit",
+            origin="billing",
+            reason=f"purchase {request.purchase_count} ({request.operation_key})",
+            request_id=request.request_id,
+            amount=request.amount,
+            purchase_count=request.purchase_count,
+        )
+
+    async def on_result(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Record a collector's result; retry a failure while attempts and time remain."""
+        result = open_envelope(envelope, CommandResultV1)
+        command = await store.command_by_id(uow.session, result.command_id)
+        if command is None:
+            log.warning("result for unknown command", extra={"command_id": result.command_id})
+            return
+        now = utcnow()
+        decision = decide_on_result(
+            status=command.status,
+            succeeded=result.succeeded,
+            attempts=command.attempts,
+            expires_at=command.expires_at,
+            now=now,
+            retryable=result.retryable,
+        )
+        if decision is None:
+            return
+        await store.record_status(
+            uow.session,
+            command.id,
+            status=decision.status,
+            error=result.error[:400],
+            attempts=command.attempts + (1 if decision.retry else 0),
+            at=now,
+        )
+        if decision.final is None:
+            await self._send(uow, command, issued_at=now)
+            return
+        await self._finish(uow, command, decision.final, result.error, retryable=result.retryable)
+
+    async def expire_overdue(self, uow: UnitOfWork) -> int:
+        """Mark commands whose time ran out without a result as expired; return how many."""
+        now = utcnow()
+        overdue = await store.open_commands_expired(uow.session, now)
+        for command in overdue:
+            await store.mark_expired(uow.session, command.id, error=NO_RESULT, at=now)
+            await self._finish(uow, command, "expired", NO_RESULT)
+        return len(overdue)
+
+    async def _send(self, uow: UnitOfWork, command: StoredCommand, *, issued_at: datetime) -> None:
+        sealed = CommandToSeal(
+            command.id,
+            command.meter_id,
+            command.action,
+            issued_at,
+            command.expires_at,
+            command.amount,
+            command.purchase_count,
+        )
+        await uow.emit(
+            CommandRequestV1(
+                command_id=sealed.command_id,
+                meter_id=sealed.meter_id,
+                action=sealed.action,
+                issued_at=sealed.issued_at,
+                expires_at=sealed.expires_at,
+                envelope=self.sealer.seal(sealed),
+                amount=sealed.amount,
+                purchase_count=sealed.purchase_count,
+            )
+        )
+
+    async def _finish(
+        self,
+        uow: UnitOfWork,
+        command: StoredCommand,
+        status: CommandFinalStatus,
+        error: str,
+        *,
+        retryable: bool = True,
+    ) -> None:
+        COMMANDS.labels(command.action, status).inc()
+        await uow.emit(
+            CommandOutcomeV1(
+                command_id=command.id,
+                meter_id=command.meter_id,
+                action=command.action,
+                status=status,
+                error=error,
+                retryable=retryable,
+                request_id=command.request_id,
+                purchase_count=command.purchase_count,
+                at=utcnow(),
+            )
+        )
