@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from prepaid_common.contracts import CommandAction
 from prepaid_common.contracts.api.control import CommandView
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,51 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control.tables import commands
 
 
-@dataclass(frozen=True)
-class StoredCommand:
-    """A command as logged."""
+class StoredCommand(CommandView):
+    """A command as logged: what the API shows, and billing's request it answers."""
 
-    id: str
-    meter_id: str
-    action: CommandAction
-    origin: str
-    reason: str
     request_id: str | None
-    status: str
-    attempts: int
-    error: str
-    created_at: datetime
-    expires_at: datetime
-    updated_at: datetime
-    amount: Decimal | None = None
-    purchase_count: int | None = None
 
     def view(self) -> CommandView:
         """Return the command as the API shows it."""
-        return CommandView(
-            id=self.id,
-            meter_id=self.meter_id,
-            action=self.action,
-            amount=self.amount,
-            purchase_count=self.purchase_count,
-            origin=self.origin,
-            reason=self.reason,
-            status=self.status,
-            attempts=self.attempts,
-            error=self.error,
-            created_at=self.created_at,
-            expires_at=self.expires_at,
-            updated_at=self.updated_at,
-        )
+        return CommandView(**self.model_dump(exclude={"request_id"}))
 
 
 def _stored(row: Any) -> StoredCommand:
-    return StoredCommand(**row._mapping)
+    return StoredCommand.model_validate(dict(row._mapping))
 
 
 async def insert_command(session: AsyncSession, command: StoredCommand) -> None:
     """Log a new command."""
-    await session.execute(insert(commands).values(**vars(command)))
+    await session.execute(insert(commands).values(**command.model_dump()))
 
 
 async def command_for_request(session: AsyncSession, request_id: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from prepaid_common.contracts.identifiers import Identifier
+from prepaid_common.contracts.messages import CommandAction
 
 OperatorAction = Literal["trip", "close"]
 
@@ -34,7 +35,7 @@ class CommandView(BaseModel):
 
     id: str
     meter_id: str
-    action: str
+    action: CommandAction
     # A purchase's amount (yuan) and count; null for relay commands.
     amount: Decimal | None = None
     purchase_count: int | None = None
