@@ -1,0 +1,111 @@
+"""The gateway's public HTTP API: its own models (sign-in, users, the audit log, a body it
+turns into a call on billing, the meter view it assembles from two services).
+
+What the gateway passes through unchanged is typed by the owning service's module
+(``contracts.api.collector``, ``control``, ``payments``, ``billing``), so a public answer
+has exactly the fields the service gave.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prepaid_common.contracts.api.collector import MeterView
+from prepaid_common.contracts.identifiers import Identifier
+
+Role = Literal["admin", "operator", "tenant"]
+ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
+
+
+# --- sign-in and users -----------------------------------------------------------------
+class Token(BaseModel):
+    """A bearer token and how many seconds it lasts."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class Me(BaseModel):
+    """Who a token belongs to, and for a tenant the accounts it may see."""
+
+    username: str
+    role: Role
+    account_ids: list[str]
+
+
+class UserBody(BaseModel):
+    """A user to create; a tenant sees only ``account_ids``."""
+
+    username: Identifier
+    password: str = Field(min_length=8, max_length=200)
+    role: Role
+    account_ids: list[Identifier] = Field(default_factory=list)
+
+
+class UserView(BaseModel):
+    """A user as created (never the password)."""
+
+    username: str
+    role: Role
+    account_ids: list[str]
+
+
+# --- the audit log ---------------------------------------------------------------------
+class AuditEntry(BaseModel):
+    """One operator action: who, what, on what, with which details."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    """A page of the audit log, newest first."""
+
+    items: list[AuditEntry]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- meters as the public sees them ----------------------------------------------------
+class PublicMeter(MeterView):
+    """A meter from the collector with the account billing has it bound to (null: none)."""
+
+    account_id: str | None
+
+
+class PublicMeterPage(BaseModel):
+    """A page of meters, ordered by id, and how many the caller may see in all."""
+
+    items: list[PublicMeter]
+    total: int
+    limit: int
+    offset: int
+
+
+class BindingBody(BaseModel):
+    """A meter to bind to an account (the account is in the path)."""
+
+    meter_id: Identifier
+    multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
+    tariff_id: Identifier | None = None
+    local_prepaid: bool | None = Field(
+        default=None,
+        description="The meter keeps its own credit: top-ups are pushed to it as purchases",
+    )
+    local_price: Decimal | None = Field(
+        default=None,
+        ge=0,
+        max_digits=10,
+        decimal_places=4,
+        description="Yuan per kWh the meter debits its own credit by",
+    )
