@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
-Role = Literal["admin", "operator", "tenant"]
-ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
+from prepaid_common.contracts.api.gateway import ROLES, Role
 
 _hasher = PasswordHasher()  # argon2id, memory-hard
 
@@ -40,9 +37,11 @@ class Principal:
 
     @property
     def is_staff(self) -> bool:
+        """Whether the caller is an operator or an admin."""
         return self.role in ("admin", "operator")
 
-    def may_see_account(self, account_id: str) -> bool:
+    def may_see_account(self, account_id: str | None) -> bool:
+        """Staff see every account; a tenant its own (and nothing unbound: ``None``)."""
         return self.is_staff or account_id in self.account_ids
 
 

@@ -1,0 +1,23 @@
+"""The public REST API, version 1: one router per area, each thin (authorise, call the
+owning service or the gateway's operations, answer with a typed model)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.api import accounts, admin, auth, field, meters, money, reports, supply, tariffs
+
+PREFIX = "/api/v1"
+
+# Every area's router; an area added later is one more line here.
+ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
+    meters.router,
+    field.router,
+    accounts.router,
+    money.router,
+    reports.router,
+    tariffs.router,
+    supply.router,
+    admin.router,
+)

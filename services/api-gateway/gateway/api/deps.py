@@ -1,0 +1,129 @@
+"""What the public routes depend on, as ``Annotated`` aliases: who is calling, the services
+behind the gateway, the gateway's own operations and the audit log in the caller's name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from fastapi.security import OAuth2PasswordBearer
+from prepaid_common.errors import Forbidden, NotFound
+from pydantic import BaseModel
+
+from gateway.auth import Principal
+from gateway.operations import GatewayOperations
+from gateway.upstream import Upstream, Upstreams
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What the public app's dependencies need, kept on ``app.state.context``."""
+
+    operations: GatewayOperations
+    upstreams: Upstreams
+
+
+def _context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ApiContext, Depends(_context)]
+
+
+def _operations(context: Context) -> GatewayOperations:
+    return context.operations
+
+
+def _collector(context: Context) -> Upstream:
+    return context.upstreams.collector
+
+
+def _billing(context: Context) -> Upstream:
+    return context.upstreams.billing
+
+
+def _control(context: Context) -> Upstream:
+    return context.upstreams.control
+
+
+def _payments(context: Context) -> Upstream:
+    return context.upstreams.payments
+
+
+Operations = Annotated[GatewayOperations, Depends(_operations)]
+Collector = Annotated[Upstream, Depends(_collector)]
+Billing = Annotated[Upstream, Depends(_billing)]
+Control = Annotated[Upstream, Depends(_control)]
+Payments = Annotated[Upstream, Depends(_payments)]
+
+# --- who is calling --------------------------------------------------------------------
+bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def _current_user(
+    token: Annotated[str | None, Depends(bearer)], operations: Operations
+) -> Principal:
+    return await operations.principal_of_token(token=token)
+
+
+CurrentUser = Annotated[Principal, Depends(_current_user)]
+
+
+def _staff_user(principal: CurrentUser) -> Principal:
+    if not principal.is_staff:
+        raise Forbidden("operators and admins only")
+    return principal
+
+
+def _admin_user(principal: CurrentUser) -> Principal:
+    if principal.role != "admin":
+        raise Forbidden("admins only")
+    return principal
+
+
+StaffUser = Annotated[Principal, Depends(_staff_user)]
+AdminUser = Annotated[Principal, Depends(_admin_user)]
+
+
+def ensure_visible(principal: Principal, account_id: str) -> None:
+    """Refuse an account the caller may not see as if it did not exist."""
+    # A tenant learns nothing about accounts that are not theirs: same answer as missing.
+    if not principal.may_see_account(account_id):
+        raise NotFound(f"account {account_id} does not exist")
+
+
+def as_operator(body: BaseModel, principal: Principal) -> dict[str, Any]:
+    """Return a request body for a service, signed by the caller as its operator."""
+    # Whoever holds the token is the operator of record, whatever the body says.
+    return {**body.model_dump(mode="json", exclude_unset=True), "operator": principal.username}
+
+
+# --- the audit log ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Audit:
+    """The audit log, written in the calling user's name."""
+
+    operations: GatewayOperations
+    actor: str
+
+    async def record(
+        self, action: str, target: str, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """Append an action the caller took on ``target``."""
+        await self.operations.record_audit(
+            actor=self.actor, action=action, target=target, detail=dict(detail or {})
+        )
+
+
+def _audit(principal: CurrentUser, operations: Operations) -> Audit:
+    return Audit(operations=operations, actor=principal.username)
+
+
+AuditLog = Annotated[Audit, Depends(_audit)]
+
+# --- lists -----------------------------------------------------------------------------
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip")]

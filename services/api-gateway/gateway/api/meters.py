@@ -1,0 +1,175 @@
+"""Meters: their state, reading them now, relay commands, local credit, history and swaps."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prepaid_common.contracts.api.billing import (
+    Items,
+    LocalCreditView,
+    MeterHistoryEvent,
+    SupplyEvent,
+    SwapMeter,
+    Window,
+)
+from prepaid_common.contracts.api.collector import ReadAllQueued
+from prepaid_common.contracts.api.control import CommandBody, CommandPage, CommandView
+from prepaid_common.contracts.api.gateway import PublicMeter, PublicMeterPage
+
+from gateway.api.deps import (
+    AuditLog,
+    Billing,
+    Collector,
+    Control,
+    CurrentUser,
+    Limit,
+    Offset,
+    StaffUser,
+    as_operator,
+)
+from gateway.public_meters import meter_page, visible_meter, with_accounts
+
+router = APIRouter(tags=["meters"])
+
+
+@router.get("/meters")
+async def list_meters(
+    principal: CurrentUser,
+    collector: Collector,
+    billing: Billing,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> PublicMeterPage:
+    """List meters with their relay, link state and last reading (tenants: their own)."""
+    return await meter_page(
+        principal=principal, collector=collector, billing=billing, limit=limit, offset=offset
+    )
+
+
+@router.get("/meters/{meter_id}")
+async def get_meter(
+    principal: CurrentUser, collector: Collector, billing: Billing, meter_id: str
+) -> PublicMeter:
+    """One meter."""
+    return await visible_meter(
+        principal=principal, collector=collector, billing=billing, meter_id=meter_id
+    )
+
+
+@router.post("/meters/read-all", status_code=202)
+async def read_all_meters_now(
+    principal: StaffUser, collector: Collector, audit: AuditLog
+) -> ReadAllQueued:
+    """Read every meter now, ahead of the polling cycles (on every collector)."""
+    _, body = await collector.post("/internal/read-all", json=None)
+    queued = ReadAllQueued.model_validate(body)
+    await audit.record("meters.read_all", "*", queued.model_dump(mode="json"))
+    return queued
+
+
+@router.post("/meters/{meter_id}/read")
+async def read_meter_now(
+    principal: StaffUser, collector: Collector, billing: Billing, meter_id: str
+) -> PublicMeter:
+    """Read a meter now, ahead of its polling cycle."""
+    _, meter = await collector.post(f"/internal/meters/{meter_id}/read", json=None)
+    return (await with_accounts(billing, [meter]))[0]
+
+
+@router.post("/meters/{meter_id}/commands", status_code=202)
+async def command_meter(
+    principal: StaffUser,
+    collector: Collector,
+    control: Control,
+    audit: AuditLog,
+    meter_id: str,
+    body: CommandBody,
+) -> CommandView:
+    """Trip (open) or close a meter's relay."""
+    await collector.get(f"/internal/meters/{meter_id}")
+    _, answer = await control.post(
+        "/internal/commands",
+        json={
+            "meter_id": meter_id,
+            "action": body.action,
+            "operator": principal.username,
+            "reason": body.reason,
+        },
+    )
+    command = CommandView.model_validate(answer)
+    await audit.record(f"meter.{body.action}", meter_id, {"command_id": command.id})
+    return command
+
+
+@router.get("/meters/{meter_id}/commands")
+async def meter_commands(
+    principal: StaffUser, control: Control, meter_id: str, limit: Limit = 50, offset: Offset = 0
+) -> CommandPage:
+    """Commands sent to a meter, newest first."""
+    return CommandPage.model_validate(
+        await control.get("/internal/commands", meter_id=meter_id, limit=limit, offset=offset)
+    )
+
+
+@router.get("/commands/{command_id}")
+async def get_command(principal: StaffUser, control: Control, command_id: str) -> CommandView:
+    """One command and its status."""
+    return CommandView.model_validate(await control.get(f"/internal/commands/{command_id}"))
+
+
+@router.get("/meters/{meter_id}/supply-events")
+async def supply_events(
+    principal: StaffUser, billing: Billing, meter_id: str, limit: Limit = 50, offset: Offset = 0
+) -> Window[SupplyEvent]:
+    """Every automatic trip or close decision for the meter, with its reason."""
+    return Window[SupplyEvent].model_validate(
+        await billing.get("/internal/supply-events", meter_id=meter_id, limit=limit, offset=offset)
+    )
+
+
+@router.get("/meters/{meter_id}/local-credit")
+async def local_credit(
+    principal: StaffUser, billing: Billing, meter_id: str, limit: Limit = 50
+) -> LocalCreditView:
+    """A local-prepaid meter's read-back against the ledger, and its purchases."""
+    return LocalCreditView.model_validate(
+        await billing.get(f"/internal/meters/{meter_id}/local-credit", limit=limit)
+    )
+
+
+@router.post("/meters/{meter_id}/local-credit/resync")
+async def resync_local_credit(
+    principal: StaffUser, billing: Billing, audit: AuditLog, meter_id: str
+) -> LocalCreditView:
+    """Compare a local-prepaid meter from its next reading on; purchases not delivered
+    get counts from there (after a refusal, a repair or a reset)."""
+    _, view = await billing.post(f"/internal/meters/{meter_id}/local-credit/resync", json=None)
+    await audit.record("meter.local_credit_resync", meter_id)
+    return LocalCreditView.model_validate(view)
+
+
+@router.get("/meters/{meter_id}/history")
+async def meter_history(
+    principal: StaffUser, billing: Billing, meter_id: str
+) -> Items[MeterHistoryEvent]:
+    """Bindings and swaps of the meter, with final readings."""
+    return Items[MeterHistoryEvent].model_validate(
+        await billing.get(f"/internal/meters/{meter_id}/history")
+    )
+
+
+@router.post("/meters/{meter_id}/swap")
+async def swap_meter(
+    principal: StaffUser,
+    collector: Collector,
+    billing: Billing,
+    audit: AuditLog,
+    meter_id: str,
+    body: SwapMeter,
+) -> Items[MeterHistoryEvent]:
+    """Replace a meter (换表) on the same account, recording both final readings."""
+    await collector.get(f"/internal/meters/{body.new_meter_id}")
+    _, history = await billing.post(
+        f"/internal/meters/{meter_id}/swap", json=as_operator(body, principal)
+    )
+    await audit.record("meter.swap", meter_id, body.model_dump(mode="json"))
+    return Items[MeterHistoryEvent].model_validate(history)

@@ -1,0 +1,79 @@
+"""Data for people: statements, usage and the dunning list."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from prepaid_common.contracts.api.billing import DunningItem, Items, Statement, UsageReport
+
+from gateway.api.deps import Billing, Collector, CurrentUser, StaffUser, ensure_visible
+from gateway.public_meters import visible_meter
+
+router = APIRouter(tags=["reports"])
+
+From = Annotated[str | None, Query(alias="from")]
+To = Annotated[str | None, Query(alias="to")]
+Granularity = Literal["day", "month"]
+
+
+@router.get("/accounts/{account_id}/statements/{month}")
+async def statement(
+    principal: CurrentUser, billing: Billing, account_id: str, month: str
+) -> Statement:
+    """Monthly statement (YYYY-MM): opening, movements, closing, arrears, amount due."""
+    ensure_visible(principal, account_id)
+    return Statement.model_validate(
+        await billing.get(f"/internal/accounts/{account_id}/statements/{month}")
+    )
+
+
+@router.get("/accounts/{account_id}/usage")
+async def account_usage(
+    principal: CurrentUser,
+    billing: Billing,
+    account_id: str,
+    start: From = None,
+    end: To = None,
+    granularity: Granularity = "day",
+) -> UsageReport:
+    """Energy and cost per day or month for the account's meters."""
+    ensure_visible(principal, account_id)
+    return UsageReport.model_validate(
+        await billing.get(
+            "/internal/usage",
+            account_id=account_id,
+            granularity=granularity,
+            **{"from": start, "to": end},
+        )
+    )
+
+
+@router.get("/meters/{meter_id}/usage")
+async def meter_usage(
+    principal: CurrentUser,
+    collector: Collector,
+    billing: Billing,
+    meter_id: str,
+    start: From = None,
+    end: To = None,
+    granularity: Granularity = "day",
+) -> UsageReport:
+    """Energy and cost per day or month for one meter (energy analysis)."""
+    await visible_meter(
+        principal=principal, collector=collector, billing=billing, meter_id=meter_id
+    )
+    return UsageReport.model_validate(
+        await billing.get(
+            "/internal/usage",
+            meter_id=meter_id,
+            granularity=granularity,
+            **{"from": start, "to": end},
+        )
+    )
+
+
+@router.get("/dunning")
+async def dunning(principal: StaffUser, billing: Billing) -> Items[DunningItem]:
+    """Accounts that owe money (催缴单)."""
+    return Items[DunningItem].model_validate(await billing.get("/internal/dunning"))

@@ -1,0 +1,51 @@
+"""The public app: the API's routers under ``/api/v1``, the error model, metrics, health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from prepaid_common.http_errors import install_error_handlers
+from prepaid_common.metrics import HTTP_REQUESTS, metrics_router
+
+from gateway.api import PREFIX, ROUTERS
+from gateway.api.deps import ApiContext
+from gateway.operations import GatewayOperations
+from gateway.upstream import Upstreams
+
+
+def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> FastAPI:
+    """Assemble the public app: routes, errors, metrics, health."""
+    app = FastAPI(
+        title="Prepaid metering API",
+        version="1",
+        description="Meters, accounts, ledgers, top-ups and relay commands.",
+    )
+    app.state.context = ApiContext(operations=operations, upstreams=upstreams)
+    install_error_handlers(app)
+    app.middleware("http")(measure)
+    for router in ROUTERS:
+        app.include_router(router, prefix=PREFIX)
+    app.include_router(metrics_router())
+    app.add_api_route("/healthz", healthz, include_in_schema=False)
+    return app
+
+
+async def measure(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Time each request into the HTTP histogram, labelled by its route's path template."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    HTTP_REQUESTS.labels("gateway", request.method, path, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
+    return response
+
+
+async def healthz() -> dict[str, str]:
+    """Say the gateway is up."""
+    return {"status": "ok", "service": "gateway"}

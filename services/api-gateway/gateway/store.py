@@ -1,0 +1,93 @@
+"""The gateway's SQL: users, the accounts a tenant may see, and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from prepaid_common.contracts.api.gateway import Role
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.tables import audit, user_accounts, users
+
+
+async def user_exists(session: AsyncSession, username: str) -> bool:
+    """Return whether a user of that name exists."""
+    found = await session.scalar(select(users.c.username).where(users.c.username == username))
+    return found is not None
+
+
+async def password_hash_and_role(session: AsyncSession, username: str) -> tuple[str, Role] | None:
+    """Return a user's stored password hash and role, or None if there is no such user."""
+    row = (
+        await session.execute(
+            select(users.c.password_hash, users.c.role).where(users.c.username == username)
+        )
+    ).first()
+    return None if row is None else (row.password_hash, row.role)
+
+
+async def role_of(session: AsyncSession, username: str) -> str | None:
+    """Return a user's role, or None if there is no such user."""
+    role: str | None = await session.scalar(
+        select(users.c.role).where(users.c.username == username)
+    )
+    return role
+
+
+async def accounts_of(session: AsyncSession, username: str) -> Sequence[str]:
+    """Return the ids of the accounts a user is linked to."""
+    return (
+        await session.scalars(
+            select(user_accounts.c.account_id).where(user_accounts.c.username == username)
+        )
+    ).all()
+
+
+async def add_user(
+    session: AsyncSession,
+    *,
+    username: str,
+    password_hash: str,
+    role: Role,
+    account_ids: Iterable[str],
+    at: datetime,
+) -> None:
+    """Insert a user and link it to its accounts (each once)."""
+    await session.execute(
+        insert(users).values(
+            username=username, password_hash=password_hash, role=role, created_at=at
+        )
+    )
+    for account_id in sorted(set(account_ids)):
+        await session.execute(
+            insert(user_accounts).values(username=username, account_id=account_id)
+        )
+
+
+async def append_audit(
+    session: AsyncSession,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    target: str,
+    detail: Mapping[str, Any],
+) -> None:
+    """Append one operator action to the audit log."""
+    await session.execute(
+        insert(audit).values(at=at, actor=actor, action=action, target=target, detail=detail)
+    )
+
+
+async def audit_page(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Return a page of the audit log, newest first, and how many actions it holds."""
+    total = await session.scalar(select(func.count()).select_from(audit))
+    rows = (
+        await session.execute(select(audit).order_by(audit.c.id.desc()).limit(limit).offset(offset))
+    ).all()
+    return [dict(row._mapping) for row in rows], total or 0
