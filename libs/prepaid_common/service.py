@@ -11,20 +11,23 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
-from prepaid_common.http_errors import install_error_handlers
+from prepaid_common.failures import is_infrastructure_failure
+from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers
 from prepaid_common.logs import configure_logging
 from prepaid_common.metrics import metrics_router
 from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table
@@ -137,12 +140,92 @@ class Service:
         for router in self.routers():
             app.include_router(router)
         app.include_router(metrics_router())
+        app.include_router(readiness_router(self.engine, self.bus))
 
         @app.get("/healthz", include_in_schema=False)
         async def healthz() -> dict[str, str]:
             return {"status": "ok", "service": self.name}
 
         return app
+
+
+async def wait_for_dependencies(
+    engine: AsyncEngine, bus: MessageBus, *, first_delay: float = 0.5, max_delay: float = 10.0
+) -> None:
+    """Return once the database answers and the broker accepts a connection; wait meanwhile."""
+    await _wait_for("database", partial(check_database, engine), first_delay, max_delay)
+    await _wait_for("broker", bus.check, first_delay, max_delay)
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query."""
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")
+
+
+async def _wait_for(
+    dependency: str, check: Callable[[], Awaitable[None]], first_delay: float, max_delay: float
+) -> None:
+    delay = first_delay
+    attempt = 1
+    while True:
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                await check()
+        except Exception as error:
+            if not is_infrastructure_failure(error):
+                raise  # a wrong URL or a refused password: waiting will not fix it
+            log.warning(
+                f"waiting for the {dependency}: not reachable yet; trying again",
+                extra={
+                    "dependency": dependency,
+                    "attempt": attempt,
+                    "retry_in_seconds": delay,
+                    "error": repr(error),
+                },
+            )
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, max_delay)
+            attempt += 1
+            continue
+        if attempt > 1:
+            log.warning(f"the {dependency} is reachable", extra={"dependency": dependency})
+        return
+
+
+# How long one look at a dependency may take before it counts as down.
+_CHECK_TIMEOUT = 5.0
+
+
+def readiness_router(engine: AsyncEngine, bus: MessageBus) -> APIRouter:
+    """Return a router serving ``GET /readyz``: 200 while the database and broker answer."""
+    router = APIRouter()
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        for dependency, check in (
+            ("database", partial(check_database, engine)),
+            ("broker", bus.check),
+        ):
+            try:
+                async with asyncio.timeout(_READY_TIMEOUT):
+                    await check()
+            except Exception as error:
+                return JSONResponse(
+                    status_code=503,
+                    content={
+                        "detail": f"the {dependency} is unavailable: {error!r}",
+                        "code": "unavailable",
+                    },
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+        return JSONResponse({"status": "ready"})
+
+    return router
+
+
+# A readiness probe answers within the probe's own timeout (1 s by default in Kubernetes).
+_READY_TIMEOUT = 0.8
 
 
 class ServiceFactory(Protocol):
@@ -157,7 +240,16 @@ async def run_alone(build: ServiceFactory, *, port: int, settings: CommonSetting
     engine = create_engine(settings.database_url)
     bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
     service = build(engine=engine, bus=bus)
-    await service.migrate()
+    # Started while the database or the broker is down, a service waits rather than exits.
+    while True:
+        await wait_for_dependencies(engine, bus)
+        try:
+            await service.migrate()
+            break
+        except Exception as error:
+            if not is_infrastructure_failure(error):
+                raise
+            log.warning("the database went away while migrating; waiting for it again")
     service.register()
 
     @asynccontextmanager

@@ -128,6 +128,9 @@ class MessageBus(Protocol):
     async def close(self) -> None:
         """Stop consuming, finish the message in hand and disconnect."""
 
+    async def check(self) -> None:
+        """Raise ConnectionError (or OSError) if the broker cannot be reached now."""
+
 
 def topic_matches(pattern: str, key: str) -> bool:
     """Match an AMQP topic pattern: ``*`` is one word, ``#`` is zero or more."""

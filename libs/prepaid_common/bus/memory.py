@@ -140,6 +140,10 @@ class InProcessBus:
     async def close(self) -> None:
         return None
 
+    async def check(self) -> None:
+        """The in-process bus is always there."""
+        return None
+
 
 def _chunks(envelopes: list[Envelope], subscription: BatchSubscription) -> list[list[Envelope]]:
     """Split in order into batches; a batch takes no more once it holds ``max_batch`` items."""

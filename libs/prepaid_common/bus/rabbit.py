@@ -465,6 +465,15 @@ class RabbitBus:
                 else:
                     await channel.exchange_delete(name)
 
+    async def check(self) -> None:
+        """Raise ConnectionError unless the broker answers (or this bus's link to it is up)."""
+        if self._connection is not None:
+            if self._connection.is_closed or self._connection.transport is None:
+                raise ConnectionError("the connection to the broker is down")
+            return
+        connection = await aio_pika.connect(self._url, timeout=5)
+        await connection.close()
+
     async def close(self) -> None:
         self._stopping.set()
         for task in self._consumers:

@@ -32,10 +32,12 @@ class Upstream:
             response = await self.client.request(method, path, params=params, json=json)
         except httpx.TransportError as error:
             raise Unavailable(f"{self.name} service unreachable: {error!r}") from error
-        body = response.json() if response.content else None
+        body = _body(response)
         if response.status_code < 400:
             return response.status_code, body
         detail = _detail(body) or f"{self.name} answered {response.status_code}"
+        if response.status_code == 503:
+            raise Unavailable(f"{self.name} unavailable: {detail}")
         error_type = _BY_STATUS.get(response.status_code)
         if error_type is not None:
             raise error_type(detail)
@@ -53,6 +55,16 @@ class Upstream:
         return await self.call("POST", path, json=json)
 
 
+def _body(response: httpx.Response) -> Any:
+    """The answer's JSON, or its text when it is not JSON (a proxy's or server's own page)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
 def _detail(body: Any) -> str:
     if isinstance(body, dict):
         detail = body.get("detail")
@@ -65,6 +77,8 @@ def _detail(body: Any) -> str:
                 for item in detail
                 if isinstance(item, dict)
             )
+    if isinstance(body, str):
+        return body.strip()[:200]  # a plain-text error: its first words say what happened
     return ""
 
 
