@@ -9,6 +9,7 @@ from prepaid_common.contracts.api.billing import DunningItem, Items, Statement, 
 
 from gateway.api.deps import Billing, Collector, CurrentUser, StaffUser, ensure_visible
 from gateway.public_meters import visible_meter
+from gateway.upstream import Upstream
 
 router = APIRouter(tags=["reports"])
 
@@ -39,14 +40,7 @@ async def account_usage(
 ) -> UsageReport:
     """Energy and cost per day or month for the account's meters."""
     ensure_visible(principal, account_id)
-    return UsageReport.model_validate(
-        await billing.get(
-            "/internal/usage",
-            account_id=account_id,
-            granularity=granularity,
-            **{"from": start, "to": end},
-        )
-    )
+    return await _usage(billing, start, end, granularity, account_id=account_id)
 
 
 @router.get("/meters/{meter_id}/usage")
@@ -63,12 +57,16 @@ async def meter_usage(
     await visible_meter(
         principal=principal, collector=collector, billing=billing, meter_id=meter_id
     )
+    return await _usage(billing, start, end, granularity, meter_id=meter_id)
+
+
+async def _usage(
+    billing: Upstream, start: str | None, end: str | None, granularity: str, **subject: str
+) -> UsageReport:
+    # ``subject`` is the one of account_id or meter_id the report is for.
     return UsageReport.model_validate(
         await billing.get(
-            "/internal/usage",
-            meter_id=meter_id,
-            granularity=granularity,
-            **{"from": start, "to": end},
+            "/internal/usage", **subject, granularity=granularity, **{"from": start, "to": end}
         )
     )
 
