@@ -195,6 +195,32 @@ async def test_a_tenant_is_refused_staff_routes_and_the_audit_log(
     assert page.items == []
 
 
+async def test_run_alone_the_gateway_makes_its_first_admin_and_shows_the_password_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
+    settings = GatewaySettings(token_secret=SecretStr("gateway-unit-secret-0123456789-0123"))
+    for _ in range(2):
+        service = build(
+            settings,
+            engine=engine,
+            bus=InProcessBus(),
+            upstreams=FakeServices().upstreams(),
+            seed_admin_on_start=True,
+        )
+        await service.migrate()
+        await service.start()
+        await service.stop()
+        assert service.upstreams.collector.client.is_closed
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1
+    password = printed[0].removeprefix("Created user admin with password: ")
+    principal = await service.operations.authenticate(username="admin", password=password)
+    assert principal is not None
+    assert principal.role == "admin"
+    await engine.dispose()
+
+
 def test_every_public_route_answers_a_typed_model(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
     service = build(

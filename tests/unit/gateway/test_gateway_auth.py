@@ -36,6 +36,8 @@ def test_tenants_see_only_their_accounts() -> None:
     assert tenant.may_see_account("A1")
     assert not tenant.may_see_account("A2")
     assert Principal("o", "operator").may_see_account("A2")
+    assert not tenant.may_see_account(None)  # a meter bound to no account
+    assert Principal("o", "operator").may_see_account(None)
 
 
 def test_login_throttle_blocks_after_repeated_failures_and_forgets_later() -> None:
