@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,10 +15,10 @@ from gateway.settings import GatewaySettings
 from gateway.tables import plumbing
 from gateway.upstream import Upstreams
 
-log = logging.getLogger(__name__)
-
 
 class GatewayService(Service):
+    """The gateway: its users and audit log (operations), and the public app over the others."""
+
     name = "gateway"
     migrations_dir = Path(__file__).parent / "migrations"
     tables = plumbing
