@@ -10,8 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from collector.bootstrap import build
 from collector.domain import plain_envelope
 from collector.service import CollectorService
+from collector.settings import CollectorSettings
 from prepaid_common.bus import MessageBus, make_bus
 from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import (
@@ -93,15 +95,22 @@ async def running_collector(
     before_start: Callable[[Collector], Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[Collector]:
-    """Start a collector on a fresh bus; ``options`` go to CollectorService."""
+    """Start a collector built as every entry point builds it; ``options`` are its settings.
+
+    Tests poll fast, give up on a request soon, and run no listener unless they ask for one
+    (``collector_listen_port=0``: any free port).
+    """
     engine = create_engine(database_url)
     bus = make_bus(amqp_url, prefix=prefix)
-    settings: dict[str, Any] = {
-        "poll_interval": POLL_INTERVAL,
-        "request_timeout": REQUEST_TIMEOUT,
-        **options,
-    }
-    service = CollectorService(engine=engine, bus=bus, **settings)
+    settings = CollectorSettings(
+        **{
+            "poll_interval_seconds": POLL_INTERVAL,
+            "request_timeout_seconds": REQUEST_TIMEOUT,
+            "collector_listen_port": None,
+            **options,
+        }
+    )
+    service = build(settings, engine=engine, bus=bus)
     await service.migrate()
     service.register()
     transport = httpx.ASGITransport(app=service.internal_app())

@@ -28,12 +28,13 @@ from prepaid_common.contracts.api.collector import (
     MeterView,
     RegistrationMode,
 )
-from prepaid_common.errors import Conflict, Invalid, NotFound
+from prepaid_common.errors import Conflict, NotFound
 from prepaid_common.outbox import ServiceStore, UnitOfWork
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from collector.domain import Dlt645Profile, MeterLink, Profile
+from collector.domain.registration import stored_address
 from collector.tables import dtus, meters, pending_commands, read_requests, replicas
 
 
@@ -88,8 +89,7 @@ class CommandOutcome:
 async def register_dtu(
     store: ServiceStore, body: DtuRegistration, profiles: Mapping[str, Profile]
 ) -> bool:
-    """Create or update a DTU and its meters; return True if the DTU is new."""
-    _check_registration(body, profiles)
+    """Create or update a DTU and its meters (checked: domain.registration); True if new."""
     settings = body.model_dump(include=set(_DTU_SETTINGS))
     settings["host"], settings["port"] = body.host or "", body.port or 0  # dial-in: none
     try:
@@ -139,43 +139,6 @@ _DTU_SETTINGS = (
 )
 
 
-def _check_registration(body: DtuRegistration, profiles: Mapping[str, Profile]) -> None:
-    for meter in body.meters:
-        profile = profiles.get(meter.profile)
-        if profile is None:
-            raise Invalid(
-                f"meter {meter.id}: unknown profile {meter.profile!r}; "
-                f"known profiles: {', '.join(sorted(profiles))}"
-            )
-        _check_address(body, meter, profile)
-    for label, values in (
-        ("meter id", [m.id for m in body.meters]),
-        ("address", [_stored(m, profiles) for m in body.meters]),
-    ):
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise Invalid(f"DTU {body.id}: {label} repeated: {', '.join(duplicates)}")
-
-
-def _check_address(body: DtuRegistration, meter: MeterRegistration, profile: Profile) -> None:
-    if isinstance(profile, Dlt645Profile):
-        if meter.address is None or len(meter.address) != 12:
-            raise Invalid(f"meter {meter.id}: a DL/T 645 meter needs a 12-digit address")
-        if body.kind == "modbus-tcp":
-            raise Invalid(
-                f"meter {meter.id}: DL/T 645 needs a transparent link "
-                "(rtu-over-tcp or dtu-client), not a Modbus TCP gateway"
-            )
-    elif not meter.bus_address.isdigit() or not 1 <= int(meter.bus_address) <= 247:
-        raise Invalid(f"meter {meter.id}: a Modbus unit id is 1 to 247")
-
-
-def _stored(meter: MeterRegistration, profiles: Mapping[str, Profile]) -> str:
-    if isinstance(profiles[meter.profile], Dlt645Profile):
-        return meter.bus_address
-    return str(int(meter.bus_address))
-
-
 async def _check_addresses_free(
     uow: UnitOfWork, body: DtuRegistration, profiles: Mapping[str, Profile]
 ) -> None:
@@ -183,7 +146,7 @@ async def _check_addresses_free(
         await uow.session.execute(
             select(meters.c.id, meters.c.address).where(
                 meters.c.dtu_id == body.id,
-                meters.c.address.in_([_stored(m, profiles) for m in body.meters]),
+                meters.c.address.in_([stored_address(m, profiles[m.profile]) for m in body.meters]),
                 meters.c.id.not_in([m.id for m in body.meters]),
             )
         )
@@ -203,7 +166,7 @@ async def _upsert_meter(
 ) -> set[str]:
     """Insert or update one meter; return the DTUs whose meter list this changed."""
     # A Modbus address is kept as its unit id's digits ("7", never "007").
-    address = _stored(meter, {meter.profile: profile})
+    address = stored_address(meter, profile)
     unit_id = None if isinstance(profile, Dlt645Profile) else int(address)
     values = {"dtu_id": dtu_id, "address": address, "unit_id": unit_id, "profile": meter.profile}
     current = (

@@ -18,27 +18,25 @@ from datetime import timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter
 from prepaid_common.bus import Handler, MessageBus
-from prepaid_common.contracts import CommandRequestV1, Envelope, open_envelope, utcnow
+from prepaid_common.contracts import Envelope, utcnow
 from prepaid_common.contracts.api.collector import (
     DIALLED_KINDS,
     DtuRegistration,
     DtuView,
-    MeterView,
     ReadAllQueued,
 )
-from prepaid_common.errors import TimedOut
-from prepaid_common.outbox import UnitOfWork
 from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from collector import records
+from collector import api, handlers, records
 from collector.domain import EXPIRED, CommandOpener, PlainCommandOpener, Profile
 from collector.domain.ownership import owned_by
 from collector.listener import DtuListener
 from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
-from collector.polling import DtuPoller, ReadFailed
+from collector.operations import CollectorOperations
+from collector.polling import DtuPoller
 from collector.profiles import load_profiles
 from collector.reading_sink import ReadingSink
 from collector.tables import metadata, plumbing
@@ -50,12 +48,6 @@ T = TypeVar("T")
 STOP_GRACE_SECONDS = 1.0
 # Read requests are kept this long for replicas to see, then forgotten.
 READ_REQUEST_RETENTION = timedelta(minutes=10)
-
-
-class MeterUnreachable(TimedOut):
-    """An on-demand read that got no usable answer from the meter."""
-
-    code = "meter_unreachable"
 
 
 class CollectorService(Service):
@@ -111,10 +103,11 @@ class CollectorService(Service):
         self._supervising = False
         self._own_read_requests: set[int] = set()
         self._sink: ReadingSink | None = None  # made in the running loop, by background()
+        self.operations = CollectorOperations(store=self.store, profiles=self.profiles, fleet=self)
 
     # --- bus ------------------------------------------------------------------------------
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
-        accept = self.store.idempotent(self._accept_command)
+        accept = self.store.idempotent(handlers.accept_command)
 
         async def on_command_request(envelope: Envelope) -> None:
             await accept(envelope)
@@ -123,10 +116,6 @@ class CollectorService(Service):
             self._wake_owner(str(envelope.payload.get("meter_id", "")))
 
         return [("commands", ["command.request.v1.#"], on_command_request)]
-
-    async def _accept_command(self, uow: UnitOfWork, envelope: Envelope) -> None:
-        request = open_envelope(envelope, CommandRequestV1)
-        await records.accept_command(uow, request, at=utcnow())
 
     def _wake_owner(self, meter_id: str) -> None:
         for poller, _task in self._pollers.values():
@@ -297,117 +286,43 @@ class CollectorService(Service):
                     elif meter_id in poller.meter_ids:
                         poller.read_now(meter_id, wait=False)
 
-    # --- operations -----------------------------------------------------------------------
-    async def register_dtu(self, body: DtuRegistration) -> tuple[DtuView, bool]:
-        """Create or update a DTU and its meters; polling follows without a restart."""
-        created = await records.register_dtu(self.store, body, self.profiles)
+    # --- what the operations ask of the bus loops ---------------------------------------
+    def running_poller(self, dtu_id: str) -> DtuPoller | None:
+        """Return the live bus loop of a DTU on this replica, or None."""
+        entry = self._pollers.get(dtu_id)
+        if entry is None or entry[1].done():
+            return None
+        return entry[0]
+
+    def follow_registration(self, body: DtuRegistration) -> None:
+        """Reload the bus loops for a DTU just registered, starting its own if it is ours."""
         for poller, _task in self._pollers.values():
             poller.reload()  # a meter may have moved between DTUs
         owned = body.kind in DIALLED_KINDS and self._owns_dialled(body.id)
         if self._supervising and body.enabled and owned and body.id not in self._pollers:
             self._start_poller(body.id)  # at once, so that a read-now can follow
         self._dtus_changed.set()
-        (view,) = await records.list_dtus(self.store, body.id)
-        return view, created
 
     def _owns_dialled(self, dtu_id: str) -> bool:
         replicas = self.live_replicas or [self.instance]
         return dtu_id in owned_by(self.instance, [dtu_id], replicas)
 
-    async def read_meter_now(self, meter_id: str) -> MeterView:
-        """Read one meter ahead of its poll and return what it says now."""
-        meter = await records.get_meter(self.store, meter_id)
-        # Room for the commands queued ahead of it and every block of the read.
-        deadline = self.request_timeout * 10 + self.poll_interval
-        entry = self._pollers.get(meter.dtu_id)
-        if entry is None or entry[1].done():
-            if not meter.dtu_online:
-                # No replica reaches the DTU now (a dial-in DTU that is not connected, say).
-                raise MeterUnreachable(f"meter {meter_id}: DTU {meter.dtu_id} is offline")
-            return await self._read_elsewhere(meter, deadline)
-        poller, _task = entry
-        future = poller.read_now(meter_id)
-        assert future is not None
-        try:
-            async with asyncio.timeout(deadline):
-                await future
-        except ReadFailed as error:
-            raise MeterUnreachable(f"meter {meter_id}: {error}") from None
-        except TimeoutError:
-            raise MeterUnreachable(f"meter {meter_id}: the bus did not get to it in time") from None
-        return await records.get_meter(self.store, meter_id)
-
-    async def _read_elsewhere(self, meter: MeterView, deadline: float) -> MeterView:
-        """Ask the replica polling the meter's DTU, and wait for the reading to land."""
-        before = await records.last_read_at(self.store, meter.id)
-        await records.request_reads(self.store, meter_id=meter.id, at=utcnow())
-
-        async def fresh() -> bool:
-            return await records.last_read_at(self.store, meter.id) != before
-
-        try:
-            async with asyncio.timeout(deadline + 1.0):
-                # Another process writes the reading: there is no event here to wait on.
-                while not await fresh():  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise MeterUnreachable(
-                f"meter {meter.id}: no reading in time (its DTU is offline, or no replica "
-                "polls it now)"
-            ) from None
-        return await records.get_meter(self.store, meter.id)
-
     def polled_dtus(self) -> set[str]:
         """Return the DTUs this replica polls now."""
         return set(self._pollers)
 
-    async def read_all_now(self) -> ReadAllQueued:
-        """Queue a read of every meter on every replica, ahead of the poll cycles."""
-        request_id = await records.request_reads(self.store, meter_id=None, at=utcnow())
+    def read_all_here(self, request_id: int) -> ReadAllQueued:
+        """Queue a read of every meter this replica polls, for a read request of its own."""
         self._own_read_requests.add(request_id)
         queued = sum(poller.read_all_now() for poller, _task in self._pollers.values())
         return ReadAllQueued(meters_queued_here=queued, dtus_here=len(self._pollers))
 
-    # --- internal API ---------------------------------------------------------------------
+    async def register_dtu(self, body: DtuRegistration) -> tuple[DtuView, bool]:
+        """Create or update a DTU and its meters (the API's operation, for in-process callers)."""
+        return await self.operations.register_dtu(body=body)
+
     def routers(self) -> Sequence[APIRouter]:
-        router = APIRouter(prefix="/internal")
-
-        @router.post("/dtus", status_code=200)
-        async def register(body: DtuRegistration, response: Response) -> DtuView:
-            view, created = await self.register_dtu(body)
-            if created:
-                response.status_code = 201
-            return view
-
-        @router.get("/dtus")
-        async def list_dtus() -> dict[str, Any]:
-            return {"items": await records.list_dtus(self.store)}
-
-        @router.get("/meters")
-        async def list_meters(
-            limit: int = Query(100, ge=1, le=1000),
-            offset: int = Query(0, ge=0),
-            ids: str | None = Query(None, description="comma-separated meter ids"),
-        ) -> dict[str, Any]:
-            wanted = None if ids is None else [i.strip() for i in ids.split(",") if i.strip()]
-            items, total = await records.list_meters(
-                self.store, limit=limit, offset=offset, ids=wanted
-            )
-            return {"items": items, "total": total, "limit": limit, "offset": offset}
-
-        @router.get("/meters/{meter_id}")
-        async def get_meter(meter_id: str) -> MeterView:
-            return await records.get_meter(self.store, meter_id)
-
-        @router.post("/meters/{meter_id}/read")
-        async def read_meter(meter_id: str) -> MeterView:
-            return await self.read_meter_now(meter_id)
-
-        @router.post("/read-all", status_code=202)
-        async def read_all() -> ReadAllQueued:
-            return await self.read_all_now()
-
-        return [router]
+        return [api.internal_router(self.operations)]
 
 
 async def _whole(work: Coroutine[Any, Any, T]) -> T:

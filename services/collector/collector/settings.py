@@ -24,9 +24,10 @@ class CollectorSettings(CommonSettings):
     collector_instance: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     # A replica that has not renewed its lease this long is dead; its DTUs move.
     collector_lease_seconds: float = Field(default=15.0, gt=0)
-    # Where DTUs in client mode dial in; 0 picks a free port (tests).
+    # Where DTUs in client mode dial in; 0 picks a free port, None turns the listener off
+    # (tests and standalone products that need none).
     collector_listen_host: str = "0.0.0.0"  # DTUs dial in from the field
-    collector_listen_port: int = Field(default=9502, ge=0, le=65535)
+    collector_listen_port: int | None = Field(default=9502, ge=0, le=65535)
     # How often each meter's clock is checked (meters with a clock only).
     collector_clock_check_seconds: float = Field(default=3600.0, gt=0)
     # The zone meters keep their local clocks in (IANA name); default: this host's.

@@ -15,7 +15,9 @@ PROFILES = {"reference-prepaid": 1.0, "eastron-sdm120": 1.0, "dlt645-2007": 1.0}
 
 async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
     # A generous timeout: on a busy machine a slow answer is not the fault under test.
-    async with running_collector(sqlite_url, listen_port=0, request_timeout=1.0) as collector:
+    async with running_collector(
+        sqlite_url, collector_listen_port=0, request_timeout_seconds=1.0
+    ) as collector:
         listener = collector.service.listener
         assert listener is not None
         field = FieldSimulator(
@@ -59,7 +61,7 @@ async def test_faulty_replies_never_become_readings(sqlite_url: str) -> None:
 async def test_late_replies_are_not_taken_for_the_next_answer(sqlite_url: str) -> None:
     # RTU has no transaction id: a reply arriving after its timeout could pass for the
     # answer to the next request of the same size (SDM120 reads four 2-register blocks).
-    async with running_collector(sqlite_url, request_timeout=0.5) as collector:
+    async with running_collector(sqlite_url, request_timeout_seconds=0.5) as collector:
         field = FieldSimulator(
             2,
             3,

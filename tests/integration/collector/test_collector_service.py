@@ -267,7 +267,7 @@ async def test_a_bus_loop_whose_settings_could_not_be_read_tries_again(
         return await real_load_bus(store, dtu_id)  # type: ignore[arg-type]
 
     monkeypatch.setattr(records, "load_bus", busy_once)
-    async with running_collector(sqlite_url, poll_interval=0.3) as collector:
+    async with running_collector(sqlite_url, poll_interval_seconds=0.3) as collector:
         assert (await collector.register(field_sim.dtus[0].registration())).status_code == 201
         meter_ids = [m.meter_id for m in field_sim.dtus[0].meters]
         await wait_until(holds(lambda: all(collector.readings(m) for m in meter_ids)))

@@ -29,11 +29,15 @@ async def test_replicas_share_the_field_and_take_over(sqlite_url: str) -> None:
     async with AsyncExitStack() as stack:
         addresses = {d: await stack.enter_async_context(serve_raw(b)) for d, b in buses.items()}
         a = await stack.enter_async_context(
-            running_collector(sqlite_url, instance="replica-a", lease_seconds=1.0)
+            running_collector(
+                sqlite_url, collector_instance="replica-a", collector_lease_seconds=1.0
+            )
         )
         b_stack = AsyncExitStack()
         b = await b_stack.enter_async_context(
-            running_collector(sqlite_url, instance="replica-b", lease_seconds=1.0)
+            running_collector(
+                sqlite_url, collector_instance="replica-b", collector_lease_seconds=1.0
+            )
         )
         try:
             for dtu_id, (host, port) in addresses.items():
@@ -95,7 +99,10 @@ async def test_replicas_share_the_field_and_take_over(sqlite_url: str) -> None:
 
 async def test_a_dead_replicas_dtus_move_when_its_lease_runs_out(sqlite_url: str) -> None:
     async with running_collector(
-        sqlite_url, instance="replica-a", lease_seconds=1.0, poll_interval=0.2
+        sqlite_url,
+        collector_instance="replica-a",
+        collector_lease_seconds=1.0,
+        poll_interval_seconds=0.2,
     ) as a:
         # A replica that died without a word: a lease that will simply not be renewed.
         await records.renew_lease(

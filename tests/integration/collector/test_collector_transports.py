@@ -36,7 +36,7 @@ def meters(prefix: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def listening(sqlite_url: str) -> AsyncIterator[Collector]:
-    async with running_collector(sqlite_url, listen_port=0) as collector:
+    async with running_collector(sqlite_url, collector_listen_port=0) as collector:
         yield collector
 
 
@@ -251,7 +251,7 @@ async def test_a_silent_link_is_declared_dead(listening: Collector) -> None:
 
 
 async def test_heartbeats_alone_keep_an_idle_link_alive(sqlite_url: str) -> None:
-    async with running_collector(sqlite_url, listen_port=0) as collector:
+    async with running_collector(sqlite_url, collector_listen_port=0) as collector:
         await collector.register(
             {
                 "id": "H1",
@@ -296,7 +296,7 @@ async def test_clocks_are_set_within_limits_and_reported_beyond(sqlite_url: str)
     )
     async with (
         serve_raw(bus) as (host, port),
-        running_collector(sqlite_url, clock_check_interval=0.5) as collector,
+        running_collector(sqlite_url, collector_clock_check_seconds=0.5) as collector,
     ):
         await collector.register(
             {
@@ -330,7 +330,7 @@ async def test_read_all_now_reaches_every_meter(sqlite_url: str) -> None:
     bus = FakeBus(modbus={u: ModbusMeter(unit=u) for u in (1, 2, 3)})
     async with (
         serve_raw(bus) as (host, port),
-        running_collector(sqlite_url, poll_interval=30.0) as collector,
+        running_collector(sqlite_url, poll_interval_seconds=30.0) as collector,
     ):
         await collector.register(
             {
@@ -485,7 +485,7 @@ async def test_a_modbus_meter_clock_is_written_when_it_drifts(sqlite_url: str) -
     bus = FakeBus(modbus={1: meter})
     async with (
         serve_raw(bus) as (host, port),
-        running_collector(sqlite_url, clock_check_interval=0.5) as collector,
+        running_collector(sqlite_url, collector_clock_check_seconds=0.5) as collector,
     ):
         await collector.register(
             {

@@ -11,7 +11,7 @@ from testkit.collector import holds, running_collector
 
 
 async def test_collector_reads_every_kind_and_profile_the_simulator_has(sqlite_url: str) -> None:
-    async with running_collector(sqlite_url, listen_port=0) as collector:
+    async with running_collector(sqlite_url, collector_listen_port=0) as collector:
         listener = collector.service.listener
         assert listener is not None
         field = FieldSimulator(
