@@ -161,7 +161,10 @@ async def publish_role(args: argparse.Namespace) -> None:
 
 async def billing_role(args: argparse.Namespace) -> None:
     """One billing process on RabbitMQ; on SIGTERM write each message's commit instant."""
-    from billing.service import BillingService, readings_carried
+    from billing.bootstrap import wire
+    from billing.handlers import readings_carried
+    from billing.service import BillingService
+    from billing.settings import BillingSettings
     from prepaid_common.bus.rabbit import RabbitBus
     from prepaid_common.contracts import Envelope
     from prepaid_common.db import create_engine
@@ -198,7 +201,8 @@ async def billing_role(args: argparse.Namespace) -> None:
     engine = create_engine(args.database_url)
     bus = RabbitBus(AMQP_URL, prefix=args.prefix)
     # The calendar sweep is not part of the reading path being measured.
-    service = TimedBilling(engine=engine, bus=bus, sweep_interval=86400)
+    settings = BillingSettings(billing_sweep_interval_seconds=86400)
+    service = wire(TimedBilling(engine=engine, bus=bus), settings)
     service.register()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -221,15 +225,16 @@ def spawn(*argv: str) -> subprocess.Popen[bytes]:
 
 async def prepare(database_url: str) -> None:
     """Migrate the fresh database and define the tariff every account uses."""
+    from billing.bootstrap import build
     from billing.domain.tariffs import TariffDefinition
-    from billing.service import BillingService
+    from billing.settings import BillingSettings
     from prepaid_common.bus import InProcessBus
     from prepaid_common.db import create_engine
 
     engine = create_engine(database_url)
-    service = BillingService(engine=engine, bus=InProcessBus())
+    service = build(BillingSettings(), engine=engine, bus=InProcessBus())
     await service.migrate()
-    await service.define_tariff(
+    await service.operations.tariffs.define_tariff(
         tariff_id="bench-flat",
         name="Bench flat",
         definition=TariffDefinition(kind="flat", price_per_kwh=Decimal("0.8")),
@@ -241,28 +246,21 @@ async def prepare(database_url: str) -> None:
 
 async def seed_role(args: argparse.Namespace) -> None:
     """Open accounts with credit and bind one meter each, through billing's operations."""
-    from billing.service import BillingService
+    from billing.bootstrap import build
+    from billing.settings import BillingSettings
     from prepaid_common.bus import InProcessBus
     from prepaid_common.contracts import Envelope, PaymentSucceededV1
+    from prepaid_common.contracts.api.billing import AccountTerms
     from prepaid_common.db import create_engine
 
     engine = create_engine(args.database_url)
-    service = BillingService(engine=engine, bus=InProcessBus())
-    pay = service.store.idempotent(service.handle_payment)
-    terms = {
-        "mode": "prepaid",
-        "trip_line": Decimal("0.00"),
-        "warning_line": Decimal("10.00"),
-        "overdraft_limit": Decimal("0.00"),
-        "balance_cap": None,
-        "debt_share": Decimal(0),
-        "debt_daily": Decimal("0.00"),
-        "protected": False,
-    }
+    service = build(BillingSettings(), engine=engine, bus=InProcessBus())
+    pay = service.store.idempotent(service.handlers.handle_payment)
+    terms = AccountTerms(warning_line=Decimal("10.00"))
 
     async def one(index: int) -> None:
         account = f"BA{index:06d}"
-        await service.open_account(
+        await service.operations.accounts.open_account(
             account_id=account,
             name=account,
             tariff_id="bench-flat",
@@ -284,7 +282,7 @@ async def seed_role(args: argparse.Namespace) -> None:
                 producer="bench",
             )
         )
-        await service.bind_meter(meter_id=meter_id(index), account_id=account)
+        await service.operations.meters.bind_meter(meter_id=meter_id(index), account_id=account)
 
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(args.first, args.first + args.count):

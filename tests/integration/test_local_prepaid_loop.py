@@ -153,7 +153,7 @@ async def test_a_top_up_reaches_the_meter_and_a_cheat_shows(
         reference="LP-1",
         at=utcnow(),
     )
-    await product.billing.store.idempotent(product.billing.handle_payment)(
+    await product.billing.store.idempotent(product.billing.handlers.handle_payment)(
         Envelope.wrap(again, producer="test")
     )
     async with product.billing.store.sessionmaker() as session:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from billing.service import balance_of
+from billing.store.balances import balance_of
 from prepaid_common.contracts import Envelope, PaymentSucceededV1, utcnow
 from standalone.app import Standalone
 from testkit import wait_until
@@ -94,7 +94,7 @@ async def test_a_payment_delivered_twice_is_credited_once(product: Standalone) -
         at=utcnow(),
     )
     envelope = Envelope.wrap(payment, producer="test")
-    consume = product.billing.store.idempotent(product.billing.handle_payment)
+    consume = product.billing.store.idempotent(product.billing.handlers.handle_payment)
     async with product.billing.store.sessionmaker() as session:
         before = await balance_of(session, "ACC-DTU0001-02")
     await consume(envelope)

@@ -6,11 +6,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from billing.bootstrap import build
 from billing.domain.tariffs import TariffDefinition, Tier
-from billing.service import BillingService, balance_of
+from billing.service import BillingService
+from billing.settings import BillingSettings
+from billing.store.balances import balance_of
 from billing.tables import daily_usage, meters
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import Envelope, PaymentSucceededV1, ReadingV1, utcnow
+from prepaid_common.contracts.api.billing import AccountTerms
 from prepaid_common.db import create_engine
 from sqlalchemy import select
 
@@ -25,7 +29,9 @@ TIERED = TariffDefinition(
 
 async def billing_on(database_url: str, bus: Any = None) -> BillingService:
     """A migrated billing service on ``database_url`` (in-process bus unless given)."""
-    service = BillingService(engine=create_engine(database_url), bus=bus or InProcessBus())
+    service = build(
+        BillingSettings(), engine=create_engine(database_url), bus=bus or InProcessBus()
+    )
     await service.migrate()
     return service
 
@@ -33,7 +39,7 @@ async def billing_on(database_url: str, bus: Any = None) -> BillingService:
 async def define_tariff(
     service: BillingService, tariff_id: str, definition: TariffDefinition = TIERED
 ) -> None:
-    await service.define_tariff(
+    await service.operations.tariffs.define_tariff(
         tariff_id=tariff_id,
         name=tariff_id,
         definition=definition,
@@ -51,26 +57,17 @@ async def open_with_meters(
     credit: str = "100.00",
 ) -> None:
     """Open a prepaid account on a tariff, top it up and bind its meters."""
-    await service.open_account(
+    await service.operations.accounts.open_account(
         account_id=account,
         name=account,
         tariff_id=tariff_id,
         price_per_kwh=None,
-        terms={
-            "mode": "prepaid",
-            "trip_line": Decimal("0.00"),
-            "warning_line": Decimal("5.00"),
-            "overdraft_limit": Decimal("0.00"),
-            "balance_cap": None,
-            "debt_share": Decimal(0),
-            "debt_daily": Decimal("0.00"),
-            "protected": False,
-        },
+        terms=AccountTerms(warning_line=Decimal("5.00")),
         groups=[],
         operator="test",
     )
     if Decimal(credit) > 0:
-        await service.store.idempotent(service.handle_payment)(
+        await service.store.idempotent(service.handlers.handle_payment)(
             Envelope.wrap(
                 PaymentSucceededV1(
                     payment_id=f"credit-{account}",
@@ -84,7 +81,7 @@ async def open_with_meters(
             )
         )
     for meter_id in meter_ids:
-        await service.bind_meter(meter_id=meter_id, account_id=account)
+        await service.operations.meters.bind_meter(meter_id=meter_id, account_id=account)
 
 
 def reading(meter_id: str, at: datetime, kwh: str | Decimal) -> Envelope:

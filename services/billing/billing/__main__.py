@@ -1,13 +1,13 @@
 """Run the billing service alone: ``python -m billing`` (cluster mode)."""
 
 import asyncio
-import os
+from functools import partial
 
 from prepaid_common.service import run_alone
-from prepaid_common.settings import CommonSettings
 
-from billing.service import BillingService
+from billing.bootstrap import build
+from billing.settings import BillingSettings
 
 if __name__ == "__main__":
-    port = int(os.environ.get("PREPAID_SERVICE_PORT", "8102"))
-    asyncio.run(run_alone(BillingService, port=port, settings=CommonSettings()))
+    settings = BillingSettings()
+    asyncio.run(run_alone(partial(build, settings), port=settings.service_port, settings=settings))

@@ -21,7 +21,6 @@ from prepaid_common.contracts import CommandOutcomeV1, CreditRequestedV1, Readin
 from prepaid_common.errors import Conflict, Invalid, NotFound
 from prepaid_common.outbox import UnitOfWork
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing import bulk
 from billing.domain import ledger
@@ -452,60 +451,3 @@ async def _alarm(
     if not raised:
         await record_anomaly(uow, meter_id, finding.kind, finding.detail)
     return True
-
-
-# --- views ---------------------------------------------------------------------------------
-async def local_credit_view(session: AsyncSession, meter_id: str, *, limit: int) -> dict[str, Any]:
-    """A local-prepaid meter's baseline, latest read-back and purchases (newest first)."""
-    row = (
-        await session.execute(select(local_meters).where(local_meters.c.meter_id == meter_id))
-    ).first()
-    if row is None:
-        raise NotFound(f"meter {meter_id} is not local-prepaid")
-    items = (
-        await session.execute(
-            select(purchases)
-            .where(purchases.c.meter_id == meter_id)
-            .order_by(purchases.c.created_at.desc(), purchases.c.id)
-            .limit(limit)
-        )
-    ).all()
-    baseline = None
-    if row.baseline_count is not None:
-        baseline = {
-            "purchase_count": row.baseline_count,
-            "credit": row.baseline_credit,
-            "energy_kwh": row.baseline_kwh,
-            "read_at": row.baseline_at,
-        }
-    shown = None
-    if row.meter_count is not None:
-        shown = {
-            "purchase_count": row.meter_count,
-            "credit": row.meter_credit,
-            "energy_kwh": row.meter_kwh,
-            "read_at": row.read_at,
-        }
-    return {
-        "meter_id": meter_id,
-        "local_price": row.price,
-        "baseline": baseline,
-        "meter": shown,
-        "purchase_count_mismatch": row.count_alarm,
-        "local_credit_mismatch": row.credit_alarm,
-        "purchases": [
-            {
-                "id": item.id,
-                "account_id": item.account_id,
-                "operation_key": item.operation_key,
-                "amount": item.amount,
-                "purchase_count": item.purchase_count,
-                "status": item.status,
-                "pushes": item.pushes,
-                "error": item.error,
-                "created_at": item.created_at,
-                "confirmed_at": item.confirmed_at,
-            }
-            for item in items
-        ],
-    }

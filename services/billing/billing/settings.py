@@ -1,36 +1,48 @@
-"""Billing's own settings (environment prefix ``PREPAID_BILLING_``)."""
+"""Billing's settings: the common ones plus billing's own (``PREPAID_BILLING_*``)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+from prepaid_common.settings import CommonSettings
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from billing.domain.rating import DEFAULT_MAX_POWER_KW
 
 
-class BillingSettings(BaseSettings):
-    """How billing batches readings, caches reference data and keeps raw readings."""
+class BillingSettings(CommonSettings):
+    """How billing batches readings, caches reference data and keeps raw readings.
 
-    model_config = SettingsConfigDict(env_prefix="PREPAID_BILLING_", extra="ignore")
+    Fields read the environment with the prefix ``PREPAID_``: ``billing_reading_prefetch``
+    is ``PREPAID_BILLING_READING_PREFETCH``.
+    """
 
+    # The internal API's port when billing runs alone.
+    service_port: int = Field(default=8102, ge=1, le=65535)
     # Raw readings older than this are dropped (whole monthly partitions on PostgreSQL);
     # the daily roll-ups (billing_daily_usage) are kept.
-    reading_retention_days: int = Field(default=400, ge=1)
+    billing_reading_retention_days: int = Field(default=400, ge=1)
     # Readings rated and committed in one transaction, and how long to wait to fill one.
-    reading_batch_max: int = Field(default=1000, ge=1)
-    reading_batch_wait_seconds: float = Field(default=0.05, ge=0)
+    billing_reading_batch_max: int = Field(default=1000, ge=1)
+    billing_reading_batch_wait_seconds: float = Field(default=0.05, ge=0)
     # Reading messages RabbitMQ may hand over unacknowledged. A collector's batch carries
     # up to 250 readings (about 60 KB), so 1,000 bounds a backlog's share in memory near
     # 60 MB (three batches' worth of messages, 3,000, could reach 180 MB); single reading.v1
     # messages still fill whole batches (300 measured 3,000 readings/s for them, 1,000
     # 6,700/s, three batches' worth 8,800/s).
-    reading_prefetch: int = Field(default=1000, ge=1)
+    billing_reading_prefetch: int = Field(default=1000, ge=1)
     # Meters whose parsed rating position is kept between batches (0: none); each entry
     # is used only while the stored position is still exactly the text it was kept with.
-    position_cache_size: int = Field(default=200_000, ge=0)
+    billing_position_cache_size: int = Field(default=200_000, ge=0)
     # Tariff versions and the site policy are cached; this process drops its cache when it
     # changes them itself, and other replicas see a change within this many seconds.
-    reference_cache_seconds: float = Field(default=5.0, ge=0)
+    billing_reference_cache_seconds: float = Field(default=5.0, ge=0)
     # A local-prepaid meter may show this much more credit (yuan) than the ledger's pushes
     # allow before it is a mismatch: its display truncates credit and energy to 0.01.
-    local_credit_tolerance: Decimal = Field(default=Decimal("0.10"), ge=0)
+    billing_local_credit_tolerance: Decimal = Field(default=Decimal("0.10"), ge=0)
+    # Above this average power between two readings a register jump is refused as
+    # implausible (a bad frame or the wrong meter answering). A simulator running its
+    # clock N times faster needs N times this.
+    billing_max_power_kw: Decimal = Field(default=DEFAULT_MAX_POWER_KW, gt=0)
+    # Seconds between calendar sweeps (fixed charges, debt recovery, holds and windows).
+    billing_sweep_interval_seconds: float = Field(default=30.0, gt=0)

@@ -13,8 +13,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import httpx
-from billing.domain.rating import DEFAULT_MAX_POWER_KW
-from billing.service import BillingService
+from billing.bootstrap import build as build_billing
+from billing.settings import BillingSettings
 from collector.service import CollectorService
 from control.service import ControlService
 from fastapi import FastAPI
@@ -59,8 +59,13 @@ class Standalone:
         # The simulator's clock runs `sim_speed` times faster than the server's, so the
         # most power a meter can plausibly show between two readings scales with it.
         speedup = Decimal(str(max(settings.sim_speed, 1.0))) if settings.simulator else Decimal(1)
-        self.billing = BillingService(
-            engine=self.engine, bus=self.bus, max_power_kw=DEFAULT_MAX_POWER_KW * speedup
+        billing_settings = BillingSettings()
+        self.billing = build_billing(
+            billing_settings.model_copy(
+                update={"billing_max_power_kw": billing_settings.billing_max_power_kw * speedup}
+            ),
+            engine=self.engine,
+            bus=self.bus,
         )
         self.control = ControlService(engine=self.engine, bus=self.bus)
         self.payments = PaymentsService(engine=self.engine, bus=self.bus)

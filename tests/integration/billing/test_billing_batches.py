@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from billing.service import BillingService, readings_carried
+from billing.handlers import readings_carried
+from billing.service import BillingService
 from billing.tables import balances, readings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -81,12 +82,12 @@ async def test_a_batch_charges_what_single_readings_charge(service: BillingServi
     # enough energy to cross the tier boundary in the middle of a batch.
     script = [(0, "100"), (10, "101.5"), (5, "100.7"), (20, "104.9"), (10, "101.5")]
     script += [(30, "106.25"), (25, "105"), (40, "109.999"), (30, "106.25")]
-    single = service.store.idempotent(service.handle_reading)
+    single = service.store.idempotent(service.handlers.handle_reading)
     for minutes, kwh in script:
         envelope = reading("S1", NOW + timedelta(minutes=minutes), kwh)
         await single(envelope)
         await single(envelope)  # redelivered
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     envelopes = [reading("B1", NOW + timedelta(minutes=m), kwh) for m, kwh in script]
     await batch(envelopes[:3] + envelopes[:1])  # a duplicate id inside one batch
     await batch(envelopes[3:])
@@ -105,7 +106,7 @@ async def test_a_collectors_reading_batch_charges_what_single_readings_charge(
     await open_with_meters(service, "S", ["S1", "S2"], tariff_id="tiered")
     await open_with_meters(service, "B", ["B1", "B2"], tariff_id="tiered")
     script = [(0, "100"), (10, "101.5"), (5, "100.7"), (20, "104.9"), (30, "106.25")]
-    single = service.store.idempotent(service.handle_reading)
+    single = service.store.idempotent(service.handlers.handle_reading)
     for minutes, kwh in script:
         for meter in ("S1", "S2"):
             await single(reading(meter, NOW + timedelta(minutes=minutes), kwh))
@@ -129,7 +130,7 @@ async def test_a_collectors_reading_batch_charges_what_single_readings_charge(
         )
 
     first, second = batch_of(script[:2]), batch_of(script[2:])
-    handled = service.store.idempotent_batch(service.handle_readings)
+    handled = service.store.idempotent_batch(service.handlers.handle_readings)
     sizes: list[int] = []
 
     async def handler(batch: list[Envelope]) -> None:
@@ -158,7 +159,7 @@ async def test_a_trip_is_never_missed_when_a_batch_crosses_the_cut_line(
     service: BillingService,
 ) -> None:
     await open_with_meters(service, "A", ["M1", "M2"], tariff_id="tiered", credit="3.00")
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     await batch([reading("M1", NOW, "0"), reading("M2", NOW, "0")])
     assert await relay_requests(service) == []
     # Only M1 reads, and the account crosses the cut line in the middle of the batch:
@@ -167,7 +168,7 @@ async def test_a_trip_is_never_missed_when_a_batch_crosses_the_cut_line(
     assert sorted(await relay_requests(service)) == [("M1", "trip"), ("M2", "trip")]
     await batch([reading("M1", NOW + timedelta(minutes=9), "9")])
     assert len(await relay_requests(service)) == 2  # already off: nothing new
-    await service.store.idempotent(service.handle_payment)(
+    await service.store.idempotent(service.handlers.handle_payment)(
         Envelope.wrap(
             PaymentSucceededV1(
                 payment_id="p-A",
@@ -187,7 +188,7 @@ async def test_a_failed_commit_leaves_nothing_and_the_redelivery_counts_once(
     service: BillingService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await open_with_meters(service, "A", ["M1"], tariff_id="tiered")
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     await batch([reading("M1", NOW, "10")])
     envelopes = [reading("M1", NOW + timedelta(minutes=m), str(10 + m)) for m in (1, 2, 3)]
     commit = AsyncSession.commit
@@ -284,10 +285,10 @@ async def _singles_versus_batches(
         singles = {i: reading(f"S{n}", times[i], registers[i]) for i in range(len(times))}
         batched = {i: reading(f"B{n}", times[i], registers[i]) for i in range(len(times))}
         arrival = first + [i + 1 for i in order]
-        single = billing.store.idempotent(billing.handle_reading)
+        single = billing.store.idempotent(billing.handlers.handle_reading)
         for i in arrival:
             await single(singles[i])
-        consume = billing.store.idempotent_batch(billing.handle_readings)
+        consume = billing.store.idempotent_batch(billing.handlers.handle_readings)
         queue = [batched[i] for i in arrival]
         for size in itertools.cycle(cuts):
             if not queue:

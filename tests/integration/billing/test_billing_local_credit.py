@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from billing.api import build_router  # noqa: F401 - the service mounts it
+from billing.bootstrap import build
 from billing.domain import ledger
 from billing.service import BillingService
+from billing.settings import BillingSettings
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import (
     CommandOutcomeV1,
@@ -24,6 +25,7 @@ from prepaid_common.contracts import (
     ReadingV1,
     utcnow,
 )
+from prepaid_common.contracts.api.billing import AccountTerms
 from prepaid_common.db import create_engine
 from prepaid_common.errors import Conflict
 
@@ -47,9 +49,9 @@ class Harness:
 
     async def deliver(self, message: Message) -> None:
         handlers = {
-            ReadingV1: self.service.handle_reading,
-            PaymentSucceededV1: self.service.handle_payment,
-            CommandOutcomeV1: self.service.handle_outcome,
+            ReadingV1: self.service.handlers.handle_reading,
+            PaymentSucceededV1: self.service.handlers.handle_payment,
+            CommandOutcomeV1: self.service.handlers.handle_outcome,
         }
         handler = handlers[type(message)]
         await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
@@ -57,30 +59,21 @@ class Harness:
             pass
 
     async def open(self, account: str, *meters: str, debt_share: str = "0") -> None:
-        await self.service.open_account(
+        await self.service.operations.accounts.open_account(
             account_id=account,
             name=account,
             tariff_id=None,
             price_per_kwh=Decimal("1.0000"),
-            terms={
-                "mode": "prepaid",
-                "trip_line": Decimal("0.00"),
-                "warning_line": Decimal("0.00"),
-                "overdraft_limit": Decimal("0.00"),
-                "balance_cap": None,
-                "debt_share": Decimal(debt_share),
-                "debt_daily": Decimal("0.00"),
-                "protected": False,
-            },
+            terms=AccountTerms(warning_line=Decimal("0.00"), debt_share=Decimal(debt_share)),
             groups=[],
             operator="test",
         )
         await self.pay(account, "100.00")
         for meter in meters:
-            await self.service.bind_meter(meter_id=meter, account_id=account)
+            await self.service.operations.meters.bind_meter(meter_id=meter, account_id=account)
 
     async def flag(self, meter: str, account: str, local: bool = True) -> None:
-        await self.service.bind_meter(
+        await self.service.operations.meters.bind_meter(
             meter_id=meter,
             account_id=account,
             local_prepaid=local,
@@ -159,7 +152,7 @@ async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
     database_url, _ = backend
     engine = create_engine(database_url)
     bus = InProcessBus()
-    service = BillingService(engine=engine, bus=bus)
+    service = build(BillingSettings(), engine=engine, bus=bus)
     await service.migrate()
     harness = Harness(service, bus)
     yield harness
@@ -171,7 +164,7 @@ async def test_purchases_wait_for_the_meters_count_and_go_one_at_a_time(
     billing: Harness,
 ) -> None:
     await billing.open("A1", "M1", debt_share="0.2")
-    await billing.service.post_operator_transaction(
+    await billing.service.operations.money.post_operator_transaction(
         ledger.record_arrears(
             account_id="A1", amount=Decimal("100.00"), key="old", reason="old", operator="t"
         )

@@ -71,12 +71,12 @@ def at(minutes: int) -> Any:
 
 async def test_later_batches_take_the_kept_position(service: BillingService) -> None:
     await open_with_meters(service, "A", ["M1"], tariff_id=FLAT)
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     await batch([reading("M1", at(0), "10")])
-    misses = service._positions.misses
+    misses = service.handlers.positions.misses
     for minute in range(1, 6):
         await batch([reading("M1", at(minute), str(10 + minute))])
-    assert service._positions.misses == misses  # all five from memory
+    assert service.handlers.positions.misses == misses  # all five from memory
     assert await consumption_charged(service, "A") == Decimal("5.00")
     assert await balance(service, "A") == Decimal("95.00")
 
@@ -85,7 +85,7 @@ async def test_a_rolled_back_batch_leaves_no_position_behind(
     service: BillingService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await open_with_meters(service, "A", ["M1"], tariff_id=FLAT)
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     await batch([reading("M1", at(0), "10")])
     await batch([reading("M1", at(1), "11")])  # the position (11 kWh) is now kept
     failed = [reading("M1", at(m), str(10 + m)) for m in (2, 3)]
@@ -117,8 +117,8 @@ async def test_another_replica_moving_the_position_is_seen(
     await open_with_meters(service, "A", ["M1"], tariff_id=FLAT)
     other = await billing_on(backend[0])
     try:
-        mine = service.store.idempotent_batch(service.handle_readings)
-        theirs = other.store.idempotent_batch(other.handle_readings)
+        mine = service.store.idempotent_batch(service.handlers.handle_readings)
+        theirs = other.store.idempotent_batch(other.handlers.handle_readings)
         await mine([reading("M1", at(0), "10")])
         await mine([reading("M1", at(1), "11")])
         await theirs([reading("M1", at(2), "13")])  # the other replica rates 2 kWh
@@ -133,10 +133,10 @@ async def test_another_replica_moving_the_position_is_seen(
 
 async def test_a_swap_replaces_the_kept_position(service: BillingService) -> None:
     await open_with_meters(service, "A", ["OLD"], tariff_id=FLAT)
-    batch = service.store.idempotent_batch(service.handle_readings)
+    batch = service.store.idempotent_batch(service.handlers.handle_readings)
     await batch([reading("OLD", at(0), "10")])
     await batch([reading("OLD", at(1), "12")])
-    await service.swap_meter(
+    await service.operations.meters.swap_meter(
         old_meter_id="OLD",
         new_meter_id="NEW",
         old_final_kwh=Decimal(13),
@@ -148,7 +148,7 @@ async def test_a_swap_replaces_the_kept_position(service: BillingService) -> Non
     assert await consumption_charged(service, "A") == Decimal("4.00")
     # The old meter id bound again starts afresh, whatever was kept for it: its first
     # reading only fixes the start.
-    await service.bind_meter(meter_id="OLD", account_id="A")
+    await service.operations.meters.bind_meter(meter_id="OLD", account_id="A")
     await batch([reading("OLD", utcnow() + timedelta(minutes=6), "50")])
     await batch([reading("OLD", utcnow() + timedelta(minutes=7), "51")])
     assert await consumption_charged(service, "A") == Decimal("5.00")

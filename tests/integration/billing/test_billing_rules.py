@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-from billing.api import build_router  # noqa: F401 - the service mounts it
+from billing.bootstrap import build
 from billing.domain import ledger
 from billing.domain.supply import FriendlyWindow, SitePolicy
 from billing.domain.tariffs import TariffDefinition, Tier
-from billing.service import BillingService, arrears_of, balance_of
+from billing.service import BillingService
+from billing.settings import BillingSettings
+from billing.store.balances import arrears_of, balance_of
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import (
     Envelope,
@@ -24,6 +26,7 @@ from prepaid_common.contracts import (
     RelayRequestedV1,
     utcnow,
 )
+from prepaid_common.contracts.api.billing import AccountTerms
 from prepaid_common.db import create_engine
 from prepaid_common.errors import Conflict, Invalid
 
@@ -49,9 +52,9 @@ class Harness:
 
     async def deliver(self, message: Message) -> None:
         handler = (
-            self.service.handle_reading
+            self.service.handlers.handle_reading
             if isinstance(message, ReadingV1)
-            else self.service.handle_payment
+            else self.service.handlers.handle_payment
         )
         await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
         await self.flush()
@@ -92,28 +95,19 @@ class Harness:
         tariff = terms.pop("tariff_id", None)
         price = None if tariff else Decimal(terms.pop("price", "1"))
         groups = terms.pop("groups", [])
-        defaults = {
-            "mode": "prepaid",
-            "trip_line": Decimal("0.00"),
-            "warning_line": Decimal("5.00"),
-            "overdraft_limit": Decimal("0.00"),
-            "balance_cap": None,
-            "debt_share": Decimal(0),
-            "debt_daily": Decimal("0.00"),
-            "protected": False,
-        }
-        await self.service.open_account(
+        defaults = {"warning_line": Decimal("5.00")}
+        await self.service.operations.accounts.open_account(
             account_id=account,
             name=account,
             tariff_id=tariff,
             price_per_kwh=price,
-            terms=defaults | terms,
+            terms=AccountTerms(**(defaults | terms)),
             groups=groups,
             operator="test",
         )
         if Decimal(credit) > 0:
             await self.pay(account, credit)
-        await self.service.bind_meter(meter_id=meter, account_id=account)
+        await self.service.operations.meters.bind_meter(meter_id=meter, account_id=account)
         await self.flush()
 
     def actions(self, meter: str) -> list[str]:
@@ -132,7 +126,7 @@ async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
     database_url, _ = backend
     engine = create_engine(database_url)
     bus = InProcessBus()
-    service = BillingService(engine=engine, bus=bus)
+    service = build(BillingSettings(), engine=engine, bus=bus)
     await service.migrate()
     harness = Harness(service, bus)
     yield harness
@@ -151,7 +145,7 @@ async def test_tou_tariff_prices_the_meters_own_registers(billing: Harness) -> N
             "valley": Decimal("0.3"),
         },
     )
-    await billing.service.define_tariff(
+    await billing.service.operations.tariffs.define_tariff(
         tariff_id="tou-1", name="TOU", definition=definition, effective_from=None, operator="t"
     )
     await billing.open("A1", "M1", credit="100", tariff_id="tou-1")
@@ -165,7 +159,7 @@ async def test_tou_tariff_prices_the_meters_own_registers(billing: Harness) -> N
 
 
 async def test_a_scheduled_version_prices_only_what_comes_after_it(billing: Harness) -> None:
-    await billing.service.define_tariff(
+    await billing.service.operations.tariffs.define_tariff(
         tariff_id="t",
         name="T",
         definition=TariffDefinition(kind="flat", price_per_kwh=Decimal(1)),
@@ -173,7 +167,7 @@ async def test_a_scheduled_version_prices_only_what_comes_after_it(billing: Harn
         operator="t",
     )
     change = utcnow() + timedelta(hours=1)
-    await billing.service.define_tariff(
+    await billing.service.operations.tariffs.define_tariff(
         tariff_id="t",
         name="T",
         definition=TariffDefinition(
@@ -194,7 +188,7 @@ async def test_a_scheduled_version_prices_only_what_comes_after_it(billing: Harn
     tariff = (await billing.api.get("/internal/tariffs/t")).json()
     assert len(tariff["versions"]) == 2
     with pytest.raises(Invalid):
-        await billing.service.define_tariff(
+        await billing.service.operations.tariffs.define_tariff(
             tariff_id="t",
             name="T",
             definition=TariffDefinition(kind="flat", price_per_kwh=Decimal(1)),
@@ -211,7 +205,7 @@ async def test_the_same_reading_twice_charges_once(billing: Harness) -> None:
     )
     await billing.deliver(first)
     envelope = Envelope.wrap(second, producer="test")
-    consume = billing.service.store.idempotent(billing.service.handle_reading)
+    consume = billing.service.store.idempotent(billing.service.handlers.handle_reading)
     await consume(envelope)
     await consume(envelope)  # a redelivery
     await billing.deliver(second)  # the same reading under a new message id
@@ -234,13 +228,13 @@ async def test_trip_at_the_cut_line_with_overdraft_and_close_on_top_up(billing: 
 
 async def test_hold_power_prevents_a_cut_until_released(billing: Harness) -> None:
     await billing.open("A1", "M1", credit="1")
-    hold = await billing.service.place_hold(
+    hold = await billing.service.operations.supply.place_hold(
         scope="meter", target="M1", until=None, reason="hospital ward", operator="t"
     )
     await billing.read("M1", NOW, "0")
     await billing.read("M1", NOW + timedelta(minutes=10), "5")
     assert billing.actions("M1") == []
-    await billing.service.release_hold(hold)
+    await billing.service.operations.supply.release_hold(hold_id=hold)
     await billing.flush()
     assert billing.actions("M1") == ["trip"]
 
@@ -248,13 +242,13 @@ async def test_hold_power_prevents_a_cut_until_released(billing: Harness) -> Non
 async def test_an_expired_hold_no_longer_protects(billing: Harness) -> None:
     await billing.open("A1", "M1", credit="1")
     start = utcnow()
-    await billing.service.place_hold(
+    await billing.service.operations.supply.place_hold(
         scope="global", target="*", until=start + timedelta(hours=1), reason="x", operator="t"
     )
     await billing.read("M1", start, "0")
     await billing.read("M1", start + timedelta(minutes=1), "5")
     assert billing.actions("M1") == []
-    await billing.service.sweep(now=start + timedelta(hours=2))
+    await billing.service.calendar.sweep(now=start + timedelta(hours=2))
     await billing.flush()
     assert billing.actions("M1") == ["trip"]
 
@@ -263,29 +257,31 @@ async def test_group_shedding_spares_protected_accounts(billing: Harness) -> Non
     await billing.open("A1", "M1", credit="50", groups=["building:A"])
     await billing.open("A2", "M2", credit="50", groups=["building:A"], protected=True)
     await billing.open("A3", "M3", credit="50", groups=["building:B"])
-    shed = await billing.service.start_shed(group="building:A", reason="grid limit", operator="t")
+    shed = await billing.service.operations.supply.start_shed(
+        group="building:A", reason="grid limit", operator="t"
+    )
     await billing.flush()
     assert (billing.actions("M1"), billing.actions("M2"), billing.actions("M3")) == (
         ["trip"],
         [],
         [],
     )
-    await billing.service.end_shed(shed)
+    await billing.service.operations.supply.end_shed(shed_id=shed)
     await billing.flush()
     assert billing.actions("M1") == ["trip", "close"]
 
 
 async def test_friendly_hours_defer_the_cut_until_they_end(billing: Harness) -> None:
-    await billing.service.set_policy(
-        SitePolicy(friendly_windows=[FriendlyWindow(start=time(0), end=time(23, 59, 59))])
+    await billing.service.operations.supply.set_policy(
+        policy=SitePolicy(friendly_windows=[FriendlyWindow(start=time(0), end=time(23, 59, 59))])
     )
     await billing.open("A1", "M1", credit="1")
     await billing.read("M1", NOW, "0")
     await billing.read("M1", NOW + timedelta(minutes=1), "5")
     assert await billing.balance("A1") == Decimal("-4.00")
     assert billing.actions("M1") == []
-    await billing.service.set_policy(SitePolicy())
-    await billing.service.sweep()
+    await billing.service.operations.supply.set_policy(policy=SitePolicy())
+    await billing.service.calendar.sweep()
     await billing.flush()
     assert billing.actions("M1") == ["trip"]
 
@@ -311,7 +307,7 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
     await billing.open(
         "A1", "M1", credit="5", debt_share=Decimal("0.2"), debt_daily=Decimal("1.00")
     )
-    await billing.service.post_operator_transaction(
+    await billing.service.operations.money.post_operator_transaction(
         ledger.record_arrears(
             account_id="A1",
             amount=Decimal("12.00"),
@@ -321,7 +317,7 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
         )
     )
     with pytest.raises(Conflict):  # the same operation key again
-        await billing.service.post_operator_transaction(
+        await billing.service.operations.money.post_operator_transaction(
             ledger.record_arrears(
                 account_id="A1", amount=Decimal("12.00"), key="old-bill", reason="x", operator="t"
             )
@@ -330,8 +326,8 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
     assert await billing.balance("A1") == Decimal("45.00")
     async with billing.service.store.sessionmaker() as session:
         assert await arrears_of(session, "A1") == Decimal("-2.00")
-    await billing.service.sweep()
-    await billing.service.sweep()  # once a day, however often the sweep runs
+    await billing.service.calendar.sweep()
+    await billing.service.calendar.sweep()  # once a day, however often the sweep runs
     assert await billing.balance("A1") == Decimal("44.00")
     async with billing.service.store.sessionmaker() as session:
         assert await arrears_of(session, "A1") == Decimal("-1.00")
@@ -339,15 +335,17 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
 
 async def test_anti_hoarding_cap_refuses_a_top_up_before_money_is_taken(billing: Harness) -> None:
     await billing.open("A1", "M1", credit="80", balance_cap=Decimal("100.00"))
-    await billing.service.check_top_up("A1", Decimal("20.00"))
+    await billing.service.operations.accounts.check_top_up(account_id="A1", amount=Decimal("20.00"))
     with pytest.raises(Conflict, match="cap"):
-        await billing.service.check_top_up("A1", Decimal("20.01"))
+        await billing.service.operations.accounts.check_top_up(
+            account_id="A1", amount=Decimal("20.01")
+        )
 
 
 async def test_refunds_and_reversals_are_audited_new_transactions(billing: Harness) -> None:
     await billing.open("A1", "M1", credit="30")
     with pytest.raises(Invalid, match="exceeds"):
-        await billing.service.post_operator_transaction(
+        await billing.service.operations.money.post_operator_transaction(
             ledger.refund(
                 account_id="A1",
                 amount=Decimal("31.00"),
@@ -357,7 +355,7 @@ async def test_refunds_and_reversals_are_audited_new_transactions(billing: Harne
                 operator="t",
             )
         )
-    refund_id = await billing.service.post_operator_transaction(
+    refund_id = await billing.service.operations.money.post_operator_transaction(
         ledger.refund(
             account_id="A1",
             amount=Decimal("10.00"),
@@ -368,10 +366,14 @@ async def test_refunds_and_reversals_are_audited_new_transactions(billing: Harne
         )
     )
     assert await billing.balance("A1") == Decimal("20.00")
-    await billing.service.reverse(refund_id, reason="refund entered twice", operator="bob")
+    await billing.service.operations.money.reverse(
+        transaction_id=refund_id, reason="refund entered twice", operator="bob"
+    )
     assert await billing.balance("A1") == Decimal("30.00")
     with pytest.raises(Conflict):
-        await billing.service.reverse(refund_id, reason="again", operator="bob")
+        await billing.service.operations.money.reverse(
+            transaction_id=refund_id, reason="again", operator="bob"
+        )
     lines = (await billing.api.get("/internal/accounts/A1/ledger")).json()["items"]
     assert [(line["kind"], line["operator"]) for line in lines[:2]] == [
         ("reversal", "bob"),
@@ -384,7 +386,7 @@ async def test_meter_swap_charges_the_old_final_reading_and_continues(billing: H
     await billing.open("A1", "OLD", credit="100")
     await billing.read("OLD", NOW, "1000")
     await billing.read("OLD", NOW + timedelta(minutes=5), "1010")
-    await billing.service.swap_meter(
+    await billing.service.operations.meters.swap_meter(
         old_meter_id="OLD",
         new_meter_id="NEW",
         old_final_kwh=Decimal("1012"),

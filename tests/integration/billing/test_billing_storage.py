@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from billing import partitions
+from billing.bootstrap import build
 from billing.service import BillingService
 from billing.settings import BillingSettings
 from billing.tables import daily_usage, readings
@@ -21,10 +22,10 @@ from testkit.billing import define_tariff, open_with_meters, reading
 
 @pytest.fixture
 async def billing(postgres_url: str) -> AsyncIterator[BillingService]:
-    service = BillingService(
+    service = build(
+        BillingSettings(billing_reading_retention_days=400),
         engine=create_engine(postgres_url),
         bus=InProcessBus(),
-        settings=BillingSettings(reading_retention_days=400),
     )
     await service.migrate()
     await define_tariff(service, "tiered")
@@ -69,7 +70,7 @@ async def test_a_reading_far_off_lands_in_the_default_partition_and_moves_later(
     billing: BillingService,
 ) -> None:
     await open_with_meters(billing, "A", ["M1"], tariff_id="tiered")
-    consume = billing.store.idempotent_batch(billing.handle_readings)
+    consume = billing.store.idempotent_batch(billing.handlers.handle_readings)
     now = utcnow().replace(microsecond=0)
     far = now + timedelta(days=3 * 365)
     await consume([reading("M1", now, "1"), reading("M1", far, "2")])
@@ -78,7 +79,7 @@ async def test_a_reading_far_off_lands_in_the_default_partition_and_moves_later(
     )
     assert await partition_of(billing, "M1", far) == partitions.DEFAULT_PARTITION
     # When the sweep reaches that month, its partition takes the row out of the default.
-    await billing.keep_readings(far)
+    await billing.calendar.keep_readings(far)
     assert await partition_of(billing, "M1", far) == partitions.partition_name(
         partitions.month_start(far)
     )
@@ -90,14 +91,14 @@ async def test_retention_drops_old_partitions_and_keeps_daily_usage(
     await open_with_meters(billing, "A", ["M1"], tariff_id="tiered")
     old = datetime(utcnow().year - 2, 3, 10, 12, tzinfo=UTC)
     # The sweep, run back then, made that month's partition.
-    await billing.keep_readings(old)
+    await billing.calendar.keep_readings(old)
     assert partitions.partition_name(partitions.month_start(old)) in await partition_names(billing)
-    consume = billing.store.idempotent_batch(billing.handle_readings)
+    consume = billing.store.idempotent_batch(billing.handlers.handle_readings)
     await consume([reading("M1", old, "10"), reading("M1", old + timedelta(hours=1), "13")])
     assert await partition_of(billing, "M1", old) == partitions.partition_name(
         partitions.month_start(old)
     )
-    await billing.sweep(now=utcnow())
+    await billing.calendar.sweep(now=utcnow())
     names = await partition_names(billing)
     assert partitions.partition_name(partitions.month_start(old)) not in names
     assert partitions.partition_name(partitions.month_start(utcnow())) in names
@@ -108,16 +109,16 @@ async def test_retention_drops_old_partitions_and_keeps_daily_usage(
 
 
 async def test_sqlite_keeps_a_plain_table_and_deletes_expired_readings(sqlite_url: str) -> None:
-    billing = BillingService(engine=create_engine(sqlite_url), bus=InProcessBus())
+    billing = build(BillingSettings(), engine=create_engine(sqlite_url), bus=InProcessBus())
     try:
         await billing.migrate()
         await define_tariff(billing, "tiered")
         await open_with_meters(billing, "A", ["M1"], tariff_id="tiered")
         old = utcnow().replace(microsecond=0) - timedelta(days=500)
-        consume = billing.store.idempotent_batch(billing.handle_readings)
+        consume = billing.store.idempotent_batch(billing.handlers.handle_readings)
         await consume([reading("M1", old, "10"), reading("M1", old + timedelta(hours=1), "12")])
         await consume([reading("M1", utcnow(), "13")])
-        assert await billing.keep_readings(utcnow()) == []
+        assert await billing.calendar.keep_readings(utcnow()) == []
         async with billing.store.sessionmaker() as session:
             left = (await session.scalars(select(readings.c.energy_kwh))).all()
             usage = await session.scalar(select(func.sum(daily_usage.c.metered_kwh)))
@@ -176,7 +177,7 @@ async def test_upgrading_a_filled_0001_database_keeps_its_readings_and_balances(
             partitions.month_start(before)
         )
         async with service.store.sessionmaker() as session:
-            from billing.service import balance_of
+            from billing.store.balances import balance_of
 
             assert await balance_of(session, "A") == Decimal("5.00")
     finally:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from prepaid_common.errors import Invalid
+
 from billing.domain.money import FEN, ZERO, round_money
 
 REVENUE_ENERGY = "revenue:energy"
@@ -177,3 +179,18 @@ def reversal(original: Transaction, *, original_id: str, reason: str, operator: 
         reverses=original_id,
         entries=tuple(Entry(e.ledger_account, -e.amount) for e in original.entries),
     )
+
+
+def ensure_refund_covered(txn: Transaction, *, balance: Decimal) -> None:
+    """Refuse a refund that pays back more than the tenant's balance holds."""
+    if txn.kind != "refund":
+        return
+    refunded = -txn.amount_for(tenant_ledger(txn.account_id))
+    if refunded > balance:
+        raise Invalid(f"refund {refunded} exceeds the balance {balance}")
+
+
+def ensure_reversible(kind: str) -> None:
+    """Refuse to reverse a reversal: a correction of a correction is a new transaction."""
+    if kind == "reversal":
+        raise Invalid("a reversal cannot itself be reversed; post a new transaction")

@@ -28,8 +28,10 @@ __all__ = [
     "SupplyInputs",
     "crossed_warning",
     "decide_supply",
+    "expected_supply",
     "in_window",
     "is_friendly",
+    "warning_settled",
 ]
 
 Supply = Literal["on", "off"]
@@ -100,3 +102,21 @@ def crossed_warning(*, balance: Decimal, warning_line: Decimal, warned: bool) ->
     if balance > warning_line and warned:
         return False
     return None
+
+
+# --- the readings fast path -------------------------------------------------------------
+# After a batch of readings, billing skips the accounts whose decision cannot change. These
+# two restate decide_supply and crossed_warning for that test without building their inputs;
+# tests/unit/billing/test_billing_supply_fast_path.py holds them equal.
+
+
+def expected_supply(
+    *, mode: str, balance: Decimal, trip_line: Decimal, overdraft_limit: Decimal
+) -> Supply:
+    """The supply ``decide_supply`` gives without holds, shedding or friendly hours."""
+    return "on" if mode == "postpaid" or balance > trip_line - overdraft_limit else "off"
+
+
+def warning_settled(*, balance: Decimal, warning_line: Decimal, warned: bool) -> bool:
+    """Whether ``crossed_warning`` would leave the warning flag as it is."""
+    return warned == (balance <= warning_line)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -35,8 +35,10 @@ from prepaid_common.contracts.api.billing import (
     Tier,
     TouCalendar,
 )
+from prepaid_common.errors import Invalid
 
 __all__ = [
+    "BEGINNING",
     "PERIODS",
     "Period",
     "PeriodEnergy",
@@ -50,9 +52,14 @@ __all__ = [
     "next_cycle_start",
     "period_at",
     "split_by_calendar",
+    "version_effective_from",
 ]
 
 ZERO = Decimal(0)
+# The first version of a tariff applies from the beginning of time.
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+# A new version "from now" sent a little late is still now, not back-dated.
+BACKDATING_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -205,3 +212,20 @@ def split_by_calendar(
     biggest = max(PERIODS, key=lambda p: shares[p])
     parts[biggest] = energy_kwh - sum((parts[p] for p in PERIODS if p != biggest), ZERO)
     return PeriodEnergy.of(parts)
+
+
+def version_effective_from(
+    *, tariff_exists: bool, requested: datetime | None, now: datetime
+) -> datetime:
+    """Return when a new tariff version takes effect; refuse a back-dated one.
+
+    A new tariff's first version applies from the beginning; a later version from the
+    instant asked for (now when omitted), never in the past: readings already rated under
+    the old version would otherwise be priced differently from their charges.
+    """
+    if not tariff_exists:
+        return requested or BEGINNING
+    effective = requested or now
+    if effective < now - BACKDATING_GRACE:
+        raise Invalid("a new version cannot take effect in the past")
+    return effective

@@ -1,0 +1,45 @@
+"""Routes for money an operator moves: arrears, refunds, reversals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prepaid_common.contracts.api.billing import OperatorMoney, PostedTransaction, ReversalBody
+
+from billing.operations.money import MoneyOperations
+
+
+def router(money: MoneyOperations) -> APIRouter:
+    """Return the money routes."""
+    routes = APIRouter(prefix="/internal")
+
+    @routes.post("/accounts/{account_id}/arrears", status_code=201)
+    async def record_arrears(account_id: str, body: OperatorMoney) -> PostedTransaction:
+        transaction_id = await money.record_arrears(
+            account_id=account_id,
+            amount=body.amount,
+            key=body.key,
+            reason=body.reason,
+            operator=body.operator,
+        )
+        return PostedTransaction(transaction_id=transaction_id)
+
+    @routes.post("/accounts/{account_id}/refunds", status_code=201)
+    async def refund(account_id: str, body: OperatorMoney) -> PostedTransaction:
+        transaction_id = await money.refund(
+            account_id=account_id,
+            amount=body.amount,
+            method=body.method,
+            key=body.key,
+            reason=body.reason,
+            operator=body.operator,
+        )
+        return PostedTransaction(transaction_id=transaction_id)
+
+    @routes.post("/transactions/{transaction_id}/reversal", status_code=201)
+    async def reverse(transaction_id: str, body: ReversalBody) -> PostedTransaction:
+        reversal_id = await money.reverse(
+            transaction_id=transaction_id, reason=body.reason, operator=body.operator
+        )
+        return PostedTransaction(transaction_id=reversal_id)
+
+    return routes

@@ -1,0 +1,121 @@
+"""The calendar: reading partitions kept, fixed charges and daily debt recovery posted,
+and every account's supply re-decided as friendly hours and holds begin and end."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from prepaid_common.contracts import utcnow
+from prepaid_common.outbox import ServiceStore, UnitOfWork
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from billing import partitions
+from billing.decisions import SupplyDecisions
+from billing.domain import ledger
+from billing.domain.rating import version_at
+from billing.store import accounts as account_store
+from billing.store import ledger as ledger_store
+from billing.store.balances import arrears_of
+from billing.store.reference import ReferenceCache
+
+log = logging.getLogger(__name__)
+
+
+class BillingCalendar:
+    """What billing does as time passes, whether or not readings arrive."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        store: ServiceStore,
+        reference: ReferenceCache,
+        decisions: SupplyDecisions,
+        retention_days: int,
+        interval: float,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.reference = reference
+        self.decisions = decisions
+        self.retention_days = retention_days
+        self.interval = interval
+        self._partitions_kept_at: float | None = None
+
+    async def sweep(self, now: datetime | None = None) -> None:
+        """Keep reading partitions; post due fixed charges and debt recovery; re-decide
+        every account's supply."""
+        # The partitions are kept hourly on the timer; an explicit instant always runs them.
+        due = self._partitions_kept_at is None or time.monotonic() - self._partitions_kept_at > 3600
+        if now is not None or due:
+            await self.keep_readings(now or utcnow())
+        now = now or utcnow()
+        async with self.store.sessionmaker() as session:
+            account_ids = await account_store.account_ids(session)
+        for account_id in account_ids:
+            async with self.store.unit_of_work() as uow:
+                await self._post_calendar_charges(uow, account_id, now)
+                await self.decisions.evaluate_account(uow, account_id, now=now)
+
+    async def keep_readings(self, now: datetime) -> list[str]:
+        """Create reading partitions ahead and drop expired ones; return those dropped."""
+        async with self.engine.begin() as connection:
+            dropped = await connection.run_sync(
+                lambda sync: partitions.maintain(sync, now=now, retention_days=self.retention_days)
+            )
+        self._partitions_kept_at = time.monotonic()
+        if dropped:
+            log.info("expired reading partitions dropped", extra={"partitions": dropped})
+        return dropped
+
+    async def run_forever(self) -> None:
+        """Sweep every ``interval`` seconds; a failed sweep is logged and tried again."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("billing sweep failed")
+
+    async def _post_calendar_charges(self, uow: UnitOfWork, account_id: str, now: datetime) -> None:
+        session = uow.session
+        account = await account_store.require_account(session, account_id)
+        policy = await self.reference.policy(session)
+        today = now.astimezone(policy.zone).date()
+        versions = await self.reference.versions(session, account.tariff_id)
+        tariff = version_at(versions, now).definition
+        # Charges start on the day the account was opened; posting is idempotent per day.
+        opened = account.created_at.astimezone(policy.zone).date()
+        if tariff.daily_charge > 0 and today >= opened:
+            await ledger_store.post(
+                uow,
+                ledger.fixed_charge(
+                    account_id=account_id,
+                    amount=tariff.daily_charge,
+                    period=today.isoformat(),
+                    what="daily",
+                ),
+            )
+        if tariff.monthly_charge > 0:
+            await ledger_store.post(
+                uow,
+                ledger.fixed_charge(
+                    account_id=account_id,
+                    amount=tariff.monthly_charge,
+                    period=today.strftime("%Y-%m"),
+                    what="monthly",
+                ),
+            )
+        if account.debt_daily > 0:
+            owed = -(await arrears_of(session, account_id))
+            amount = min(owed, account.debt_daily)
+            if amount > 0:
+                await ledger_store.post(
+                    uow,
+                    ledger.daily_debt_recovery(
+                        account_id=account_id, amount=amount, day=today.isoformat()
+                    ),
+                )

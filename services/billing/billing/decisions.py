@@ -1,0 +1,141 @@
+"""Deciding meters' supply: the domain's decision applied to an account, inside the unit of
+work that changed something it depends on (balance, terms, holds, shedding)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from prepaid_common.contracts import RelayRequestedV1, utcnow
+from prepaid_common.outbox import UnitOfWork
+from prometheus_client import Counter
+
+from billing.domain import ledger
+from billing.domain.money import ZERO
+from billing.domain.supply import (
+    SupplyInputs,
+    crossed_warning,
+    decide_supply,
+    expected_supply,
+    is_friendly,
+    warning_settled,
+)
+from billing.store import accounts as account_store
+from billing.store import meters as meter_store
+from billing.store import supply as supply_store
+from billing.store.anomalies import record_anomaly
+from billing.store.balances import balance_of, balances_of
+from billing.store.reference import ReferenceCache
+
+SUPPLY_DECISIONS = Counter(
+    "prepaid_billing_supply_decisions_total", "Trip and close decisions", ["action"]
+)
+
+
+class SupplyDecisions:
+    """Decide and record every meter's supply, emitting a relay request for each change."""
+
+    def __init__(self, reference: ReferenceCache) -> None:
+        self.reference = reference
+
+    async def evaluate_account(self, uow: UnitOfWork, account_id: str, *, now: datetime) -> None:
+        """Decide every meter of an account; emit a relay request for each change."""
+        session = uow.session
+        account = await account_store.account_row(session, account_id)
+        if account is None:
+            return
+        balance = await balance_of(session, account_id)
+        warn = crossed_warning(
+            balance=balance, warning_line=account.warning_line, warned=account.warned
+        )
+        if warn is not None:
+            await account_store.set_warned(session, account_id, warn)
+            if warn:
+                await record_anomaly(
+                    uow,
+                    "-",
+                    "low_balance",
+                    f"account {account_id} balance {balance} at or below {account.warning_line}",
+                )
+        policy = await self.reference.policy(session)
+        groups = await account_store.groups_of(session, account_id)
+        shed_by = None
+        if not account.protected and groups:
+            shed_by = await supply_store.shedding_group(session, groups)
+        for meter_id, current in await meter_store.supplies_of(session, account_id):
+            decision = decide_supply(
+                SupplyInputs(
+                    mode=account.mode,
+                    balance=balance,
+                    trip_line=account.trip_line,
+                    overdraft_limit=account.overdraft_limit,
+                    current=current,
+                    held=await supply_store.held(session, meter_id, groups, now),
+                    shed_by=shed_by,
+                    friendly=is_friendly(policy, now),
+                )
+            )
+            action = decision.action_from(current)
+            if action is None:
+                continue
+            await meter_store.set_supply(session, meter_id, decision.supply)
+            await supply_store.record_supply_event(
+                session,
+                account_id=account_id,
+                meter_id=meter_id,
+                action=action,
+                reason=decision.reason,
+            )
+            SUPPLY_DECISIONS.labels(action).inc()
+            await uow.emit(
+                RelayRequestedV1(
+                    request_id=str(uuid.uuid4()),
+                    meter_id=meter_id,
+                    account_id=account_id,
+                    action=action,
+                    reason=decision.reason,
+                    at=utcnow(),
+                )
+            )
+
+    async def evaluate_after_readings(
+        self, uow: UnitOfWork, bindings: dict[str, Any], evaluate_at: dict[str, datetime]
+    ) -> None:
+        """Decide supply for the accounts of a batch whose decision could change.
+
+        Evaluating every account after every reading would give the same result: an
+        account is skipped only when its warning flag already matches its balance and each
+        of its meters already has the supply its balance calls for, no shedding touches it,
+        and (while any hold is in force) none of its meters is off.
+        """
+        if not evaluate_at:
+            return
+        session = uow.session
+        ids = sorted(evaluate_at)
+        known = await balances_of(session, [ledger.tenant_ledger(a) for a in ids])
+        shed = await supply_store.shed_accounts(session, ids)
+        holding = await supply_store.any_hold_in_force(session, utcnow())
+        by_account: dict[str, list[Any]] = {}
+        for row in bindings.values():
+            by_account.setdefault(row.account_id, []).append(row)
+        for account_id in ids:
+            rows = by_account[account_id]
+            terms = rows[0]
+            balance = known.get(ledger.tenant_ledger(account_id), ZERO)
+            expected = expected_supply(
+                mode=terms.mode,
+                balance=balance,
+                trip_line=terms.trip_line,
+                overdraft_limit=terms.overdraft_limit,
+            )
+            settled = (
+                warning_settled(
+                    balance=balance, warning_line=terms.warning_line, warned=terms.warned
+                )
+                and all(row.supply == expected for row in rows)
+                and account_id not in shed
+                and not (holding and any(row.supply == "off" for row in rows))
+            )
+            if not settled:
+                await self.evaluate_account(uow, account_id, now=evaluate_at[account_id])

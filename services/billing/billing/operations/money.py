@@ -1,0 +1,88 @@
+"""Money an operator moves: arrears, refunds, reversals; every one audited and keyed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prepaid_common.contracts import utcnow
+from prepaid_common.errors import Conflict, NotFound
+from prepaid_common.outbox import ServiceStore
+
+from billing.decisions import SupplyDecisions
+from billing.domain import ledger
+from billing.store import accounts as account_store
+from billing.store import ledger as ledger_store
+from billing.store.balances import balance_of
+
+
+class MoneyOperations:
+    """Post operators' transactions; supply is re-decided after each."""
+
+    def __init__(self, *, store: ServiceStore, decisions: SupplyDecisions) -> None:
+        self.store = store
+        self.decisions = decisions
+
+    async def record_arrears(
+        self, *, account_id: str, amount: Decimal, key: str, reason: str, operator: str
+    ) -> str:
+        """Record old debt an account owes; return the transaction id."""
+        return await self.post_operator_transaction(
+            ledger.record_arrears(
+                account_id=account_id, amount=amount, key=key, reason=reason, operator=operator
+            )
+        )
+
+    async def refund(
+        self,
+        *,
+        account_id: str,
+        amount: Decimal,
+        method: str,
+        key: str,
+        reason: str,
+        operator: str,
+    ) -> str:
+        """Pay credit back to a tenant (退费), never more than the balance; return the id."""
+        return await self.post_operator_transaction(
+            ledger.refund(
+                account_id=account_id,
+                amount=amount,
+                method=method,
+                key=key,
+                reason=reason,
+                operator=operator,
+            )
+        )
+
+    async def post_operator_transaction(self, txn: ledger.Transaction) -> str:
+        """Post an audited operator transaction (arrears, refund); Conflict if the key was used."""
+        async with self.store.unit_of_work() as uow:
+            await account_store.require_account(uow.session, txn.account_id)
+            if txn.kind == "refund":
+                ledger.ensure_refund_covered(
+                    txn, balance=await balance_of(uow.session, txn.account_id)
+                )
+            txn_id = await ledger_store.post(uow, txn, announce=True)
+            if txn_id is None:
+                raise Conflict(f"operation {txn.operation_key} was already posted")
+            await self.decisions.evaluate_account(uow, txn.account_id, now=utcnow())
+        return txn_id
+
+    async def reverse(self, *, transaction_id: str, reason: str, operator: str) -> str:
+        """Post the mirror image of a transaction (冲正); a transaction is reversed once."""
+        async with self.store.unit_of_work() as uow:
+            original = await ledger_store.load_transaction(uow.session, transaction_id)
+            if original is None:
+                raise NotFound(f"transaction {transaction_id} does not exist")
+            ledger.ensure_reversible(original.kind)
+            txn_id = await ledger_store.post(
+                uow,
+                ledger.reversal(
+                    original, original_id=transaction_id, reason=reason, operator=operator
+                ),
+                announce=True,
+            )
+            if txn_id is None:
+                raise Conflict(f"transaction {transaction_id} was already reversed")
+            await self.decisions.evaluate_account(uow, original.account_id, now=utcnow())
+        return txn_id

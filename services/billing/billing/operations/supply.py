@@ -1,0 +1,75 @@
+"""Supply: hold power (保电), shed a group's load, set the site policy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from prepaid_common.contracts import utcnow
+from prepaid_common.outbox import ServiceStore, UnitOfWork
+
+from billing.decisions import SupplyDecisions
+from billing.domain.supply import SitePolicy
+from billing.store import supply as supply_store
+from billing.store.reference import ReferenceCache, save_policy
+
+
+class SupplyOperations:
+    """Holds, load shedding and the site policy; supply is re-decided where they apply."""
+
+    def __init__(
+        self, *, store: ServiceStore, reference: ReferenceCache, decisions: SupplyDecisions
+    ) -> None:
+        self.store = store
+        self.reference = reference
+        self.decisions = decisions
+
+    async def place_hold(
+        self, *, scope: str, target: str, until: datetime | None, reason: str, operator: str
+    ) -> str:
+        """Hold power (保电) for a meter, a group or everyone until released or expired."""
+        hold_id = str(uuid.uuid4())
+        async with self.store.unit_of_work() as uow:
+            await supply_store.insert_hold(
+                uow.session,
+                hold_id=hold_id,
+                scope=scope,
+                target=target if scope != "global" else "*",
+                until=until,
+                reason=reason,
+                operator=operator,
+            )
+            await self._reevaluate(uow, scope, target)
+        return hold_id
+
+    async def release_hold(self, *, hold_id: str) -> None:
+        """Release a hold; supply is re-decided where it applied."""
+        async with self.store.unit_of_work() as uow:
+            row = await supply_store.release_hold(uow.session, hold_id)
+            await self._reevaluate(uow, row.scope, row.target)
+
+    async def start_shed(self, *, group: str, reason: str, operator: str) -> str:
+        """Cut a whole group (building, floor, tenant class), sparing protected accounts."""
+        shed_id = str(uuid.uuid4())
+        async with self.store.unit_of_work() as uow:
+            await supply_store.insert_shed(
+                uow.session, shed_id=shed_id, group=group, reason=reason, operator=operator
+            )
+            await self._reevaluate(uow, "group", group)
+        return shed_id
+
+    async def end_shed(self, *, shed_id: str) -> None:
+        """End a group's load shedding; its accounts' supply is re-decided."""
+        async with self.store.unit_of_work() as uow:
+            row = await supply_store.end_shed(uow.session, shed_id)
+            await self._reevaluate(uow, "group", row.group_name)
+
+    async def set_policy(self, *, policy: SitePolicy) -> None:
+        """Set the site's time zone and friendly hours."""
+        async with self.store.unit_of_work() as uow:
+            await save_policy(uow, policy)
+        self.reference.clear()
+
+    async def _reevaluate(self, uow: UnitOfWork, scope: str, target: str) -> None:
+        for account_id in await supply_store.accounts_in_scope(uow.session, scope, target):
+            await self.decisions.evaluate_account(uow, account_id, now=utcnow())
