@@ -31,6 +31,7 @@ from prepaid_common.bus.base import (
     Weigh,
 )
 from prepaid_common.bus.retrying import (
+    DEAD_LETTER_QUEUE,
     DEAD_LETTERED,
     Outage,
     Outcome,
@@ -41,6 +42,9 @@ from prepaid_common.contracts import Envelope
 from prepaid_common.failures import is_infrastructure_failure
 
 log = logging.getLogger(__name__)
+
+# How often each process looks at the dead-letter queue's size for its gauge.
+DEAD_LETTER_WATCH_SECONDS = 30.0
 
 # Batch consumers read their queue through their own lean connection (amqp_consumer):
 # aiormq's frame handling was about a third of the CPU billing spent per reading.
@@ -122,6 +126,14 @@ class RabbitBus:
         self.declared: list[tuple[str, str]] = []
 
     @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
     def exchange_name(self) -> str:
         return f"{self._prefix}.events"
 
@@ -169,6 +181,7 @@ class RabbitBus:
             ("exchange", f"{self._prefix}.dead"),
             ("queue", self.dead_letter_queue),
         ]
+        self._consumers.append(asyncio.create_task(self._watch_dead_letters()))
         for subscription in self._subscriptions:
             queue = await self._declare_queue(
                 subscription.queue, subscription.bindings, self._prefetch
@@ -182,6 +195,21 @@ class RabbitBus:
             self._consumers.append(
                 asyncio.create_task(self._consume_batches(queue.name, prefetch, batched))
             )
+
+    async def _watch_dead_letters(self) -> None:
+        """Keep the dead-letter queue's size in ``prepaid_dead_letter_queue_messages``."""
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        while True:
+            try:
+                # The raw channel: a robust one answers a passive declare from its cache.
+                underlay = await channel.get_underlay_channel()
+                declared = await underlay.queue_declare(self.dead_letter_queue, passive=True)
+                DEAD_LETTER_QUEUE.labels(self.dead_letter_queue).set(declared.message_count or 0)
+            except Exception as error:
+                if not is_infrastructure_failure(error):
+                    log.exception("cannot count the dead-letter queue")
+            await asyncio.sleep(DEAD_LETTER_WATCH_SECONDS)
 
     async def _declare_queue(
         self, name: str, bindings: Sequence[str], prefetch: int

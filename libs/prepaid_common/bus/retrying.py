@@ -27,6 +27,11 @@ DEAD_LETTERED = Counter(
     "Messages this process sent to the dead-letter queue, by queue and reason",
     ["queue", "reason"],
 )
+DEAD_LETTER_QUEUE = Gauge(
+    "prepaid_dead_letter_queue_messages",
+    "Messages waiting in the dead-letter queue at the last look (every 30 s, and on each use)",
+    ["queue"],
+)
 CONSUMER_WAITING = Gauge(
     "prepaid_bus_consumer_waiting",
     "1 while a consumer holds a message and waits for a dependency to come back",

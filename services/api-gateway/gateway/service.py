@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from prepaid_common.bus import MessageBus
+from prepaid_common.dead_letters import dead_letters_of
 from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -59,7 +60,9 @@ class GatewayService(Service):
 
     def public_app(self) -> FastAPI:
         """Build the public REST API."""
-        return build_public_app(operations=self.operations, upstreams=self.upstreams)
+        app = build_public_app(operations=self.operations, upstreams=self.upstreams)
+        app.state.dead_letters = dead_letters_of(self.bus)  # for api/dead_letters.py
+        return app
 
     def internal_app(self) -> FastAPI:
         """Return the public API: the gateway has no internal one (run alone, it serves this)."""

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.api import accounts, admin, auth, field, meters, money, reports, supply, tariffs
+from gateway.api import (
+    accounts,
+    admin,
+    auth,
+    dead_letters,
+    field,
+    meters,
+    money,
+    reports,
+    supply,
+    tariffs,
+)
 
 PREFIX = "/api/v1"
 
@@ -20,4 +31,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     tariffs.router,
     supply.router,
     admin.router,
+    dead_letters.router,
 )
