@@ -8,23 +8,16 @@ from datetime import timedelta
 from typing import Any
 
 from prepaid_common.contracts import utcnow
-from prepaid_common.contracts.api.gateway import ROLES, AuditEntry, AuditPage, Role, Token
-from prepaid_common.errors import Conflict, Invalid, Unauthorized
+from prepaid_common.contracts.api.gateway import AuditEntry, AuditPage, Role, Token
+from prepaid_common.errors import Conflict, Unauthorized
 from prepaid_common.outbox import ServiceStore
 
 from gateway import store
-from gateway.auth import (
-    LoginThrottle,
-    Principal,
-    hash_password,
-    issue_token,
-    read_token,
-    verify_password,
-)
+from gateway.auth import hash_password, issue_token, read_token, verify_password
+from gateway.domain import LoginThrottle, Principal, check_new_user
 from gateway.settings import GatewaySettings
 
 ADMIN = "admin"
-MIN_PASSWORD_LENGTH = 8
 
 
 class GatewayOperations:
@@ -40,10 +33,7 @@ class GatewayOperations:
         self, *, username: str, password: str, role: Role, account_ids: Sequence[str] = ()
     ) -> None:
         """Create a user; tenants are linked to the accounts they may see."""
-        if role not in ROLES:
-            raise Invalid(f"role must be one of {', '.join(ROLES)}")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise Invalid(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        check_new_user(role=role, password=password)
         async with self.store.unit_of_work() as uow:
             if await store.user_exists(uow.session, username):
                 raise Conflict(f"user {username} already exists")

@@ -9,7 +9,7 @@ from typing import Any
 from prepaid_common.contracts.api.gateway import PublicMeter, PublicMeterPage
 from prepaid_common.errors import NotFound
 
-from gateway.auth import Principal
+from gateway.domain import Principal
 from gateway.upstream import Upstream
 
 

@@ -1,17 +1,13 @@
-"""Passwords, tokens and visibility."""
+"""Passwords, tokens, visibility, new users and the login throttle."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from gateway.auth import (
-    LoginThrottle,
-    Principal,
-    hash_password,
-    issue_token,
-    read_token,
-    verify_password,
-)
+import pytest
+from gateway.auth import hash_password, issue_token, read_token, verify_password
+from gateway.domain import LoginThrottle, Principal, check_new_user
+from prepaid_common.errors import Invalid
 
 
 def test_password_hash_is_argon2id_and_verifies() -> None:
@@ -48,3 +44,11 @@ def test_login_throttle_blocks_after_repeated_failures_and_forgets_later() -> No
     assert throttle.blocked("u", now=3.0)
     assert not throttle.blocked("other", now=3.0)
     assert not throttle.blocked("u", now=100.0)
+
+
+def test_a_new_user_needs_a_known_role_and_eight_characters_of_password() -> None:
+    check_new_user(role="tenant", password="12345678")
+    with pytest.raises(Invalid, match="role must be one of admin, operator, tenant"):
+        check_new_user(role="root", password="12345678")
+    with pytest.raises(Invalid, match="at least 8 characters"):
+        check_new_user(role="admin", password="1234567")

@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from prepaid_common.errors import Forbidden, NotFound
 from pydantic import BaseModel
 
-from gateway.auth import Principal
+from gateway.domain import Principal
 from gateway.operations import GatewayOperations
 from gateway.upstream import Upstream, Upstreams
 
