@@ -14,14 +14,13 @@ from decimal import Decimal
 
 import httpx
 from billing.bootstrap import build as build_billing
-from billing.settings import BillingSettings
-from collector.service import CollectorService
-from control.service import ControlService
+from collector.bootstrap import build as build_collector
+from control.bootstrap import build as build_control
 from fastapi import FastAPI
 from gateway.auth import issue_token
-from gateway.service import GatewayService
+from gateway.bootstrap import build as build_gateway
 from gateway.upstream import Upstreams
-from payments.service import PaymentsService
+from payments.bootstrap import build as build_payments
 from prepaid_common.bus import make_bus
 from prepaid_common.db import create_engine
 from prepaid_common.service import Service
@@ -49,26 +48,21 @@ class Standalone:
         # PostgreSQL and RabbitMQ by setting PREPAID_DATABASE_URL and PREPAID_AMQP_URL.
         self.engine = create_engine(settings.effective_database_url())
         self.bus = make_bus(settings.amqp_url, prefix=settings.bus_prefix)
-        self.collector = CollectorService(
-            engine=self.engine,
-            bus=self.bus,
-            poll_interval=settings.poll_interval_seconds,
-            listen_host=settings.collector_listen_host,
-            listen_port=settings.collector_listen_port,
-        )
+        # Each service is built by its own bootstrap from the one settings object, so every
+        # setting a cluster honours (profiles, timeouts, gaps, ...) is honoured here too.
+        self.collector = build_collector(settings, engine=self.engine, bus=self.bus)
         # The simulator's clock runs `sim_speed` times faster than the server's, so the
         # most power a meter can plausibly show between two readings scales with it.
         speedup = Decimal(str(max(settings.sim_speed, 1.0))) if settings.simulator else Decimal(1)
-        billing_settings = BillingSettings()
         self.billing = build_billing(
-            billing_settings.model_copy(
-                update={"billing_max_power_kw": billing_settings.billing_max_power_kw * speedup}
+            settings.model_copy(
+                update={"billing_max_power_kw": settings.billing_max_power_kw * speedup}
             ),
             engine=self.engine,
             bus=self.bus,
         )
-        self.control = ControlService(engine=self.engine, bus=self.bus)
-        self.payments = PaymentsService(engine=self.engine, bus=self.bus)
+        self.control = build_control(settings, engine=self.engine, bus=self.bus)
+        self.payments = build_payments(settings, engine=self.engine, bus=self.bus)
 
         def local(service: Service) -> httpx.AsyncClient:
             return httpx.AsyncClient(
@@ -83,8 +77,8 @@ class Standalone:
             control=local(self.control),
             payments=local(self.payments),
         )
-        self.gateway = GatewayService(
-            engine=self.engine, bus=self.bus, upstreams=self.upstreams, settings=settings
+        self.gateway = build_gateway(
+            settings, engine=self.engine, bus=self.bus, upstreams=self.upstreams
         )
         self.services: list[Service] = [
             self.collector,

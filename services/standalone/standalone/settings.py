@@ -6,12 +6,21 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
+from billing.settings import BillingSettings
+from collector.settings import CollectorSettings
+from control.settings import ControlSettings
 from gateway.settings import GatewaySettings
+from payments.settings import PaymentsSettings
 from prepaid_common.settings import DEVELOPMENT_SECRET
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 
 
-class StandaloneSettings(GatewaySettings):
+class StandaloneSettings(
+    GatewaySettings, CollectorSettings, BillingSettings, ControlSettings, PaymentsSettings
+):
+    """Every service's settings (the same environment variables as in a cluster), and the
+    standalone product's own: where its data lives, its address, the simulator."""
+
     data_dir: Path = Path("data")
     # A person reads the standalone's output in a terminal; clusters keep JSON lines.
     log_format: Literal["json", "text"] = "text"
@@ -27,10 +36,6 @@ class StandaloneSettings(GatewaySettings):
     # 0 picks free ports.
     sim_base_port: int = 15020
     sim_seed: int = 1
-    poll_interval_seconds: float = 5.0
-    # DTUs in client mode dial in here; 0 picks a free port, None turns the listener off.
-    collector_listen_host: str = "0.0.0.0"
-    collector_listen_port: int | None = Field(default=9502, ge=0, le=65535)
     demo_data: bool = True
 
     def with_local_secret(self) -> StandaloneSettings:
