@@ -36,11 +36,28 @@ pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 
+# Run a command again whenever it exits, as a process supervisor would (a service waits for
+# its database and broker by itself; this covers a crash or a kill). Stopped by TERM.
+supervise() {
+    local name=$1 child status
+    shift
+    trap 'kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+    while true; do
+        "$@" &
+        child=$!
+        status=0
+        wait "$child" || status=$?
+        echo "run-cluster: $name exited with status $status; starting it again in 2 s" >&2
+        sleep 2
+    done
+}
+
 "$BIN/python" -m simulator "${SIM_ARGS[@]}" --speed 60 >/dev/null & pids+=($!)
 for svc in collector:8101 billing:8102 control:8103 payments:8104; do
-    PREPAID_SERVICE_PORT=${svc#*:} "$BIN/python" -m "${svc%%:*}" & pids+=($!)
+    supervise "${svc%%:*}" env PREPAID_SERVICE_PORT="${svc#*:}" "$BIN/python" -m "${svc%%:*}" &
+    pids+=($!)
 done
-"$BIN/python" -m gateway & pids+=($!)
+supervise gateway "$BIN/python" -m gateway & pids+=($!)
 
 for _ in $(seq 1 60); do
     "$BIN/python" -c 'import httpx; httpx.get("http://127.0.0.1:8000/healthz").raise_for_status()' 2>/dev/null && break

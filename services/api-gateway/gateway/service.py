@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from prepaid_common.bus import MessageBus
 from prepaid_common.dead_letters import dead_letters_of
-from prepaid_common.service import Service
+from prepaid_common.service import Service, readiness_router
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import build_public_app
@@ -62,6 +62,7 @@ class GatewayService(Service):
         """Build the public REST API."""
         app = build_public_app(operations=self.operations, upstreams=self.upstreams)
         app.state.dead_letters = dead_letters_of(self.bus)  # for api/dead_letters.py
+        app.include_router(readiness_router(self.engine, self.bus))
         return app
 
     def internal_app(self) -> FastAPI:

@@ -842,7 +842,9 @@ def test_k8s_workloads_have_probes_resources_and_keep_the_entrypoint() -> None:
                     port = (http or tcp)["port"]
                     assert port in ports or port in ports.values(), f"{name}: {probe} port"
                     if http:
-                        assert http["path"] == "/healthz", f"{name}: {probe} path"
+                        # Ready while the database and broker answer; alive while it answers.
+                        path = "/readyz" if probe == "readinessProbe" else "/healthz"
+                        assert http["path"] == path, f"{name}: {probe} path"
             resources = container.get("resources", {})
             for resource in ("cpu", "memory"):
                 request = resources.get("requests", {}).get(resource)
