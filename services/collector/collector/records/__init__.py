@@ -1,0 +1,76 @@
+"""The collector's store: every statement it runs against its tables, by area.
+
+- ``registry``: DTUs and meters as registered, and the API's views of them;
+- ``bus``: what a DTU's bus loop works from and records of its link;
+- ``commands``: commands kept until executed, and their results;
+- ``replicas``: leases among the replicas sharing the field, and read-now requests.
+
+Every change that others must hear about is emitted in the same unit of work. Callers use
+``records.<name>``; the areas are this package's own layout.
+"""
+
+from collector.records.bus import (
+    BusConfig,
+    MeterConfig,
+    dtu_kind_of_meter,
+    load_bus,
+    record_clock_anomaly,
+    record_dtu_lost,
+    record_dtu_reachable,
+)
+from collector.records.commands import (
+    CommandOutcome,
+    PendingCommand,
+    accept_command,
+    finish_command,
+    forgotten_commands,
+    meters_with_commands,
+    pending_for,
+)
+from collector.records.registry import (
+    count_online,
+    dial_in_registrations,
+    enabled_dtus,
+    get_meter,
+    last_read_at,
+    list_dtus,
+    list_meters,
+    register_dtu,
+)
+from collector.records.replicas import (
+    give_up_lease,
+    last_read_request_id,
+    read_requests_after,
+    renew_lease,
+    request_reads,
+)
+
+__all__ = [
+    "BusConfig",
+    "CommandOutcome",
+    "MeterConfig",
+    "PendingCommand",
+    "accept_command",
+    "count_online",
+    "dial_in_registrations",
+    "dtu_kind_of_meter",
+    "enabled_dtus",
+    "finish_command",
+    "forgotten_commands",
+    "get_meter",
+    "give_up_lease",
+    "last_read_at",
+    "last_read_request_id",
+    "list_dtus",
+    "list_meters",
+    "load_bus",
+    "meters_with_commands",
+    "pending_for",
+    "read_requests_after",
+    "record_clock_anomaly",
+    "record_dtu_lost",
+    "record_dtu_reachable",
+    "register_dtu",
+    "renew_lease",
+    "request_reads",
+]
