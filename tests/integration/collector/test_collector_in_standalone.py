@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from collector.profiles import SHIPPED_PROFILES_DIR
 from pydantic import SecretStr
@@ -19,8 +18,7 @@ from standalone.app import Standalone
 from standalone.settings import StandaloneSettings
 from testkit import wait_until
 from testkit.field import FakeBus, ModbusMeter, serve_raw
-
-ADMIN_PASSWORD = "site-profile-admin"
+from testkit.standalone import ADMIN_PASSWORD, admin_client
 
 
 def site_profiles(directory: Path) -> Path:
@@ -79,17 +77,8 @@ async def test_a_meter_of_a_sites_own_profile_is_registered_and_read(
     product = Standalone(settings_for(sqlite_url, tmp_path / "data"))
     bus = FakeBus(modbus={3: ModbusMeter(unit=3)})
     await product.start()
-    api = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=product.app), base_url="http://test", timeout=30
-    )
     try:
-        token = (
-            await api.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
-            )
-        ).json()["access_token"]
-        api.headers["Authorization"] = f"Bearer {token}"
-        async with serve_raw(bus) as (host, port):
+        async with admin_client(product) as api, serve_raw(bus) as (host, port):
             registered = await api.post(
                 "/api/v1/dtus",
                 json={
@@ -113,5 +102,4 @@ async def test_a_meter_of_a_sites_own_profile_is_registered_and_read(
             assert isinstance(reading, dict)
             assert Decimal(reading["energy_kwh"]) >= 0
     finally:
-        await api.aclose()
         await product.stop()
