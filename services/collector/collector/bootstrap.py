@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from prepaid_common.bus import MessageBus
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from collector.domain import PlainCommandOpener
 from collector.profiles import load_profiles
 from collector.service import CollectorService
 from collector.settings import CollectorSettings
@@ -26,6 +27,8 @@ def build(settings: CollectorSettings, *, engine: AsyncEngine, bus: MessageBus) 
         poll_interval=settings.poll_interval_seconds,
         request_timeout=settings.request_timeout_seconds,
         request_gap=settings.collector_request_gap_seconds,
+        # Until the 3DES opener lands, the plain one matching control's plain sealer.
+        command_opener=PlainCommandOpener(),
         # The shipped meter profiles, then a site's own (which may replace one).
         profiles=load_profiles(*([settings.profiles_dir] if settings.profiles_dir else [])),
         instance=settings.collector_instance,

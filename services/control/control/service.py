@@ -17,7 +17,7 @@ from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control import api, operations
-from control.domain import CommandSealer, PlainCommandSealer
+from control.domain import PlainCommandSealer
 from control.handlers import CommandHandlers
 from control.tables import metadata, plumbing
 
@@ -35,11 +35,11 @@ class ControlService(Service):
         *,
         engine: AsyncEngine,
         bus: MessageBus,
-        sealer: CommandSealer | None = None,
+        handlers: CommandHandlers | None = None,
         sweep_interval: float = 5.0,
     ) -> None:
         super().__init__(engine=engine, bus=bus)
-        self.handlers = CommandHandlers(sealer or PlainCommandSealer())
+        self.handlers = handlers or CommandHandlers(PlainCommandSealer())
         self.sweep_interval = sweep_interval
 
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
