@@ -128,7 +128,7 @@ entries = Table(
 )
 
 # The balance of every ledger account, kept in the same transaction as each posting by the one
-# posting function (BillingService._post_many): a projection of SUM(entries), never edited
+# posting function (billing.store.ledger.post_many): a projection of SUM(entries), never edited
 # otherwise, so that a supply decision reads one row instead of summing the ledger.
 balances = Table(
     "billing_balances",
