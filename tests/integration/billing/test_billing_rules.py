@@ -421,3 +421,22 @@ async def test_daily_usage_adds_up_to_the_charges(billing: Harness) -> None:
     usage = (await billing.api.get("/internal/usage", params={"meter_id": "M1"})).json()["items"]
     assert sum(Decimal(day["metered_kwh"]) for day in usage) == Decimal("4.25")
     assert sum(Decimal(day["cost"]) for day in usage) == Decimal(100) - await billing.balance("A1")
+
+
+async def test_an_account_may_name_a_flat_tariff_billing_made(billing: Harness) -> None:
+    first = await billing.api.post(
+        "/internal/accounts", json={"id": "A1", "name": "A1", "price_per_kwh": "0.8"}
+    )
+    assert first.json()["tariff_id"] == "flat-0.8"
+    second = await billing.api.post(
+        "/internal/accounts", json={"id": "A2", "name": "A2", "tariff_id": "flat-0.8"}
+    )
+    assert second.status_code == 201, second.text
+    changed = await billing.api.patch("/internal/accounts/A1", json={"tariff_id": "flat-0.8"})
+    assert changed.status_code == 200, changed.text
+    # New ids follow the one rule: no dots.
+    refused = await billing.api.post(
+        "/internal/tariffs",
+        json={"id": "flat-0.9", "name": "x", "definition": {"kind": "flat", "price_per_kwh": "1"}},
+    )
+    assert refused.status_code == 422

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import TouPeriod
@@ -22,6 +22,9 @@ PERIODS: tuple[Period, ...] = ("sharp", "peak", "flat", "valley")
 ZERO = Decimal(0)
 
 Operator = Field(default="system", min_length=1, max_length=64)
+# A tariff that exists: billing names the flat tariffs it makes itself by their price
+# ("flat-0.8"), so a reference takes any id a tariff may have, not only a new one's.
+TariffReference = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 # --- tariffs ---------------------------------------------------------------------------
@@ -173,7 +176,7 @@ class AccountTerms(BaseModel):
 class OpenAccount(AccountTerms):
     id: Identifier
     name: str = Field(min_length=1, max_length=200)
-    tariff_id: Identifier | None = None
+    tariff_id: TariffReference | None = None
     price_per_kwh: Decimal | None = Field(default=None, gt=0, max_digits=10, decimal_places=4)
     groups: list[str] = Field(default_factory=list, max_length=20)
     operator: str = Operator
@@ -181,7 +184,7 @@ class OpenAccount(AccountTerms):
 
 class AccountChanges(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    tariff_id: Identifier | None = None
+    tariff_id: TariffReference | None = None
     mode: AccountMode | None = None
     trip_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
     warning_line: Decimal | None = Field(default=None, max_digits=14, decimal_places=2)
@@ -216,7 +219,7 @@ class BindMeter(BaseModel):
     meter_id: Identifier
     account_id: Identifier
     multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
-    tariff_id: Identifier | None = None
+    tariff_id: TariffReference | None = None
     # The meter keeps its own credit: top-ups are pushed to it as purchases (None: unchanged).
     local_prepaid: bool | None = None
     # Yuan per kWh the meter debits its own credit by (for the credit check).
