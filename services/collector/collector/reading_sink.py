@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Outcome:
+class PollOutcome:
+    """One poll's outcome on its way to the database: a reading, or why there was none."""
+
     dtu_id: str
     meter_id: str
     at: datetime
@@ -62,7 +64,7 @@ class ReadingSink:
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._max_queued = max_queued
-        self._queue: list[_Outcome] = []
+        self._queue: list[PollOutcome] = []
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -85,7 +87,7 @@ class ReadingSink:
         """When the sink last wrote each DTU's last-seen time (a live, read-only view)."""
         return MappingProxyType(self._dtus_written)
 
-    async def write(self, outcomes: Sequence[_Outcome]) -> list[MeterLink | None]:
+    async def write(self, outcomes: Sequence[PollOutcome]) -> list[MeterLink | None]:
         """Write outcomes at once, in one unit of work, with what the sink remembers."""
         return await write_outcomes(
             self._store, outcomes, self._links, self._dtus_written, source=self._source
@@ -107,7 +109,7 @@ class ReadingSink:
     ) -> int:
         """Queue a good poll; return its ticket for ``settled``."""
         await self._room.wait()  # backpressure: a slow database slows the buses
-        return self._queued(_Outcome(dtu_id, meter_id, at, reading))
+        return self._queued(PollOutcome(dtu_id, meter_id, at, reading))
 
     async def failure(
         self, *, dtu_id: str, meter_id: str, reason: str, at: datetime
@@ -115,7 +117,7 @@ class ReadingSink:
         """Queue a failed poll and return the meter's link state once written."""
         await self._room.wait()
         link: asyncio.Future[MeterLink | None] = asyncio.get_running_loop().create_future()
-        self._queued(_Outcome(dtu_id, meter_id, at, None, reason, link))
+        self._queued(PollOutcome(dtu_id, meter_id, at, None, reason, link))
         return await link
 
     async def settled(self, ticket: int) -> None:
@@ -123,7 +125,7 @@ class ReadingSink:
         async with self._progress:
             await self._progress.wait_for(lambda: self._settled >= ticket)
 
-    def _queued(self, outcome: _Outcome) -> int:
+    def _queued(self, outcome: PollOutcome) -> int:
         self._queue.append(outcome)
         self._queued_count += 1
         if len(self._queue) >= self._max_queued:
@@ -179,7 +181,7 @@ class ReadingSink:
 
 async def write_outcomes(
     store: ServiceStore,
-    outcomes: Sequence[_Outcome],
+    outcomes: Sequence[PollOutcome],
     known: dict[str, MeterLink] | None = None,
     dtus_written: dict[str, datetime] | None = None,
     *,
@@ -228,7 +230,7 @@ async def write_outcomes(
             )
             links = {row.id: MeterLink(row.online, row.consecutive_failures) for row in rows}
         links.update((m, known[m]) for o in outcomes if (m := o.meter_id) in known)
-        last: dict[str, _Outcome] = {}
+        last: dict[str, PollOutcome] = {}
         touched: set[str] = set()
         readings: list[ReadingV1] = []
         results: list[MeterLink | None] = []

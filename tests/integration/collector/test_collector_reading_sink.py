@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from collector import records
 from collector.domain import DecodedReading
-from collector.reading_sink import ReadingSink, _Outcome, write_outcomes
+from collector.reading_sink import PollOutcome, ReadingSink, write_outcomes
 from collector.service import CollectorService
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import utcnow
@@ -66,11 +66,14 @@ def reading(kwh: str) -> DecodedReading:
 async def test_outcomes_of_one_meter_keep_their_order(store: ServiceStore) -> None:
     at = utcnow()
     outcomes = [
-        _Outcome("B1", "B1-01", at, reading("1.000")),
-        *(_Outcome("B1", "B1-01", at + timedelta(seconds=n), None, "no reply") for n in (1, 2, 3)),
-        _Outcome("B1", "B1-02", at, None, "no reply"),
-        _Outcome("B1", "B1-01", at + timedelta(seconds=4), reading("1.500")),
-        _Outcome("B1", "GONE", at, reading("9.000")),
+        PollOutcome("B1", "B1-01", at, reading("1.000")),
+        *(
+            PollOutcome("B1", "B1-01", at + timedelta(seconds=n), None, "no reply")
+            for n in (1, 2, 3)
+        ),
+        PollOutcome("B1", "B1-02", at, None, "no reply"),
+        PollOutcome("B1", "B1-01", at + timedelta(seconds=4), reading("1.500")),
+        PollOutcome("B1", "GONE", at, reading("9.000")),
     ]
     links = await write_outcomes(store, outcomes)
     assert [None if link is None else link.consecutive_failures for link in links] == [
@@ -143,7 +146,7 @@ async def test_remembered_links_follow_a_lost_dtu_once_forgotten(store: ServiceS
     sink = ReadingSink(store)
     known, seen = sink.known_links, sink.dtus_written
     at = utcnow()
-    await sink.write([_Outcome("B1", "B1-01", at, reading("1.000"))])
+    await sink.write([PollOutcome("B1", "B1-01", at, reading("1.000"))])
     assert set(known) == {"B1-01"}
     assert set(seen) == {"B1"}
     await records.record_dtu_lost(store, dtu_id="B1", reason="cable", at=at)
@@ -151,7 +154,7 @@ async def test_remembered_links_follow_a_lost_dtu_once_forgotten(store: ServiceS
     assert not known
     assert not seen
     later = at + timedelta(seconds=5)
-    (link,) = await sink.write([_Outcome("B1", "B1-01", later, reading("1.500"))])
+    (link,) = await sink.write([PollOutcome("B1", "B1-01", later, reading("1.500"))])
     assert link is not None
     assert link.online
     statuses = [(m, v) for t, m, v in await said(store) if t == "meter.status.v1"]
@@ -165,7 +168,7 @@ async def test_a_busy_dtu_row_is_written_once_per_interval(store: ServiceStore) 
     sink = ReadingSink(store)
     at = utcnow()
     for n in range(3):
-        outcome = _Outcome("B1", "B1-01", at + timedelta(seconds=n), reading(f"{n}.000"))
+        outcome = PollOutcome("B1", "B1-01", at + timedelta(seconds=n), reading(f"{n}.000"))
         await sink.write([outcome])
     assert sink.dtus_written == {"B1": at}  # the first reading only, within DTU_SEEN_EVERY
     (dtu,) = await records.list_dtus(store, "B1")
