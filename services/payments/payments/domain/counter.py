@@ -1,4 +1,4 @@
-"""Pure rules for taking money in."""
+"""Cash at the counter: a receipt number is the operation key."""
 
 from __future__ import annotations
 

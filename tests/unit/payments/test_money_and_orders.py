@@ -1,0 +1,105 @@
+"""Yuan and fen exactly, the order's life, trade numbers and the growing query pauses."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from payments.domain.money import fen_to_yuan, parse_yuan, yuan_text, yuan_to_fen
+from payments.domain.orders import (
+    PAYABLE,
+    Channel,
+    OrderStatus,
+    Provider,
+    check_transition,
+    new_out_trade_no,
+    next_query_at,
+    validate_order_amount,
+)
+from prepaid_common.errors import Conflict, Invalid
+
+NOW = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+yuan_amounts = st.decimals(
+    min_value=Decimal("0.01"), max_value=Decimal("99999999.99"), places=2, allow_nan=False
+)
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_fen_to_yuan_and_back_is_exact(fen: int) -> None:
+    assert yuan_to_fen(fen_to_yuan(fen)) == fen
+
+
+@given(yuan_amounts)
+def test_yuan_to_fen_and_back_is_exact(amount: Decimal) -> None:
+    assert fen_to_yuan(yuan_to_fen(amount)) == amount
+    assert parse_yuan(yuan_text(amount)) == amount
+    assert re.fullmatch(r"\d+\.\d\d", yuan_text(amount))
+
+
+def test_known_amounts() -> None:
+    assert yuan_to_fen(Decimal("50.00")) == 5000
+    assert yuan_to_fen(Decimal("0.1")) == 10
+    assert yuan_to_fen(Decimal("12.5")) == 1250
+    assert fen_to_yuan(1) == Decimal("0.01")
+    assert yuan_text(Decimal("12.5")) == "12.50"
+    assert yuan_text(Decimal("1E+2")) == "100.00"
+
+
+@pytest.mark.parametrize("bad", ["0.001", "1.005", "NaN", "Infinity"])
+def test_a_fraction_of_a_fen_is_refused(bad: str) -> None:
+    with pytest.raises(Invalid):
+        yuan_to_fen(Decimal(bad))
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1,00", "NaN"])
+def test_alipay_amount_text_must_be_a_number(bad: str) -> None:
+    with pytest.raises(Invalid):
+        parse_yuan(bad)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1.00", "0.001", "50000.01"])
+def test_order_amount_rules(bad: str) -> None:
+    with pytest.raises(Invalid):
+        validate_order_amount(Decimal(bad))
+    assert validate_order_amount(Decimal("50.00")) == Decimal("50.00")
+
+
+def test_channels_name_their_provider() -> None:
+    assert {c.provider for c in Channel if c.value.startswith("wechat")} == {Provider.WECHATPAY}
+    assert Channel.ALIPAY_QR.provider is Provider.ALIPAY
+    assert Channel.ALIPAY_WAP.provider is Provider.ALIPAY
+
+
+def test_the_order_life() -> None:
+    check_transition(OrderStatus.PENDING, OrderStatus.PAID)
+    check_transition(OrderStatus.PENDING, OrderStatus.EXPIRED)
+    check_transition(OrderStatus.PAID, OrderStatus.REFUNDED)
+    # Money taken for an order we gave up on is still money taken.
+    check_transition(OrderStatus.EXPIRED, OrderStatus.PAID)
+    for current, new in [
+        (OrderStatus.PAID, OrderStatus.PAID),
+        (OrderStatus.PAID, OrderStatus.PENDING),
+        (OrderStatus.REFUNDED, OrderStatus.PAID),
+        (OrderStatus.PENDING, OrderStatus.REFUNDED),
+    ]:
+        with pytest.raises(Conflict):
+            check_transition(current, new)
+    assert OrderStatus.PAID not in PAYABLE
+    assert OrderStatus.PENDING in PAYABLE
+
+
+def test_out_trade_numbers_fit_wechat_and_never_repeat() -> None:
+    numbers = {new_out_trade_no(NOW) for _ in range(1000)}
+    assert len(numbers) == 1000
+    assert all(re.fullmatch(r"[0-9A-Za-z_\-|*]{6,32}", n) for n in numbers)
+
+
+def test_query_pauses_grow_then_stay() -> None:
+    pauses = [next_query_at(now=NOW, queries_done=n) - NOW for n in range(10)]
+    assert pauses == sorted(pauses)
+    assert pauses[0] == timedelta(seconds=15)
+    assert pauses[-1] == pauses[-2] == timedelta(minutes=10)
