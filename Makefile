@@ -43,6 +43,9 @@ bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (
 bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
+chaos: venv ## Faults on a private cluster (own PostgreSQL, RabbitMQ), then the invariants (bench-results/chaos.json; 20 min, CHAOS_ARGS=--quick ~3)
+	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)
+
 lint: venv ## ruff (lint and format check), mypy strict and the layer contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -56,4 +59,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-collector lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-collector chaos lint format clean
