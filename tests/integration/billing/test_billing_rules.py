@@ -335,9 +335,9 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
 
 async def test_anti_hoarding_cap_refuses_a_top_up_before_money_is_taken(billing: Harness) -> None:
     await billing.open("A1", "M1", credit="80", balance_cap=Decimal("100.00"))
-    await billing.service.operations.accounts.check_top_up(account_id="A1", amount=Decimal("20.00"))
+    await billing.service.operations.money.check_top_up(account_id="A1", amount=Decimal("20.00"))
     with pytest.raises(Conflict, match="cap"):
-        await billing.service.operations.accounts.check_top_up(
+        await billing.service.operations.money.check_top_up(
             account_id="A1", amount=Decimal("20.01")
         )
 

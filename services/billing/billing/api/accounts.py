@@ -1,4 +1,4 @@
-"""Account routes: open, change, list and view accounts; check a top-up; an account's ledger."""
+"""Account routes: open, change, list and view accounts; an account's ledger."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from prepaid_common.contracts.api.billing import (
     LedgerLine,
     OpenAccount,
     Page,
-    TopUpAcceptable,
-    TopUpCheck,
 )
 
 from billing.api.ids import split_ids
@@ -57,11 +55,6 @@ def router(accounts: AccountOperations, queries: BillingQueries) -> APIRouter:
     @routes.get("/accounts/{account_id}")
     async def get_account(account_id: str) -> AccountView:
         return await queries.account(account_id)
-
-    @routes.post("/accounts/{account_id}/top-up-check")
-    async def top_up_check(account_id: str, body: TopUpCheck) -> TopUpAcceptable:
-        await accounts.check_top_up(account_id=account_id, amount=body.amount)
-        return TopUpAcceptable()
 
     @routes.get("/accounts/{account_id}/ledger")
     async def account_ledger(

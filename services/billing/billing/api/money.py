@@ -1,9 +1,15 @@
-"""Routes for money an operator moves: arrears, refunds, reversals."""
+"""Money routes: arrears, refunds, reversals, and the top-up check before money is taken."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from prepaid_common.contracts.api.billing import OperatorMoney, PostedTransaction, ReversalBody
+from prepaid_common.contracts.api.billing import (
+    OperatorMoney,
+    PostedTransaction,
+    ReversalBody,
+    TopUpAcceptable,
+    TopUpCheck,
+)
 
 from billing.operations.money import MoneyOperations
 
@@ -41,5 +47,10 @@ def router(money: MoneyOperations) -> APIRouter:
             transaction_id=transaction_id, reason=body.reason, operator=body.operator
         )
         return PostedTransaction(transaction_id=reversal_id)
+
+    @routes.post("/accounts/{account_id}/top-up-check")
+    async def top_up_check(account_id: str, body: TopUpCheck) -> TopUpAcceptable:
+        await money.check_top_up(account_id=account_id, amount=body.amount)
+        return TopUpAcceptable()
 
     return routes

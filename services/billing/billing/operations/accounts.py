@@ -1,4 +1,4 @@
-"""Accounts: open one, change its terms and groups, check a top-up against its cap."""
+"""Accounts: open one, change its terms and groups."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
 
 from billing.decisions import SupplyDecisions
-from billing.domain.accounts import ensure_top_up_fits
 from billing.domain.tariffs import TariffDefinition
 from billing.operations.tariffs import TariffOperations
 from billing.store import accounts as account_store
 from billing.store import tariffs as tariff_store
-from billing.store.balances import balance_of
 
 
 class AccountOperations:
@@ -92,12 +90,3 @@ class AccountOperations:
             if changes.groups is not None:
                 await account_store.replace_groups(uow.session, account_id, changes.groups)
             await self.decisions.evaluate_account(uow, account_id, now=utcnow())
-
-    async def check_top_up(self, *, account_id: str, amount: Decimal) -> None:
-        """Refuse a top-up that would lift the balance above the account's cap."""
-        async with self.store.sessionmaker() as session:
-            account = await account_store.require_account(session, account_id)
-            if account.balance_cap is None:
-                return
-            balance = await balance_of(session, account_id)
-        ensure_top_up_fits(balance=balance, amount=amount, cap=account.balance_cap)

@@ -1,4 +1,5 @@
-"""Money an operator moves: arrears, refunds, reversals; every one audited and keyed."""
+"""Money: what an operator moves (arrears, refunds, reversals; audited and keyed) and the
+check of a top-up against the balance cap before money is taken."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prepaid_common.outbox import ServiceStore
 
 from billing.decisions import SupplyDecisions
 from billing.domain import ledger
+from billing.domain.accounts import ensure_top_up_fits
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
 from billing.store.balances import balance_of
@@ -86,3 +88,12 @@ class MoneyOperations:
                 raise Conflict(f"transaction {transaction_id} was already reversed")
             await self.decisions.evaluate_account(uow, original.account_id, now=utcnow())
         return txn_id
+
+    async def check_top_up(self, *, account_id: str, amount: Decimal) -> None:
+        """Refuse a top-up that would lift the balance above the account's cap."""
+        async with self.store.sessionmaker() as session:
+            account = await account_store.require_account(session, account_id)
+            if account.balance_cap is None:
+                return
+            balance = await balance_of(session, account_id)
+        ensure_top_up_fits(balance=balance, amount=amount, cap=account.balance_cap)
