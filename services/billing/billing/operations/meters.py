@@ -48,38 +48,30 @@ class MeterOperations:
             async with self.store.unit_of_work() as uow:
                 await account_store.require_account(uow.session, account_id)
                 bound = await meter_store.bound_account(uow.session, meter_id)
-                if bound is not None:
-                    if bound != account_id:
-                        raise Conflict(f"meter {meter_id} is bound to account {bound}")
-                    await purchases.flag_meter(
-                        uow,
+                if bound is not None and bound != account_id:
+                    raise Conflict(f"meter {meter_id} is bound to account {bound}")
+                now = utcnow()
+                if bound is None:
+                    await meter_store.insert_binding(
+                        uow.session,
                         meter_id=meter_id,
                         account_id=account_id,
-                        local_prepaid=local_prepaid,
-                        price=local_price,
+                        tariff_id=tariff_id,
+                        multiplier=multiplier,
+                        position=None,
+                        supply="on",
+                        now=now,
                     )
-                    return False
-                now = utcnow()
-                await meter_store.insert_binding(
-                    uow.session,
-                    meter_id=meter_id,
-                    account_id=account_id,
-                    tariff_id=tariff_id,
-                    multiplier=multiplier,
-                    position=None,
-                    supply="on",
-                    now=now,
-                )
-                await meter_store.add_history(
-                    uow.session,
-                    meter_id=meter_id,
-                    account_id=account_id,
-                    event="bound",
-                    final_kwh=None,
-                    detail="",
-                    operator=operator,
-                    at=now,
-                )
+                    await meter_store.add_history(
+                        uow.session,
+                        meter_id=meter_id,
+                        account_id=account_id,
+                        event="bound",
+                        final_kwh=None,
+                        detail="",
+                        operator=operator,
+                        at=now,
+                    )
                 await purchases.flag_meter(
                     uow,
                     meter_id=meter_id,
@@ -87,6 +79,8 @@ class MeterOperations:
                     local_prepaid=local_prepaid,
                     price=local_price,
                 )
+                if bound is not None:
+                    return False
                 await self.decisions.evaluate_account(uow, account_id, now=now)
         except IntegrityError as error:
             raise Conflict(f"meter {meter_id} was bound concurrently") from error
