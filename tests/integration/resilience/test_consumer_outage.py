@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import aio_pika
 import pytest
+from integration.common.test_batch_bus import drop_our_broker_connections
 from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import Envelope
 from prepaid_common.db import Money, create_engine, make_sessionmaker
@@ -157,3 +158,37 @@ async def test_a_backlog_drained_across_a_database_blink_loses_no_batch(
 async def _credit_all(uow: UnitOfWork, batch: list[Envelope]) -> None:
     for envelope in batch:
         await credit(uow, envelope)
+
+
+# aiormq reports the forced close from its background tasks; that is the point here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_messages_held_through_an_outage_survive_the_broker_dropping_the_consumer(
+    rabbit: RabbitBus, engine: AsyncEngine, private_postgres: PrivatePostgres, amqp_url: str
+) -> None:
+    consume = store_of(engine).idempotent_batch(_credit_all)
+    gate, held = asyncio.Event(), asyncio.Event()
+
+    async def handle(batch: list[Envelope]) -> None:
+        held.set()
+        await gate.wait()
+        await consume(batch)
+
+    rabbit.subscribe_batch("credits", ["payment.succeeded.v1.#"], handle, max_batch=10)
+    sent = [Envelope.wrap(payment(n), producer="payments") for n in range(30)]
+    await rabbit.start()
+    await rabbit.publish_many(sent)
+    await asyncio.wait_for(held.wait(), 10)
+
+    private_postgres.stop()
+    gate.set()
+    await asyncio.sleep(1)  # the consumer is waiting for the database, messages in hand
+    if not drop_our_broker_connections():
+        pytest.skip("rabbitmqctl cannot close this process's connections here")
+    await asyncio.sleep(2)  # the broker took them back; the consumer connected again
+    private_postgres.start()
+
+    async def all_applied() -> bool:
+        return await credited(engine) == len(sent)
+
+    await wait_until(all_applied, timeout=25)
+    assert await dead_lettered(rabbit, amqp_url) == 0
