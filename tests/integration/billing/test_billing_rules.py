@@ -440,3 +440,16 @@ async def test_an_account_may_name_a_flat_tariff_billing_made(billing: Harness) 
         json={"id": "flat-0.9", "name": "x", "definition": {"kind": "flat", "price_per_kwh": "1"}},
     )
     assert refused.status_code == 422
+
+
+async def test_a_patch_clears_only_terms_that_may_be_empty(billing: Harness) -> None:
+    await billing.open("A1", "M1", credit="10", balance_cap=Decimal("50.00"))
+    cleared = await billing.api.patch("/internal/accounts/A1", json={"balance_cap": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["balance_cap"] is None
+    for term in ("name", "mode", "trip_line", "protected", "tariff_id"):
+        refused = await billing.api.patch("/internal/accounts/A1", json={term: None})
+        assert refused.status_code == 422, (term, refused.text)
+    # Groups given as null are left as they are.
+    kept = await billing.api.patch("/internal/accounts/A1", json={"groups": None})
+    assert kept.status_code == 200
