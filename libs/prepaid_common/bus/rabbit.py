@@ -199,12 +199,15 @@ class RabbitBus:
     async def _watch_dead_letters(self) -> None:
         """Keep the dead-letter queue's size in ``prepaid_dead_letter_queue_messages``."""
         assert self._connection is not None
-        channel = await self._connection.channel()
         while True:
             try:
-                # The raw channel: a robust one answers a passive declare from its cache.
-                underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(self.dead_letter_queue, passive=True)
+                channel = await self._connection.channel()
+                try:
+                    # The raw channel: a robust one answers a passive declare from its cache.
+                    underlay = await channel.get_underlay_channel()
+                    declared = await underlay.queue_declare(self.dead_letter_queue, passive=True)
+                finally:
+                    await channel.close()
                 DEAD_LETTER_QUEUE.labels(self.dead_letter_queue).set(declared.message_count or 0)
             except Exception as error:
                 if not is_infrastructure_failure(error):
