@@ -18,12 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.types import TypeDecorator
 
+# Seconds to open a connection to PostgreSQL before it counts as unreachable.
+CONNECT_TIMEOUT_SECONDS = 10
+
 
 def create_engine(url: str) -> AsyncEngine:
     """Create the process's engine; on SQLite make the file and serialise writers safely."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # A server that does not answer fails a connection in seconds (asyncpg waits a
+        # minute): a consumer backs off and retries, an API answers 503, neither hangs.
+        connect_args = (
+            {"timeout": CONNECT_TIMEOUT_SECONDS} if parsed.drivername.endswith("asyncpg") else {}
+        )
+        return create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
