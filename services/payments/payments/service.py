@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import APIRouter
+from prepaid_common.bus import MessageBus
 from prepaid_common.service import Service
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payments import api
+from payments.domain.orders import ORDER_LIFETIME
+from payments.operations import orders
+from payments.providers.registry import ProviderRegistry
 from payments.tables import metadata, plumbing
+
+log = logging.getLogger(__name__)
 
 
 class PaymentsService(Service):
@@ -18,5 +29,42 @@ class PaymentsService(Service):
     tables = plumbing
     metadata = metadata
 
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        bus: MessageBus,
+        providers: ProviderRegistry | None = None,
+        reconcile_interval_seconds: float = 5.0,
+        order_lifetime: timedelta = ORDER_LIFETIME,
+    ) -> None:
+        super().__init__(engine=engine, bus=bus)
+        self.providers = providers or ProviderRegistry()
+        self.reconcile_interval_seconds = reconcile_interval_seconds
+        self.order_lifetime = order_lifetime
+
     def routers(self) -> Sequence[APIRouter]:
-        return [api.internal_router(self.store)]
+        return [api.internal_router(self.store, self.providers, order_lifetime=self.order_lifetime)]
+
+    async def background(self) -> Sequence[asyncio.Task[None]]:
+        """Start the reconciliation loop when a provider is on."""
+        if self.providers.wechat is None and self.providers.alipay is None:
+            return ()
+        return (asyncio.create_task(self._reconcile_forever(), name="payments-reconcile"),)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            try:
+                await orders.reconcile_once(self.store, self.providers)
+            except Exception:
+                # One bad round (the database away, say) must not end reconciliation.
+                log.exception("reconciliation round failed")
+            await asyncio.sleep(self.reconcile_interval_seconds)
+
+    async def stop(self) -> None:
+        """Stop the loops and the relay, then close the providers' HTTP clients."""
+        await super().stop()
+        for client in (self.providers.wechat, self.providers.alipay):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.http.aclose()

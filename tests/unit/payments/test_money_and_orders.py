@@ -99,7 +99,17 @@ def test_out_trade_numbers_fit_wechat_and_never_repeat() -> None:
 
 
 def test_query_pauses_grow_then_stay() -> None:
-    pauses = [next_query_at(now=NOW, queries_done=n) - NOW for n in range(10)]
+    far = NOW + timedelta(days=1)
+    pauses = [next_query_at(now=NOW, queries_done=n, expires_at=far) - NOW for n in range(10)]
     assert pauses == sorted(pauses)
     assert pauses[0] == timedelta(seconds=15)
     assert pauses[-1] == pauses[-2] == timedelta(minutes=10)
+
+
+def test_an_open_order_is_asked_about_at_its_expiry_at_the_latest() -> None:
+    expiry = NOW + timedelta(seconds=5)
+    assert next_query_at(now=NOW, queries_done=3, expires_at=expiry) == expiry
+    later = expiry + timedelta(seconds=1)
+    assert next_query_at(now=later, queries_done=0, expires_at=expiry) == later + timedelta(
+        seconds=15
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,5 +49,108 @@ class PaymentPage(BaseModel):
     """A page of an account's payments, newest first."""
 
     items: list[PaymentView]
+    limit: int
+    offset: int
+
+
+# --- provider orders (WeChat Pay, Alipay) ------------------------------------------------
+ChannelName = Literal["wechat_native", "wechat_jsapi", "wechat_h5", "alipay_qr", "alipay_wap"]
+OrderStatusName = Literal["pending", "paid", "closed", "expired", "refunded"]
+
+
+class OrderBody(BaseModel):
+    """A top-up to pay through a provider, as the public API takes it."""
+
+    channel: ChannelName
+    amount: Decimal = Field(
+        gt=0, max_digits=12, decimal_places=2, description="Yuan, at most two decimals"
+    )
+    openid: str | None = Field(
+        default=None, min_length=1, max_length=128, description="The payer (wechat_jsapi only)"
+    )
+    description: str = Field(default="Electricity top-up", min_length=1, max_length=127)
+
+
+class OrderRequest(OrderBody):
+    """A provider order as the gateway passes it to payments."""
+
+    account_id: Identifier
+    operator: str = Field(min_length=1, max_length=64)
+
+
+class OrderView(BaseModel):
+    """A provider order and what the payer needs to pay it (the field of its channel)."""
+
+    out_trade_no: str
+    account_id: str
+    channel: ChannelName
+    amount: Decimal
+    status: OrderStatusName
+    operator: str
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None = None
+    transaction_id: str | None = None
+    refunded_amount: Decimal = Decimal("0.00")
+    code_url: str | None = Field(default=None, description="wechat_native: show as a QR code")
+    h5_url: str | None = Field(default=None, description="wechat_h5: open in the browser")
+    qr_code: str | None = Field(default=None, description="alipay_qr: show as a QR code")
+    pay_url: str | None = Field(default=None, description="alipay_wap: the signed URL to open")
+    jsapi: dict[str, str] | None = Field(
+        default=None, description="wechat_jsapi: the signed parameters for requestPayment"
+    )
+
+
+class ChannelState(BaseModel):
+    """Whether a provider is configured here, and if not, why."""
+
+    provider: Literal["wechatpay", "alipay"]
+    enabled: bool
+    detail: str
+
+
+class RefundBody(BaseModel):
+    """Money to give back on a paid order, through its provider."""
+
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    reason: str = Field(min_length=1, max_length=80)
+
+
+class RefundRequest(RefundBody):
+    """A refund as the gateway passes it to payments."""
+
+    operator: str = Field(min_length=1, max_length=64)
+
+
+class RefundView(BaseModel):
+    """A refund asked of a provider; ``succeeded`` once the provider says the money went back."""
+
+    out_refund_no: str
+    out_trade_no: str
+    account_id: str
+    amount: Decimal
+    reason: str
+    status: Literal["processing", "succeeded", "failed"]
+    operator: str
+    created_at: datetime
+    succeeded_at: datetime | None = None
+
+
+class PaymentIssue(BaseModel):
+    """Something an operator must look at: a paid amount that differs, a payment we do not
+    know, a difference in a provider's bill."""
+
+    id: str
+    kind: str
+    provider: str
+    out_trade_no: str | None
+    detail: str
+    created_at: datetime
+
+
+class PaymentIssuePage(BaseModel):
+    """A page of payment issues, newest first."""
+
+    items: list[PaymentIssue]
     limit: int
     offset: int

@@ -13,9 +13,11 @@ from gateway.api import (
     field,
     meters,
     money,
+    orders,
     reports,
     supply,
     tariffs,
+    webhooks,
 )
 
 PREFIX = "/api/v1"
@@ -32,4 +34,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     supply.router,
     admin.router,
     dead_letters.router,
+    orders.router,
+    webhooks.router,
 )

@@ -92,9 +92,13 @@ def validate_order_amount(amount: Decimal) -> Decimal:
     return amount
 
 
-def next_query_at(*, now: datetime, queries_done: int) -> datetime:
-    """Return when to ask the provider about a silent order again (growing pauses)."""
-    return now + QUERY_DELAYS[min(queries_done, len(QUERY_DELAYS) - 1)]
+def next_query_at(*, now: datetime, queries_done: int, expires_at: datetime) -> datetime:
+    """Return when to ask the provider about a silent order again (growing pauses).
+
+    Never later than the order's expiry while it is still open: that is when it is closed.
+    """
+    after_pause = now + QUERY_DELAYS[min(queries_done, len(QUERY_DELAYS) - 1)]
+    return min(after_pause, expires_at) if now < expires_at else after_pause
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What the payments API does: each use case one unit of work, raising service errors."""
+"""Cash at the counter: one payment per receipt, announced to billing once."""
 
 from __future__ import annotations
 
