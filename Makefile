@@ -28,8 +28,8 @@ run-cluster: venv ## Run each service as its own process against local PostgreSQ
 simulator: venv ## Run the field simulator alone (10 DTUs x 8 meters from port 15020)
 	$(BIN)/python -m simulator --dtus 10 --meters 8 --base-port 15020 --speed 60
 
-test: venv ## Run every test tier (unit, integration, e2e) on both backends
-	$(BIN)/pytest -q tests/unit tests/integration tests/e2e
+test: venv ## Run every test tier (unit, integration, e2e, browser) on both backends
+	$(BIN)/pytest -q tests/unit tests/integration tests/e2e tests/browser
 
 test-unit: venv ## Run the unit tests only
 	$(BIN)/pytest -q tests/unit

@@ -13,6 +13,7 @@ from gateway.api import PREFIX, ROUTERS
 from gateway.api.deps import ApiContext
 from gateway.operations import GatewayOperations
 from gateway.upstream import Upstreams
+from gateway.web import install_front_ends
 
 
 def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> FastAPI:
@@ -29,6 +30,7 @@ def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> 
         app.include_router(router, prefix=PREFIX)
     app.include_router(metrics_router())
     app.add_api_route("/healthz", healthz, include_in_schema=False)
+    install_front_ends(app)
     return app
 
 

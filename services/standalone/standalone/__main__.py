@@ -29,6 +29,8 @@ async def main() -> None:
         lines = [
             "",
             "Prepaid metering is running (standalone).",
+            f"  Console:    {url}/console/   (operators; {url}/ opens it)",
+            f"  Phone site: {url}/m/   (tenants; a WeChat menu can link here)",
             f"  API:        {url}/api/v1   (OpenAPI: {url}/docs)",
             f"  Data:       {settings.data_dir.resolve()}",
             "  DTUs dial:  "
@@ -50,7 +52,10 @@ async def main() -> None:
                 f"  Simulator:  {len(product.simulator.dtus)} DTUs, {meters} meters "
                 f"at {settings.sim_speed:g}x speed"
             )
-            lines.append(f"  Tenants:    tenant1..tenant3 / {credentials.tenant_password}")
+            lines.append(
+                f"  Tenants:    tenant1..tenant3 / {credentials.tenant_password}"
+                f"   (phone site: sign in as tenant1 at {url}/m/)"
+            )
             if product.low_credit_accounts:
                 lines.append("  Low credit: " + ", ".join(product.low_credit_accounts[:4]) + " ...")
         print("\n".join(lines) + "\n", flush=True)
