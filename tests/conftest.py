@@ -24,6 +24,10 @@ from testkit.servers import (
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Tests build settings with the development defaults (and the processes they start inherit
+# this); a process started without PREPAID_ENVIRONMENT is production and refuses them.
+os.environ.setdefault("PREPAID_ENVIRONMENT", "development")
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
@@ -133,10 +135,16 @@ class Service:
         self._loops.clear()
         await self.relay.stop()
 
-    def internal_app(self) -> FastAPI:
-        """Build the service's internal HTTP API with ``/healthz`` and ``/metrics``."""
+    def internal_app(self, *, service_credential: str | None = None) -> FastAPI:
+        """Build the service's internal HTTP API with ``/healthz`` and ``/metrics``.
+
+        With a credential, every other route refuses a call that does not carry it (what a
+        deployment always sets); without one, the app is for a test's in-process client.
+        """
         app = FastAPI(title=f"{self.name} (internal)", version="1")
         install_error_handlers(app)
+        if service_credential is not None:
+            app.add_middleware(RequireServiceCredential, credential=service_credential)
         for router in self.routers():
             app.include_router(router)
         app.include_router(metrics_router())
@@ -147,6 +155,38 @@ class Service:
             return {"status": "ok", "service": self.name}
 
         return app
+
+
+# The header the gateway's clients send to the internal APIs.
+SERVICE_CREDENTIAL_HEADER = "X-Service-Credential"
+# Probes and Prometheus call these without the credential; the NetworkPolicy limits who can.
+OPEN_INTERNAL_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequireServiceCredential:
+    """ASGI middleware: refuse (401) a call to an internal route without the credential."""
+
+    def __init__(self, app: ASGIApp, *, credential: str) -> None:
+        if not credential:
+            raise ValueError("an empty service credential would let every call through")
+        self.app = app
+        self.expected = credential.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_INTERNAL_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = SERVICE_CREDENTIAL_HEADER.lower().encode()
+        given = next((value for name, value in scope["headers"] if name == header), b"")
+        # Constant time: the answer's timing says nothing about how much of a guess was right.
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            status_code=401,
+            content={"detail": "a service credential is required", "code": "unauthorized"},
+        )
+        await refusal(scope, receive, send)
 
 
 async def wait_for_dependencies(
@@ -265,10 +305,10 @@ async def run_alone(build: ServiceFactory, *, port: int, settings: CommonSetting
             await engine.dispose()
             log.info("service stopped", extra={"service": service.name})
 
-    app = service.internal_app()
+    app = service.internal_app(service_credential=settings.effective_service_credential())
     app.router.lifespan_context = lifespan
     server = uvicorn.Server(
-        uvicorn.Config(app, host="0.0.0.0", port=port, log_config=None, access_log=False)
+        uvicorn.Config(app, host=settings.listen_host, port=port, log_config=None, access_log=False)
     )
     await server.serve()
 

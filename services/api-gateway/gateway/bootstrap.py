@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from prepaid_common.bus import MessageBus
+from prepaid_common.service import SERVICE_CREDENTIAL_HEADER
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.service import GatewayService
@@ -12,10 +13,13 @@ from gateway.upstream import Upstreams
 
 
 def http_upstreams(settings: GatewaySettings) -> Upstreams:
-    """Return clients for the four services at their configured URLs."""
+    """Return clients for the four services at their configured URLs, with the credential."""
+    credential = {SERVICE_CREDENTIAL_HEADER: settings.effective_service_credential()}
 
     def client(url: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=url, timeout=settings.upstream_timeout_seconds)
+        return httpx.AsyncClient(
+            base_url=url, timeout=settings.upstream_timeout_seconds, headers=credential
+        )
 
     return Upstreams(
         collector=client(settings.collector_url),

@@ -65,6 +65,6 @@ class GatewayService(Service):
         app.include_router(readiness_router(self.engine, self.bus))
         return app
 
-    def internal_app(self) -> FastAPI:
+    def internal_app(self, *, service_credential: str | None = None) -> FastAPI:
         """Return the public API: the gateway has no internal one (run alone, it serves this)."""
         return self.public_app()

@@ -23,7 +23,7 @@ from gateway.upstream import Upstreams
 from payments.bootstrap import build as build_payments
 from prepaid_common.bus import make_bus
 from prepaid_common.db import create_engine
-from prepaid_common.service import Service
+from prepaid_common.service import SERVICE_CREDENTIAL_HEADER, Service
 from simulator import FieldSimulator
 
 from standalone.seed import DemoDtu, DemoMeter, seed_demo
@@ -64,11 +64,18 @@ class Standalone:
         self.control = build_control(settings, engine=self.engine, bus=self.bus)
         self.payments = build_payments(settings, engine=self.engine, bus=self.bus)
 
+        # In process the internal apps check a credential too (the same code as in a
+        # cluster); no other process needs it, so a fresh one each start will do.
+        credential = secrets.token_urlsafe(32)
+
         def local(service: Service) -> httpx.AsyncClient:
             return httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=service.internal_app()),
+                transport=httpx.ASGITransport(
+                    app=service.internal_app(service_credential=credential)
+                ),
                 base_url=f"http://{service.name}.local",
                 timeout=settings.upstream_timeout_seconds,
+                headers={SERVICE_CREDENTIAL_HEADER: credential},
             )
 
         self.upstreams = Upstreams(

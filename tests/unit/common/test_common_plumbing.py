@@ -135,4 +135,6 @@ def test_contracts_refuse_bad_values() -> None:
 def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(ValidationError, match="TOKEN_SECRET"):
         CommonSettings(environment="production")
+    with pytest.raises(ValidationError, match="TOKEN_SECRET"):
+        CommonSettings(environment="production", token_secret=SecretStr("x"))
     assert CommonSettings(environment="production", token_secret=SecretStr("x" * 40))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prepaid_common.settings import CommonSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class ExampleSettings(CommonSettings):
@@ -34,3 +36,33 @@ def test_a_bad_value_is_refused_not_replaced(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PREPAID_SERVICE_PORT", "0")
     with pytest.raises(ValueError, match="service_port"):
         ExampleSettings()
+
+
+def test_secrets_are_refused_unless_the_environment_says_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PREPAID_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("PREPAID_TOKEN_SECRET", raising=False)
+    with pytest.raises(ValueError, match="TOKEN_SECRET"):
+        ExampleSettings()  # the default environment is not development
+    with pytest.raises(ValueError, match="TOKEN_SECRET"):
+        ExampleSettings(token_secret=SecretStr("x" * 31))
+    with pytest.raises(ValueError, match="SERVICE_CREDENTIAL"):
+        ExampleSettings(token_secret=SecretStr("x" * 32), service_credential=SecretStr(""))
+    assert ExampleSettings(environment="development").environment == "development"
+    strong = ExampleSettings(token_secret=SecretStr("x" * 32))
+    # Unset, the service credential is derived from the shared secret, never the secret itself.
+    assert len(strong.effective_service_credential()) == 64
+    assert strong.effective_service_credential() != "x" * 32
+
+
+def test_secrets_are_read_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t" * 40 + "\n")
+    (tmp_path / "credential").write_text("c" * 40 + "\n")
+    settings = ExampleSettings(
+        environment="production",
+        token_secret_file=tmp_path / "token",
+        service_credential_file=tmp_path / "credential",
+    )
+    assert settings.token_secret.get_secret_value() == "t" * 40
+    assert settings.effective_service_credential() == "c" * 40

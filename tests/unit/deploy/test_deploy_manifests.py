@@ -775,6 +775,7 @@ API_VERSIONS = {
     "Job": "batch/v1",
     "Ingress": "networking.k8s.io/v1",
     "PodDisruptionBudget": "policy/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
 }
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -1115,3 +1116,21 @@ def test_deploy_doc_covers_every_setting_the_manifests_use() -> None:
     )
     missing = sorted(name for name in used if name not in doc)
     assert not missing, f"docs/deploy.md does not explain {missing}"
+
+
+def test_only_the_gateway_and_prometheus_reach_the_internal_apis() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    internal = policies["internal-apis-from-the-gateway"]
+    (expression,) = internal["podSelector"]["matchExpressions"]
+    assert set(expression["values"]) == set(SERVICE_PORTS), "every internal API is covered"
+    (rule,) = internal["ingress"]
+    sources = rule["from"]
+    assert [s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in sources[:1]] == [
+        "gateway"
+    ]
+    assert all("podSelector" in s or "namespaceSelector" in s for s in sources)
+    assert not any(s.get("ipBlock") for s in sources), "no address range reaches them"
+    # Pods are reached through their Services: they listen beyond loopback in the cluster.
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["PREPAID_LISTEN_HOST"] == "0.0.0.0"
