@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from prepaid_common.contracts.api.payments import (
+    BillCheck,
     ChannelState,
     OrderRequest,
     OrderView,
@@ -19,6 +21,7 @@ from prepaid_common.contracts.api.payments import (
 from prepaid_common.outbox import ServiceStore
 
 from payments import operations
+from payments.domain.orders import Provider
 from payments.operations import orders, refunds, webhooks
 from payments.providers.registry import ProviderRegistry
 
@@ -80,6 +83,10 @@ def internal_router(
         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
     ) -> PaymentIssuePage:
         return await orders.list_issues(store, limit=limit, offset=offset)
+
+    @router.post("/bills/{provider}/{day}")
+    async def check_bill(provider: Literal["wechatpay", "alipay"], day: date) -> BillCheck:
+        return await orders.check_bill(store, providers, provider=Provider(provider), day=day)
 
     # The providers' notifications, forwarded untouched by the gateway: the signature covers
     # the raw bytes, so they are read as bytes and never parsed before verification.

@@ -49,4 +49,5 @@ def build(
         providers=providers if providers is not None else build_providers(settings),
         reconcile_interval_seconds=settings.payments_reconcile_interval_seconds,
         order_lifetime=timedelta(seconds=settings.payments_order_lifetime_seconds),
+        bill_hour=settings.payments_bill_hour,
     )

@@ -137,6 +137,14 @@ async def orders_paid_between(
     return [_order_view(row) for row in rows]
 
 
+async def orders_by_nos(session: AsyncSession, out_trade_nos: list[str]) -> list[OrderView]:
+    """Return the orders among some trade numbers that we made."""
+    if not out_trade_nos:
+        return []
+    rows = await session.execute(select(orders).where(orders.c.out_trade_no.in_(out_trade_nos)))
+    return [_order_view(row) for row in rows]
+
+
 # --- issues ------------------------------------------------------------------------------
 async def issue_exists(session: AsyncSession, issue_id: str) -> bool:
     """Whether an issue was already raised (a retried message raises none again)."""

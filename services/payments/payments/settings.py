@@ -45,6 +45,9 @@ class PaymentsSettings(CommonSettings):
     payments_order_lifetime_seconds: int = Field(default=900, ge=1, le=7200)
     # How often the reconciliation loop looks for silent orders (each has its own pauses).
     payments_reconcile_interval_seconds: float = Field(default=5.0, gt=0)
+    # When the daily job compares yesterday's trade bills (hour of the day, Beijing time: the
+    # providers publish them from about 09:00).
+    payments_bill_hour: int = Field(default=10, ge=0, le=23)
     # How long a provider may take to answer one request.
     payments_provider_timeout_seconds: float = Field(default=10.0, gt=0)
 

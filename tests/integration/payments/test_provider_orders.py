@@ -7,8 +7,10 @@ import asyncio
 import base64
 import dataclasses
 import time
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo
 
 import pytest
 from Crypto.Hash import SHA256
@@ -310,3 +312,29 @@ async def test_a_refund_goes_through_the_provider(rig: PaymentsRig, channel: str
     # Alipay answers at once; WeChat Pay says so in a signed REFUND.SUCCESS notification.
     await rig.eventually(refunded)
     assert await rig.status(no) == "refunded"
+
+
+@pytest.mark.parametrize("provider", ["wechatpay", "alipay"])
+async def test_the_daily_bill_reports_every_difference(rig: PaymentsRig, provider: str) -> None:
+    channel = "wechat_native" if provider == "wechatpay" else "alipay_qr"
+    agreed = await rig.order(channel, "10.00")
+    lost = await rig.order(channel, "20.00")
+    await rig.provider.get(_pay_url(rig, agreed))
+    await _paid(rig, agreed["out_trade_no"])
+    # Paid there, but the notification never came and nobody asked yet: pending here.
+    await rig.provider.get(_pay_url(rig, lost), params={"notify": "false"})
+    day = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    answer = await rig.payments.post(f"/internal/bills/{provider}/{day}")
+    assert answer.status_code == 200, answer.text
+    check = answer.json()
+    assert check["trades"] == 2
+    assert [(d["kind"], d["out_trade_no"]) for d in check["differences"]] == [
+        ("paid_there_not_here", lost["out_trade_no"])
+    ]
+    issues = (await rig.payments.get("/internal/payment-issues")).json()["items"]
+    assert [(i["kind"], i["out_trade_no"]) for i in issues] == [
+        ("bill_paid_there_not_here", lost["out_trade_no"])
+    ]
+    # Checking the same bill again raises nothing new.
+    await rig.payments.post(f"/internal/bills/{provider}/{day}")
+    assert len((await rig.payments.get("/internal/payment-issues")).json()["items"]) == 1

@@ -5,10 +5,18 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from payments.domain.bills import (
+    BillLine,
+    OurPayment,
+    compare_bill,
+    parse_alipay_trade_bill,
+    parse_wechat_trade_bill,
+)
 from payments.domain.money import fen_to_yuan, parse_yuan, yuan_text, yuan_to_fen
 from payments.domain.orders import (
     PAYABLE,
@@ -113,3 +121,41 @@ def test_an_open_order_is_asked_about_at_its_expiry_at_the_latest() -> None:
     assert next_query_at(now=later, queries_done=0, expires_at=expiry) == later + timedelta(
         seconds=15
     )
+
+
+def test_a_bill_compared_with_our_orders_reports_every_difference() -> None:
+    bill = [
+        BillLine("PP1", "T1", Decimal("50.00")),  # agrees
+        BillLine("PP2", "T2", Decimal("30.00")),  # we missed it (still pending here)
+        BillLine("PP3", "T3", Decimal("9.99")),  # amounts differ
+        BillLine("PP9", "T9", Decimal("1.00")),  # never ours
+    ]
+    paid = {
+        "PP1": OurPayment("PP1", "T1", Decimal("50.00"), "paid"),
+        "PP3": OurPayment("PP3", "T3", Decimal("10.00"), "paid"),
+        "PP4": OurPayment("PP4", "T4", Decimal("20.00"), "refunded"),  # not in the bill
+    }
+    known = {**paid, "PP2": OurPayment("PP2", None, Decimal("30.00"), "pending")}
+    found = {(d.kind, d.out_trade_no) for d in compare_bill(bill, paid, known)}
+    assert found == {
+        ("paid_there_not_here", "PP2"),
+        ("amount_differs", "PP3"),
+        ("paid_there_not_here", "PP9"),
+        ("paid_here_not_there", "PP4"),
+    }
+    assert compare_bill(bill[:1], {"PP1": paid["PP1"]}, known) == []
+
+
+BILLS = Path(__file__).parent / "bills"
+WECHAT_BILL = (BILLS / "wechatpay-tradebill.csv").read_text(encoding="utf-8")
+
+ALIPAY_BILL = (BILLS / "alipay-trade-detail.csv").read_text(encoding="utf-8")
+
+
+def test_trade_bills_are_read_as_each_provider_writes_them() -> None:
+    assert parse_wechat_trade_bill(WECHAT_BILL) == [BillLine("PP1", "4200001", Decimal("50.00"))]
+    assert parse_alipay_trade_bill(ALIPAY_BILL) == [
+        BillLine("PP3", "2026120622001", Decimal("12.50"))
+    ]
+    with pytest.raises(ValueError, match="WeChat"):
+        parse_wechat_trade_bill("a,b,c\n1,2,3\n")

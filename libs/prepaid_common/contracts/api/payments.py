@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
@@ -154,3 +154,20 @@ class PaymentIssuePage(BaseModel):
     items: list[PaymentIssue]
     limit: int
     offset: int
+
+
+class BillDifferenceView(BaseModel):
+    """One difference between a provider's bill and our orders."""
+
+    kind: Literal["paid_there_not_here", "paid_here_not_there", "amount_differs"]
+    out_trade_no: str
+    detail: str
+
+
+class BillCheck(BaseModel):
+    """A provider's daily trade bill compared with our orders."""
+
+    provider: Literal["wechatpay", "alipay"]
+    day: date
+    trades: int
+    differences: list[BillDifferenceView]

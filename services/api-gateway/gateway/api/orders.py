@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Literal
+
 from fastapi import APIRouter
 from prepaid_common.contracts.api.payments import (
+    BillCheck,
     ChannelState,
     OrderBody,
     OrderView,
@@ -119,3 +123,14 @@ async def payment_issues(
     return PaymentIssuePage.model_validate(
         await payments.get("/internal/payment-issues", limit=limit, offset=offset)
     )
+
+
+@router.post("/payment-bills/{provider}/{day}")
+async def check_bill(
+    principal: StaffUser, payments: Payments, provider: Literal["wechatpay", "alipay"], day: date
+) -> BillCheck:
+    """Compare a provider's trade bill of a day with our orders now (the daily job does it
+    at 10:00 Beijing time for the day before); each difference is also a payment issue."""
+    del principal
+    _, answer = await payments.post(f"/internal/bills/{provider}/{day.isoformat()}", json=None)
+    return BillCheck.model_validate(answer)

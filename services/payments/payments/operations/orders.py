@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from prepaid_common.contracts import PaymentSucceededV1, utcnow
 from prepaid_common.contracts.api.payments import (
+    BillCheck,
+    BillDifferenceView,
     OrderRequest,
     OrderView,
     PaymentIssue,
@@ -20,6 +23,7 @@ from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
 
 from payments import orders_store, store
+from payments.domain.bills import OurPayment, compare_bill
 from payments.domain.orders import (
     ORDER_LIFETIME,
     PAYABLE,
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 # payment.succeeded.v1 names the provider as billing knows it.
 _METHOD = {Provider.WECHATPAY: "wechat", Provider.ALIPAY: "alipay"}
 RECONCILE_BATCH = 50
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 class Credit(StrEnum):
@@ -286,3 +291,47 @@ async def list_issues(service_store: ServiceStore, *, limit: int, offset: int) -
     async with service_store.sessionmaker() as session:
         items = await orders_store.issues_page(session, limit=limit, offset=offset)
     return PaymentIssuePage(items=items, limit=limit, offset=offset)
+
+
+async def check_bill(
+    service_store: ServiceStore, providers: ProviderRegistry, *, provider: Provider, day: date
+) -> BillCheck:
+    """Compare a provider's bill of a day with our orders; raise an issue per difference."""
+    lines = await providers.client(provider).trade_bill(day)
+    # The providers' day is Beijing's.
+    start = datetime.combine(day, time.min, tzinfo=BEIJING).astimezone(UTC)
+    async with service_store.sessionmaker() as session:
+        paid = await orders_store.orders_paid_between(
+            session, provider=provider.value, start=start, end=start + timedelta(days=1)
+        )
+        known = await orders_store.orders_by_nos(session, [line.out_trade_no for line in lines])
+
+    def ours(order: OrderView) -> OurPayment:
+        return OurPayment(order.out_trade_no, order.transaction_id, order.amount, order.status)
+
+    differences = compare_bill(
+        lines,
+        {order.out_trade_no: ours(order) for order in paid},
+        {order.out_trade_no: ours(order) for order in known},
+    )
+    for difference in differences:
+        await raise_issue(
+            service_store,
+            kind=f"bill_{difference.kind}",
+            provider=provider,
+            out_trade_no=difference.out_trade_no,
+            reference=day.isoformat(),
+            detail=f"{provider.value} bill of {day}: {difference.detail}",
+        )
+    log.info(
+        "%s bill of %s: %d trades, %d differences", provider, day, len(lines), len(differences)
+    )
+    return BillCheck(
+        provider=provider.value,
+        day=day,
+        trades=len(lines),
+        differences=[
+            BillDifferenceView(kind=d.kind, out_trade_no=d.out_trade_no, detail=d.detail)
+            for d in differences
+        ],
+    )

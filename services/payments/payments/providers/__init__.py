@@ -7,10 +7,11 @@ provider an order went to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
+from payments.domain.bills import BillLine
 from payments.domain.orders import Channel, PaidReport
 
 
@@ -62,4 +63,8 @@ class ProviderClient(Protocol):
         self, *, out_trade_no: str, out_refund_no: str, amount: Decimal, total: Decimal, reason: str
     ) -> RefundAnswer:
         """Give money back on a paid order."""
+        ...
+
+    async def trade_bill(self, day: date) -> list[BillLine]:
+        """Return the paid trades of a day's bill (the provider's day: Beijing time)."""
         ...

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -14,6 +16,7 @@ import httpx
 from prepaid_common.errors import BadGateway
 
 from payments.domain import alipay
+from payments.domain.bills import BillLine, parse_alipay_trade_bill
 from payments.domain.money import parse_yuan, yuan_text
 from payments.domain.orders import Channel, PaidReport, Provider
 from payments.keys import AlipayCredentials
@@ -150,3 +153,32 @@ class AlipayClient:
         if answer.get("code") != alipay.SUCCESS_CODE:
             return RefundAnswer(succeeded=False, state=str(answer.get("sub_code", "")))
         return RefundAnswer(succeeded=True, state="SUCCESS")
+
+    async def trade_bill(self, day: date) -> list[BillLine]:
+        """Fetch a day's trade bill: its address from the gateway, then the zipped CSVs."""
+        answer = await self._call(
+            "alipay.data.dataservice.bill.downloadurl.query",
+            {"bill_type": "trade", "bill_date": day.isoformat()},
+            notify=False,
+        )
+        if answer.get("code") != alipay.SUCCESS_CODE:
+            if answer.get("sub_code") == "isp.bill_not_exist":
+                return []
+            raise BadGateway(f"Alipay bill: {answer.get('sub_code')}")
+        try:
+            response = await self.http.get(str(answer["bill_download_url"]))
+            archive = zipfile.ZipFile(io.BytesIO(response.content))
+        except (httpx.HTTPError, zipfile.BadZipFile) as error:
+            raise BadGateway(f"Alipay bill download failed: {error!r}") from error
+        lines: list[BillLine] = []
+        for entry in archive.infolist():
+            # Alipay names its files in GBK without the zip's UTF-8 flag (read as cp437).
+            name = (
+                entry.filename
+                if entry.flag_bits & 0x800
+                else entry.filename.encode("cp437").decode("gbk", errors="replace")
+            )
+            # The detail file, not the summary (汇总); its text is GBK too.
+            if "汇总" not in name and name.endswith(".csv"):
+                lines += parse_alipay_trade_bill(archive.read(entry).decode("gbk"))
+        return lines

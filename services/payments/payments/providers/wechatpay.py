@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prepaid_common.errors import BadGateway
 
 from payments.domain import wechatpay
+from payments.domain.bills import BillLine, parse_wechat_trade_bill
 from payments.domain.money import fen_to_yuan, yuan_to_fen
 from payments.domain.orders import Channel, PaidReport, Provider
 from payments.keys import WechatCredentials
@@ -56,6 +59,24 @@ class WechatPayClient:
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
+        response = await self._send(method, path, body)
+        try:
+            wechatpay.verify_signed(
+                headers={k.lower(): v for k, v in response.headers.items()},
+                body=response.content,
+                keys=self.credentials.provider_keys,
+                now=self.clock(),
+            )
+        except wechatpay.WechatRefused as refused:
+            raise BadGateway(f"WeChat Pay answer refused: {refused.reason}") from None
+        answer = json.loads(response.content) if response.content else {}
+        if not isinstance(answer, dict):
+            raise BadGateway("WeChat Pay answered something other than an object")
+        return response.status_code, answer
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
         creds = self.credentials
         # Serialised once: the bytes signed are the bytes sent.
         content = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -84,19 +105,7 @@ class WechatPayClient:
             raise BadGateway(f"WeChat Pay unreachable: {error!r}") from error
         if response.status_code >= 300:
             raise BadGateway(f"WeChat Pay answered {response.status_code}: {response.text[:200]}")
-        try:
-            wechatpay.verify_signed(
-                headers={k.lower(): v for k, v in response.headers.items()},
-                body=response.content,
-                keys=creds.provider_keys,
-                now=self.clock(),
-            )
-        except wechatpay.WechatRefused as refused:
-            raise BadGateway(f"WeChat Pay answer refused: {refused.reason}") from None
-        answer = json.loads(response.content) if response.content else {}
-        if not isinstance(answer, dict):
-            raise BadGateway("WeChat Pay answered something other than an object")
-        return response.status_code, answer
+        return response
 
     async def start(self, order: NewOrder) -> dict[str, object]:
         """Create the order; return code_url, h5_url or the jsapi page's signed parameters."""
@@ -164,3 +173,13 @@ class WechatPayClient:
         _, answer = await self._call("POST", "/v3/refund/domestic/refunds", body)
         state = str(answer.get("status", ""))
         return RefundAnswer(succeeded=state == "SUCCESS", state=state)
+
+    async def trade_bill(self, day: date) -> list[BillLine]:
+        """Fetch a day's trade bill: a signed request for its address, then the file."""
+        _, answer = await self._call("GET", f"/v3/bill/tradebill?bill_date={day.isoformat()}")
+        url = urlsplit(str(answer["download_url"]))
+        # The file itself is not signed: its SHA1, given in the signed answer, vouches for it.
+        response = await self._send("GET", url.path + (f"?{url.query}" if url.query else ""))
+        if hashlib.sha1(response.content).hexdigest() != str(answer.get("hash_value", "")).lower():
+            raise BadGateway("WeChat Pay bill does not match its hash")
+        return parse_wechat_trade_bill(response.content.decode("utf-8-sig"))

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import io
 import json
 import logging
 import re
 import secrets
 import time
+import zipfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -307,6 +310,29 @@ class FakeProviders:
             )
             return self._wechat_answer(200, record)
 
+        @router.get("/bill/tradebill")
+        async def trade_bill(bill_date: date, request: Request) -> Response:
+            problem = self._wechat_caller_ok(request, b"")
+            if problem:
+                return JSONResponse({"code": "SIGN_ERROR", "message": problem}, status_code=401)
+            content = self.wechat_bill(bill_date)
+            return self._wechat_answer(
+                200,
+                {
+                    "hash_type": "SHA1",
+                    "hash_value": hashlib.sha1(content).hexdigest(),
+                    "download_url": f"{str(request.base_url).rstrip('/')}/v3/billdownload/file"
+                    f"?token={bill_date.isoformat()}",
+                },
+            )
+
+        @router.get("/billdownload/file")
+        async def bill_file(token: date, request: Request) -> Response:
+            problem = self._wechat_caller_ok(request, b"")
+            if problem:
+                return JSONResponse({"code": "SIGN_ERROR", "message": problem}, status_code=401)
+            return Response(self.wechat_bill(token), media_type="text/csv")
+
         @router.get("/refund/domestic/refunds/{no}")
         async def refund_query(no: str, request: Request) -> Response:
             problem = self._wechat_caller_ok(request, b"")
@@ -318,6 +344,68 @@ class FakeProviders:
             return self._wechat_answer(200, record)
 
         return router
+
+    def _paid_on(self, provider: str, day: date) -> list[FakeOrder]:
+        return [
+            order
+            for (kind, _), order in sorted(self.orders.items())
+            if kind == provider
+            and order.paid_at is not None
+            and order.paid_at.astimezone(BEIJING).date() == day
+        ]
+
+    def wechat_bill(self, day: date) -> bytes:
+        """Return the day's trade bill as WeChat Pay writes it (each cell after a backtick)."""
+        header = (
+            "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,"
+            "交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,"
+            "充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,"
+            "费率备注"
+        )
+        rows = [header]
+        for order in self._paid_on("wechatpay", day):
+            assert order.paid_at is not None
+            yuan = f"{Decimal(order.paid_fen) / 100:.2f}"
+            cells = [
+                order.paid_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+                WECHAT_APPID, MCHID, "0", "", order.transaction_id, order.out_trade_no,
+                "o1", order.channel.upper(), "SUCCESS", "OTHERS", "CNY", yuan, "0.00",
+                "0", "0", "0.00", "0.00", "", "", "top-up", "", "0.00", "0.60%", yuan,
+                "0.00", "",
+            ]  # fmt: skip
+            rows.append(",".join(f"`{cell}" for cell in cells))
+        rows.append(
+            "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
+        )
+        rows.append(f"`{len(rows) - 2},`0.00,`0.00,`0.00,`0.00,`0.00,`0.00")
+        return ("\n".join(rows) + "\n").encode()
+
+    def alipay_bill(self, day: date) -> bytes:
+        """Return the day's trade bill as Alipay serves it: zipped CSVs in GBK."""
+        header = (
+            "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,"
+            "终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,"
+            "支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
+            "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"
+        )
+        rows = ["#支付宝业务明细查询", f"#账号：[{ALIPAY_SELLER_ID}0156]", header]
+        for order in self._paid_on("alipay", day):
+            assert order.paid_at is not None
+            when = order.paid_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+            yuan = f"{Decimal(order.paid_fen) / 100:.2f}"
+            cells = [
+                order.transaction_id, order.out_trade_no, "交易", "top-up", when, when,
+                "", "", "", "", "buyer", yuan, yuan, "0.00", "0.00", "0.00", "0.00", "0.00",
+                "", "0.00", "0.00", "", "0.00", "0.00", "",
+            ]  # fmt: skip
+            rows.append(",".join(cells))
+        rows.append("#-----------------------------------------业务明细列表结束")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            stem = f"{ALIPAY_SELLER_ID}0156_{day:%Y%m%d}"
+            archive.writestr(f"{stem}_业务明细.csv", ("\n".join(rows) + "\n").encode("gbk"))
+            archive.writestr(f"{stem}_业务明细(汇总).csv", "#汇总\n".encode("gbk"))
+        return buffer.getvalue()
 
     # --- Alipay -------------------------------------------------------------------------
     def _alipay_answer(self, method: str, member: dict[str, Any]) -> Response:
@@ -399,6 +487,17 @@ class FakeProviders:
             biz = json.loads(params.get("biz_content", "{}"))
             no = str(biz.get("out_trade_no", ""))
             order = self.orders.get(("alipay", no))
+            if method == "alipay.data.dataservice.bill.downloadurl.query":
+                day = str(biz.get("bill_date", ""))
+                base = str(request.base_url).rstrip("/")
+                return self._alipay_answer(
+                    method,
+                    {
+                        "code": "10000",
+                        "msg": "Success",
+                        "bill_download_url": f"{base}/fake/alipay-bill?day={day}",
+                    },
+                )
             if method == "alipay.trade.precreate":
                 self.orders[("alipay", no)] = FakeOrder(
                     provider="alipay",
@@ -533,6 +632,10 @@ class FakeProviders:
             return Response(
                 f"paid {yuan:.2f} CNY for {out_trade_no} ({provider})\n", media_type="text/plain"
             )
+
+        @router.get("/fake/alipay-bill")
+        async def alipay_bill(day: date) -> Response:
+            return Response(self.alipay_bill(day), media_type="application/zip")
 
         @router.get("/fake/notifications/{provider}/{out_trade_no}")
         async def notifications(provider: str, out_trade_no: str) -> list[dict[str, Any]]:
