@@ -1,4 +1,5 @@
-"""The one error model of every HTTP API: ``{"detail": "...", "code": "..."}``.
+"""The one error model of every HTTP API: RFC 9457 problem details (``application/problem+json``)
+with ``detail`` and our stable ``code`` (and ``errors``, per field, with a 422).
 
 The edge is the only place that knows which status code each kind of error gets. A
 dependency that cannot be reached (the database down, a timeout) is a 503 with
@@ -8,16 +9,21 @@ dependency that cannot be reached (the database down, a timeout) is a 503 with
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
 
 import aiormq.exceptions
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from prepaid_common.contracts.api.problems import Problem
 from prepaid_common.errors import (
     BadGateway,
     Conflict,
@@ -67,6 +73,87 @@ def status_of(error: ServiceError) -> int:
     return 400
 
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# The longest value a 422 echoes back: a client sent it, so it only needs a reminder.
+_ECHO_LIMIT = 100
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "timed_out",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    code: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    """Return a problem-details answer."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "code": code or _CODE_BY_STATUS.get(status, "error"),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(
+        status_code=status, content=body, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return OpenAPI ``responses`` documenting each status as a problem answer."""
+    return {
+        status: {
+            "model": Problem,
+            "description": _title(status),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _field_problem(raw: Any) -> dict[str, Any]:
+    """One validation error, its input echoed only when short and finite."""
+    item: dict[str, Any] = {
+        "loc": [part if isinstance(part, int) else str(part) for part in raw.get("loc", ())],
+        "msg": str(raw.get("msg", "")),
+        "type": str(raw.get("type", "")),
+    }
+    value = raw.get("input")
+    if (
+        (isinstance(value, bool | int) and abs(value) < 10**18)
+        or (isinstance(value, float) and math.isfinite(value))
+        or (isinstance(value, str) and len(value) <= _ECHO_LIMIT and value.isprintable())
+    ):
+        item["input"] = value
+    return item
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every ``ServiceError`` with its status and the common error body."""
 
@@ -78,11 +165,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         elif status == 503:
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return JSONResponse(
-            status_code=status,
-            content={"detail": error.detail, "code": error.code},
-            headers=headers,
-        )
+        return problem(status, error.detail, error.code, headers=headers)
 
     async def _dependency_down(request: Request, error: Exception) -> JSONResponse:
         if not is_infrastructure_failure(error):
@@ -91,29 +174,26 @@ def install_error_handlers(app: FastAPI) -> None:
             "dependency unavailable; answered 503",
             extra={"path": request.url.path, "error": repr(error)},
         )
-        return JSONResponse(
-            status_code=503,
-            content={"detail": "a dependency is unavailable; try again", "code": "unavailable"},
+        return problem(
+            503,
+            "a dependency is unavailable; try again",
+            "unavailable",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
     for kind in _MAYBE_INFRASTRUCTURE:
         app.add_exception_handler(kind, _dependency_down)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (no such route, a method not allowed, a bad body's framing).
+        detail = error.detail if isinstance(error.detail, str) else _title(error.status_code)
+        return problem(error.status_code, detail, headers=error.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = error.errors()
+        problems = [_field_problem(raw) for raw in error.errors()]
         detail = "; ".join(
-            f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
-            for problem in problems
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in problems
         )
-        return JSONResponse(
-            status_code=422,
-            content={
-                "detail": detail or "invalid request",
-                "code": "invalid",
-                "errors": jsonable_encoder(
-                    [{k: v for k, v in p.items() if k != "ctx"} for p in problems]
-                ),
-            },
-        )
+        return problem(422, detail[:1000] or "invalid request", "invalid", errors=problems)

@@ -29,7 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
 from prepaid_common.failures import is_infrastructure_failure
-from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers
+from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers, problem
+from prepaid_common.http_guards import RequestBodyGuard
 from prepaid_common.logs import configure_logging
 from prepaid_common.metrics import metrics_router
 from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table
@@ -143,6 +144,7 @@ class Service:
         """
         app = FastAPI(title=f"{self.name} (internal)", version="1")
         install_error_handlers(app)
+        app.add_middleware(RequestBodyGuard)
         if service_credential is not None:
             app.add_middleware(RequireServiceCredential, credential=service_credential)
         for router in self.routers():
@@ -182,10 +184,7 @@ class RequireServiceCredential:
         if hmac.compare_digest(given, self.expected):
             await self.app(scope, receive, send)
             return
-        refusal = JSONResponse(
-            status_code=401,
-            content={"detail": "a service credential is required", "code": "unauthorized"},
-        )
+        refusal = problem(401, "a service credential is required", "unauthorized")
         await refusal(scope, receive, send)
 
 
@@ -251,12 +250,10 @@ def readiness_router(engine: AsyncEngine, bus: MessageBus) -> APIRouter:
                 async with asyncio.timeout(_READY_TIMEOUT):
                     await check()
             except Exception as error:
-                return JSONResponse(
-                    status_code=503,
-                    content={
-                        "detail": f"the {dependency} is unavailable: {error!r}",
-                        "code": "unavailable",
-                    },
+                return problem(
+                    503,
+                    f"the {dependency} is unavailable: {error!r}",
+                    "unavailable",
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
         return JSONResponse({"status": "ready"})

@@ -6,7 +6,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
-from prepaid_common.http_errors import install_error_handlers
+from fastapi.routing import APIRoute
+from prepaid_common.http_errors import install_error_handlers, problem_responses
+from prepaid_common.http_guards import RequestBodyGuard
 from prepaid_common.metrics import HTTP_REQUESTS, metrics_router
 
 from gateway.api import PREFIX, ROUTERS
@@ -22,16 +24,27 @@ def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> 
         title="Prepaid metering API",
         version="1",
         description="Meters, accounts, ledgers, top-ups and relay commands.",
+        generate_unique_id_function=operation_id,
     )
     app.state.context = ApiContext(operations=operations, upstreams=upstreams)
     install_error_handlers(app)
     app.middleware("http")(measure)
+    app.add_middleware(RequestBodyGuard)
     for router in ROUTERS:
-        app.include_router(router, prefix=PREFIX)
+        app.include_router(router, prefix=PREFIX, responses=PUBLIC_PROBLEMS)
     app.include_router(metrics_router())
     app.add_api_route("/healthz", healthz, include_in_schema=False)
     install_front_ends(app)
     return app
+
+
+# Every status a public route may answer besides its own success (problem details).
+PUBLIC_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 502, 503, 504)
+
+
+def operation_id(route: APIRoute) -> str:
+    """Name a route's operation after its function: stable, short, read by code generators."""
+    return route.name
 
 
 async def measure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from prepaid_common.errors import (
@@ -28,6 +29,9 @@ class Upstream:
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> tuple[int, Any]:
         """Return (status, body); raise the matching ServiceError for a 4xx or 5xx."""
+        # Ids were checked at the edge; escaping is the second lock: whatever a path holds
+        # ('?', '#', '%', a space) reaches the service as the one segment it was.
+        path = quote(path, safe="/")
         try:
             response = await self.client.request(method, path, params=params, json=json)
         except httpx.TransportError as error:

@@ -23,6 +23,7 @@ from gateway.api.deps import (
     CurrentUser,
     Limit,
     Offset,
+    PathId,
     Payments,
     StaffUser,
     as_operator,
@@ -45,7 +46,11 @@ async def open_account(
 
 @router.patch("/accounts/{account_id}")
 async def change_account(
-    principal: StaffUser, billing: Billing, audit: AuditLog, account_id: str, body: AccountChanges
+    principal: StaffUser,
+    billing: Billing,
+    audit: AuditLog,
+    account_id: PathId,
+    body: AccountChanges,
 ) -> AccountView:
     """Change an account's tariff, lines, limits, groups or protection."""
     changes = body.model_dump(mode="json", exclude_unset=True)
@@ -68,7 +73,7 @@ async def list_accounts(
 
 
 @router.get("/accounts/{account_id}")
-async def get_account(principal: CurrentUser, billing: Billing, account_id: str) -> AccountView:
+async def get_account(principal: CurrentUser, billing: Billing, account_id: PathId) -> AccountView:
     """One account and its balance."""
     ensure_visible(principal, account_id)
     return AccountView.model_validate(await billing.get(f"/internal/accounts/{account_id}"))
@@ -78,7 +83,7 @@ async def get_account(principal: CurrentUser, billing: Billing, account_id: str)
 async def account_ledger(
     principal: CurrentUser,
     billing: Billing,
-    account_id: str,
+    account_id: PathId,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[LedgerLine]:
@@ -95,7 +100,7 @@ async def bind_meter(
     collector: Collector,
     billing: Billing,
     audit: AuditLog,
-    account_id: str,
+    account_id: PathId,
     body: BindingBody,
     response: Response,
 ) -> MeterBound:
@@ -122,7 +127,7 @@ async def top_up(
     billing: Billing,
     payments: Payments,
     audit: AuditLog,
-    account_id: str,
+    account_id: PathId,
     body: TopUpBody,
     response: Response,
 ) -> PaymentView:
@@ -156,7 +161,7 @@ async def top_up(
 async def account_payments(
     principal: CurrentUser,
     payments: Payments,
-    account_id: str,
+    account_id: PathId,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> PaymentPage:
@@ -171,7 +176,7 @@ async def account_payments(
 async def list_anomalies(
     principal: StaffUser,
     billing: Billing,
-    meter_id: str | None = None,
+    meter_id: PathId | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Window[Anomaly]:

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from prepaid_common.contracts.identifiers import IDENTIFIER_PATTERN
 from prepaid_common.errors import Forbidden, NotFound
 from pydantic import BaseModel
 
@@ -124,6 +125,24 @@ def _audit(principal: CurrentUser, operations: Operations) -> Audit:
 
 AuditLog = Annotated[Audit, Depends(_audit)]
 
+# --- what a path names ------------------------------------------------------------------
+# Checked once here, at the edge: an id the services could not take (a dot, a '#', a
+# control character) is a 422 before anything is forwarded.
+PathId = Annotated[
+    str,
+    Path(
+        pattern=IDENTIFIER_PATTERN,
+        description="An id: letters, digits, '_', '-' and ':' (1 to 64)",
+        examples=["shop:12"],
+    ),
+]
+# A statement month the calendar can close: 1970-01 to 2999-12.
+Month = Annotated[
+    str,
+    Path(pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$", examples=["2026-11"]),
+]
+
 # --- lists -----------------------------------------------------------------------------
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip")]
+# Bounded so that no number a client sends overflows a database's integer.
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip")]

@@ -23,6 +23,7 @@ from gateway.api.deps import (
     CurrentUser,
     Limit,
     Offset,
+    PathId,
     StaffUser,
     as_operator,
 )
@@ -47,7 +48,7 @@ async def list_meters(
 
 @router.get("/meters/{meter_id}")
 async def get_meter(
-    principal: CurrentUser, collector: Collector, billing: Billing, meter_id: str
+    principal: CurrentUser, collector: Collector, billing: Billing, meter_id: PathId
 ) -> PublicMeter:
     """One meter."""
     return await visible_meter(
@@ -68,7 +69,7 @@ async def read_all_meters_now(
 
 @router.post("/meters/{meter_id}/read")
 async def read_meter_now(
-    principal: StaffUser, collector: Collector, billing: Billing, meter_id: str
+    principal: StaffUser, collector: Collector, billing: Billing, meter_id: PathId
 ) -> PublicMeter:
     """Read a meter now, ahead of its polling cycle."""
     _, meter = await collector.post(f"/internal/meters/{meter_id}/read", json=None)
@@ -81,7 +82,7 @@ async def command_meter(
     collector: Collector,
     control: Control,
     audit: AuditLog,
-    meter_id: str,
+    meter_id: PathId,
     body: CommandBody,
 ) -> CommandView:
     """Trip (open) or close a meter's relay."""
@@ -102,7 +103,7 @@ async def command_meter(
 
 @router.get("/meters/{meter_id}/commands")
 async def meter_commands(
-    principal: StaffUser, control: Control, meter_id: str, limit: Limit = 50, offset: Offset = 0
+    principal: StaffUser, control: Control, meter_id: PathId, limit: Limit = 50, offset: Offset = 0
 ) -> CommandPage:
     """Commands sent to a meter, newest first."""
     return CommandPage.model_validate(
@@ -111,14 +112,14 @@ async def meter_commands(
 
 
 @router.get("/commands/{command_id}")
-async def get_command(principal: StaffUser, control: Control, command_id: str) -> CommandView:
+async def get_command(principal: StaffUser, control: Control, command_id: PathId) -> CommandView:
     """One command and its status."""
     return CommandView.model_validate(await control.get(f"/internal/commands/{command_id}"))
 
 
 @router.get("/meters/{meter_id}/supply-events")
 async def supply_events(
-    principal: StaffUser, billing: Billing, meter_id: str, limit: Limit = 50, offset: Offset = 0
+    principal: StaffUser, billing: Billing, meter_id: PathId, limit: Limit = 50, offset: Offset = 0
 ) -> Window[SupplyEvent]:
     """Every automatic trip or close decision for the meter, with its reason."""
     return Window[SupplyEvent].model_validate(
@@ -128,7 +129,7 @@ async def supply_events(
 
 @router.get("/meters/{meter_id}/local-credit")
 async def local_credit(
-    principal: StaffUser, billing: Billing, meter_id: str, limit: Limit = 50
+    principal: StaffUser, billing: Billing, meter_id: PathId, limit: Limit = 50
 ) -> LocalCreditView:
     """A local-prepaid meter's read-back against the ledger, and its purchases."""
     return LocalCreditView.model_validate(
@@ -138,7 +139,7 @@ async def local_credit(
 
 @router.post("/meters/{meter_id}/local-credit/resync")
 async def resync_local_credit(
-    principal: StaffUser, billing: Billing, audit: AuditLog, meter_id: str
+    principal: StaffUser, billing: Billing, audit: AuditLog, meter_id: PathId
 ) -> LocalCreditView:
     """Compare a local-prepaid meter from its next reading on; purchases not delivered
     get counts from there (after a refusal, a repair or a reset)."""
@@ -149,7 +150,7 @@ async def resync_local_credit(
 
 @router.get("/meters/{meter_id}/history")
 async def meter_history(
-    principal: StaffUser, billing: Billing, meter_id: str
+    principal: StaffUser, billing: Billing, meter_id: PathId
 ) -> Items[MeterHistoryEvent]:
     """Bindings and swaps of the meter, with final readings."""
     return Items[MeterHistoryEvent].model_validate(
@@ -163,7 +164,7 @@ async def swap_meter(
     collector: Collector,
     billing: Billing,
     audit: AuditLog,
-    meter_id: str,
+    meter_id: PathId,
     body: SwapMeter,
 ) -> Items[MeterHistoryEvent]:
     """Replace a meter (换表) on the same account, recording both final readings."""

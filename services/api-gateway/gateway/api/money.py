@@ -5,14 +5,22 @@ from __future__ import annotations
 from fastapi import APIRouter
 from prepaid_common.contracts.api.billing import OperatorMoney, PostedTransaction, ReversalBody
 
-from gateway.api.deps import AdminUser, AuditLog, Billing, StaffUser, as_operator, ensure_visible
+from gateway.api.deps import (
+    AdminUser,
+    AuditLog,
+    Billing,
+    PathId,
+    StaffUser,
+    as_operator,
+    ensure_visible,
+)
 
 router = APIRouter(tags=["money"])
 
 
 @router.post("/accounts/{account_id}/arrears", status_code=201)
 async def record_arrears(
-    principal: StaffUser, billing: Billing, audit: AuditLog, account_id: str, body: OperatorMoney
+    principal: StaffUser, billing: Billing, audit: AuditLog, account_id: PathId, body: OperatorMoney
 ) -> PostedTransaction:
     """Record old debt the tenant owes; it is recovered from top-ups or daily."""
     ensure_visible(principal, account_id)
@@ -25,7 +33,7 @@ async def record_arrears(
 
 @router.post("/accounts/{account_id}/refunds", status_code=201)
 async def refund(
-    principal: AdminUser, billing: Billing, audit: AuditLog, account_id: str, body: OperatorMoney
+    principal: AdminUser, billing: Billing, audit: AuditLog, account_id: PathId, body: OperatorMoney
 ) -> PostedTransaction:
     """Pay credit back to the tenant (退费); never more than the balance."""
     _, posted = await billing.post(
@@ -40,7 +48,7 @@ async def reverse(
     principal: AdminUser,
     billing: Billing,
     audit: AuditLog,
-    transaction_id: str,
+    transaction_id: PathId,
     body: ReversalBody,
 ) -> PostedTransaction:
     """Undo a posted transaction with its mirror image (冲正); once per transaction."""

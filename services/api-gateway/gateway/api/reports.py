@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from prepaid_common.contracts.api.billing import DunningItem, Items, Statement, UsageReport
 
-from gateway.api.deps import Billing, Collector, CurrentUser, StaffUser, ensure_visible
+from gateway.api.deps import (
+    Billing,
+    Collector,
+    CurrentUser,
+    Month,
+    PathId,
+    StaffUser,
+    ensure_visible,
+)
 from gateway.public_meters import visible_meter
 from gateway.upstream import Upstream
 
@@ -20,7 +28,7 @@ Granularity = Literal["day", "month"]
 
 @router.get("/accounts/{account_id}/statements/{month}")
 async def statement(
-    principal: CurrentUser, billing: Billing, account_id: str, month: str
+    principal: CurrentUser, billing: Billing, account_id: PathId, month: Month
 ) -> Statement:
     """Monthly statement (YYYY-MM): opening, movements, closing, arrears, amount due."""
     ensure_visible(principal, account_id)
@@ -33,7 +41,7 @@ async def statement(
 async def account_usage(
     principal: CurrentUser,
     billing: Billing,
-    account_id: str,
+    account_id: PathId,
     start: From = None,
     end: To = None,
     granularity: Granularity = "day",
@@ -48,7 +56,7 @@ async def meter_usage(
     principal: CurrentUser,
     collector: Collector,
     billing: Billing,
-    meter_id: str,
+    meter_id: PathId,
     start: From = None,
     end: To = None,
     granularity: Granularity = "day",

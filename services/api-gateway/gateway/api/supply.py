@@ -13,7 +13,7 @@ from prepaid_common.contracts.api.billing import (
     SitePolicy,
 )
 
-from gateway.api.deps import AdminUser, AuditLog, Billing, StaffUser, as_operator
+from gateway.api.deps import AdminUser, AuditLog, Billing, PathId, StaffUser, as_operator
 
 router = APIRouter(tags=["supply"])
 
@@ -36,7 +36,7 @@ async def list_holds(principal: StaffUser, billing: Billing) -> Items[HoldView]:
 
 @router.delete("/holds/{hold_id}", status_code=204)
 async def release_hold(
-    principal: StaffUser, billing: Billing, audit: AuditLog, hold_id: str
+    principal: StaffUser, billing: Billing, audit: AuditLog, hold_id: PathId
 ) -> Response:
     """Release a hold; supply is re-decided at once."""
     await billing.call("DELETE", f"/internal/holds/{hold_id}")
@@ -62,7 +62,7 @@ async def list_sheds(principal: StaffUser, billing: Billing) -> Items[ShedView]:
 
 @router.delete("/sheds/{shed_id}", status_code=204)
 async def end_shed(
-    principal: StaffUser, billing: Billing, audit: AuditLog, shed_id: str
+    principal: StaffUser, billing: Billing, audit: AuditLog, shed_id: PathId
 ) -> Response:
     """End a shedding; the group's meters are restored where credit allows."""
     await billing.call("DELETE", f"/internal/sheds/{shed_id}")

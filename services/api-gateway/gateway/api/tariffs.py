@@ -11,7 +11,7 @@ from prepaid_common.contracts.api.billing import (
     TariffView,
 )
 
-from gateway.api.deps import AdminUser, AuditLog, Billing, StaffUser, as_operator
+from gateway.api.deps import AdminUser, AuditLog, Billing, PathId, StaffUser, as_operator
 
 router = APIRouter(tags=["tariffs"])
 
@@ -34,6 +34,6 @@ async def list_tariffs(principal: StaffUser, billing: Billing) -> Items[TariffSu
 
 
 @router.get("/tariffs/{tariff_id}")
-async def get_tariff(principal: StaffUser, billing: Billing, tariff_id: str) -> TariffView:
+async def get_tariff(principal: StaffUser, billing: Billing, tariff_id: PathId) -> TariffView:
     """A tariff and every version, past and scheduled."""
     return TariffView.model_validate(await billing.get(f"/internal/tariffs/{tariff_id}"))
