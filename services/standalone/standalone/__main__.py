@@ -58,6 +58,14 @@ async def main() -> None:
             )
             if product.low_credit_accounts:
                 lines.append("  Low credit: " + ", ".join(product.low_credit_accounts[:4]) + " ...")
+        if product.demo_payments is not None:
+            lines.append(f"  Payments:   fake WeChat Pay and Alipay at {product.demo_payments.url}")
+        if product.demo_order is not None:
+            lines.append(
+                f"  Pay demo:   open {product.demo_order['pay_url']} to pay "
+                f"{product.demo_order['amount']} into {product.demo_order['account_id']} "
+                "(the QR code's URL: the fake notifies, the relay closes)"
+            )
         print("\n".join(lines) + "\n", flush=True)
         try:
             yield

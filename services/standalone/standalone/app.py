@@ -26,6 +26,7 @@ from prepaid_common.db import create_engine
 from prepaid_common.service import SERVICE_CREDENTIAL_HEADER, Service
 from simulator import FieldSimulator
 
+from standalone.demo_payments import DemoPayments, start_demo_order
 from standalone.seed import DemoDtu, DemoMeter, seed_demo
 from standalone.settings import StandaloneSettings
 
@@ -62,7 +63,26 @@ class Standalone:
             bus=self.bus,
         )
         self.control = build_control(settings, engine=self.engine, bus=self.bus)
-        self.payments = build_payments(settings, engine=self.engine, bus=self.bus)
+        # With the simulator and no real provider configured, fake WeChat Pay and Alipay
+        # take the payments (payments is configured for them as for the real ones).
+        self.demo_payments: DemoPayments | None = None
+        self.demo_order: dict[str, str] | None = None
+        payments_settings = settings
+        if (
+            settings.simulator
+            and settings.sim_payments
+            and not (settings.wechatpay_enabled() or settings.alipay_enabled())
+        ):
+            self.demo_payments = DemoPayments(
+                settings.data_dir, host="127.0.0.1", port=settings.sim_payments_port
+            )
+            payments_settings = settings.model_copy(
+                update=self.demo_payments.payments_settings(
+                    public_base_url=settings.public_base_url
+                    or f"http://127.0.0.1:{settings.http_port}"
+                )
+            )
+        self.payments = build_payments(payments_settings, engine=self.engine, bus=self.bus)
 
         # In process the internal apps check a credential too (the same code as in a
         # cluster); no other process needs it, so a fresh one each start will do.
@@ -99,6 +119,8 @@ class Standalone:
 
     async def start(self) -> Credentials:
         """Migrate, start every service and the simulator, load demo data."""
+        if self.demo_payments is not None:
+            await self.demo_payments.start()
         for service in self.services:
             await service.migrate()
             service.register()
@@ -159,6 +181,8 @@ class Standalone:
             self.low_credit_accounts = await seed_demo(
                 client, layout, tenant_password=credentials.tenant_password
             )
+            if self.demo_payments is not None and self.low_credit_accounts:
+                self.demo_order = await start_demo_order(client, self.low_credit_accounts[0])
 
     async def stop(self) -> None:
         """Stop the simulator, the services and the bus; close the database."""
@@ -166,6 +190,8 @@ class Standalone:
             await self.simulator.stop()
         for service in reversed(self.services):
             await service.stop()
+        if self.demo_payments is not None:
+            await self.demo_payments.stop()
         await self.bus.close()
         await self.upstreams.aclose()
         await self.engine.dispose()

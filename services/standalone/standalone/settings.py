@@ -37,6 +37,10 @@ class StandaloneSettings(
     sim_base_port: int = 15020
     sim_seed: int = 1
     demo_data: bool = True
+    # Fake WeChat Pay and Alipay beside the simulator (only while no real one is configured);
+    # 0 picks a free port.
+    sim_payments: bool = True
+    sim_payments_port: int = 0
 
     def check_secrets(self) -> None:
         """Take the development token secret: ``with_local_secret`` replaces it before use."""

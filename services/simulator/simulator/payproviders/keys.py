@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,41 @@ class FakeKeys:
             alipay_app=RSA.generate(2048),
         )
 
+    @classmethod
+    def load_or_generate(cls, directory: Path) -> FakeKeys:
+        """Read the fakes' keys kept in ``directory``, or make them (once per process)."""
+        path = directory / "fake-providers.json"
+        if path.exists():
+            kept = json.loads(path.read_text())
+            return cls(
+                wechat_platform=RSA.import_key(kept["wechat_platform"]),
+                wechat_platform_serial=kept["wechat_platform_serial"],
+                wechat_public_key=RSA.import_key(kept["wechat_public_key"]),
+                wechat_public_key_id=kept["wechat_public_key_id"],
+                merchant=RSA.import_key(kept["merchant"]),
+                api_v3_key=kept["api_v3_key"].encode(),
+                alipay=RSA.import_key(kept["alipay"]),
+                alipay_app=RSA.import_key(kept["alipay_app"]),
+            )
+        keys = _generated_once()
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(
+                {
+                    "wechat_platform": keys.wechat_platform.export_key().decode(),
+                    "wechat_platform_serial": keys.wechat_platform_serial,
+                    "wechat_public_key": keys.wechat_public_key.export_key().decode(),
+                    "wechat_public_key_id": keys.wechat_public_key_id,
+                    "merchant": keys.merchant.export_key().decode(),
+                    "api_v3_key": keys.api_v3_key.decode(),
+                    "alipay": keys.alipay.export_key().decode(),
+                    "alipay_app": keys.alipay_app.export_key().decode(),
+                }
+            )
+        )
+        path.chmod(0o600)
+        return keys
+
     def write_merchant_files(self, directory: Path) -> dict[str, str]:
         """Write the merchant's side in ``directory``; return the PREPAID_* settings naming it."""
         directory.mkdir(parents=True, exist_ok=True)
@@ -77,3 +114,9 @@ class FakeKeys:
             "alipay_app_key_file": str(directory / "alipay-app.pem"),
             "alipay_public_key_file": str(directory / "alipay-public-key.pem"),
         }
+
+
+@functools.cache
+def _generated_once() -> FakeKeys:
+    # RSA generation takes a second or two: a process starting many demos makes keys once.
+    return FakeKeys.generate()
