@@ -6,9 +6,10 @@ import logging
 from zoneinfo import ZoneInfo
 
 from prepaid_common.bus import MessageBus
+from prepaid_common.sealing import load_key_ring
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from collector.domain import PlainCommandOpener
+from collector.domain import CommandOpener, PlainCommandOpener, SealedCommandOpener
 from collector.profiles import load_profiles
 from collector.service import CollectorService
 from collector.settings import CollectorSettings
@@ -16,10 +17,17 @@ from collector.settings import CollectorSettings
 log = logging.getLogger(__name__)
 
 
+def command_opener(settings: CollectorSettings) -> CommandOpener:
+    """Return the opener of sealed envelopes on the key file, or the plain one in development."""
+    ring = load_key_ring(settings.command_master_key_file, environment=settings.environment)
+    if ring is not None:
+        return SealedCommandOpener(ring)
+    log.warning("relay commands are opened with the plain (development) opener")
+    return PlainCommandOpener()
+
+
 def build(settings: CollectorSettings, *, engine: AsyncEngine, bus: MessageBus) -> CollectorService:
     """Build the collector from its settings on an engine and a bus."""
-    if settings.environment == "production":
-        log.warning("relay commands are opened with the plain (unsealed) opener")
     zone = settings.collector_meter_timezone
     return CollectorService(
         engine=engine,
@@ -27,8 +35,7 @@ def build(settings: CollectorSettings, *, engine: AsyncEngine, bus: MessageBus) 
         poll_interval=settings.poll_interval_seconds,
         request_timeout=settings.request_timeout_seconds,
         request_gap=settings.collector_request_gap_seconds,
-        # Until the 3DES opener lands, the plain one matching control's plain sealer.
-        command_opener=PlainCommandOpener(),
+        command_opener=command_opener(settings),
         # The shipped meter profiles, then a site's own (which may replace one).
         profiles=load_profiles(*([settings.profiles_dir] if settings.profiles_dir else [])),
         instance=settings.collector_instance,

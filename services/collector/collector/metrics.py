@@ -19,6 +19,12 @@ COMMANDS = Counter(
     "Relay commands finished, by result (succeeded, failed, expired)",
     ["result"],
 )
+COMMANDS_REFUSED = Counter(
+    "prepaid_collector_commands_refused_total",
+    "Commands refused before execution, by kind (forged, replayed, expired, wrong_meter, "
+    "malformed, unknown_key, unknown_meter; refused: the model cannot do it)",
+    ["kind"],
+)
 METERS_ONLINE = Gauge("prepaid_collector_meters_online", "Meters answering their polls")
 METERS_KNOWN = Gauge("prepaid_collector_meters", "Meters on this collector's DTUs")
 DTUS_ONLINE = Gauge("prepaid_collector_dtus_online", "DTUs with an open connection")

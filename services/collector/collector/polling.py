@@ -43,7 +43,14 @@ from collector.domain.clock import judge_clock
 from collector.domain.link import choose_work, link_looks_dead
 from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
-from collector.metrics import CLOCK_SETS, COMMANDS, POLL_LATENESS, READ_SECONDS, READS
+from collector.metrics import (
+    CLOCK_SETS,
+    COMMANDS,
+    COMMANDS_REFUSED,
+    POLL_LATENESS,
+    READ_SECONDS,
+    READS,
+)
 from collector.modbus import ModbusLink
 from collector.reading_sink import ReadingSink
 from collector.records import BusConfig, CommandOutcome, MeterConfig, PendingCommand
@@ -503,7 +510,9 @@ class DtuPoller:
                 opened, amount=command.amount, purchase_count=command.purchase_count
             )
             if meter is None or profile is None:
-                raise RefusedCommand(f"meter {command.meter_id} has no usable profile")
+                raise RefusedCommand(
+                    f"meter {command.meter_id} has no usable profile", "unknown_meter"
+                )
             check_capable(profile, opened.action)
         except RefusedCommand as refusal:
             log.warning(
@@ -513,8 +522,18 @@ class DtuPoller:
                     "meter_id": command.meter_id,
                     "command_id": command.command_id,
                     "reason": refusal.reason,
+                    "kind": refusal.kind,
                 },
             )
+            COMMANDS_REFUSED.labels(refusal.kind).inc()
+            if refusal.security:
+                await records.record_security_event(
+                    self._store,
+                    meter_id=command.meter_id,
+                    detail=f"command {command.command_id} refused ({refusal.kind}): "
+                    f"{refusal.reason}"[:400],
+                    at=now,
+                )
             return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
         if self._link is None or not self._link.connected:
             return CommandOutcome(succeeded=False, error=DTU_OFFLINE)

@@ -32,3 +32,7 @@ class CollectorSettings(CommonSettings):
     collector_clock_check_seconds: float = Field(default=3600.0, gt=0)
     # The zone meters keep their local clocks in (IANA name); default: this host's.
     collector_meter_timezone: str | None = None
+    # The command master keys (a mounted secret: "<version> <32 hex digits>" a line), the
+    # same file control seals with. Required in production: the collector verifies every
+    # command for a meter that cannot verify it itself, and never opens a plain one there.
+    command_master_key_file: Path | None = None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
-from prepaid_common.contracts.api.control import CommandPage, CommandView, OperatorCommand
+from fastapi import APIRouter, Header, Query
+from prepaid_common.contracts.api.control import (
+    CommandPage,
+    CommandView,
+    OperatorCommand,
+    RelayPage,
+    RelayView,
+)
 from prepaid_common.outbox import ServiceStore
 
 from control import operations
@@ -15,8 +21,15 @@ def internal_router(store: ServiceStore, handlers: CommandHandlers) -> APIRouter
     router = APIRouter(prefix="/internal")
 
     @router.post("/commands", status_code=202)
-    async def operator_command(body: OperatorCommand) -> CommandView:
-        return await operations.issue_operator_command(store, handlers, command=body)
+    async def operator_command(
+        body: OperatorCommand,
+        idempotency_key: str | None = Header(
+            default=None, alias="Idempotency-Key", min_length=1, max_length=48
+        ),
+    ) -> CommandView:
+        return await operations.issue_operator_command(
+            store, handlers, command=body, idempotency_key=idempotency_key
+        )
 
     @router.get("/commands/{command_id}")
     async def get_command(command_id: str) -> CommandView:
@@ -29,5 +42,19 @@ def internal_router(store: ServiceStore, handlers: CommandHandlers) -> APIRouter
         offset: int = Query(0, ge=0),
     ) -> CommandPage:
         return await operations.list_commands(store, meter_id=meter_id, limit=limit, offset=offset)
+
+    @router.get("/relays")
+    async def list_relays(
+        differing: bool = False,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> RelayPage:
+        return await operations.list_relays(
+            store, meter_id=None, differing=differing, limit=limit, offset=offset
+        )
+
+    @router.get("/relays/{meter_id}")
+    async def get_relay(meter_id: str) -> RelayView:
+        return await operations.get_relay(store, meter_id=meter_id)
 
     return router

@@ -1,5 +1,5 @@
-"""Pure rules of commands (relay switches and purchases): their life cycle and how they
-are sealed."""
+"""Pure rules of commands (relay switches and purchases): their life cycle, how they are
+sealed, and when a meter whose relay disagrees with its decided supply is asked again."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal, Protocol
 
-from prepaid_common.contracts import CommandAction
+from prepaid_common.contracts import CommandAction, RelayAction, RelayState
+from prepaid_common.sealing import Algorithm, Command, KeyRing, seal_text
 
 CommandStatus = Literal["pending", "sent", "succeeded", "failed", "expired"]
 CommandFinalStatus = Literal["succeeded", "failed", "expired"]
@@ -29,6 +30,9 @@ class CommandToSeal:
     # A purchase (action "credit"): the seal covers both, so neither can be altered.
     amount: Decimal | None = None
     purchase_count: int | None = None
+    # The meter's next command counter (anti-replay) and its envelope algorithm.
+    counter: int = 0
+    algorithm: Algorithm = "3des"
 
 
 class CommandSealer(Protocol):
@@ -58,6 +62,32 @@ class PlainCommandSealer:
         if command.purchase_count is not None:
             fields["purchase_count"] = command.purchase_count
         return json.dumps(fields)
+
+
+class EnvelopeSealer:
+    """The encrypted, MACed envelope (``prepaid_common.sealing``) with per-meter keys."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def seal(self, command: CommandToSeal) -> str:
+        payload: dict[str, object] = {"command_id": command.command_id}
+        if command.amount is not None:
+            payload["amount"] = str(command.amount)
+        if command.purchase_count is not None:
+            payload["purchase_count"] = command.purchase_count
+        return seal_text(
+            Command(
+                meter_id=command.meter_id,
+                kind=command.action,
+                counter=command.counter,
+                issued_at=command.issued_at,
+                expires_at=command.expires_at,
+                payload=payload,
+                algorithm=command.algorithm,
+            ),
+            self.ring,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,3 +124,98 @@ def decide_on_result(
     if retryable and attempts < MAX_ATTEMPTS:
         return ResultDecision(None)
     return ResultDecision("failed")
+
+
+# --- relay truth ----------------------------------------------------------------------
+# Billing decides each meter's supply; the meter reports its relay. While they differ the
+# command is issued again, with back-off, for as long as they differ: never given up.
+
+Supply = Literal["on", "off"]
+
+
+def relay_for(supply: Supply) -> RelayState:
+    """Return the relay state a decided supply calls for."""
+    return "closed" if supply == "on" else "open"
+
+
+def action_for(supply: Supply) -> RelayAction:
+    """Return the relay action that brings a meter to its decided supply."""
+    return "close" if supply == "on" else "trip"
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """How stubbornly a disagreeing relay is asked again, and when operators hear of it."""
+
+    first_retry: timedelta = timedelta(seconds=10)
+    max_backoff: timedelta = timedelta(minutes=5)
+    alarm_after: timedelta = timedelta(minutes=10)
+    # An operator's own trip or close is left alone this long before the decision returns.
+    operator_grace: timedelta = timedelta(minutes=30)
+
+    def backoff(self, reissues: int) -> timedelta:
+        """Return the wait before the next re-issue, doubling up to the ceiling."""
+        wait: timedelta = self.first_retry * (2 ** min(reissues, 20))
+        return min(wait, self.max_backoff)
+
+
+@dataclass(frozen=True)
+class RelayTruth:
+    """One meter: the decided supply, the reported relay, and the reconciliation's state."""
+
+    meter_id: str
+    supply: Supply | None
+    relay: RelayState | None
+    differs_since: datetime | None
+    next_attempt_at: datetime | None
+    reissues: int
+    alarmed: bool
+    override_until: datetime | None
+
+    @property
+    def differs(self) -> bool:
+        """Whether the meter reports a relay its decided supply does not call for."""
+        return (
+            self.supply is not None
+            and self.relay is not None
+            and self.relay != relay_for(self.supply)
+        )
+
+
+@dataclass(frozen=True)
+class ReconcileStep:
+    """What the sweep does to one meter now."""
+
+    differs_since: datetime | None
+    reissue: RelayAction | None = None
+    next_attempt_at: datetime | None = None
+    reissues: int = 0
+    alarm: bool = False
+
+
+def reconcile(
+    truth: RelayTruth, *, now: datetime, command_open: bool, policy: Reconciliation
+) -> ReconcileStep:
+    """Decide whether to issue the meter's command again and whether to raise the alarm.
+
+    A command still in flight is left to finish; an operator's override is left alone until
+    it lapses; otherwise the first re-issue waits ``first_retry`` after the disagreement was
+    seen and each later one doubles the wait, without end.
+    """
+    if not truth.differs or truth.supply is None:
+        return ReconcileStep(differs_since=None)
+    since = truth.differs_since or now
+    alarm = not truth.alarmed and now - since >= policy.alarm_after
+    waiting = command_open or (truth.override_until is not None and now < truth.override_until)
+    due = truth.next_attempt_at or since + policy.first_retry
+    if waiting or now < due:
+        return ReconcileStep(
+            differs_since=since, next_attempt_at=due, reissues=truth.reissues, alarm=alarm
+        )
+    return ReconcileStep(
+        differs_since=since,
+        reissue=action_for(truth.supply),
+        next_attempt_at=now + policy.backoff(truth.reissues + 1),
+        reissues=truth.reissues + 1,
+        alarm=alarm,
+    )

@@ -13,12 +13,15 @@ from datetime import datetime
 from decimal import Decimal
 
 from prepaid_common.contracts import (
+    AnomalyV1,
     CommandAction,
     CommandOutcomeV1,
     CommandRequestV1,
     CommandResultV1,
     CreditRequestedV1,
     Envelope,
+    ReadingBatchV1,
+    ReadingV1,
     RelayRequestedV1,
     open_envelope,
     utcnow,
@@ -31,9 +34,12 @@ from control.domain import (
     CommandFinalStatus,
     CommandSealer,
     CommandToSeal,
+    Reconciliation,
     decide_on_result,
+    reconcile,
+    relay_for,
 )
-from control.metrics import COMMANDS
+from control.metrics import COMMANDS, RELAY_ALARMS, RELAY_REISSUES
 from control.store import StoredCommand
 
 log = logging.getLogger(__name__)
@@ -44,8 +50,9 @@ NO_RESULT = "no result before expiry"
 class CommandHandlers:
     """The command log's units of work, sealing what they send with one sealer."""
 
-    def __init__(self, sealer: CommandSealer) -> None:
+    def __init__(self, sealer: CommandSealer, reconciliation: Reconciliation | None = None) -> None:
         self.sealer = sealer
+        self.reconciliation = reconciliation or Reconciliation()
 
     async def issue(
         self,
@@ -86,6 +93,14 @@ class CommandHandlers:
         request = open_envelope(envelope, RelayRequestedV1)
         if await store.command_for_request(uow.session, request.request_id) is not None:
             return
+        # Billing's decision is kept: the meter is held to it until its relay agrees.
+        await store.set_supply(
+            uow.session,
+            request.meter_id,
+            supply="off" if request.action == "trip" else "on",
+            reason=request.reason,
+            at=request.at,
+        )
         await self.issue(
             uow,
             meter_id=request.meter_id,
@@ -127,6 +142,8 @@ class CommandHandlers:
             now=now,
             retryable=result.retryable,
         )
+        if result.relay is not None:
+            await store.report_relays(uow.session, [(result.meter_id, result.relay, result.at)])
         if decision is None:
             return
         await store.record_status(
@@ -151,7 +168,63 @@ class CommandHandlers:
             await self._finish(uow, command, "expired", NO_RESULT)
         return len(overdue)
 
+    async def on_readings(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Keep the relay state each reading reports (meters without one say nothing)."""
+        if envelope.type == ReadingBatchV1.TYPE:
+            readings = open_envelope(envelope, ReadingBatchV1).readings
+        else:
+            readings = [open_envelope(envelope, ReadingV1)]
+        await store.report_relays(
+            uow.session,
+            [(r.meter_id, r.relay, r.read_at) for r in readings if r.relay is not None],
+        )
+
+    async def reconcile(self, uow: UnitOfWork, *, limit: int = 500) -> int:
+        """Issue again the commands of meters whose relay still disagrees; return how many."""
+        now = utcnow()
+        truths = await store.to_reconcile(uow.session, limit=limit)
+        busy = await store.meters_with_open_commands(uow.session, [t.meter_id for t in truths])
+        issued = 0
+        for truth in truths:
+            step = reconcile(
+                truth, now=now, command_open=truth.meter_id in busy, policy=self.reconciliation
+            )
+            alarmed = truth.alarmed and step.differs_since is not None
+            if step.alarm:
+                alarmed = True
+                RELAY_ALARMS.inc()
+                await uow.emit(
+                    AnomalyV1(
+                        meter_id=truth.meter_id,
+                        kind="relay_disagrees",
+                        detail=f"relay {truth.relay} while supply is {truth.supply} "
+                        f"since {step.differs_since}; {truth.reissues} re-issues so far",
+                        at=now,
+                    )
+                )
+            await store.record_reconciliation(
+                uow.session,
+                truth.meter_id,
+                differs_since=step.differs_since,
+                next_attempt_at=step.next_attempt_at,
+                reissues=step.reissues,
+                alarmed=alarmed,
+            )
+            if step.reissue is not None and truth.supply is not None:
+                RELAY_REISSUES.labels(step.reissue).inc()
+                issued += 1
+                await self.issue(
+                    uow,
+                    meter_id=truth.meter_id,
+                    action=step.reissue,
+                    origin="reconcile",
+                    reason=f"relay reported {truth.relay}, supply {truth.supply} wants "
+                    f"{relay_for(truth.supply)} (re-issue {step.reissues})",
+                )
+        return issued
+
     async def _send(self, uow: UnitOfWork, command: StoredCommand, *, issued_at: datetime) -> None:
+        counter, algorithm = await store.next_counter(uow.session, command.meter_id)
         sealed = CommandToSeal(
             command.id,
             command.meter_id,
@@ -160,6 +233,8 @@ class CommandHandlers:
             command.expires_at,
             command.amount,
             command.purchase_count,
+            counter,
+            algorithm,
         )
         await uow.emit(
             CommandRequestV1(

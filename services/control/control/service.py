@@ -48,6 +48,12 @@ class ControlService(Service):
             ("requests", ["relay.requested.v1.#"], idempotent(self.handlers.on_relay_requested)),
             ("credits", ["credit.requested.v1.#"], idempotent(self.handlers.on_credit_requested)),
             ("results", ["command.result.v1.#"], idempotent(self.handlers.on_result)),
+            # The relay each meter reports: kept beside the decided supply (relay truth).
+            (
+                "relays",
+                ["reading.v1.#", "reading.batch.v1.#"],
+                idempotent(self.handlers.on_readings),
+            ),
         )
 
     def routers(self) -> Sequence[APIRouter]:
@@ -61,5 +67,6 @@ class ControlService(Service):
             await asyncio.sleep(self.sweep_interval)
             try:
                 await operations.sweep_expired(self.store, self.handlers)
+                await operations.reconcile_relays(self.store, self.handlers)
             except Exception:
-                log.exception("expiry sweep failed")
+                log.exception("expiry and relay sweep failed")

@@ -6,10 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from prepaid_common.contracts.api.control import CommandView
-from sqlalchemy import insert, select, update
+from prepaid_common.sealing import Algorithm
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control.tables import commands
+from control.domain import RelayTruth, Supply
+from control.tables import commands, meters
 
 
 class StoredCommand(CommandView):
@@ -81,3 +83,154 @@ async def command_page(
         query = query.where(commands.c.meter_id == meter_id)
     rows = await session.execute(query.limit(limit).offset(offset))
     return [_stored(row) for row in rows.all()]
+
+
+# --- meters: envelope counters and relay truth -----------------------------------------
+
+_OPEN = ("pending", "sent")
+
+
+async def _ensure_meter(session: AsyncSession, meter_id: str) -> None:
+    exists = await session.scalar(select(meters.c.meter_id).where(meters.c.meter_id == meter_id))
+    if exists is None:
+        await session.execute(
+            insert(meters).values(
+                meter_id=meter_id, counter=0, algorithm="3des", reissues=0, alarmed=False
+            )
+        )
+
+
+async def next_counter(session: AsyncSession, meter_id: str) -> tuple[int, Algorithm]:
+    """Take the meter's next envelope counter; return it with the meter's algorithm."""
+    await _ensure_meter(session, meter_id)
+    await session.execute(
+        update(meters).where(meters.c.meter_id == meter_id).values(counter=meters.c.counter + 1)
+    )
+    row = (
+        await session.execute(
+            select(meters.c.counter, meters.c.algorithm).where(meters.c.meter_id == meter_id)
+        )
+    ).one()
+    return int(row.counter), row.algorithm
+
+
+async def set_supply(
+    session: AsyncSession, meter_id: str, *, supply: Supply, reason: str, at: datetime
+) -> None:
+    """Record billing's decided supply; a new decision starts its reconciliation afresh."""
+    await _ensure_meter(session, meter_id)
+    await session.execute(
+        update(meters)
+        .where(meters.c.meter_id == meter_id)
+        .values(
+            supply=supply,
+            supply_reason=reason[:400],
+            supply_at=at,
+            next_attempt_at=None,
+            reissues=0,
+            override_until=None,
+        )
+    )
+
+
+async def set_override(session: AsyncSession, meter_id: str, *, until: datetime) -> None:
+    """Leave an operator's trip or close alone until ``until``."""
+    await _ensure_meter(session, meter_id)
+    await session.execute(
+        update(meters).where(meters.c.meter_id == meter_id).values(override_until=until)
+    )
+
+
+async def report_relays(session: AsyncSession, reports: list[tuple[str, str, datetime]]) -> None:
+    """Keep the relay states meters reported (meter, state, read at), newest report wins.
+
+    Only meters control knows are kept, and a report older than the one kept is ignored
+    (a reading taken before a switch may arrive after its result).
+    """
+    if not reports:
+        return
+    await session.execute(
+        update(meters)
+        .where(
+            meters.c.meter_id == bindparam("m"),
+            or_(meters.c.relay_at.is_(None), meters.c.relay_at < bindparam("at")),
+            or_(meters.c.relay.is_(None), meters.c.relay != bindparam("state")),
+        )
+        .values(relay=bindparam("state"), relay_at=bindparam("at")),
+        [{"m": meter, "state": state, "at": at} for meter, state, at in reports],
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _truth(row: Any) -> RelayTruth:
+    return RelayTruth(
+        meter_id=row.meter_id,
+        supply=row.supply,
+        relay=row.relay,
+        differs_since=row.differs_since,
+        next_attempt_at=row.next_attempt_at,
+        reissues=row.reissues,
+        alarmed=row.alarmed,
+        override_until=row.override_until,
+    )
+
+
+_DIFFERS = or_(
+    meters.c.differs_since.is_not(None),
+    and_(meters.c.supply == "on", meters.c.relay == "open"),
+    and_(meters.c.supply == "off", meters.c.relay == "closed"),
+)
+
+
+async def to_reconcile(session: AsyncSession, *, limit: int) -> list[RelayTruth]:
+    """Return meters whose relay disagrees with their supply, or did at the last sweep."""
+    rows = await session.execute(
+        select(meters).where(_DIFFERS).order_by(meters.c.meter_id).limit(limit)
+    )
+    return [_truth(row) for row in rows.all()]
+
+
+async def meters_with_open_commands(session: AsyncSession, meter_ids: list[str]) -> set[str]:
+    """Return which of the meters have a command still in flight."""
+    if not meter_ids:
+        return set()
+    rows = await session.execute(
+        select(commands.c.meter_id)
+        .where(commands.c.meter_id.in_(meter_ids), commands.c.status.in_(_OPEN))
+        .distinct()
+    )
+    return set(rows.scalars().all())
+
+
+async def record_reconciliation(
+    session: AsyncSession,
+    meter_id: str,
+    *,
+    differs_since: datetime | None,
+    next_attempt_at: datetime | None,
+    reissues: int,
+    alarmed: bool,
+) -> None:
+    """Keep where a meter's reconciliation stands."""
+    await session.execute(
+        update(meters)
+        .where(meters.c.meter_id == meter_id)
+        .values(
+            differs_since=differs_since,
+            next_attempt_at=next_attempt_at,
+            reissues=reissues,
+            alarmed=alarmed,
+        )
+    )
+
+
+async def relay_page(
+    session: AsyncSession, *, meter_id: str | None, differing: bool, limit: int, offset: int
+) -> list[Any]:
+    """Return meters' supply and relay rows (one, all, or those that differ), by id."""
+    query = select(meters).order_by(meters.c.meter_id)
+    if meter_id is not None:
+        query = query.where(meters.c.meter_id == meter_id)
+    if differing:
+        query = query.where(_DIFFERS)
+    return list((await session.execute(query.limit(limit).offset(offset))).all())

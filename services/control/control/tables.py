@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prepaid_common.db import Money, UtcDateTime
 from prepaid_common.service import service_metadata
-from sqlalchemy import Column, Index, Integer, String, Table
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table
 
 metadata, plumbing = service_metadata("control")
 
@@ -30,4 +30,27 @@ commands = Table(
     Column("purchase_count", Integer, nullable=True),
     Index("ix_control_commands_meter", "meter_id", "created_at"),
     Index("ix_control_commands_status", "status", "expires_at"),
+)
+
+# One row per meter control has commanded or heard of: its envelope counter, billing's
+# decided supply and the relay the meter reported, and the reconciliation between them.
+meters = Table(
+    "control_meters",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    # The last counter sealed into a command for the meter (the meter wants each higher).
+    Column("counter", BigInteger, nullable=False),
+    Column("algorithm", String(8), nullable=False),
+    Column("supply", String(3), nullable=True),
+    Column("supply_reason", String(400), nullable=True),
+    Column("supply_at", UtcDateTime(), nullable=True),
+    Column("relay", String(6), nullable=True),
+    Column("relay_at", UtcDateTime(), nullable=True),
+    Column("differs_since", UtcDateTime(), nullable=True),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("reissues", Integer, nullable=False),
+    Column("alarmed", Boolean, nullable=False),
+    # An operator's own trip or close: the decision returns when it lapses.
+    Column("override_until", UtcDateTime(), nullable=True),
+    Index("ix_control_meters_differs", "differs_since"),
 )

@@ -1,20 +1,23 @@
-"""The plain command opener's refusals, and what a relay command writes."""
+"""The command openers' refusals (plain and sealed), and what a relay command writes."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from collector.domain import (
     OpenedCommand,
     PlainCommandOpener,
     RefusedCommand,
+    SealedCommandOpener,
     expected_relay,
     plain_envelope,
     relay_command_value,
 )
 from collector.profiles import load_profiles
+from prepaid_common.sealing import Command, KeyRing, seal_text
 
 NOW = datetime(2025, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -66,3 +69,27 @@ def test_relay_command_values_come_from_the_profile() -> None:
     with pytest.raises(RefusedCommand, match="no relay control"):
         relay_command_value(profiles["acrel-ddsy1352"], "trip")
     assert (expected_relay("trip"), expected_relay("close")) == ("open", "closed")
+
+
+def test_the_sealed_opener_takes_each_counter_once() -> None:
+    ring = KeyRing({1: bytes(range(16))})
+    now = datetime(2026, 5, 1, tzinfo=UTC)
+    opener = SealedCommandOpener(ring)
+
+    def sealed(counter: int, kind: str = "trip", **payload: object) -> str:
+        expires = now + timedelta(minutes=2)
+        body = {"command_id": f"c{counter}", **payload}
+        return seal_text(Command("M1", kind, counter, now, expires, body), ring)  # type: ignore[arg-type]
+
+    assert opener.open(sealed(3), meter_id="M1", now=now).action == "trip"
+    for stale in (3, 2):
+        with pytest.raises(RefusedCommand) as refused:
+            opener.open(sealed(stale), meter_id="M1", now=now)
+        assert refused.value.kind == "replayed"
+        assert refused.value.security
+    credit = opener.open(
+        sealed(4, "credit", amount="10.00", purchase_count=2), meter_id="M1", now=now
+    )
+    assert credit.purchase is not None
+    assert (credit.purchase.amount, credit.purchase.count) == (Decimal("10.00"), 2)
+    assert opener.last_counter == {"M1": 4}

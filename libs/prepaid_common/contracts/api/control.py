@@ -55,3 +55,31 @@ class CommandPage(BaseModel):
     items: list[CommandView]
     limit: int
     offset: int
+
+
+class RelayView(BaseModel):
+    """A meter's decided supply beside the relay it reports, and since when they differ."""
+
+    meter_id: str
+    # Billing's decision ("on"/"off"), null until billing decided for the meter.
+    supply: Literal["on", "off"] | None
+    supply_reason: str | None
+    supply_at: datetime | None
+    # What the meter last reported ("open"/"closed"), null for a model that does not say.
+    relay: Literal["open", "closed"] | None
+    relay_at: datetime | None
+    # Set while the relay disagrees with the supply (seen by the reconciliation sweep).
+    differs_since: datetime | None
+    reissues: int
+    next_attempt_at: datetime | None
+    alarmed: bool
+    # An operator's own trip or close, left alone until then.
+    override_until: datetime | None
+
+
+class RelayPage(BaseModel):
+    """A page of meters' supply and relay, by meter id."""
+
+    items: list[RelayView]
+    limit: int
+    offset: int

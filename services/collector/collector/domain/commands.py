@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from prepaid_common.contracts import CommandAction, RelayAction, RelayState
+from prepaid_common.sealing import EnvelopeRefused, KeyRing, open_text
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from collector.domain.profiles import MeterProfile, Profile
@@ -17,11 +18,22 @@ EXPIRED = "expired"
 
 
 class RefusedCommand(Exception):
-    """An envelope that must not be executed (forged, altered, replayed, expired...)."""
+    """An envelope that must not be executed (forged, altered, replayed, expired...).
 
-    def __init__(self, reason: str) -> None:
+    ``kind`` names the refusal for metrics and security events (``forged``, ``replayed``,
+    ``expired``, ``wrong_meter``, ``malformed``, ``unknown_key``, ``unknown_meter``, or
+    ``refused`` for a command the meter model cannot carry out).
+    """
+
+    def __init__(self, reason: str, kind: str = "refused") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
+
+    @property
+    def security(self) -> bool:
+        """Whether the refusal is a security event (not a model's missing capability)."""
+        return self.kind != "refused"
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,49 @@ class PlainCommandOpener:
         return OpenedCommand(
             command_id=command.command_id, action=command.action, purchase=purchase
         )
+
+
+_SEALED_ACTIONS: dict[str, CommandAction] = {"trip": "trip", "close": "close", "credit": "credit"}
+
+
+class SealedCommandOpener:
+    """The encrypted, MACed envelope (``prepaid_common.sealing``), verified before a write.
+
+    For meters that cannot verify envelopes themselves (plain Modbus, DL/T 645) the collector
+    is the point of execution: it keeps each meter's last accepted counter and refuses any
+    envelope not above it, so a captured command cannot be played again.
+    """
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+        self.last_counter: dict[str, int] = {}
+
+    def open(self, envelope: str, *, meter_id: str, now: datetime) -> OpenedCommand:
+        try:
+            command = open_text(
+                envelope,
+                self.ring,
+                meter_id=meter_id,
+                now=now,
+                last_counter=self.last_counter.get(meter_id, 0),
+            )
+        except EnvelopeRefused as refused:
+            reason = EXPIRED if refused.kind == "expired" else f"refused: {refused}"
+            raise RefusedCommand(reason, refused.kind) from None
+        action = _SEALED_ACTIONS.get(command.kind)
+        payload = command.payload
+        command_id = payload.get("command_id")
+        if action is None or not isinstance(command_id, str):
+            raise RefusedCommand(f"refused: {command.kind} is not executed here", "malformed")
+        purchase = None
+        if action == "credit":
+            try:
+                purchase = Purchase(Decimal(payload["amount"]), int(payload["purchase_count"]))
+            except (KeyError, ValueError, ArithmeticError, TypeError):
+                raise RefusedCommand("refused: purchase unreadable", "malformed") from None
+        # Taken even if the write then fails: a retry comes with a counter of its own.
+        self.last_counter[meter_id] = command.counter
+        return OpenedCommand(command_id=command_id, action=action, purchase=purchase)
 
 
 def plain_envelope(

@@ -17,6 +17,7 @@ from collector.records.bus import (
     record_clock_anomaly,
     record_dtu_lost,
     record_dtu_reachable,
+    record_security_event,
 )
 from collector.records.commands import (
     CommandOutcome,
@@ -70,6 +71,7 @@ __all__ = [
     "record_clock_anomaly",
     "record_dtu_lost",
     "record_dtu_reachable",
+    "record_security_event",
     "register_dtu",
     "renew_lease",
     "request_reads",

@@ -122,6 +122,14 @@ async def record_clock_anomaly(
         await uow.emit(AnomalyV1(meter_id=meter_id, kind="clock", detail=detail, at=at))
 
 
+async def record_security_event(
+    store: ServiceStore, *, meter_id: str, detail: str, at: datetime
+) -> None:
+    """Say that a command was refused as forged, altered, replayed, expired or misdirected."""
+    async with store.unit_of_work() as uow:
+        await uow.emit(AnomalyV1(meter_id=meter_id, kind="command_refused", detail=detail, at=at))
+
+
 async def dtu_kind_of_meter(store: ServiceStore, meter_id: str) -> tuple[str, str] | None:
     """Return (DTU id, DTU kind) of a meter, or None if unknown."""
     async with store.sessionmaker() as session:

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from prepaid_common.contracts import (
+    AnomalyV1,
     CommandAction,
     CommandRequestV1,
     CommandResultV1,
@@ -17,6 +18,7 @@ from prepaid_common.contracts import (
 from prepaid_common.outbox import ServiceStore, UnitOfWork
 from sqlalchemy import delete, insert, select, update
 
+from collector.metrics import COMMANDS_REFUSED
 from collector.tables import meters, pending_commands
 
 
@@ -41,9 +43,22 @@ class CommandOutcome:
 
 
 async def accept_command(uow: UnitOfWork, request: CommandRequestV1, *, at: datetime) -> bool:
-    """Keep a command for one of our meters until it is executed; False if not ours/known."""
+    """Keep a command for one of our meters until it is executed; False if not ours/known.
+
+    A command for a meter no collector of this registry knows is refused: a security event
+    (nothing is executed, and no result is said: the command expires at control).
+    """
     ours = await uow.session.scalar(select(meters.c.id).where(meters.c.id == request.meter_id))
     if ours is None:
+        await uow.emit(
+            AnomalyV1(
+                meter_id=request.meter_id,
+                kind="command_refused",
+                detail=f"command {request.command_id} refused (unknown_meter): no such meter",
+                at=at,
+            )
+        )
+        COMMANDS_REFUSED.labels("unknown_meter").inc()
         return False
     known = await uow.session.scalar(
         select(pending_commands.c.command_id).where(
