@@ -40,6 +40,9 @@ bench-loop: venv ## The standalone loop timed: start-up, first trip, reading age
 bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (bench-results/billing.json)
 	$(BIN)/python benchmarks/bench_billing.py $(BENCH_ARGS)
 
+bench-payments: venv ## Provider notifications verified and credited by one payments process, duplicates and forgeries mixed in (bench-results/payments.json)
+	$(BIN)/python benchmarks/bench_payments.py $(BENCH_ARGS)
+
 bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
@@ -59,4 +62,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-collector chaos lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-collector chaos lint format clean
