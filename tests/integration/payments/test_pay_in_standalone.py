@@ -144,3 +144,27 @@ async def test_each_channel_pays_through_the_fake_and_the_relay_closes(
         after = Decimal((await api.get(f"/api/v1/accounts/{account}")).json()["balance"])
         # Consumption goes on meanwhile; 90.00 in, and never 90.00 twice.
         assert before < after <= before + Decimal("90.00")
+
+        # A refund through the provider is an audited refund in the ledger, keyed by its number.
+        refund = await api.post(
+            f"/api/v1/orders/{paid_orders[-1]}/refunds", json={"amount": "10.00", "reason": "test"}
+        )
+        assert refund.status_code == 201, refund.text
+        refund_no = refund.json()["out_refund_no"]
+
+        async def refunded() -> bool:
+            order = (await api.get(f"/api/v1/orders/{paid_orders[-1]}")).json()
+            return bool(order["status"] == "refunded")
+
+        await wait_until(refunded, timeout=30)
+        ledger = (await api.get(f"/api/v1/accounts/{account}/ledger")).json()["items"]
+        refunds = [line for line in ledger if line["kind"] == "refund"]
+        assert [(line["operation_key"], line["amount"]) for line in refunds] == [
+            (f"refund:{refund_no}", "-10.00")
+        ]
+        audit = (await api.get("/api/v1/audit")).json()["items"]
+        assert any(entry["action"] == "order.refund" for entry in audit)
+        too_much = await api.post(
+            f"/api/v1/orders/{paid_orders[0]}/refunds", json={"amount": "50.01", "reason": "x"}
+        )
+        assert too_much.status_code == 422
