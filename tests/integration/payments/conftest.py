@@ -7,6 +7,7 @@ public URL); the gateway reaches payments in process, as the standalone product 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,13 @@ from gateway.upstream import Upstreams
 from payments.bootstrap import build as build_payments
 from payments.settings import PaymentsSettings
 from prepaid_common.bus import InProcessBus
+from prepaid_common.bus.rabbit import RabbitBus
 from prepaid_common.contracts import Envelope
 from prepaid_common.db import create_engine
+from pydantic import SecretStr
 from simulator.payproviders import BackgroundServer, FakeKeys, FakeProviders
+from standalone.app import Standalone
+from standalone.settings import StandaloneSettings
 
 KEYS = FakeKeys.generate()  # RSA generation is slow: once per test session
 
@@ -166,3 +171,55 @@ async def rig(
 @pytest.fixture
 def is_postgres(backend: tuple[str, str]) -> bool:
     return backend[0].startswith("postgresql")
+
+
+ADMIN_PASSWORD = "payments-admin-password"
+
+
+@contextlib.asynccontextmanager
+async def product_on_a_socket(
+    backend: tuple[str, str], bus_prefix: str, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[Standalone, str]]:
+    """The standalone product with its fake providers, its public API on a real socket (the
+    providers notify that address); yields it and its URL."""
+    database_url, amqp_url = backend
+    public = BackgroundServer()
+    settings = StandaloneSettings(
+        **{
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "amqp_url": amqp_url,
+            "bus_prefix": bus_prefix,
+            "sim_dtus": 1,
+            "sim_meters": 4,
+            "sim_base_port": 0,
+            "sim_speed": 900,
+            "poll_interval_seconds": 0.5,
+            "collector_listen_port": 0,
+            "http_port": public.port,
+            "token_secret": SecretStr("payments-standalone-secret-0123456789"),
+            "admin_password": SecretStr(ADMIN_PASSWORD),
+            **overrides,
+        }
+    )
+    running = Standalone(settings)
+    await running.start()
+    await public.start(running.app)
+    try:
+        yield running, public.url
+    finally:
+        await public.stop()
+        await running.stop()
+        if isinstance(running.bus, RabbitBus):
+            await running.bus.delete_topology()
+
+
+@contextlib.asynccontextmanager
+async def signed_in(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin's client on a product's public API."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as api:
+        token = await api.post(
+            "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        yield api

@@ -4,60 +4,24 @@ reaches the product's public port, credits once, and the relay closes by itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
-from prepaid_common.bus.rabbit import RabbitBus
-from pydantic import SecretStr
-from simulator.payproviders import BackgroundServer
 from standalone.app import Standalone
-from standalone.settings import StandaloneSettings
 from testkit import wait_until
 
-ADMIN_PASSWORD = "payments-admin-password"
-
-
-@pytest.fixture
-async def product(
-    backend: tuple[str, str], bus_prefix: str, tmp_path: Path
-) -> AsyncIterator[tuple[Standalone, str]]:
-    database_url, amqp_url = backend
-    # The providers notify the product's public address: it listens on a real socket.
-    public = BackgroundServer()
-    settings = StandaloneSettings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        amqp_url=amqp_url,
-        bus_prefix=bus_prefix,
-        sim_dtus=1,
-        sim_meters=4,
-        sim_base_port=0,
-        sim_speed=900,
-        poll_interval_seconds=0.5,
-        collector_listen_port=0,
-        http_port=public.port,
-        token_secret=SecretStr("payments-standalone-secret-0123456789"),
-        admin_password=SecretStr(ADMIN_PASSWORD),
-    )
-    running = Standalone(settings)
-    await running.start()
-    await public.start(running.app)
-    try:
-        yield running, public.url
-    finally:
-        await public.stop()
-        await running.stop()
-        if isinstance(running.bus, RabbitBus):
-            await running.bus.delete_topology()
+from .conftest import ADMIN_PASSWORD, product_on_a_socket
 
 
 async def test_each_channel_pays_through_the_fake_and_the_relay_closes(
-    product: tuple[Standalone, str],
+    backend: tuple[str, str], bus_prefix: str, tmp_path: Path
 ) -> None:
-    running, url = product
+    async with product_on_a_socket(backend, bus_prefix, tmp_path) as (running, url):
+        await _pay_every_channel(running, url)
+
+
+async def _pay_every_channel(running: Standalone, url: str) -> None:
     assert running.demo_payments is not None
     assert running.demo_order is not None  # what make run prints: a QR code's URL to open
     account = running.demo_order["account_id"]
