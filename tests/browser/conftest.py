@@ -1,12 +1,15 @@
 """The product as a newcomer runs it (``python -m standalone``), driven in real Chromium.
 
-One product and one browser serve every test here; each test takes fresh browser contexts, so
-no login or storage leaks between them. Screenshots go to test-artifacts/browser/ (not compared).
+One product and one browser serve every test here; each test takes fresh browser contexts,
+so no login or storage leaks between them. With the simulator on, WeChat Pay and Alipay are
+the demo's fake providers, as under ``make run``. Screenshots go to test-artifacts/browser/
+(looked at, not compared).
 Without Chromium the tests are skipped, except in CI, where that is a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,6 +42,7 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     data_dir.mkdir()
     (data_dir / "demo-tenant-password").write_text(TENANT_PASSWORD + "\n")
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "PREPAID_DATA_DIR": str(data_dir),
@@ -56,31 +60,33 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     env.pop("PREPAID_DATABASE_URL", None)
     env.pop("PREPAID_AMQP_URL", None)
     log = data_dir.parent / "standalone.log"
-    with log.open("ab") as output:  # the child keeps its own descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", "standalone"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(process, url, log)
-        with httpx.Client(base_url=url, timeout=30) as admin:
-            response = admin.post(
-                "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+    with contextlib.ExitStack() as stack:
+        with log.open("ab") as output:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", "standalone"],
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
-            assert response.status_code == 200, response.text
-            admin.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-            yield Product(url=url, admin=admin)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stack.callback(stop, process)
+        wait_until_serving(process, url, log)
+        admin = stack.enter_context(httpx.Client(base_url=url, timeout=30))
+        response = admin.post(
+            "/api/v1/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        admin.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        yield Product(url=url, admin=admin)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @pytest.fixture(scope="session")

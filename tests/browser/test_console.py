@@ -94,3 +94,107 @@ def test_an_operator_opens_an_account_and_sells_at_the_counter(
     assert {("account.open", "SHOP-101"), ("account.top_up", "SHOP-101")} <= {
         (e["action"], e["target"]) for e in audit
     }
+
+
+def submit(page: Page, form_name: str, fields: dict[str, str], button: str) -> None:
+    """Fill the form labelled ``form_name`` and submit it; expect no error under it."""
+    form = page.get_by_role("form", name=form_name)
+    for label, value in fields.items():
+        form.get_by_label(label, exact=True).fill(value)
+    form.get_by_role("button", name=button).click()
+    expect(form.locator(".form-status.ok")).to_be_visible()
+    expect(form.locator(".form-status.error")).to_have_count(0)
+
+
+def test_an_admin_runs_the_site_from_the_console(product: Product, desktop: BrowserContext) -> None:
+    page = signed_in(desktop)
+
+    # Tariffs: define one, then schedule its next version.
+    page.goto("/console/#/tariffs")
+    page.locator("summary", has_text="新建电价方案").click()
+    form = page.get_by_role("form", name="新建电价方案")
+    form.get_by_label("编号").fill("shops-2027")
+    form.get_by_label("名称").fill("商铺 2027")
+    form.get_by_label("单一电价（元/kWh）").fill("1.1000")
+    form.get_by_role("button", name="保存").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("shops-2027")
+    version = page.get_by_role("form", name="新版本")
+    version.get_by_label("单一电价（元/kWh）").fill("1.2500")
+    version.get_by_label("生效时间").fill("2031-01-01T00:00")
+    version.get_by_role("button", name="发布新版本").click()
+    expect(page.get_by_text("待生效")).to_be_visible()
+
+    # Site policy: night hours, weekends and a holiday without cuts.
+    page.goto("/console/#/policy")
+    policy = page.get_by_role("form", name="站点策略")
+    policy.get_by_label("每日友好时段").fill("20:00-08:00")
+    policy.get_by_label("周六").check()
+    policy.get_by_label("周日").check()
+    policy.get_by_label("节假日").fill("2027-01-01")
+    policy.get_by_role("button", name="保存").click()
+    expect(policy.locator(".form-status.ok")).to_be_visible()
+    saved = product.admin.get("/api/v1/policy").json()
+    assert saved["friendly_weekdays"] == [5, 6]
+    assert saved["holidays"] == ["2027-01-01"]
+
+    # Hold-power for a meter, shedding for a group, both ended again.
+    page.goto("/console/#/supply")
+    hold = page.get_by_role("form", name="开始保电")
+    hold.get_by_label("对象").fill(RELAY_METER)
+    hold.get_by_label("原因").fill("医疗设备")
+    hold.get_by_role("button", name="开始保电").click()
+    expect(page.get_by_role("row").filter(has_text="医疗设备")).to_be_visible()
+    submit(page, "开始限电", {"分组": "F9", "原因": "节能"}, "开始限电")
+    expect(page.get_by_role("row").filter(has_text="节能")).to_be_visible()
+    page.get_by_role("row").filter(has_text="医疗设备").get_by_role("button", name="解除").click()
+    expect(page.get_by_role("row").filter(has_text="医疗设备")).to_have_count(0)
+    page.get_by_role("row").filter(has_text="节能").get_by_role("button", name="结束限电").click()
+    expect(page.get_by_role("row").filter(has_text="节能")).to_have_count(0)
+
+    # Users: an operator for the front desk.
+    page.goto("/console/#/users")
+    form = page.get_by_role("form", name="新建用户")
+    form.get_by_label("用户名").fill("cashier1")
+    form.get_by_label("密码").fill("cashier-password-1")
+    form.get_by_label("角色").select_option("operator")
+    form.get_by_role("button", name="新建用户").click()
+    expect(form.locator(".form-status.ok")).to_contain_text("cashier1")
+
+    # An account: terms, arrears, a refund, a reversal, a statement.
+    page.goto("/console/#/accounts")
+    page.locator("summary", has_text="开户").click()
+    opening = page.get_by_role("form", name="开户")
+    opening.get_by_label("账户").fill("SHOP-202")
+    opening.get_by_label("名称").fill("二楼 202 书店")
+    opening.get_by_label("电价", exact=True).select_option("shops-2027")
+    opening.get_by_role("button", name="开户").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("SHOP-202")
+    counter = page.get_by_role("form", name="柜台售电")
+    counter.get_by_label("金额").fill("100.00")
+    counter.get_by_role("button", name="收款").click()
+    expect(page.get_by_test_id("balance")).to_have_text("¥100.00", timeout=15_000)
+
+    page.locator("summary", has_text="修改账户条件").click()
+    submit(page, "修改账户条件", {"预警线": "30.00"}, "保存")
+    page.locator("summary", has_text="欠费与退费").click()
+    submit(page, "欠费", {"金额": "12.50", "原因": "上月抄表差额"}, "登记欠费")
+    submit(page, "退费", {"金额": "10.00", "原因": "多收"}, "退费")
+    # Arrears are owed apart from the balance (recovered from top-ups); the refund is paid out.
+    expect(page.get_by_test_id("arrears")).to_have_text("¥12.50", timeout=15_000)
+    expect(page.get_by_test_id("balance")).to_have_text("¥90.00", timeout=15_000)
+
+    refund_row = page.get_by_role("row").filter(has_text="退费").first
+    refund_row.get_by_role("button", name="冲正").click()
+    reversal = refund_row.get_by_role("form", name="冲正")
+    reversal.get_by_label("原因").fill("退错了")
+    reversal.get_by_role("button", name="冲正").click()
+    expect(page.get_by_test_id("balance")).to_have_text("¥100.00", timeout=15_000)
+
+    page.locator("summary", has_text="月度账单").click()
+    page.get_by_role("form", name="月度账单").get_by_role("button", name="生成账单").click()
+    expect(page.get_by_role("region", name="月度账单")).to_contain_text("期末余额")
+    screenshot(page, "console-account-worked")
+
+    terms = product.admin.get("/api/v1/accounts/SHOP-202").json()
+    assert terms["warning_line"] == "30.00"
+    assert terms["tariff_id"] == "shops-2027"

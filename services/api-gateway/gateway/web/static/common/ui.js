@@ -40,6 +40,11 @@ export function money(value) {
   return `${sign}¥${Math.abs(number).toLocaleString(lang(), { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 }
 
+// Arrears come back as the arrears ledger's balance (negative while owed): the sum owed.
+export function owed(arrears) {
+  return Math.abs(Number(arrears || 0));
+}
+
 export function kwh(value, digits = 2) {
   if (value === null || value === undefined) return "—";
   return `${Number(value).toLocaleString(lang(), { maximumFractionDigits: digits })} kWh`;

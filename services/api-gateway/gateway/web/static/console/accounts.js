@@ -2,7 +2,7 @@
 // reversals, arrears, statements, and the dunning list.
 import { barChart, shortNumber } from "/web/chart.js";
 import { t } from "/web/i18n.js";
-import { actionForm, badge, field, h, isoDate, kwh, money, mount, operationKey, table, toast, when } from "/web/ui.js";
+import { actionForm, badge, field, h, isoDate, kwh, money, mount, operationKey, owed, table, toast, when } from "/web/ui.js";
 
 const ID_PATTERN = "[A-Za-z0-9_:\\-]{1,64}";
 
@@ -82,7 +82,7 @@ export async function accountsPage(content, { api, go, actions }) {
       if (filter.text && !`${a.id} ${a.name} ${a.meter_ids.join(" ")}`.toLowerCase().includes(filter.text)) return false;
       if (filter.state === "off") return a.supply === "off";
       if (filter.state === "low") return Number(a.balance) <= Number(a.warning_line);
-      if (filter.state === "arrears") return Number(a.arrears) > 0;
+      if (filter.state === "arrears") return owed(a.arrears) > 0;
       return true;
     });
     mount(
@@ -92,7 +92,7 @@ export async function accountsPage(content, { api, go, actions }) {
           { label: t("col.account"), value: (a) => h("a", { href: `#/accounts/${encodeURIComponent(a.id)}` }, a.id) },
           { label: t("col.name"), value: (a) => a.name },
           { label: t("col.balance"), value: (a) => h("span", { class: Number(a.balance) < 0 ? "neg" : "" }, money(a.balance)), class: "num" },
-          { label: t("col.arrears"), value: (a) => money(a.arrears), class: "num" },
+          { label: t("col.arrears"), value: (a) => money(owed(a.arrears)), class: "num" },
           { label: t("col.supply"), value: (a) => supplyBadge(a.supply) },
           { label: t("col.mode"), value: (a) => t(`mode.${a.mode}`) },
           { label: t("col.meters"), value: (a) => a.meter_ids.join(", ") || "—" },
@@ -157,7 +157,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
         { class: "tiles" },
         h("div", { class: `tile ${a.supply === "off" ? "bad" : Number(a.balance) <= Number(a.warning_line) ? "warn" : "ok"}` }, h("div", { class: "stat-label" }, t("col.balance")), h("div", { class: "stat", dataset: { testid: "balance" } }, money(a.balance))),
         h("div", { class: "tile" }, h("div", { class: "stat-label" }, t("col.supply")), h("div", { class: "stat", dataset: { testid: "supply" } }, supplyBadge(a.supply))),
-        h("div", { class: `tile ${Number(a.arrears) > 0 ? "warn" : ""}` }, h("div", { class: "stat-label" }, t("col.arrears")), h("div", { class: "stat" }, money(a.arrears))),
+        h("div", { class: `tile ${owed(a.arrears) > 0 ? "warn" : ""}` }, h("div", { class: "stat-label" }, t("col.arrears")), h("div", { class: "stat", dataset: { testid: "arrears" } }, money(owed(a.arrears)))),
       ),
       h(
         "dl",
@@ -365,7 +365,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
               ...Object.entries(s.movements).map(([k, v]) => [kindText(k), money(v)]),
               [t("statement.closing"), money(s.closing_balance)],
               [t("col.energy"), kwh(s.energy_kwh)],
-              [t("col.arrears"), money(s.arrears)],
+              [t("col.arrears"), money(owed(s.arrears))],
               [t("statement.due"), money(s.amount_due)],
             ].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
           ),
@@ -417,7 +417,7 @@ export async function dunningPage(content, { api, actions }) {
           { label: t("col.name"), value: (d) => d.name },
           { label: t("col.mode"), value: (d) => t(`mode.${d.mode}`) },
           { label: t("col.balance"), value: (d) => money(d.balance), class: "num" },
-          { label: t("col.arrears"), value: (d) => money(d.arrears), class: "num" },
+          { label: t("col.arrears"), value: (d) => money(owed(d.arrears)), class: "num" },
           { label: t("statement.due"), value: (d) => h("strong", {}, money(d.amount_due)), class: "num" },
         ],
         list.items,

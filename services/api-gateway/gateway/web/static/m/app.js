@@ -2,7 +2,7 @@
 import { createApi } from "/web/api.js";
 import { barChart } from "/web/chart.js";
 import { lang, otherLang, setLang, t } from "/web/i18n.js";
-import { actionForm, badge, errorText, field, h, isoDate, kwh, money, mount, when } from "/web/ui.js";
+import { actionForm, badge, errorText, field, h, isoDate, kwh, money, mount, owed, when } from "/web/ui.js";
 
 const api = createApi("prepaid.m.token");
 const root = document.getElementById("app");
@@ -178,7 +178,7 @@ function alertsOf(account) {
   else if (Number(account.balance) <= Number(account.warning_line)) {
     alerts.push(["warn", t("alert.low", { balance: money(account.balance), line: money(account.warning_line) })]);
   }
-  if (Number(account.arrears) > 0) alerts.push(["warn", t("alert.arrears", { amount: money(account.arrears) })]);
+  if (owed(account.arrears) > 0) alerts.push(["warn", t("alert.arrears", { amount: money(owed(account.arrears)) })]);
   if (memory.restoredAt && account.supply === "on" && Date.now() - new Date(memory.restoredAt) < 86400000) {
     alerts.push(["ok", t("alert.restored", { at: when(memory.restoredAt) })]);
   }
@@ -203,7 +203,7 @@ async function homePage(content, accountId) {
         h(
           "dl",
           { class: "facts" },
-          fact(t("m.arrears"), money(account.arrears), "arrears"),
+          fact(t("m.arrears"), money(owed(account.arrears)), "arrears"),
           fact(t("m.warning_line"), money(account.warning_line)),
           fact(t("m.name"), account.name),
           fact(t("m.mode"), t(`mode.${account.mode}`)),
@@ -417,6 +417,7 @@ function showOrder(box, order, accountId) {
       h("p", { class: "muted" }, t("order.number", { id: order.out_trade_no })),
     ),
   );
+  box.scrollIntoView({ block: "start", behavior: "smooth" });
   if (order.jsapi && window.WeixinJSBridge) {
     window.WeixinJSBridge.invoke("getBrandWCPayRequest", order.jsapi, () => {});
   }
