@@ -63,3 +63,13 @@ class TimedOut(ServiceError):
     """Something behind this service (a meter, a provider) did not answer in time."""
 
     code = "timed_out"
+
+
+class TooManyRequests(ServiceError):
+    """Refused for now: the caller tried too often; it may try again after a while."""
+
+    code = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

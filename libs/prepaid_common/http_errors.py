@@ -32,6 +32,7 @@ from prepaid_common.errors import (
     NotFound,
     ServiceError,
     TimedOut,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -62,6 +63,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ServiceError], int], ...] = (
     (Unavailable, 503),
     (BadGateway, 502),
     (TimedOut, 504),
+    (TooManyRequests, 429),
 )
 
 
@@ -165,6 +167,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         elif status == 503:
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        elif isinstance(error, TooManyRequests):
+            headers = {"Retry-After": str(error.retry_after)}
         return problem(status, error.detail, error.code, headers=headers)
 
     async def _dependency_down(request: Request, error: Exception) -> JSONResponse:

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from importlib import resources
 from typing import Any
 
 from prepaid_common.contracts import utcnow
-from prepaid_common.contracts.api.gateway import AuditEntry, AuditPage, Role, Token
-from prepaid_common.errors import Conflict, Unauthorized
+from prepaid_common.contracts.api.gateway import (
+    AuditEntry,
+    AuditPage,
+    Role,
+    Token,
+    UserPage,
+    UserState,
+)
+from prepaid_common.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthorized
 from prepaid_common.outbox import ServiceStore
 
 from gateway import store
-from gateway.auth import hash_password, issue_token, read_token, verify_password
-from gateway.domain import LoginThrottle, Principal, check_new_user
+from gateway.auth import (
+    hash_password_off_loop,
+    issue_token,
+    read_token,
+    verify_password_off_loop,
+)
+from gateway.domain import LoginThrottle, Principal, check_new_user, check_password
 from gateway.settings import GatewaySettings
 
 ADMIN = "admin"
+
+# Passwords too common to take (a short list shipped with the gateway).
+COMMON_PASSWORDS = frozenset(
+    json.loads(resources.files("gateway").joinpath("common-passwords.json").read_text())
+)
 
 
 class GatewayOperations:
@@ -33,14 +53,15 @@ class GatewayOperations:
         self, *, username: str, password: str, role: Role, account_ids: Sequence[str] = ()
     ) -> None:
         """Create a user; tenants are linked to the accounts they may see."""
-        check_new_user(role=role, password=password)
+        check_new_user(username=username, role=role, password=password, common=COMMON_PASSWORDS)
+        password_hash = await hash_password_off_loop(password)
         async with self.store.unit_of_work() as uow:
             if await store.user_exists(uow.session, username):
                 raise Conflict(f"user {username} already exists")
             await store.add_user(
                 uow.session,
                 username=username,
-                password_hash=hash_password(password),
+                password_hash=password_hash,
                 role=role,
                 account_ids=account_ids,
                 at=utcnow(),
@@ -56,52 +77,147 @@ class GatewayOperations:
         await self.create_user(username=ADMIN, password=password, role="admin")
         return None if configured else password
 
+    async def user_page(self, *, limit: int, offset: int) -> UserPage:
+        """Return users by name, with their accounts and whether they are disabled."""
+        async with self.store.sessionmaker() as session:
+            rows, total = await store.user_page(session, limit=limit, offset=offset)
+        return UserPage(
+            items=[
+                UserState(
+                    username=user.username,
+                    role=user.role,
+                    account_ids=accounts,
+                    disabled=user.disabled,
+                )
+                for user, accounts in rows
+            ],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def set_disabled(self, *, username: str, disabled: bool, by: str) -> None:
+        """Disable (or enable) a user; every token it holds stops working at once."""
+        if username == by and disabled:
+            raise Conflict("you cannot disable yourself")
+        async with self.store.unit_of_work() as uow:
+            found = await store.user(uow.session, username)
+            if found is None:
+                raise NotFound(f"user {username} does not exist")
+            if disabled and found.role == "admin" and await store.enabled_admins(uow.session) <= 1:
+                raise Conflict("the last enabled admin cannot be disabled")
+            await store.change_user(uow.session, username, disabled=disabled)
+
+    async def delete_user(self, *, username: str, by: str) -> None:
+        """Delete a user (not oneself, not the last admin)."""
+        if username == by:
+            raise Conflict("you cannot delete yourself")
+        async with self.store.unit_of_work() as uow:
+            found = await store.user(uow.session, username)
+            if found is None:
+                raise NotFound(f"user {username} does not exist")
+            if found.role == "admin" and await store.enabled_admins(uow.session) <= 1:
+                raise Conflict("the last enabled admin cannot be deleted")
+            await store.delete_user(uow.session, username)
+
+    async def change_password(
+        self, *, username: str, current_password: str, new_password: str
+    ) -> None:
+        """Change one's own password (the current one is checked); revoke every token."""
+        async with self.store.sessionmaker() as session:
+            found = await store.user(session, username)
+        if found is None or not await verify_password_off_loop(
+            found.password_hash, current_password
+        ):
+            raise Invalid("the current password is wrong")
+        await self.set_password(username=username, password=new_password)
+
+    async def set_password(self, *, username: str, password: str) -> None:
+        """Set a user's password (policy checked), enable it and revoke its tokens."""
+        check_password(username=username, password=password, common=COMMON_PASSWORDS)
+        password_hash = await hash_password_off_loop(password)
+        async with self.store.unit_of_work() as uow:
+            if not await store.change_user(
+                uow.session, username, password_hash=password_hash, disabled=False
+            ):
+                raise NotFound(f"user {username} does not exist")
+
+    async def log_out(self, *, username: str) -> None:
+        """Revoke every token the user holds."""
+        async with self.store.unit_of_work() as uow:
+            await store.change_user(uow.session, username)
+
     # --- signing in ----------------------------------------------------------------------
     async def authenticate(self, *, username: str, password: str) -> Principal | None:
-        """Return the principal for valid credentials, else None."""
+        """Return the principal for valid credentials, else None (same time for any user)."""
         async with self.store.sessionmaker() as session:
-            stored = await store.password_hash_and_role(session, username)
-        if stored is None or not verify_password(stored[0], password):
+            found = await store.user(session, username)
+        matches = await verify_password_off_loop(
+            None if found is None else found.password_hash, password
+        )
+        if found is None or not matches or found.disabled:
             return None
-        return await self.principal(username=username, role=stored[1])
+        return await self.principal(username=username, role=found.role)
 
-    async def principal(self, *, username: str, role: Role) -> Principal | None:
-        """Load a user's principal (None if the user is gone or changed role)."""
+    async def principal(
+        self, *, username: str, role: Role, version: int | None = None
+    ) -> Principal | None:
+        """Load a user's principal (None if the user is gone, disabled, changed role, or the
+        token's version was revoked)."""
         async with self.store.sessionmaker() as session:
-            if await store.role_of(session, username) != role:
+            found = await store.user(session, username)
+            if found is None or found.role != role or found.disabled:
+                return None
+            if version is not None and version != found.token_version:
                 return None
             accounts = await store.accounts_of(session, username)
         return Principal(username=username, role=role, account_ids=frozenset(accounts))
 
-    async def log_in(self, *, username: str, password: str) -> Token:
-        """Exchange a user name and password for a bearer token (too many failures lock it)."""
-        if self.throttle.blocked(username):
-            raise Unauthorized("too many failed logins; try again later")
+    async def log_in(self, *, username: str, password: str, address: str = "") -> Token:
+        """Exchange a user name and password for a bearer token.
+
+        Failures slow down the (user, address) pair and the address; see LoginThrottle.
+        """
+        wait = self.throttle.retry_after(username, address)
+        if wait > 0:
+            raise TooManyRequests(
+                "too many failed logins; try again later", retry_after=math.ceil(wait)
+            )
         principal = await self.authenticate(username=username, password=password)
         if principal is None:
-            self.throttle.failed(username)
+            self.throttle.failed(username, address)
             raise Unauthorized("wrong user name or password")
-        self.throttle.succeeded(username)
-        ttl = timedelta(minutes=self.settings.token_ttl_minutes)
+        self.throttle.succeeded(username, address)
+        return await self.token_for(username=principal.username)
+
+    async def token_for(self, *, username: str, ttl: timedelta | None = None) -> Token:
+        """Sign a token for a user at its current token version."""
+        async with self.store.sessionmaker() as session:
+            found = await store.user(session, username)
+        if found is None:
+            raise NotFound(f"user {username} does not exist")
+        lasting = ttl or timedelta(minutes=self.settings.token_ttl_minutes)
         token = issue_token(
-            username=principal.username,
-            role=principal.role,
+            username=found.username,
+            role=found.role,
             secret=self.settings.token_secret.get_secret_value(),
-            ttl=ttl,
+            ttl=lasting,
+            version=found.token_version,
         )
-        return Token(access_token=token, expires_in=int(ttl.total_seconds()))
+        return Token(access_token=token, expires_in=int(lasting.total_seconds()))
 
     async def principal_of_token(self, *, token: str | None) -> Principal:
-        """Return who holds a bearer token; refuse a missing, bad or orphaned one."""
+        """Return who holds a bearer token; refuse a missing, bad, revoked or orphaned one."""
         if not token:
             raise Unauthorized("missing bearer token")
         claims = read_token(token, secret=self.settings.token_secret.get_secret_value())
         if claims is None:
             raise Unauthorized("invalid or expired token")
-        username, role = claims
-        principal = await self.principal(username=username, role=role)
+        principal = await self.principal(
+            username=claims.username, role=claims.role, version=claims.version
+        )
         if principal is None:
-            raise Unauthorized("user no longer exists")
+            raise Unauthorized("the token was revoked or its user no longer exists")
         return principal
 
     # --- the audit log -------------------------------------------------------------------

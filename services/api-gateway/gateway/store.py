@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prepaid_common.contracts.api.gateway import Role
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.tables import audit, user_accounts, users
@@ -27,6 +29,102 @@ async def password_hash_and_role(session: AsyncSession, username: str) -> tuple[
         )
     ).first()
     return None if row is None else (row.password_hash, row.role)
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    """A user row as signing in and token checks need it."""
+
+    username: str
+    password_hash: str
+    role: Role
+    token_version: int
+    disabled: bool
+
+
+async def user(session: AsyncSession, username: str) -> StoredUser | None:
+    """Return a user, or None if there is no such user."""
+    row = (
+        await session.execute(
+            select(
+                users.c.username,
+                users.c.password_hash,
+                users.c.role,
+                users.c.token_version,
+                users.c.disabled,
+            ).where(users.c.username == username)
+        )
+    ).first()
+    if row is None:
+        return None
+    return StoredUser(
+        username=row.username,
+        password_hash=row.password_hash,
+        role=row.role,
+        token_version=row.token_version,
+        disabled=bool(row.disabled),
+    )
+
+
+async def user_page(
+    session: AsyncSession, *, limit: int, offset: int
+) -> tuple[list[tuple[StoredUser, list[str]]], int]:
+    """Return a page of users by name with their accounts, and how many there are."""
+    total = await session.scalar(select(func.count()).select_from(users))
+    names = (
+        await session.scalars(
+            select(users.c.username).order_by(users.c.username).limit(limit).offset(offset)
+        )
+    ).all()
+    page: list[tuple[StoredUser, list[str]]] = []
+    links = (
+        await session.execute(
+            select(user_accounts.c.username, user_accounts.c.account_id)
+            .where(user_accounts.c.username.in_(names))
+            .order_by(user_accounts.c.account_id)
+        )
+    ).all()
+    for name in names:
+        found = await user(session, name)
+        if found is not None:
+            page.append((found, [link.account_id for link in links if link.username == name]))
+    return page, total or 0
+
+
+async def change_user(
+    session: AsyncSession,
+    username: str,
+    *,
+    password_hash: str | None = None,
+    disabled: bool | None = None,
+) -> bool:
+    """Change a user's password or state and revoke its tokens; return whether it exists."""
+    values: dict[str, Any] = {"token_version": users.c.token_version + 1}
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    if disabled is not None:
+        values["disabled"] = disabled
+    result = await session.execute(
+        update(users).where(users.c.username == username).values(**values)
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+async def delete_user(session: AsyncSession, username: str) -> bool:
+    """Delete a user and its account links; return whether it existed."""
+    await session.execute(delete(user_accounts).where(user_accounts.c.username == username))
+    result = await session.execute(delete(users).where(users.c.username == username))
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+async def enabled_admins(session: AsyncSession) -> int:
+    """Return how many admins are not disabled."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(users)
+        .where(users.c.role == "admin", users.c.disabled.is_(False))
+    )
+    return count or 0
 
 
 async def role_of(session: AsyncSession, username: str) -> str | None:

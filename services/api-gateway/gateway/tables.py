@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from prepaid_common.db import UtcDateTime
 from prepaid_common.service import service_metadata
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer, String, Table
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    false,
+    text,
+)
 
 metadata, plumbing = service_metadata("gateway")
 
@@ -15,6 +26,10 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Tokens carry the version they were signed at: moving it on (logout, a new password,
+    # disabling) revokes every token the user holds.
+    Column("token_version", Integer, nullable=False, server_default=text("0")),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
 )
 
 user_accounts = Table(

@@ -17,7 +17,6 @@ from billing.bootstrap import build as build_billing
 from collector.bootstrap import build as build_collector
 from control.bootstrap import build as build_control
 from fastapi import FastAPI
-from gateway.auth import issue_token
 from gateway.bootstrap import build as build_gateway
 from gateway.upstream import Upstreams
 from payments.bootstrap import build as build_payments
@@ -171,13 +170,10 @@ class Standalone:
             transport=httpx.ASGITransport(app=self.app), base_url="http://gateway.local", timeout=60
         ) as client:
             # In process we may sign for the admin ourselves: no password needs keeping.
-            token = issue_token(
-                username="admin",
-                role="admin",
-                secret=self.settings.token_secret.get_secret_value(),
-                ttl=timedelta(minutes=10),
+            token = await self.gateway.operations.token_for(
+                username="admin", ttl=timedelta(minutes=10)
             )
-            client.headers["Authorization"] = f"Bearer {token}"
+            client.headers["Authorization"] = f"Bearer {token.access_token}"
             self.low_credit_accounts = await seed_demo(
                 client, layout, tenant_password=credentials.tenant_password
             )

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from prepaid_common.contracts.api.collector import MeterView
 from prepaid_common.contracts.identifiers import Identifier
@@ -24,6 +24,14 @@ ROLES: tuple[Role, ...] = ("admin", "operator", "tenant")
 # --- sign-in and users -----------------------------------------------------------------
 class Token(BaseModel):
     """A bearer token and how many seconds it lasts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"access_token": "eyJhbGciOi...", "token_type": "bearer", "expires_in": 3600}
+            ]
+        }
+    )
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -50,9 +58,59 @@ class UserBody(BaseModel):
 class UserView(BaseModel):
     """A user as created (never the password)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "tenant12", "role": "tenant", "account_ids": ["shop:12"]}]
+        }
+    )
+
     username: str
     role: Role
     account_ids: list[str]
+
+
+class UserState(UserView):
+    """A user as an admin sees it in the list: with whether it may sign in."""
+
+    disabled: bool
+
+
+class UserPage(BaseModel):
+    """A page of users, by name."""
+
+    items: list[UserState]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserChanges(BaseModel):
+    """What an admin changes on a user: disabling it revokes its tokens at once."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"disabled": True}]})
+
+    disabled: bool
+
+
+class NewPassword(BaseModel):
+    """A password an admin gives a user."""
+
+    password: str = Field(min_length=8, max_length=200)
+
+
+class PasswordChange(BaseModel):
+    """A user's new password, with the current one (every token of the user is revoked)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"current_password": "the old one", "new_password": "a long new passphrase"}
+            ]
+        }
+    )
+
+    current_password: str = Field(max_length=200)
+    new_password: str = Field(min_length=8, max_length=200)
 
 
 # --- the audit log ---------------------------------------------------------------------
