@@ -27,6 +27,7 @@ class WechatCredentials:
     base_url: str
     notify_url: str
     public_key_id: str | None
+    platform_certs_dir: Path | None
     merchant_key: RsaKey = field(repr=False)
     api_v3_key: bytes = field(repr=False)
     provider_keys: WechatKeys = field(repr=False)
@@ -52,7 +53,8 @@ def _rsa(path: Path) -> RsaKey:
         raise ValueError(f"{path} is not an RSA key or certificate in PEM") from error
 
 
-def _platform_certificates(directory: Path) -> dict[str, RsaKey]:
+def platform_certificates(directory: Path) -> dict[str, RsaKey]:
+    """Read every platform certificate in the directory, by serial (its file's name)."""
     # One PEM per certificate, named after its serial (<serial>.pem): rotation overlaps,
     # so every valid one is kept and chosen by the Wechatpay-Serial header.
     return {path.stem.upper(): _rsa(path) for path in sorted(directory.glob("*.pem"))}
@@ -72,7 +74,7 @@ def load_wechat(settings: PaymentsSettings) -> WechatCredentials | None:
         _rsa(settings.wechatpay_public_key_file) if settings.wechatpay_public_key_file else None
     )
     certificates = (
-        _platform_certificates(settings.wechatpay_platform_certs_dir)
+        platform_certificates(settings.wechatpay_platform_certs_dir)
         if settings.wechatpay_platform_certs_dir
         else {}
     )
@@ -83,6 +85,7 @@ def load_wechat(settings: PaymentsSettings) -> WechatCredentials | None:
         base_url=settings.wechatpay_base_url.rstrip("/"),
         notify_url=_notify_url(settings, "wechatpay"),
         public_key_id=public_key_id,
+        platform_certs_dir=settings.wechatpay_platform_certs_dir,
         merchant_key=_rsa(settings.wechatpay_merchant_key_file),
         api_v3_key=api_v3_key,
         provider_keys=WechatKeys(

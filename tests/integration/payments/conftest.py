@@ -42,6 +42,7 @@ class PaymentsRig:
     payments: httpx.AsyncClient  # payments' internal API
     public: httpx.AsyncClient  # the gateway's public port, over a socket
     provider: httpx.AsyncClient  # the payer's browser, on the fake providers
+    merchant_dir: Path  # the merchant's key files, as payments was configured with them
     credits: list[dict[str, Any]] = field(default_factory=list)
 
     async def order(self, channel: str, amount: str = "50.00", **extra: Any) -> dict[str, Any]:
@@ -154,6 +155,7 @@ async def rig(
                 payments=internal,
                 public=public,
                 provider=provider,
+                merchant_dir=tmp_path / "keys",
                 credits=credits,
             )
     finally:

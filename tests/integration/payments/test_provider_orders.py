@@ -338,3 +338,23 @@ async def test_the_daily_bill_reports_every_difference(rig: PaymentsRig, provide
     # Checking the same bill again raises nothing new.
     await rig.payments.post(f"/internal/bills/{provider}/{day}")
     assert len((await rig.payments.get("/internal/payment-issues")).json()["items"]) == 1
+
+
+async def test_a_rotated_platform_certificate_is_read_when_its_serial_first_appears(
+    rig: PaymentsRig,
+) -> None:
+    new_key, new_serial = RSA.generate(2048), "7A1B2C3D4E5F60718293A4B5C6D7E8F901234567"
+    original = rig.fake.keys
+    rig.fake.keys = dataclasses.replace(
+        original, wechat_platform=new_key, wechat_platform_serial=new_serial
+    )
+    try:
+        # The new certificate arrives in the directory (an operator, or a download job).
+        certs = rig.merchant_dir / "wechatpay-platform-certs"
+        (certs / f"{new_serial}.pem").write_bytes(new_key.public_key().export_key())
+        order = await rig.order("wechat_native", "7.00")
+        await rig.provider.get(_pay_url(rig, order))
+        await _paid(rig, order["out_trade_no"])
+        assert [c["amount"] for c in await rig.credited(1)] == ["7.00"]
+    finally:
+        rig.fake.keys = original

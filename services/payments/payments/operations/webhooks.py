@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
@@ -54,22 +53,17 @@ async def receive_wechatpay(
     *,
     headers: Mapping[str, str],
     body: bytes,
-    now: float | None = None,
 ) -> WebhookAnswer:
     """Verify, decrypt and act on a WeChat Pay notification; answer 204 or 4xx/5xx FAIL."""
     lowered = {name.lower(): value for name, value in headers.items()}
     request_id = lowered.get("request-id", "-")
-    creds = providers.wechat_credentials
-    if creds is None:
+    client = providers.wechat
+    if client is None:
         _refused(Provider.WECHATPAY, "WeChat Pay is not configured", request_id)
         return _wechat_fail(404, "WeChat Pay is not configured here")
     try:
-        wechatpay.verify_signed(
-            headers=lowered,
-            body=body,
-            keys=creds.provider_keys,
-            now=time.time() if now is None else now,
-        )
+        client.verify(headers=lowered, body=body)
+        creds = client.credentials
         resource = wechatpay.notification_transaction(body, creds.api_v3_key)
     except wechatpay.WechatRefused as refused:
         _refused(Provider.WECHATPAY, refused.reason, request_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -19,8 +21,14 @@ from payments.domain import wechatpay
 from payments.domain.bills import BillLine, parse_wechat_trade_bill
 from payments.domain.money import fen_to_yuan, yuan_to_fen
 from payments.domain.orders import Channel, PaidReport, Provider
-from payments.keys import WechatCredentials
+from payments.keys import WechatCredentials, platform_certificates
 from payments.providers import NewOrder, QueryAnswer, RefundAnswer
+
+log = logging.getLogger(__name__)
+
+# An unknown serial makes us read the certificates again, at most this often (a forger
+# sending unknown serials must not make us read the directory on every request).
+RELOAD_PAUSE_SECONDS = 10.0
 
 _ENDPOINTS = {
     Channel.WECHAT_NATIVE: "/v3/pay/transactions/native",
@@ -55,17 +63,53 @@ class WechatPayClient:
         self.credentials = credentials
         self.http = http
         self.clock = clock
+        self._reloaded_at = float("-inf")
+
+    def verify(self, *, headers: dict[str, str], body: bytes) -> None:
+        """Refuse a message not signed by WeChat Pay; an unknown serial reloads certificates.
+
+        Certificates rotate: the new one can sign before a timer would have fetched it.
+        """
+        try:
+            wechatpay.verify_signed(
+                headers=headers, body=body, keys=self.credentials.provider_keys, now=self.clock()
+            )
+        except wechatpay.WechatRefused as refused:
+            if not refused.reason.startswith("unknown") or not self.reload_certificates():
+                raise
+            wechatpay.verify_signed(
+                headers=headers, body=body, keys=self.credentials.provider_keys, now=self.clock()
+            )
+
+    def reload_certificates(self) -> bool:
+        """Read the platform certificates again; whether any changed."""
+        directory = self.credentials.platform_certs_dir
+        now = time.monotonic()
+        if directory is None or now - self._reloaded_at < RELOAD_PAUSE_SECONDS:
+            return False
+        self._reloaded_at = now
+        try:
+            certificates = platform_certificates(directory)
+        except (OSError, ValueError) as error:
+            log.warning("WeChat Pay platform certificates could not be read again: %s", error)
+            return False
+        keys = self.credentials.provider_keys
+        if set(certificates) == set(keys.certificates):
+            return False
+        log.info("WeChat Pay platform certificates now: %s", ", ".join(sorted(certificates)))
+        self.credentials = dataclasses.replace(
+            self.credentials,
+            provider_keys=dataclasses.replace(keys, certificates=certificates),
+        )
+        return True
 
     async def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None
     ) -> tuple[int, dict[str, Any]]:
         response = await self._send(method, path, body)
         try:
-            wechatpay.verify_signed(
-                headers={k.lower(): v for k, v in response.headers.items()},
-                body=response.content,
-                keys=self.credentials.provider_keys,
-                now=self.clock(),
+            self.verify(
+                headers={k.lower(): v for k, v in response.headers.items()}, body=response.content
             )
         except wechatpay.WechatRefused as refused:
             raise BadGateway(f"WeChat Pay answer refused: {refused.reason}") from None
