@@ -76,6 +76,8 @@ class OrderRequest(OrderBody):
 
     account_id: Identifier
     operator: str = Field(min_length=1, max_length=64)
+    # The payer's address as the gateway saw it (wechat_h5 must send it to WeChat Pay).
+    payer_ip: str | None = Field(default=None, max_length=45)
 
 
 class OrderView(BaseModel):

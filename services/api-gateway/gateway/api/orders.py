@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prepaid_common.contracts.api.payments import (
     BillCheck,
     ChannelState,
@@ -47,6 +47,7 @@ async def start_order(
     audit: AuditLog,
     account_id: str,
     body: OrderBody,
+    request: Request,
 ) -> OrderView:
     """Start a top-up paid through a provider; the answer has what the payer needs."""
     ensure_visible(principal, account_id)
@@ -55,7 +56,12 @@ async def start_order(
         f"/internal/accounts/{account_id}/top-up-check", json={"amount": str(body.amount)}
     )
     _, answer = await payments.post(
-        "/internal/orders", json={**as_operator(body, principal), "account_id": account_id}
+        "/internal/orders",
+        json={
+            **as_operator(body, principal),
+            "account_id": account_id,
+            "payer_ip": request.client.host if request.client else None,
+        },
     )
     order = OrderView.model_validate(answer)
     await audit.record(

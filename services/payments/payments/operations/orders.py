@@ -75,6 +75,7 @@ async def start_order(
         description=request.description,
         expires_at=now + lifetime,
         openid=request.openid,
+        payer_ip=request.payer_ip,
     )
     # Asked before anything is written: a refused order leaves nothing behind.
     pay_data = await client.start(new)

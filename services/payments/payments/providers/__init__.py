@@ -25,6 +25,7 @@ class NewOrder:
     description: str
     expires_at: datetime
     openid: str | None = None
+    payer_ip: str | None = None
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,10 @@ class WechatPayClient:
         if order.channel is Channel.WECHAT_JSAPI:
             body["payer"] = {"openid": order.openid}
         if order.channel is Channel.WECHAT_H5:
-            body["scene_info"] = {"payer_client_ip": "127.0.0.1", "h5_info": {"type": "Wap"}}
+            body["scene_info"] = {
+                "payer_client_ip": order.payer_ip or "127.0.0.1",
+                "h5_info": {"type": "Wap"},
+            }
         _, answer = await self._call("POST", _ENDPOINTS[order.channel], body)
         if order.channel is Channel.WECHAT_NATIVE:
             return {"code_url": str(answer["code_url"])}
