@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from prepaid_common.http_errors import install_error_handlers, problem_responses
 from prepaid_common.http_guards import RequestBodyGuard
@@ -13,6 +16,8 @@ from prepaid_common.metrics import HTTP_REQUESTS, metrics_router
 
 from gateway.api import PREFIX, ROUTERS
 from gateway.api.deps import ApiContext
+from gateway.idempotency import EXEMPT_PREFIXES, MAX_KEY_LENGTH, IdempotencyKeys
+from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.operations import GatewayOperations
 from gateway.upstream import Upstreams
 from gateway.web import install_front_ends
@@ -29,13 +34,42 @@ def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> 
     app.state.context = ApiContext(operations=operations, upstreams=upstreams)
     install_error_handlers(app)
     app.middleware("http")(measure)
-    app.add_middleware(RequestBodyGuard)
+    app.add_middleware(IdempotencyKeys, operations=operations)
+    app.add_middleware(RequestBodyGuard)  # outermost: nothing reads a body before its check
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX, responses=PUBLIC_PROBLEMS)
     app.include_router(metrics_router())
     app.add_api_route("/healthz", healthz, include_in_schema=False)
     install_front_ends(app)
+    app.openapi = partial(openapi_with_idempotency_keys, app)  # type: ignore[method-assign]
     return app
+
+
+def openapi_with_idempotency_keys(app: FastAPI) -> dict[str, Any]:
+    """Return the OpenAPI document with the Idempotency-Key header on every keyed POST."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path, methods in schema["paths"].items():
+            post = methods.get("post")
+            if post is None or not path.startswith("/api/v1/") or path.startswith(EXEMPT_PREFIXES):
+                continue
+            post.setdefault("parameters", []).append(
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "description": "Send the same key again to get the first answer again "
+                    "(kept a day); another request under the key is a 422",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                }
+            )
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 # Every status a public route may answer besides its own success (problem details).

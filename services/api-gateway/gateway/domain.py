@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from prepaid_common.contracts.api.gateway import ROLES, Role
+from prepaid_common.contracts.api.gateway import ROLES, Role, Scope
 from prepaid_common.errors import Invalid
 
 MIN_PASSWORD_LENGTH = 8
@@ -31,6 +31,29 @@ def check_password(*, username: str, password: str, common: Collection[str]) -> 
         raise Invalid("this password is too common (or the user name): choose another")
 
 
+SCOPES: tuple[Scope, ...] = ("read", "operate", "money")
+
+# Writes that move money need the "money" scope; every other write "operate", a read "read".
+MONEY_ROUTES = frozenset(
+    {
+        "/accounts/{account_id}/top-ups",
+        "/accounts/{account_id}/arrears",
+        "/accounts/{account_id}/refunds",
+        "/accounts/{account_id}/orders",
+        "/transactions/{transaction_id}/reversal",
+        "/orders/{out_trade_no}/refunds",
+    }
+)
+
+
+def scope_needed(method: str, route: str) -> Scope:
+    """Return the API-key scope a call needs: reads, money writes, other writes."""
+    if method in ("GET", "HEAD", "OPTIONS"):
+        return "read"
+    # A route's template, with or without the API's prefix.
+    return "money" if route.removeprefix("/api/v1") in MONEY_ROUTES else "operate"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a user name, a role and, for tenants, their accounts."""
@@ -38,6 +61,8 @@ class Principal:
     username: str
     role: Role
     account_ids: frozenset[str] = frozenset()
+    # An API key's scopes; None for a person, whose role says everything.
+    scopes: frozenset[Scope] | None = None
 
     @property
     def is_staff(self) -> bool:

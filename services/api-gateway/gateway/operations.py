@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -12,9 +13,13 @@ from typing import Any
 
 from prepaid_common.contracts import utcnow
 from prepaid_common.contracts.api.gateway import (
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyView,
     AuditEntry,
     AuditPage,
     Role,
+    Scope,
     Token,
     UserPage,
     UserState,
@@ -29,10 +34,16 @@ from gateway.auth import (
     read_token,
     verify_password_off_loop,
 )
-from gateway.domain import LoginThrottle, Principal, check_new_user, check_password
+from gateway.domain import SCOPES, LoginThrottle, Principal, check_new_user, check_password
 from gateway.settings import GatewaySettings
 
 ADMIN = "admin"
+# What every API key starts with: a bearer token that is a key, not a JWT.
+API_KEY_PREFIX = "pk_"
+# A key's last use is written at most this often (not on every call).
+API_KEY_USE_PRECISION = timedelta(minutes=1)
+# How long an answer is kept for its Idempotency-Key.
+IDEMPOTENCY_KEPT_FOR = timedelta(hours=24)
 
 # Passwords too common to take (a short list shipped with the gateway).
 COMMON_PASSWORDS = frozenset(
@@ -220,6 +231,86 @@ class GatewayOperations:
             raise Unauthorized("the token was revoked or its user no longer exists")
         return principal
 
+    # --- API keys ---------------------------------------------------------------------------
+    async def create_api_key(
+        self, *, name: str, scopes: Sequence[Scope], created_by: str
+    ) -> ApiKeyCreated:
+        """Make an API key; the key is returned this once, only its hash is kept."""
+        key_id = secrets.token_hex(4)
+        key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        at = utcnow()
+        ordered = [scope for scope in SCOPES if scope in scopes]
+        async with self.store.unit_of_work() as uow:
+            await store.add_api_key(
+                uow.session,
+                key_id=key_id,
+                name=name,
+                key_hash=_key_hash(key),
+                scopes=ordered,
+                created_by=created_by,
+                at=at,
+            )
+        return ApiKeyCreated(
+            id=key_id,
+            name=name,
+            scopes=ordered,
+            created_by=created_by,
+            created_at=at,
+            last_used_at=None,
+            revoked_at=None,
+            key=key,
+        )
+
+    async def api_keys(self) -> ApiKeyList:
+        """List every API key, newest first (never the keys)."""
+        async with self.store.sessionmaker() as session:
+            rows = await store.api_key_list(session)
+        return ApiKeyList(items=[ApiKeyView.model_validate(_api_key_row(row)) for row in rows])
+
+    async def revoke_api_key(self, *, key_id: str) -> None:
+        """Revoke an API key: it stops working at once."""
+        async with self.store.unit_of_work() as uow:
+            if not await store.revoke_api_key(uow.session, key_id, utcnow()):
+                raise NotFound(f"API key {key_id} does not exist")
+
+    async def principal_of_api_key(self, *, key: str) -> Principal:
+        """Return the principal an API key acts as (an operator with its scopes)."""
+        async with self.store.sessionmaker() as session:
+            row = await store.api_key_by_hash(session, _key_hash(key))
+        if row is None or row["revoked_at"] is not None:
+            raise Unauthorized("invalid or revoked API key")
+        now = utcnow()
+        last = row["last_used_at"]
+        if last is None or now - last > API_KEY_USE_PRECISION:
+            async with self.store.unit_of_work() as uow:
+                await store.touch_api_key(uow.session, row["id"], now)
+        return Principal(
+            username=f"key:{row['id']}", role="operator", scopes=frozenset(row["scopes"])
+        )
+
+    # --- answers kept per Idempotency-Key ----------------------------------------------------
+    async def kept_answer(self, *, principal: str, key: str) -> tuple[str, int, str] | None:
+        """Return (request hash, status, body) kept for the principal's key, or None."""
+        async with self.store.sessionmaker() as session:
+            return await store.kept_answer(session, principal=principal, key=key)
+
+    async def keep_answer(
+        self, *, principal: str, key: str, request_hash: str, status: int, body: str
+    ) -> None:
+        """Keep the first answer to the principal's key for a day."""
+        at = utcnow()
+        async with self.store.unit_of_work() as uow:
+            await store.keep_answer(
+                uow.session,
+                principal=principal,
+                key=key,
+                request_hash=request_hash,
+                status=status,
+                body=body,
+                at=at,
+                forget_before=at - IDEMPOTENCY_KEPT_FOR,
+            )
+
     # --- the audit log -------------------------------------------------------------------
     async def record_audit(
         self, *, actor: str, action: str, target: str, detail: Mapping[str, Any]
@@ -240,3 +331,12 @@ class GatewayOperations:
             limit=limit,
             offset=offset,
         )
+
+
+def _key_hash(key: str) -> str:
+    # A key has 256 random bits: a plain SHA-256 is enough (no salt or slow hash needed).
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _api_key_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "key_hash"}

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.tables import audit, user_accounts, users
+from gateway.tables import api_keys, audit, idempotency, user_accounts, users
 
 
 async def user_exists(session: AsyncSession, username: str) -> bool:
@@ -189,3 +189,94 @@ async def audit_page(
         await session.execute(select(audit).order_by(audit.c.id.desc()).limit(limit).offset(offset))
     ).all()
     return [dict(row._mapping) for row in rows], total or 0
+
+
+# --- API keys ------------------------------------------------------------------------------
+async def add_api_key(
+    session: AsyncSession,
+    *,
+    key_id: str,
+    name: str,
+    key_hash: str,
+    scopes: Sequence[str],
+    created_by: str,
+    at: datetime,
+) -> None:
+    """Insert an API key (its hash)."""
+    await session.execute(
+        insert(api_keys).values(
+            id=key_id,
+            name=name,
+            key_hash=key_hash,
+            scopes=list(scopes),
+            created_by=created_by,
+            created_at=at,
+        )
+    )
+
+
+async def api_key_by_hash(session: AsyncSession, key_hash: str) -> dict[str, Any] | None:
+    """Return the API key with this hash, or None."""
+    row = (await session.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def api_key_list(session: AsyncSession) -> list[dict[str, Any]]:
+    """Return every API key, newest first."""
+    rows = (await session.execute(select(api_keys).order_by(api_keys.c.created_at.desc()))).all()
+    return [dict(row._mapping) for row in rows]
+
+
+async def touch_api_key(session: AsyncSession, key_id: str, at: datetime) -> None:
+    """Record when an API key was last used."""
+    await session.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=at))
+
+
+async def revoke_api_key(session: AsyncSession, key_id: str, at: datetime) -> bool:
+    """Revoke an API key (once); return whether it existed."""
+    result = await session.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id)
+        .values(revoked_at=func.coalesce(api_keys.c.revoked_at, at))
+    )
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+# --- answers kept per Idempotency-Key --------------------------------------------------------
+async def kept_answer(
+    session: AsyncSession, *, principal: str, key: str
+) -> tuple[str, int, str] | None:
+    """Return (request hash, status, body) kept for a principal's key, or None."""
+    row = (
+        await session.execute(
+            select(idempotency.c.request_hash, idempotency.c.status, idempotency.c.body).where(
+                idempotency.c.principal == principal, idempotency.c.key == key
+            )
+        )
+    ).first()
+    return None if row is None else (row.request_hash, row.status, row.body)
+
+
+async def keep_answer(
+    session: AsyncSession,
+    *,
+    principal: str,
+    key: str,
+    request_hash: str,
+    status: int,
+    body: str,
+    at: datetime,
+    forget_before: datetime,
+) -> None:
+    """Keep the first answer for a principal's key; forget answers older than a day."""
+    await session.execute(delete(idempotency).where(idempotency.c.created_at < forget_before))
+    await session.execute(
+        insert(idempotency).values(
+            principal=principal,
+            key=key,
+            request_hash=request_hash,
+            status=status,
+            body=body,
+            created_at=at,
+        )
+    )

@@ -167,3 +167,49 @@ class BindingBody(BaseModel):
         decimal_places=4,
         description="Yuan per kWh the meter debits its own credit by",
     )
+
+
+# --- API keys for programs -------------------------------------------------------------
+Scope = Literal["read", "operate", "money"]
+
+
+class ApiKeyBody(BaseModel):
+    """An API key to create: a name for people, and what the program may do."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "billing-export", "scopes": ["read"]}]}
+    )
+
+    name: Identifier
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=3,
+        description="read: every GET; operate: other writes; money: top-ups, refunds, orders",
+    )
+
+
+class ApiKeyView(BaseModel):
+    """An API key as listed (never the key)."""
+
+    id: str
+    name: str
+    scopes: list[Scope]
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyView):
+    """A new API key: ``key`` is shown this once (only its hash is kept)."""
+
+    key: str = Field(
+        description="Send as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+        examples=["pk_3f2a9c1d_kGq...Zt"],
+    )
+
+
+class ApiKeyList(BaseModel):
+    """Every API key, newest first."""
+
+    items: list[ApiKeyView]

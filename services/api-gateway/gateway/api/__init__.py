@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from gateway.api import (
     accounts,
     admin,
+    api_keys,
     auth,
     dead_letters,
     field,
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tariffs.router,
     supply.router,
     admin.router,
+    api_keys.router,
     dead_letters.router,
     orders.router,
     webhooks.router,

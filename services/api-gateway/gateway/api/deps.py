@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from prepaid_common.contracts.identifiers import IDENTIFIER_PATTERN
 from prepaid_common.errors import Forbidden, NotFound
 from pydantic import BaseModel
 
-from gateway.domain import Principal
-from gateway.operations import GatewayOperations
+from gateway.domain import Principal, scope_needed
+from gateway.operations import API_KEY_PREFIX, GatewayOperations
 from gateway.upstream import Upstream, Upstreams
 
 
@@ -62,12 +62,26 @@ Payments = Annotated[Upstream, Depends(_payments)]
 
 # --- who is calling --------------------------------------------------------------------
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key (or send it as a bearer token)"
+)
 
 
 async def _current_user(
-    token: Annotated[str | None, Depends(bearer)], operations: Operations
+    request: Request,
+    token: Annotated[str | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(api_key_header)],
+    operations: Operations,
 ) -> Principal:
-    return await operations.principal_of_token(token=token)
+    key = api_key or (token if token and token.startswith(API_KEY_PREFIX) else None)
+    if key is None:
+        return await operations.principal_of_token(token=token)
+    principal = await operations.principal_of_api_key(key=key)
+    route = getattr(request.scope.get("route"), "path", "")
+    needed = scope_needed(request.method, route)
+    if principal.scopes is not None and needed not in principal.scopes:
+        raise Forbidden(f"this API key lacks the {needed!r} scope")
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(_current_user)]

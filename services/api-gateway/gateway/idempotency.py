@@ -1,0 +1,142 @@
+"""``Idempotency-Key`` on the public API's POSTs: the first answer is kept and given again.
+
+Per principal and key, for a day: the same key with the same request gets the first answer
+again (``Idempotent-Replayed: true``) without doing anything twice; with another request it
+is a 422; while the first is still running, a 409. Only successful answers are kept, so a
+refused request may be corrected and sent again under its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from prepaid_common.errors import ServiceError
+from prepaid_common.http_errors import problem
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.operations import API_KEY_PREFIX, GatewayOperations
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 200
+# Posts that create nothing a retry could duplicate, or that are not the caller's to repeat.
+EXEMPT_PREFIXES = ("/api/v1/auth/", "/api/v1/webhooks/")
+
+
+class IdempotencyKeys:
+    """ASGI middleware keeping and replaying answers to POSTs sent with an Idempotency-Key."""
+
+    def __init__(self, app: ASGIApp, *, operations: GatewayOperations) -> None:
+        self.app = app
+        self.operations = operations
+        self.in_flight: set[tuple[str, str]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        key_bytes = headers.get(HEADER.lower().encode())
+        path: str = scope.get("path", "")
+        if (
+            key_bytes is None
+            or scope.get("method") != "POST"
+            or not path.startswith("/api/v1/")
+            or path.startswith(EXEMPT_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = key_bytes.decode("latin-1")
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            await problem(
+                422, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters", "invalid"
+            )(scope, receive, send)
+            return
+        principal = await self._principal(headers)
+        if principal is None:  # not signed in: the route answers 401
+            await self.app(scope, receive, send)
+            return
+        body = await _read(receive)
+        request_hash = hashlib.sha256(
+            b"POST " + path.encode() + b"?" + scope.get("query_string", b"") + b"\n" + body
+        ).hexdigest()
+        kept = await self.operations.kept_answer(principal=principal, key=key)
+        if kept is not None:
+            kept_hash, status, kept_body = kept
+            if kept_hash != request_hash:
+                await problem(
+                    422, f"this {HEADER} was used for another request", "idempotency_key_reused"
+                )(scope, receive, send)
+                return
+            replay = Response(
+                kept_body,
+                status_code=status,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+            await replay(scope, receive, send)
+            return
+        if (principal, key) in self.in_flight:
+            await problem(409, f"a request with this {HEADER} is still being answered", "conflict")(
+                scope, receive, send
+            )
+            return
+        self.in_flight.add((principal, key))
+        try:
+            status, answer = await self._answer(scope, body, send)
+        finally:
+            self.in_flight.discard((principal, key))
+        if 200 <= status < 300:
+            await self.operations.keep_answer(
+                principal=principal,
+                key=key,
+                request_hash=request_hash,
+                status=status,
+                body=answer.decode("utf-8", errors="replace"),
+            )
+
+    async def _principal(self, headers: dict[bytes, bytes]) -> str | None:
+        api_key = headers.get(b"x-api-key", b"").decode("latin-1")
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        token = authorization[7:] if authorization[:7].lower() == "bearer " else ""
+        try:
+            if api_key or token.startswith(API_KEY_PREFIX):
+                found = await self.operations.principal_of_api_key(key=api_key or token)
+            else:
+                found = await self.operations.principal_of_token(token=token)
+        except ServiceError:
+            return None
+        return found.username
+
+    async def _answer(self, scope: Scope, body: bytes, send: Send) -> tuple[int, bytes]:
+        """Run the route with the body read, passing its answer on and keeping a copy."""
+        status = 500
+        chunks: list[bytes] = []
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def keep(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, keep)
+        return status, b"".join(chunks)
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
