@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from prepaid_common.contracts import PaymentSucceededV1, utcnow
 from prepaid_common.contracts.api.payments import PaymentPage, PaymentView, TopUpRequest
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
 
 from payments import domain, store
+from payments.operations.receipts import Method, record_payment
 
-COUNTER = "cash"
+COUNTER: Method = "cash"
 
 
 async def record_counter_top_up(
@@ -45,26 +45,14 @@ async def _take_once(service_store: ServiceStore, top_up: domain.CounterTopUp) -
         )
         if existing is not None:
             return _replayed(existing, top_up)
-        payment = PaymentView(
-            id=str(uuid.uuid4()),
+        payment = await record_payment(
+            uow,
+            payment_id=str(uuid.uuid4()),
             account_id=top_up.account_id,
             amount=top_up.amount,
             method=COUNTER,
             reference=top_up.receipt,
             operator=top_up.operator,
-            status="succeeded",
-            created_at=utcnow(),
-        )
-        await store.insert_payment(uow.session, payment)
-        await uow.emit(
-            PaymentSucceededV1(
-                payment_id=payment.id,
-                account_id=payment.account_id,
-                amount=payment.amount,
-                method=COUNTER,
-                reference=payment.reference,
-                at=payment.created_at,
-            )
         )
     return payment
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from prepaid_common.contracts import PaymentSucceededV1, utcnow
+from prepaid_common.contracts import utcnow
 from prepaid_common.contracts.api.payments import (
     BillCheck,
     BillDifferenceView,
@@ -16,13 +16,12 @@ from prepaid_common.contracts.api.payments import (
     OrderView,
     PaymentIssue,
     PaymentIssuePage,
-    PaymentView,
 )
 from prepaid_common.errors import Invalid, NotFound, ServiceError
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
 
-from payments import orders_store, store
+from payments import orders_store
 from payments.domain.bills import OurPayment, compare_bill
 from payments.domain.orders import (
     ORDER_LIFETIME,
@@ -36,13 +35,14 @@ from payments.domain.orders import (
     next_query_at,
     validate_order_amount,
 )
+from payments.operations.receipts import Method, record_payment
 from payments.providers import NewOrder
 from payments.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
 # payment.succeeded.v1 names the provider as billing knows it.
-_METHOD = {Provider.WECHATPAY: "wechat", Provider.ALIPAY: "alipay"}
+_METHOD: dict[Provider, Method] = {Provider.WECHATPAY: "wechat", Provider.ALIPAY: "alipay"}
 RECONCILE_BATCH = 50
 BEIJING = ZoneInfo("Asia/Shanghai")
 
@@ -171,26 +171,15 @@ async def _credit_once(service_store: ServiceStore, report: PaidReport) -> Credi
                     uow.session, report, payable=PAYABLE, payment_id=payment_id
                 ):
                     return Credit.DUPLICATE
-                payment = PaymentView(
-                    id=payment_id,
+                await record_payment(
+                    uow,
+                    payment_id=payment_id,
                     account_id=order.account_id,
                     amount=order.amount,
                     method=_METHOD[report.provider],
                     reference=report.transaction_id,
                     operator=order.operator,
-                    status="succeeded",
-                    created_at=utcnow(),
-                )
-                await store.insert_payment(uow.session, payment)
-                await uow.emit(
-                    PaymentSucceededV1(
-                        payment_id=payment.id,
-                        account_id=payment.account_id,
-                        amount=payment.amount,
-                        method=_METHOD[report.provider],
-                        reference=report.transaction_id,
-                        at=report.paid_at,
-                    )
+                    at=report.paid_at,
                 )
                 log.info(
                     "order %s paid (%s %s): credited %s",
