@@ -32,6 +32,7 @@ def test_the_dashboard_shows_the_site(desktop: BrowserContext) -> None:
         ("用户与角色", "console-users"),
         ("操作日志", "console-audit"),
         ("催缴单", "console-dunning"),
+        ("在线支付", "console-payments"),
     ]:
         page.get_by_role("navigation").get_by_role("link", name=area, exact=True).click()
         expect(page.get_by_role("heading", level=1, name=area)).to_be_visible()

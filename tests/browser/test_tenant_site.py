@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from browser.kit import (
     ADMIN_PASSWORD,
+    DESKTOP,
     LOW_CREDIT_ACCOUNT,
     TENANT1_ACCOUNT,
     TENANT2_ACCOUNT,
@@ -16,7 +17,7 @@ from browser.kit import (
     screenshot,
     sign_in,
 )
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 
 def yuan(text: str) -> Decimal:
@@ -79,7 +80,7 @@ def test_a_tenant_sees_the_balance_fall_and_the_usage(phone: BrowserContext) -> 
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", name="Payments")).to_be_visible()
     tab(page, "Home")
-    expect(page.get_by_text("Balance")).to_be_visible()
+    expect(page.get_by_text("Balance", exact=True)).to_be_visible()
     screenshot(page, "m-home-english")
     page.get_by_role("button", name="中文").click()
     expect(page.get_by_text("当前余额")).to_be_visible()
@@ -132,6 +133,43 @@ def sell_at_the_counter(desktop: BrowserContext, account_id: str, amount: str) -
     counter.get_by_role("button", name="收款").click()
     expect(page.get_by_test_id("receipt")).to_contain_text(amount)
     page.close()
+
+
+def test_a_tenant_on_a_pc_pays_by_qr_code_and_staff_refund_it(
+    desktop: BrowserContext, browser: Browser, product: Product
+) -> None:
+    page = desktop.new_page()
+    sign_in(page, "/m/", "tenant3", TENANT_PASSWORD)
+    tab(page, "充值")
+    page.get_by_role("button", name="支付宝").click()
+    page.get_by_label("充值金额（元）").fill("30.00")
+    page.get_by_role("button", name="确认支付").click()
+    qr = page.get_by_role("img", name="支付二维码")
+    expect(qr).to_be_visible()
+    assert qr.evaluate("image => image.naturalWidth") > 0  # the server drew it
+    order = page.locator("[data-order]").get_attribute("data-order")
+    assert order
+    screenshot(page, "pc-topup-qr")
+    with page.context.expect_page() as opened:  # as if scanned: the fake pays
+        page.get_by_test_id("pay-link").click()
+    opened.value.close()
+    expect(page.get_by_test_id("order-status")).to_contain_text("支付成功", timeout=30_000)
+
+    # Staff find the order in the console and give part of it back through the provider.
+    staff = browser.new_context(base_url=product.url, locale="zh-CN", **DESKTOP)  # type: ignore[arg-type]
+    console = staff.new_page()
+    sign_in(console, "/console/#/payments", "admin", ADMIN_PASSWORD)
+    find = console.get_by_role("form", name="查询订单与退款")
+    find.get_by_label("商户订单号").fill(order)
+    find.get_by_role("button", name="查询").click()
+    expect(console.get_by_text("已支付")).to_be_visible()
+    refund = console.get_by_role("form", name="原路退款")
+    refund.get_by_label("金额").fill("5.00")
+    refund.get_by_label("原因").fill("多充了")
+    refund.get_by_role("button", name="原路退款").click()
+    expect(refund.locator(".form-status.ok")).to_contain_text("¥5.00")
+    screenshot(console, "console-payments-refund")
+    staff.close()
 
 
 def test_a_tenant_sees_a_cash_receipt_from_the_counter(

@@ -178,7 +178,14 @@ export async function accountPage(content, id, { api, me, heading, every }) {
     );
   }
 
+  // The ledger and payments, then the balance, so a new balance never shows beside an old ledger.
+  async function refresh() {
+    await paintMoney();
+    await paintSummary();
+  }
+
   async function paintMoney() {
+    if (ledgerBox.querySelector("form")) return; // a reversal is being typed: leave it be
     const [ledger, payments] = await Promise.all([api.get(`${path}/ledger`, { limit: 30 }), api.get(`${path}/payments`, { limit: 20 })]);
     mount(
       ledgerBox,
@@ -222,7 +229,8 @@ export async function accountPage(content, id, { api, me, heading, every }) {
           async ({ reason }) => {
             await api.post(`/transactions/${encodeURIComponent(line.transaction_id)}/reversal`, { reason });
             toast(t("ledger.reversed"));
-            setTimeout(() => { paintMoney(); paintSummary(); }, 500);
+            mount(cell, t("ledger.reversed"));
+            setTimeout(refresh, 500);
           },
           t("ledger.reverse"),
         ),
@@ -247,7 +255,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
       mount(receiptBox, receiptView(account, payment));
       form.elements.receipt.value = operationKey("R");
       form.elements.amount.value = "";
-      setTimeout(() => { paintSummary(); paintMoney(); }, 400);
+      setTimeout(refresh, 400);
       return t("account.topped_up", { amount: money(payment.amount) });
     },
     t("account.take_cash"),
@@ -316,7 +324,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
     ],
     async ({ amount, reason }) => {
       await api.post(`${path}/arrears`, { amount, reason, key: operationKey("ARREARS") });
-      setTimeout(() => { paintSummary(); paintMoney(); }, 400);
+      setTimeout(refresh, 400);
       return t("common.saved");
     },
     t("account.record_arrears"),
@@ -336,7 +344,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
         ],
         async ({ amount, reason, method }) => {
           await api.post(`${path}/refunds`, { amount, reason, method, key: operationKey("REFUND") });
-          setTimeout(() => { paintSummary(); paintMoney(); }, 400);
+          setTimeout(refresh, 400);
           return t("account.refunded", { amount: money(amount) });
         },
         t("account.refund"),
@@ -399,7 +407,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
     barChart(report.items.map((p) => ({ label: p.period, value: Number(p.cost) })), { title: t("usage.title.month.cost"), format: (v) => `¥${shortNumber(v)}`, empty: t("common.empty"), height: 200 }),
   );
   await Promise.all([paintSummary(), paintMoney()]);
-  every(5000, paintSummary);
+  every(5000, refresh);
 }
 
 export async function dunningPage(content, { api, actions }) {

@@ -5,6 +5,7 @@ import { actionForm, errorText, field, h, mount } from "/web/ui.js";
 import { accountPage, accountsPage, dunningPage } from "./accounts.js";
 import { dashboardPage } from "./dashboard.js";
 import { dtusPage, meterPage, metersPage } from "./field.js";
+import { paymentsPage } from "./payments.js";
 import { auditPage, policyPage, supplyPage, tariffPage, tariffsPage, usersPage } from "./settings.js";
 
 const api = createApi("prepaid.console.token");
@@ -17,6 +18,7 @@ const AREAS = [
   ["dtus", "nav.dtus", dtusPage, "staff"],
   ["accounts", "nav.accounts", accountsPage, "staff"],
   ["dunning", "nav.dunning", dunningPage, "staff"],
+  ["payments", "nav.payments", paymentsPage, "staff"],
   ["tariffs", "nav.tariffs", tariffsPage, "staff"],
   ["supply", "nav.supply", supplyPage, "staff"],
   ["policy", "nav.policy", policyPage, "staff"],

@@ -240,9 +240,69 @@ export async function policyPage(content, { api, me }) {
   );
 }
 
-export async function usersPage(content, { api }) {
-  // The API has no list of users: the audit log's user.create entries stand in for one.
-  const created = (await api.all("/audit", {}, 2000)).filter((e) => e.action === "user.create");
+// The users, from GET /users; where the API has no list yet, the audit log's user.create entries.
+async function userRows(api) {
+  try {
+    return { listed: true, items: await api.all("/users") };
+  } catch (error) {
+    if (error.status !== 404 && error.status !== 405) throw error;
+    const created = (await api.all("/audit", {}, 2000)).filter((e) => e.action === "user.create");
+    return { listed: false, items: created.map((e) => ({ username: e.target, role: e.detail.role, account_ids: [], created_at: e.at })) };
+  }
+}
+
+export async function usersPage(content, { api, me }) {
+  const listBox = h("div", {});
+  async function paint() {
+    const { listed, items } = await userRows(api);
+    const actions = (u) => {
+      if (!listed || u.username === me.username) return "";
+      const cell = h("div", { class: "row" });
+      const reset = actionForm(
+        { "aria-label": t("user.reset_for", { name: u.username }), class: "row" },
+        [h("label", { class: "sr-only", for: `pw-${u.username}` }, t("user.new_password")), h("input", { id: `pw-${u.username}`, name: "password", type: "password", minlength: 8, required: true, autocomplete: "new-password", placeholder: t("user.new_password"), style: "width:12em" })],
+        async ({ password }) => {
+          await api.put(`/users/${encodeURIComponent(u.username)}/password`, { password });
+          return t("common.saved");
+        },
+        t("user.reset"),
+      );
+      cell.append(
+        h("button", { type: "button", onclick: async () => {
+          await api.patch(`/users/${encodeURIComponent(u.username)}`, { disabled: !u.disabled });
+          toast(u.disabled ? t("user.enabled") : t("user.disabled"));
+          paint();
+        } }, u.disabled ? t("user.enable") : t("user.disable")),
+        h("button", { type: "button", class: "danger", onclick: async (event) => {
+          // A second click confirms: no modal dialog to trap the keyboard.
+          if (event.currentTarget.dataset.armed !== "yes") {
+            event.currentTarget.dataset.armed = "yes";
+            event.currentTarget.textContent = t("user.delete_confirm");
+            return;
+          }
+          await api.del(`/users/${encodeURIComponent(u.username)}`);
+          toast(t("user.deleted", { name: u.username }));
+          paint();
+        } }, t("user.delete")),
+        reset,
+      );
+      return cell;
+    };
+    mount(
+      listBox,
+      listed ? null : h("p", { class: "muted" }, t("user.from_audit")),
+      table(
+        [
+          { label: t("login.username"), value: (u) => h("strong", {}, u.username) },
+          { label: t("user.role"), value: (u) => t(`role.${u.role}`) },
+          { label: t("user.accounts"), value: (u) => (u.account_ids || []).join(", ") || "—" },
+          { label: t("col.state"), value: (u) => (u.disabled ? badge(t("user.is_disabled"), "bad") : badge(t("user.is_enabled"), "ok")) },
+          { label: "", value: actions },
+        ],
+        items,
+      ),
+    );
+  }
   mount(
     content,
     h(
@@ -263,27 +323,16 @@ export async function usersPage(content, { api }) {
         ],
         async (v) => {
           await api.post("/users", { username: v.username, password: v.password, role: v.role, account_ids: v.account_ids ? v.account_ids.split(",").map((s) => s.trim()).filter(Boolean) : [] });
+          await paint();
           return t("user.created", { name: v.username });
         },
         t("user.create"),
       ),
     ),
+    h("section", { class: "card" }, h("h2", {}, t("user.list")), listBox),
     h("section", { class: "card" }, h("h2", {}, t("user.roles")), h("ul", {}, ["admin", "operator", "tenant"].map((r) => h("li", {}, h("strong", {}, t(`role.${r}`)), ": ", t(`role.${r}.may`))))),
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, t("user.created_list")),
-      table(
-        [
-          { label: t("login.username"), value: (e) => e.target },
-          { label: t("user.role"), value: (e) => t(`role.${e.detail.role}`) },
-          { label: t("col.created"), value: (e) => when(e.at) },
-          { label: t("col.operator"), value: (e) => e.actor },
-        ],
-        created,
-      ),
-    ),
   );
+  await paint();
 }
 
 export async function auditPage(content, { api }) {

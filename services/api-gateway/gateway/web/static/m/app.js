@@ -346,11 +346,13 @@ async function topUpPage(content, accountId) {
   }
   const choice = { amount: "50.00", provider: enabled[0] };
   const status = h("div", { role: "status", "aria-live": "polite" });
-  const custom = h("input", { id: "amount", name: "amount", inputmode: "decimal", value: choice.amount, autocomplete: "off" });
+  const custom = h("input", { id: "amount", name: "amount", inputmode: "decimal", value: choice.amount, autocomplete: "off", oninput: () => {
+    for (const b of amounts.children) b.setAttribute("aria-pressed", String(`¥${Number(custom.value)}` === b.textContent));
+  } });
   const pressed = (group, button) => { for (const b of group.children) b.setAttribute("aria-pressed", String(b === button)); };
   const amounts = h(
     "div",
-    { class: "amounts", role: "group", "aria-label": t("topup.amount") },
+    { class: "amounts", role: "group", "aria-label": t("topup.presets") },
     ["20.00", "50.00", "100.00", "200.00"].map((value) =>
       h("button", { type: "button", "aria-pressed": String(value === choice.amount), onclick: (e) => { custom.value = value; pressed(amounts, e.currentTarget); } }, `¥${Number(value)}`),
     ),
