@@ -33,6 +33,7 @@ import json
 import os
 import pwd
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -584,6 +585,10 @@ def build_cluster(workdir: Path, args: argparse.Namespace, rng: random.Random) -
     if not Path(python).exists():
         python = sys.executable
     admin_password = f"chaos-{rng.randrange(10**12)}"
+    # Production settings (the default where a service has one): real secrets, sealed commands.
+    key_file = workdir / "command-master-keys"
+    key_file.write_text(f"1 {secrets.token_hex(16)}\n")
+    key_file.chmod(0o644)
     # Only what the services need: nothing of this shell's PREPAID_* may point them elsewhere.
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PREPAID_", "RABBITMQ_"))}
     base_env |= {
@@ -593,7 +598,9 @@ def build_cluster(workdir: Path, args: argparse.Namespace, rng: random.Random) -
         "PREPAID_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/",
         "PREPAID_LOG_FORMAT": "text",
         "PREPAID_ADMIN_PASSWORD": admin_password,
-        "PREPAID_TOKEN_SECRET": f"chaos-token-secret-{rng.randrange(10**18)}",
+        "PREPAID_TOKEN_SECRET": secrets.token_urlsafe(32),
+        "PREPAID_SERVICE_CREDENTIAL": secrets.token_urlsafe(32),
+        "PREPAID_COMMAND_MASTER_KEY_FILE": str(key_file),
     }
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -778,10 +785,13 @@ class Load:
     ) -> Acknowledged | None:
         """Record a top-up through payments' internal API (retried with the same receipt)."""
         url = f"http://127.0.0.1:{self.cluster.ports['payments']}/internal/top-ups"
+        credential = self.cluster.services["payments"].env["PREPAID_SERVICE_CREDENTIAL"]
         body = {"account_id": account_id, "amount": str(amount), "receipt": receipt}
         deadline = time.monotonic() + give_up
         attempts = 0
-        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=10, trust_env=False, headers={"X-Service-Credential": credential}
+        ) as client:
             while time.monotonic() < deadline:
                 attempts += 1
                 with contextlib.suppress(httpx.HTTPError):
