@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import weakref
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,7 +36,7 @@ def create_engine(url: str) -> AsyncEngine:
             url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
         )
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(Path(parsed.database))
     engine = create_async_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -56,6 +57,14 @@ def create_engine(url: str) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only; SQLite gives its WAL the same mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_CREAT with 0600 leaves no moment at which the file is readable by others.
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    path.chmod(0o600)  # a file made earlier with the umask's wider mode is narrowed too
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -101,3 +101,46 @@ def _has_non_finite_number(body: bytes) -> bool:
     except ValueError:
         return False
     return False
+
+
+class SecurityHeaders:
+    """Add the headers that keep a browser from misreading, framing or leaking an answer."""
+
+    def __init__(self, app: ASGIApp, *, hsts_seconds: int = 0) -> None:
+        self.app = app
+        self.extra: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if hsts_seconds > 0:
+            # Only behind TLS: a browser then refuses plain HTTP to this host for that long.
+            self.extra.append((b"strict-transport-security", f"max-age={hsts_seconds}".encode()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers += [(n, v) for n, v in self.extra if n not in names]
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", _policy(headers)))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def _policy(headers: list[tuple[bytes, bytes]]) -> bytes:
+    content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+    if content_type.startswith(b"text/html"):
+        # Pages (the console, the phone site, /docs) load their own files only.
+        return (
+            b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            b"script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+        )
+    return b"default-src 'none'; frame-ancestors 'none'"

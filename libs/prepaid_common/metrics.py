@@ -15,7 +15,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 BUS_MESSAGES = Counter(
     "prepaid_bus_messages_total",
@@ -43,6 +50,18 @@ def metrics_router() -> APIRouter:
     return router
 
 
+# Methods kept as a label; any other name a client sends is "other" (no series per name).
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def http_labels(request: Request, status: int) -> tuple[str, str, str]:
+    """Return bounded (method, route, status) labels: route templates, known methods only."""
+    method = request.method if request.method in _KNOWN_METHODS else "other"
+    # The route's template, not the path: one series per route, whatever the ids.
+    route = getattr(request.scope.get("route"), "path", None)
+    return method, route if isinstance(route, str) else "unmatched", str(status)
+
+
 def observe_http_requests(app: FastAPI, *, app_name: str) -> None:
     """Time every request the app answers into ``prepaid_http_request_seconds``."""
 
@@ -51,11 +70,24 @@ def observe_http_requests(app: FastAPI, *, app_name: str) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        # The route's template, not the path: one series per route, whatever the ids.
-        path = getattr(request.scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(app_name, request.method, path, str(response.status_code)).observe(
+        HTTP_REQUESTS.labels(app_name, *http_labels(request, response.status_code)).observe(
             time.perf_counter() - started
         )
         return response
 
     app.middleware("http")(measure)
+
+
+def serve_metrics_apart(*, host: str, port: int) -> Callable[[], None]:
+    """Serve ``/metrics`` on a port of its own (a thread); return what stops it.
+
+    For an app whose public port must not show its metrics: Prometheus scrapes this one.
+    """
+    server, thread = start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

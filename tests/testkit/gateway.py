@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from gateway.bootstrap import build
@@ -25,7 +26,9 @@ def not_found(request: httpx.Request) -> httpx.Response:
 
 
 @contextlib.asynccontextmanager
-async def gateway_on(tmp_path: Path, answer: Answer = not_found) -> AsyncIterator[GatewayService]:
+async def gateway_on(
+    tmp_path: Path, answer: Answer = not_found, **settings: Any
+) -> AsyncIterator[GatewayService]:
     """Run the gateway (migrated, with its admin) with ``answer`` playing the services."""
 
     def client(name: str) -> httpx.AsyncClient:
@@ -34,9 +37,10 @@ async def gateway_on(tmp_path: Path, answer: Answer = not_found) -> AsyncIterato
         )
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}")
-    settings = GatewaySettings(
+    configured = GatewaySettings(
         token_secret=SecretStr("gateway-test-secret-0123456789-0123456789"),
         admin_password=SecretStr(ADMIN_PASSWORD),
+        **settings,
     )
     upstreams = Upstreams(
         collector=client("collector"),
@@ -44,7 +48,7 @@ async def gateway_on(tmp_path: Path, answer: Answer = not_found) -> AsyncIterato
         control=client("control"),
         payments=client("payments"),
     )
-    service = build(settings, engine=engine, bus=InProcessBus(), upstreams=upstreams)
+    service = build(configured, engine=engine, bus=InProcessBus(), upstreams=upstreams)
     await service.migrate()
     await service.ensure_admin()
     try:

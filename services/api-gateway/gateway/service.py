@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI
 from prepaid_common.bus import MessageBus
 from prepaid_common.dead_letters import dead_letters_of
+from prepaid_common.metrics import serve_metrics_apart
 from prepaid_common.service import Service, readiness_router
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +42,7 @@ class GatewayService(Service):
         # Run alone, the gateway makes its first admin itself and shows a generated password
         # once; beside the others, the standalone product does both and shows it its own way.
         self.seed_admin_on_start = seed_admin_on_start
+        self._stop_metrics: Callable[[], None] | None = None
 
     async def ensure_admin(self) -> str | None:
         """Create the ``admin`` user on first start; return a generated password if any."""
@@ -48,6 +51,10 @@ class GatewayService(Service):
     async def start(self) -> None:
         """Start the relay; create the first admin if asked to, printing a generated password."""
         await super().start()
+        if self.settings.metrics_port is not None:
+            self._stop_metrics = serve_metrics_apart(
+                host=self.settings.listen_host, port=self.settings.metrics_port
+            )
         if self.seed_admin_on_start:
             generated = await self.ensure_admin()
             if generated:
@@ -56,6 +63,9 @@ class GatewayService(Service):
     async def stop(self) -> None:
         """Stop the relay, then close the clients of the services behind the gateway."""
         await super().stop()
+        if self._stop_metrics is not None:
+            self._stop_metrics()
+            self._stop_metrics = None
         await self.upstreams.aclose()
 
     def public_app(self) -> FastAPI:

@@ -41,6 +41,8 @@ DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 # The internal port of each cluster service (the entry points' conventions).
 SERVICE_PORTS = {"collector": 8101, "billing": 8102, "control": 8103, "payments": 8104}
 GATEWAY_PORT = 8000
+# The gateway's metrics are on a port of their own, not on the public API.
+GATEWAY_METRICS_PORT = 9100
 URL_VARIABLES = {
     "PREPAID_COLLECTOR_URL": "collector",
     "PREPAID_BILLING_URL": "billing",
@@ -599,11 +601,14 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
         for relabel in job.get("relabel_configs", []):
             assert relabel.get("target_label") not in metric_labels
     expected = {f"{name}:{port}" for name, port in SERVICE_PORTS.items()}
-    expected.add(f"gateway:{GATEWAY_PORT}")
+    expected.add(f"gateway:{GATEWAY_METRICS_PORT}")
     assert expected <= targets, f"not scraped: {sorted(expected - targets)}"
+    gateway_env = environment(compose_services()["gateway"])
+    assert gateway_env["PREPAID_METRICS_PORT"] == str(GATEWAY_METRICS_PORT)
+    assert gateway_env["PREPAID_PUBLIC_METRICS"] == "false"
     for target in targets:
         host, port = target.rsplit(":", 1)
-        if host in SERVICE_PORTS or host == "gateway":
+        if host in SERVICE_PORTS:
             assert int(port) == listen_port(host)
         elif host != "localhost":
             assert host in compose_services(), f"scrape target {target} is no compose service"
@@ -822,7 +827,11 @@ def test_the_five_services_run_on_kubernetes_with_their_ports() -> None:
         variable = "PREPAID_HTTP_PORT" if name == "gateway" else "PREPAID_SERVICE_PORT"
         assert env_value(container, variable) == str(port), f"{name}: {variable}"
         annotations = workload["spec"]["template"]["metadata"].get("annotations", {})
-        assert annotations.get("prometheus.io/port") == str(port), f"{name} scrape port"
+        scraped = GATEWAY_METRICS_PORT if name == "gateway" else port
+        assert annotations.get("prometheus.io/port") == str(scraped), f"{name} scrape port"
+        if name == "gateway":
+            assert ports.get("metrics") == GATEWAY_METRICS_PORT
+            assert env_value(container, "PREPAID_PUBLIC_METRICS") == "false"
 
 
 def test_k8s_workloads_have_probes_resources_and_keep_the_entrypoint() -> None:
