@@ -105,6 +105,25 @@ class RelayRequestedV1(Message):
         return f"{self.TYPE}.{self.meter_id}"
 
 
+class SupplyDecidedV1(Message):
+    """Billing's decided supply for a meter that stands without a change to ask for.
+
+    Said when a meter is bound or swapped in: its relay may stand either way (left open by
+    a previous tenant, or closed on a meter replacing a cut one), and control holds every
+    relay to its meter's decided supply.
+    """
+
+    TYPE: ClassVar[str] = "supply.decided.v1"
+    meter_id: str
+    account_id: str
+    supply: Literal["on", "off"]
+    reason: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.meter_id}"
+
+
 class CreditRequestedV1(Message):
     """Billing asks for a purchase to be pushed to a local-prepaid meter.
 
@@ -242,6 +261,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         ReadingBatchV1,
         MeterStatusV1,
         RelayRequestedV1,
+        SupplyDecidedV1,
         CreditRequestedV1,
         CommandRequestV1,
         CommandResultV1,

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from prepaid_common.contracts import RelayRequestedV1, utcnow
+from prepaid_common.contracts import RelayRequestedV1, SupplyDecidedV1, utcnow
 from prepaid_common.outbox import UnitOfWork
 from prometheus_client import Counter
 
@@ -98,6 +98,27 @@ class SupplyDecisions:
                     at=utcnow(),
                 )
             )
+
+    async def announce(
+        self, uow: UnitOfWork, *, meter_id: str, account_id: str, reason: str
+    ) -> None:
+        """Tell control a meter's decided supply although it did not change.
+
+        A meter just bound or swapped in may stand either way (its relay left open, or
+        closed on a meter replacing a cut one): control holds its relay to the decision.
+        """
+        row = await meter_store.meter_row(uow.session, meter_id)
+        if row is None:
+            return
+        await uow.emit(
+            SupplyDecidedV1(
+                meter_id=meter_id,
+                account_id=account_id,
+                supply="off" if row.supply == "off" else "on",
+                reason=reason,
+                at=utcnow(),
+            )
+        )
 
     async def evaluate_after_readings(
         self, uow: UnitOfWork, bindings: dict[str, Any], evaluate_at: dict[str, datetime]

@@ -171,15 +171,17 @@ class RelayTruth:
     reissues: int
     alarmed: bool
     override_until: datetime | None
+    # No relay reported, and the last command to switch it failed: it may well disagree.
+    unconfirmed: bool = False
 
     @property
     def differs(self) -> bool:
-        """Whether the meter reports a relay its decided supply does not call for."""
-        return (
-            self.supply is not None
-            and self.relay is not None
-            and self.relay != relay_for(self.supply)
-        )
+        """Whether the relay disagrees with the decided supply, or may after a failure."""
+        if self.supply is None:
+            return False
+        if self.relay is None:
+            return self.unconfirmed
+        return self.relay != relay_for(self.supply)
 
 
 @dataclass(frozen=True)

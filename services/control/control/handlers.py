@@ -23,6 +23,7 @@ from prepaid_common.contracts import (
     ReadingBatchV1,
     ReadingV1,
     RelayRequestedV1,
+    SupplyDecidedV1,
     open_envelope,
     utcnow,
 )
@@ -108,6 +109,17 @@ class CommandHandlers:
             origin="billing",
             reason=request.reason,
             request_id=request.request_id,
+        )
+
+    async def on_supply_decided(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Keep billing's standing decision (a meter bound or swapped in) to hold its relay to."""
+        decided = open_envelope(envelope, SupplyDecidedV1)
+        await store.set_supply(
+            uow.session,
+            decided.meter_id,
+            supply=decided.supply,
+            reason=decided.reason,
+            at=decided.at,
         )
 
     async def on_credit_requested(self, uow: UnitOfWork, envelope: Envelope) -> None:
@@ -259,6 +271,8 @@ class CommandHandlers:
         retryable: bool = True,
     ) -> None:
         COMMANDS.labels(command.action, status).inc()
+        if status != "succeeded" and retryable and command.action != "credit":
+            await store.mark_unconfirmed(uow.session, command.meter_id)
         await uow.emit(
             CommandOutcomeV1(
                 command_id=command.id,

@@ -47,6 +47,7 @@ class ControlService(Service):
         return (
             ("requests", ["relay.requested.v1.#"], idempotent(self.handlers.on_relay_requested)),
             ("credits", ["credit.requested.v1.#"], idempotent(self.handlers.on_credit_requested)),
+            ("decisions", ["supply.decided.v1.#"], idempotent(self.handlers.on_supply_decided)),
             ("results", ["command.result.v1.#"], idempotent(self.handlers.on_result)),
             # The relay each meter reports: kept beside the decided supply (relay truth).
             (

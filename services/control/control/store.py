@@ -95,7 +95,12 @@ async def _ensure_meter(session: AsyncSession, meter_id: str) -> None:
     if exists is None:
         await session.execute(
             insert(meters).values(
-                meter_id=meter_id, counter=0, algorithm="3des", reissues=0, alarmed=False
+                meter_id=meter_id,
+                counter=0,
+                algorithm="3des",
+                reissues=0,
+                alarmed=False,
+                unconfirmed=False,
             )
         )
 
@@ -156,7 +161,7 @@ async def report_relays(session: AsyncSession, reports: list[tuple[str, str, dat
             or_(meters.c.relay_at.is_(None), meters.c.relay_at < bindparam("at")),
             or_(meters.c.relay.is_(None), meters.c.relay != bindparam("state")),
         )
-        .values(relay=bindparam("state"), relay_at=bindparam("at")),
+        .values(relay=bindparam("state"), relay_at=bindparam("at"), unconfirmed=False),
         [{"m": meter, "state": state, "at": at} for meter, state, at in reports],
         execution_options={"synchronize_session": False},
     )
@@ -172,14 +177,25 @@ def _truth(row: Any) -> RelayTruth:
         reissues=row.reissues,
         alarmed=row.alarmed,
         override_until=row.override_until,
+        unconfirmed=row.unconfirmed,
     )
 
 
 _DIFFERS = or_(
     meters.c.differs_since.is_not(None),
+    and_(meters.c.supply.is_not(None), meters.c.relay.is_(None), meters.c.unconfirmed),
     and_(meters.c.supply == "on", meters.c.relay == "open"),
     and_(meters.c.supply == "off", meters.c.relay == "closed"),
 )
+
+
+async def mark_unconfirmed(session: AsyncSession, meter_id: str) -> None:
+    """Note that a command to switch the meter failed while no relay state is known."""
+    await session.execute(
+        update(meters)
+        .where(meters.c.meter_id == meter_id, meters.c.relay.is_(None))
+        .values(unconfirmed=True)
+    )
 
 
 async def to_reconcile(session: AsyncSession, *, limit: int) -> list[RelayTruth]:

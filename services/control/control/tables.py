@@ -50,6 +50,9 @@ meters = Table(
     Column("next_attempt_at", UtcDateTime(), nullable=True),
     Column("reissues", Integer, nullable=False),
     Column("alarmed", Boolean, nullable=False),
+    # No relay reported yet and a command for it failed: treated as disagreeing, so the
+    # command is issued again (a meter cut while its DTU was away is cut when it returns).
+    Column("unconfirmed", Boolean, nullable=False),
     # An operator's own trip or close: the decision returns when it lapses.
     Column("override_until", UtcDateTime(), nullable=True),
     Index("ix_control_meters_differs", "differs_since"),

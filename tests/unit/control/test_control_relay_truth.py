@@ -63,6 +63,13 @@ def test_a_disagreement_is_re_issued_after_the_first_wait_and_then_with_back_off
     assert close.reissue == "close"
 
 
+def test_an_unknown_relay_after_a_failed_command_is_asked_again() -> None:
+    unknown = truth(relay=None, differs_since=NOW - timedelta(minutes=1))
+    assert reconcile(unknown, now=NOW, command_open=False, policy=POLICY).reissue is None
+    failed = truth(relay=None, unconfirmed=True, differs_since=NOW - timedelta(minutes=1))
+    assert reconcile(failed, now=NOW, command_open=False, policy=POLICY).reissue == "trip"
+
+
 def test_a_command_in_flight_or_an_operator_override_is_waited_for() -> None:
     due = truth(differs_since=NOW - timedelta(minutes=1))
     assert reconcile(due, now=NOW, command_open=True, policy=POLICY).reissue is None

@@ -75,6 +75,8 @@ class RelayView(BaseModel):
     alarmed: bool
     # An operator's own trip or close, left alone until then.
     override_until: datetime | None
+    # No relay reported and the last command to switch it failed: it is asked again.
+    unconfirmed: bool = False
 
 
 class RelayPage(BaseModel):

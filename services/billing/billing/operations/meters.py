@@ -82,6 +82,10 @@ class MeterOperations:
                 if bound is not None:
                     return False
                 await self.decisions.evaluate_account(uow, account_id, now=now)
+                # The relay may stand either way (left open by a previous tenant, say).
+                await self.decisions.announce(
+                    uow, meter_id=meter_id, account_id=account_id, reason="meter bound"
+                )
         except IntegrityError as error:
             raise Conflict(f"meter {meter_id} was bound concurrently") from error
         return True
@@ -158,6 +162,13 @@ class MeterOperations:
                     operator=operator,
                     at=now,
                 )
+            # The new meter inherits the old one's supply; its relay is held to it.
+            await self.decisions.announce(
+                uow,
+                meter_id=new_meter_id,
+                account_id=old.account_id,
+                reason=f"swapped in for {old_meter_id} (supply {old.supply})",
+            )
 
     async def resync_local_credit(self, *, meter_id: str) -> None:
         """Count a local-prepaid meter's purchases again from its next reading."""

@@ -32,6 +32,7 @@ def upgrade() -> None:
         ts("next_attempt_at", nullable=True),
         sa.Column("reissues", sa.Integer(), nullable=False),
         sa.Column("alarmed", sa.Boolean(), nullable=False),
+        sa.Column("unconfirmed", sa.Boolean(), nullable=False),
         ts("override_until", nullable=True),
     )
     op.create_index("ix_control_meters_differs", "control_meters", ["differs_since"])
