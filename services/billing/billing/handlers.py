@@ -35,6 +35,7 @@ from billing.domain.tariffs import PeriodEnergy
 from billing.positions import PositionCache
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import top_up_holds
 from billing.store.anomalies import record_anomaly
 from billing.store.balances import arrears_of, balance_of
 from billing.store.meters import bindings_for_rating
@@ -206,6 +207,8 @@ class BillingHandlers:
     async def handle_payment(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Credit a payment once (less any debt share) and restore supply if it is enough."""
         payment = open_envelope(envelope, PaymentSucceededV1)
+        # Queued behind (and ahead of) the account's cap checks: balance and holds agree.
+        await top_up_holds.lock_account(uow.session, payment.account_id)
         account = await account_store.account_row(uow.session, payment.account_id)
         if account is None:
             # The gateway checks accounts before taking cash; a provider payment for an
@@ -234,6 +237,8 @@ class BillingHandlers:
             debt_share=account.debt_share,
         )
         posted = await ledger_store.post(uow, top_up, announce=True)
+        if payment.method == "cash":
+            await top_up_holds.mark_credited(uow.session, payment.account_id, payment.reference)
         await self.decisions.evaluate_account(uow, payment.account_id, now=utcnow())
         if posted is not None:
             # A local-prepaid meter gets the credit pushed too, once per payment.

@@ -263,3 +263,16 @@ site_policy = Table(
     Column("policy", JSON, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# Headroom under an account's cap held for counter cash about to be taken (one per receipt),
+# so racing top-ups cannot all fit the same room; counted until credited or expired.
+top_up_holds = Table(
+    "billing_top_up_holds",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("amount", Money(), nullable=False),
+    Column("credited", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)

@@ -198,6 +198,9 @@ class AccountChanges(BaseModel):
 
 class TopUpCheck(BaseModel):
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
+    # Counter cash: the receipt. The headroom is then held for it until it is credited, and
+    # the same receipt asked again is let through as the first time was.
+    key: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 # --- money an operator moves -----------------------------------------------------------

@@ -134,7 +134,8 @@ async def top_up(
     """Record cash paid at the counter; idempotent on the receipt number."""
     # Unknown account: 404; above the anti-hoarding cap: 409, before any money is taken.
     await billing.post(
-        f"/internal/accounts/{account_id}/top-up-check", json={"amount": str(body.amount)}
+        f"/internal/accounts/{account_id}/top-up-check",
+        json={"amount": str(body.amount), "key": body.receipt},
     )
     _, answer = await payments.post(
         "/internal/top-ups",

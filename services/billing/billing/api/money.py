@@ -50,7 +50,7 @@ def router(money: MoneyOperations) -> APIRouter:
 
     @routes.post("/accounts/{account_id}/top-up-check")
     async def top_up_check(account_id: str, body: TopUpCheck) -> TopUpAcceptable:
-        await money.check_top_up(account_id=account_id, amount=body.amount)
+        await money.check_top_up(account_id=account_id, amount=body.amount, key=body.key)
         return TopUpAcceptable()
 
     return routes

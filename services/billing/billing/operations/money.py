@@ -3,6 +3,7 @@ check of a top-up against the balance cap before money is taken."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 from prepaid_common.contracts import utcnow
@@ -14,7 +15,11 @@ from billing.domain import ledger
 from billing.domain.accounts import ensure_top_up_fits
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import top_up_holds
 from billing.store.balances import balance_of
+
+# How long headroom stays held for cash let through but not (yet) recorded by payments.
+TOP_UP_HOLD = timedelta(minutes=10)
 
 
 class MoneyOperations:
@@ -89,11 +94,31 @@ class MoneyOperations:
             await self.decisions.evaluate_account(uow, original.account_id, now=utcnow())
         return txn_id
 
-    async def check_top_up(self, *, account_id: str, amount: Decimal) -> None:
-        """Refuse a top-up that would lift the balance above the account's cap."""
-        async with self.store.sessionmaker() as session:
-            account = await account_store.require_account(session, account_id)
+    async def check_top_up(
+        self, *, account_id: str, amount: Decimal, key: str | None = None
+    ) -> None:
+        """Refuse a top-up that would lift the balance above the account's cap.
+
+        With a key (a receipt), the headroom is held for it until it is credited: racing
+        top-ups queue on the account and each sees the others' holds.
+        """
+        async with self.store.unit_of_work() as uow:
+            await top_up_holds.lock_account(uow.session, account_id)
+            account = await account_store.require_account(uow.session, account_id)
+            if key is not None and await top_up_holds.hold_exists(uow.session, account_id, key):
+                return  # asked again for the same receipt: as the first time
             if account.balance_cap is None:
                 return
-            balance = await balance_of(session, account_id)
-        ensure_top_up_fits(balance=balance, amount=amount, cap=account.balance_cap)
+            now = utcnow()
+            balance = await balance_of(uow.session, account_id)
+            held = await top_up_holds.pending_total(uow.session, account_id, now=now)
+            ensure_top_up_fits(balance=balance + held, amount=amount, cap=account.balance_cap)
+            if key is not None:
+                await top_up_holds.insert_hold(
+                    uow.session,
+                    account_id=account_id,
+                    key=key,
+                    amount=amount,
+                    now=now,
+                    expires_at=now + TOP_UP_HOLD,
+                )
