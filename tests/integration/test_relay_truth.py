@@ -237,3 +237,43 @@ async def test_an_operators_close_of_a_cut_meter_lasts_its_grace_then_the_cut_re
         assert view["override_until"] is not None
         # When the grace ends, billing's decision is carried out again.
         await wait_until(relays_become(running, {meter_id: "open"}), timeout=30)
+
+
+async def test_a_stuck_relay_is_asked_again_until_it_agrees_and_raises_its_alarm(
+    sqlite_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with product((sqlite_url, ""), bus_prefix, tmp_path) as (running, api):
+        meter_id = relay_meters(running)[0]
+        account = await open_account(api, meter_id, FUNDED)
+        await bind(api, account, meter_id)
+        await wait_until(reported(running, meter_id, supply="on", relay="closed"), timeout=10)
+        meter = sim(running).meter(meter_id)
+        meter.relay_write_ignore_rate = 1.0  # every relay write acknowledged, none carried out
+
+        balance = Decimal((await api.get(f"/api/v1/accounts/{account}")).json()["balance"])
+        refund = {"amount": str(balance), "key": "refund-all", "reason": "moving out"}
+        response = await api.post(f"/api/v1/accounts/{account}/refunds", json=refund)
+        assert response.status_code == 201, response.text
+
+        async def alarmed() -> dict[str, Any] | None:
+            view = await relay_view(running, meter_id)
+            return view if view["alarmed"] else None
+
+        view = await wait_until(alarmed, timeout=30)
+        assert (view["supply"], view["relay"]) == ("off", "closed")
+        assert view["differs_since"] is not None
+        assert view["reissues"] >= 1
+        page = await running.upstreams.control.get("/internal/relays", differing="true")
+        assert [item["meter_id"] for item in page["items"]] == [meter_id]
+        commands = (await api.get(f"/api/v1/meters/{meter_id}/commands")).json()["items"]
+        assert any(c["origin"] == "reconcile" for c in commands)
+
+        # The contactor is fixed: the next re-issue opens it, and the alarm clears.
+        meter.relay_write_ignore_rate = 0.0
+        await wait_until(relays_become(running, {meter_id: "open"}), timeout=30)
+
+        async def cleared() -> bool:
+            view = await relay_view(running, meter_id)
+            return view["differs_since"] is None and not view["alarmed"]
+
+        await wait_until(cleared, timeout=10)

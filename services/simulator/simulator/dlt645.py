@@ -234,9 +234,9 @@ def _remote_control(meter: SimulatedMeter, data: bytes) -> int:
     if command == TRIP:
         if meter.hold_power:
             return ERR_OTHER
-        meter.relay = "open"
+        meter.switch_relay("open")
     elif command in (CLOSE_ALLOWED, CLOSE_DIRECT):
-        meter.relay = "closed"
+        meter.switch_relay("closed")
     elif command in (HOLD_ON, HOLD_OFF):
         meter.hold_power = command == HOLD_ON
     elif command not in (ALARM_ON, ALARM_OFF):

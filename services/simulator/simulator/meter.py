@@ -96,6 +96,10 @@ class SimulatedMeter:
         self._base_load_kw = base_load_kw
         self._hourly_kw = hourly_load_kw(base_load_kw, random.Random(self._shape_seed))
         self._relay: Relay = "closed"
+        # The chance that a relay command is acknowledged but not carried out (a worn
+        # contactor, a firmware fault): 1.0 is a stuck relay.
+        self.relay_write_ignore_rate = 0.0
+        self._relay_fault_rng = random.Random(f"{seed}:{meter_id}:relay")
         self._energy: dict[Period, float] = dict.fromkeys(PERIODS, initial_energy_kwh / 4)
         self._integrated_until = clock.seconds()
 
@@ -124,6 +128,13 @@ class SimulatedMeter:
         self._advance()
         self._relay = value
         self._opened_for_credit = False  # a command decides now, not the credit
+
+    def switch_relay(self, value: Relay) -> None:
+        """Carry out a relay command, unless the meter silently ignores this one."""
+        rate = self.relay_write_ignore_rate
+        if rate and self._relay_fault_rng.random() < rate:
+            return
+        self.relay = value
 
     # --- what the registers show --------------------------------------------------------
     def energy_kwh(self) -> float:

@@ -183,7 +183,7 @@ class ReferencePrepaidMap(RegisterMap):
         if new_clock is not None:
             meter.set_meter_time(new_clock)
         if command is not None:
-            meter.relay = "open" if command == self.TRIP else "closed"
+            meter.switch_relay("open" if command == self.TRIP else "closed")
 
     def _purchase(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
         """Take a purchase written as one block: the next count adds, the same one is a retry."""
