@@ -94,6 +94,10 @@ class FakeProviders:
         self.orders: dict[tuple[str, str], FakeOrder] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.sent: list[tuple[str, int]] = []  # (provider, the merchant's status) per delivery
+        # When each order's notification was first posted and first answered received
+        # (time.monotonic()), for timing what follows a payment.
+        self.notified_at: dict[str, float] = {}
+        self.received_at: dict[str, float] = {}
         self.http = httpx.AsyncClient(timeout=10)
         self._tasks: set[asyncio.Task[None]] = set()
         self.app = FastAPI(title="fake payment providers")
@@ -587,13 +591,16 @@ class FakeProviders:
         self, provider: str, url: str, headers: dict[str, str], body: bytes, order: FakeOrder
     ) -> None:
         order.notifications.append((headers, body))
-        task = asyncio.create_task(self._send(provider, url, headers, body))
+        task = asyncio.create_task(self._send(provider, url, headers, body, order.out_trade_no))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, provider: str, url: str, headers: dict[str, str], body: bytes) -> None:
+    async def _send(
+        self, provider: str, url: str, headers: dict[str, str], body: bytes, out_trade_no: str
+    ) -> None:
         for pause in (0.0, *RETRY_PAUSES):
             await asyncio.sleep(pause)
+            self.notified_at.setdefault(out_trade_no, time.monotonic())
             try:
                 answer = await self.http.post(url, content=body, headers=headers)
             except httpx.HTTPError as error:
@@ -606,6 +613,7 @@ class FakeProviders:
                 else answer.text == "success"
             )
             if received:
+                self.received_at.setdefault(out_trade_no, time.monotonic())
                 return
 
     def _pay_router(self) -> APIRouter:
