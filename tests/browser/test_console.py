@@ -60,6 +60,8 @@ def test_an_operator_trips_and_closes_a_meter(desktop: BrowserContext) -> None:
     page.get_by_role("button", name="合闸（送电）").click()
     expect(relay).to_have_text("合闸", timeout=30_000)
     screenshot(page, "console-meter-closed")
+    history = page.get_by_role("region", name="绑定与换表记录")
+    expect(history.get_by_role("row").filter(has_text="ACC-")).not_to_have_count(0)
 
 
 def test_an_operator_opens_an_account_and_sells_at_the_counter(

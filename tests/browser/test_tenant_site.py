@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from decimal import Decimal
 
 from browser.kit import (
@@ -35,21 +34,35 @@ def online_payment_enabled(product: Product) -> bool:
     return response.status_code == 200 and any(c["enabled"] for c in response.json())
 
 
+# Notes, from inside the page, the milliseconds from navigation start to the first screen.
+FIRST_SCREEN_CLOCK = """
+new MutationObserver((_, observer) => {
+  if (window.__loginShown === undefined && document.querySelector("form button[type=submit]")) {
+    window.__loginShown = performance.now();
+  }
+  const balance = document.querySelector("[data-testid=balance]");
+  if (balance && balance.textContent.includes("¥")) {
+    window.__balanceShown = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, { childList: true, subtree: true, characterData: true });
+"""
+
+
 def test_the_first_screen_is_up_within_a_second(phone: BrowserContext) -> None:
     page = phone.new_page()
-    started = time.perf_counter()
+    page.add_init_script(FIRST_SCREEN_CLOCK)
     page.goto("/m/")
     expect(page.get_by_role("button", name="登录")).to_be_visible()
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"the phone site's login screen took {elapsed:.2f} s"
-    # The same for a tenant already signed in: the balance is the first screen.
+    shown = page.evaluate("window.__loginShown")
+    assert shown < 1000, f"the phone site's sign-in screen took {shown:.0f} ms"
+    # For a tenant already signed in, the first screen is the balance.
     sign_in(page, "/m/", "tenant2", TENANT_PASSWORD)
     expect(page.get_by_test_id("balance")).to_be_visible()
-    started = time.perf_counter()
     page.reload()
-    expect(page.get_by_test_id("balance")).to_have_text(re.compile(r"¥"))
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, f"the balance took {elapsed:.2f} s to show"
+    expect(page.get_by_test_id("balance")).to_have_text(re.compile("¥"))
+    shown = page.evaluate("window.__balanceShown")
+    assert shown < 1000, f"the balance took {shown:.0f} ms to show"
 
 
 def test_a_tenant_sees_the_balance_fall_and_the_usage(phone: BrowserContext) -> None:

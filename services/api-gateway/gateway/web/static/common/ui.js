@@ -18,6 +18,12 @@ export function h(tag, attrs = {}, ...children) {
     }
   }
   append(node, children);
+  // A section headed by an h2 is a named region, so screen readers can jump between them.
+  const title = node.firstElementChild;
+  if (tag === "section" && !node.hasAttribute("aria-label") && !node.hasAttribute("aria-labelledby") && title?.tagName === "H2") {
+    title.id ||= `h-${Math.random().toString(36).slice(2, 9)}`;
+    node.setAttribute("aria-labelledby", title.id);
+  }
   return node;
 }
 
@@ -86,6 +92,22 @@ export function table(columns, rows, { empty, caption } = {}) {
       ),
     ),
   );
+}
+
+// A button that saves `rows` (or what a function of none answers) as CSV (Excel opens it; the BOM tells it the text is UTF-8).
+export function csvButton(filename, columns, rows) {
+  const text = (value) => (value instanceof Node ? value.textContent : value ?? "").toString();
+  const quote = (value) => `"${text(value).replace(/"/g, '""')}"`;
+  return h("button", { type: "button", onclick: () => {
+    const data = typeof rows === "function" ? rows() : rows;
+    const lines = [columns.map((c) => quote(c.label)), ...data.map((row) => columns.map((c) => quote(c.value(row))))];
+    const blob = new Blob(["\ufeff" + lines.map((l) => l.join(",")).join("\r\n")], { type: "text/csv;charset=utf-8" });
+    const link = h("a", { href: URL.createObjectURL(blob), download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  } }, t("common.export"));
 }
 
 // A labelled form field; `input` attributes go to the control.

@@ -2,7 +2,7 @@
 // reversals, arrears, statements, and the dunning list.
 import { barChart, shortNumber } from "/web/chart.js";
 import { t } from "/web/i18n.js";
-import { actionForm, badge, field, h, isoDate, kwh, money, mount, operationKey, owed, table, toast, when } from "/web/ui.js";
+import { actionForm, badge, csvButton, field, h, isoDate, kwh, money, mount, operationKey, owed, table, toast, when } from "/web/ui.js";
 
 const ID_PATTERN = "[A-Za-z0-9_:\\-]{1,64}";
 
@@ -77,35 +77,30 @@ export async function accountsPage(content, { api, go, actions }) {
     { id: "account-state", onchange: (e) => { filter.state = e.target.value; draw(); } },
     [["", t("account.all")], ["off", t("supply.off")], ["low", t("dash.low_short")], ["arrears", t("col.arrears")]].map(([v, l]) => h("option", { value: v }, l)),
   );
+  const columns = [
+    { label: t("col.account"), value: (a) => h("a", { href: `#/accounts/${encodeURIComponent(a.id)}` }, a.id) },
+    { label: t("col.name"), value: (a) => a.name },
+    { label: t("col.balance"), value: (a) => h("span", { class: Number(a.balance) < 0 ? "neg" : "" }, money(a.balance)), class: "num" },
+    { label: t("col.arrears"), value: (a) => money(owed(a.arrears)), class: "num" },
+    { label: t("col.supply"), value: (a) => supplyBadge(a.supply) },
+    { label: t("col.mode"), value: (a) => t(`mode.${a.mode}`) },
+    { label: t("col.meters"), value: (a) => a.meter_ids.join(", ") || "—" },
+  ];
+  let rows = accounts;
   function draw() {
-    const rows = accounts.filter((a) => {
+    rows = accounts.filter((a) => {
       if (filter.text && !`${a.id} ${a.name} ${a.meter_ids.join(" ")}`.toLowerCase().includes(filter.text)) return false;
       if (filter.state === "off") return a.supply === "off";
       if (filter.state === "low") return Number(a.balance) <= Number(a.warning_line);
       if (filter.state === "arrears") return owed(a.arrears) > 0;
       return true;
     });
-    mount(
-      box,
-      table(
-        [
-          { label: t("col.account"), value: (a) => h("a", { href: `#/accounts/${encodeURIComponent(a.id)}` }, a.id) },
-          { label: t("col.name"), value: (a) => a.name },
-          { label: t("col.balance"), value: (a) => h("span", { class: Number(a.balance) < 0 ? "neg" : "" }, money(a.balance)), class: "num" },
-          { label: t("col.arrears"), value: (a) => money(owed(a.arrears)), class: "num" },
-          { label: t("col.supply"), value: (a) => supplyBadge(a.supply) },
-          { label: t("col.mode"), value: (a) => t(`mode.${a.mode}`) },
-          { label: t("col.meters"), value: (a) => a.meter_ids.join(", ") || "—" },
-        ],
-        rows,
-      ),
-      h("p", { class: "muted" }, t("common.count", { n: rows.length, total: accounts.length })),
-    );
+    mount(box, table(columns, rows), h("p", { class: "muted" }, t("common.count", { n: rows.length, total: accounts.length })));
   }
   mount(
     content,
     h("details", { class: "card", id: "open-account" }, h("summary", {}, t("account.open")), openForm),
-    h("div", { class: "filters" }, h("label", { class: "sr-only", for: "account-search" }, t("account.search")), search, h("label", { class: "sr-only", for: "account-state" }, t("col.state")), state),
+    h("div", { class: "filters" }, h("label", { class: "sr-only", for: "account-search" }, t("account.search")), search, h("label", { class: "sr-only", for: "account-state" }, t("col.state")), state, csvButton("accounts.csv", columns, () => rows)),
     box,
   );
   draw();
@@ -187,6 +182,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
   async function paintMoney() {
     if (ledgerBox.querySelector("form")) return; // a reversal is being typed: leave it be
     const [ledger, payments] = await Promise.all([api.get(`${path}/ledger`, { limit: 30 }), api.get(`${path}/payments`, { limit: 20 })]);
+    const reversed = new Set(ledger.items.map((l) => l.reverses).filter(Boolean));
     mount(
       ledgerBox,
       table(
@@ -197,7 +193,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
           { label: t("col.balance_after"), value: (l) => money(l.balance_after), class: "num" },
           { label: t("col.memo"), value: (l) => h("small", {}, l.memo, l.reverses ? ` (${t("ledger.reverses")} ${l.reverses.slice(0, 8)})` : "") },
           { label: t("col.operator"), value: (l) => l.operator },
-          { label: "", value: (l) => (admin && l.kind !== "consumption" && !l.reverses ? reverseButton(l) : "") },
+          { label: "", value: (l) => (reversed.has(l.transaction_id) ? h("small", { class: "muted" }, t("ledger.reversed")) : admin && l.kind !== "consumption" && !l.reverses ? reverseButton(l) : "") },
         ],
         ledger.items,
       ),
@@ -412,7 +408,15 @@ export async function accountPage(content, id, { api, me, heading, every }) {
 
 export async function dunningPage(content, { api, actions }) {
   const list = await api.get("/dunning");
-  mount(actions, h("button", { type: "button", onclick: () => window.print() }, t("receipt.print")));
+  const columns = [
+    { label: t("col.account"), value: (d) => h("a", { href: `#/accounts/${encodeURIComponent(d.account_id)}` }, d.account_id) },
+    { label: t("col.name"), value: (d) => d.name },
+    { label: t("col.mode"), value: (d) => t(`mode.${d.mode}`) },
+    { label: t("col.balance"), value: (d) => money(d.balance), class: "num" },
+    { label: t("col.arrears"), value: (d) => money(owed(d.arrears)), class: "num" },
+    { label: t("statement.due"), value: (d) => h("strong", {}, money(d.amount_due)), class: "num" },
+  ];
+  mount(actions, csvButton("dunning.csv", columns, list.items), h("button", { type: "button", onclick: () => window.print() }, t("receipt.print")));
   mount(
     content,
     h(
@@ -420,14 +424,7 @@ export async function dunningPage(content, { api, actions }) {
       { class: "printable" },
       h("p", { class: "muted" }, t("dunning.explain", { at: when(new Date().toISOString()) })),
       table(
-        [
-          { label: t("col.account"), value: (d) => h("a", { href: `#/accounts/${encodeURIComponent(d.account_id)}` }, d.account_id) },
-          { label: t("col.name"), value: (d) => d.name },
-          { label: t("col.mode"), value: (d) => t(`mode.${d.mode}`) },
-          { label: t("col.balance"), value: (d) => money(d.balance), class: "num" },
-          { label: t("col.arrears"), value: (d) => money(owed(d.arrears)), class: "num" },
-          { label: t("statement.due"), value: (d) => h("strong", {}, money(d.amount_due)), class: "num" },
-        ],
+        columns,
         list.items,
         { empty: t("dunning.none") },
       ),

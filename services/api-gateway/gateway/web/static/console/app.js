@@ -28,6 +28,7 @@ const AREAS = [
 const DETAIL = { meters: meterPage, accounts: accountPage, tariffs: tariffPage };
 let me = null;
 let cleanup = [];
+let navigated = false; // true once the user has moved between pages
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -158,9 +159,13 @@ async function render() {
     mount(content, h("p", { class: "alert alert-bad", role: "alert" }, errorText(error)));
   }
   content.removeAttribute("aria-busy");
+  if (navigated) heading.focus({ preventScroll: true });
 }
 
 api.onLoggedOut(() => { me = null; loginView(t("login.expired")); });
-window.addEventListener("hashchange", () => { if (me) render(); });
+window.addEventListener("hashchange", () => {
+  navigated = true;
+  if (me) render();
+});
 if (api.token()) start();
 else loginView();

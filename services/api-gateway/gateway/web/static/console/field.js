@@ -1,7 +1,7 @@
 // DTUs and meters: link state, last reading, read now, trip and close, hold-power, outcomes.
 import { barChart, shortNumber } from "/web/chart.js";
 import { t } from "/web/i18n.js";
-import { actionForm, ago, badge, errorText, field, h, isoDate, kwh, money, mount, table, toast, when } from "/web/ui.js";
+import { actionForm, ago, badge, csvButton, errorText, field, h, isoDate, kwh, money, mount, table, toast, when } from "/web/ui.js";
 
 export function relayBadge(relay) {
   if (relay === "closed") return badge(t("relay.closed"), "ok");
@@ -32,6 +32,18 @@ export async function metersPage(content, { api, actions, every }) {
       }
     } }, t("meter.read_all")),
   );
+  let meters = [];
+  let rows = [];
+  const columns = [
+    { label: t("col.meter"), value: (m) => h("a", { href: `#/meters/${encodeURIComponent(m.id)}` }, m.id) },
+    { label: t("col.dtu"), value: (m) => m.dtu_id },
+    { label: t("col.account"), value: (m) => (m.account_id ? h("a", { href: `#/accounts/${encodeURIComponent(m.account_id)}` }, m.account_id) : "—") },
+    { label: t("col.link"), value: (m) => onlineBadge(m.online) },
+    { label: t("col.relay"), value: (m) => relayBadge(m.relay) },
+    { label: t("col.energy"), value: (m) => kwh(m.last_reading?.energy_kwh, 3), class: "num" },
+    { label: t("col.power"), value: (m) => (m.last_reading?.power_kw == null ? "—" : `${Number(m.last_reading.power_kw).toFixed(3)} kW`), class: "num" },
+    { label: t("col.read_at"), value: (m) => ago(m.last_reading?.read_at) },
+  ];
   const search = h("input", { type: "search", id: "meter-search", placeholder: t("meter.search"), oninput: (e) => { filter.text = e.target.value.trim().toLowerCase(); draw(); } });
   const state = h(
     "select",
@@ -40,35 +52,18 @@ export async function metersPage(content, { api, actions, every }) {
   );
   mount(
     content,
-    h("div", { class: "filters" }, h("label", { class: "sr-only", for: "meter-search" }, t("meter.search")), search, h("label", { class: "sr-only", for: "meter-state" }, t("col.state")), state),
+    h("div", { class: "filters" }, h("label", { class: "sr-only", for: "meter-search" }, t("meter.search")), search, h("label", { class: "sr-only", for: "meter-state" }, t("col.state")), state, csvButton("meters.csv", columns, () => rows)),
     box,
   );
-  let meters = [];
   function draw() {
-    const rows = meters.filter((m) => {
+    rows = meters.filter((m) => {
       if (filter.text && !`${m.id} ${m.dtu_id} ${m.account_id || ""}`.toLowerCase().includes(filter.text)) return false;
       if (filter.state === "offline") return !m.online;
       if (filter.state === "open") return m.relay === "open";
       if (filter.state === "unbound") return !m.account_id;
       return true;
     });
-    mount(
-      box,
-      table(
-        [
-          { label: t("col.meter"), value: (m) => h("a", { href: `#/meters/${encodeURIComponent(m.id)}` }, m.id) },
-          { label: t("col.dtu"), value: (m) => m.dtu_id },
-          { label: t("col.account"), value: (m) => (m.account_id ? h("a", { href: `#/accounts/${encodeURIComponent(m.account_id)}` }, m.account_id) : "—") },
-          { label: t("col.link"), value: (m) => onlineBadge(m.online) },
-          { label: t("col.relay"), value: (m) => relayBadge(m.relay) },
-          { label: t("col.energy"), value: (m) => kwh(m.last_reading?.energy_kwh, 3), class: "num" },
-          { label: t("col.power"), value: (m) => (m.last_reading?.power_kw == null ? "—" : `${Number(m.last_reading.power_kw).toFixed(3)} kW`), class: "num" },
-          { label: t("col.read_at"), value: (m) => ago(m.last_reading?.read_at) },
-        ],
-        rows,
-      ),
-      h("p", { class: "muted" }, t("common.count", { n: rows.length, total: meters.length })),
-    );
+    mount(box, table(columns, rows), h("p", { class: "muted" }, t("common.count", { n: rows.length, total: meters.length })));
   }
   const load = async () => { meters = await api.all("/meters"); draw(); };
   await load();
@@ -84,6 +79,8 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
   const anomalies = h("div", {});
   const usage = h("div", {});
   const holds = h("div", {});
+  const history = h("div", {});
+  const localCredit = h("div", {});
 
   async function paintFacts(meter) {
     meter = meter || (await api.get(path));
@@ -127,12 +124,30 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
   }
 
   async function paintRest() {
-    const [supply, anomaly, report, holdList] = await Promise.all([
+    const [supply, anomaly, report, holdList, bindings, local] = await Promise.all([
       api.get(`${path}/supply-events`, { limit: 20 }),
       api.get("/anomalies", { meter_id: id, limit: 20 }),
       api.get(`${path}/usage`, { granularity: "day", from: isoDate(new Date(Date.now() - 29 * 86400000)) }),
       api.get("/holds"),
+      api.get(`${path}/history`),
+      // Only a local-prepaid meter has a credit of its own; any other answers 404.
+      api.get(`${path}/local-credit`, { limit: 10 }).catch((error) => (error.status === 404 ? null : Promise.reject(error))),
     ]);
+    mount(
+      history,
+      table(
+        [
+          { label: t("col.time"), value: (e) => when(e.at) },
+          { label: t("col.action"), value: (e) => e.event },
+          { label: t("col.account"), value: (e) => e.account_id },
+          { label: t("swap.final"), value: (e) => (e.final_kwh == null ? "—" : kwh(e.final_kwh, 3)), class: "num" },
+          { label: t("col.detail"), value: (e) => e.detail },
+          { label: t("col.operator"), value: (e) => e.operator },
+        ],
+        bindings.items,
+      ),
+    );
+    mount(localCredit, local ? localCreditView(local) : null);
     mount(
       events,
       table(
@@ -224,6 +239,64 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
     t("hold.create"),
   );
 
+  function localCreditView(local) {
+    const side = (x) => (x ? `${t("local.count")} ${x.purchase_count} · ${money(x.credit)} · ${kwh(x.energy_kwh, 3)} · ${when(x.read_at)}` : "—");
+    return h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("local.title")),
+      h(
+        "dl",
+        { class: "kv" },
+        [
+          [t("account.local_price"), local.local_price],
+          [t("local.baseline"), side(local.baseline)],
+          [t("local.meter"), side(local.meter)],
+          [t("local.count_check"), local.purchase_count_mismatch ? badge(t("local.mismatch"), "bad") : badge(t("local.match"), "ok")],
+          [t("local.credit_check"), local.local_credit_mismatch ? badge(t("local.mismatch"), "bad") : badge(t("local.match"), "ok")],
+        ].map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+      ),
+      table(
+        [
+          { label: t("col.time"), value: (p) => when(p.created_at) },
+          { label: t("col.amount"), value: (p) => money(p.amount), class: "num" },
+          { label: t("local.count"), value: (p) => p.purchase_count ?? "—", class: "num" },
+          { label: t("col.status"), value: (p) => statusBadge(p.status) },
+          { label: t("col.detail"), value: (p) => p.error || "" },
+        ],
+        local.purchases,
+      ),
+      h("button", { type: "button", onclick: async () => {
+        try {
+          await api.post(`${path}/local-credit/resync`);
+          toast(t("local.resynced"));
+          await paintRest();
+        } catch (error) {
+          toast(errorText(error), "error");
+        }
+      } }, t("local.resync")),
+    );
+  }
+
+  const swapForm = actionForm(
+    { "aria-label": t("swap.title") },
+    [
+      h(
+        "div",
+        { class: "form-grid" },
+        field(t("swap.new_meter"), { name: "new_meter_id", required: true }),
+        field(t("swap.final"), { name: "old_final_kwh", required: true, inputmode: "decimal" }, t("swap.final_hint")),
+        field(t("swap.start"), { name: "new_start_kwh", required: true, inputmode: "decimal", value: "0" }),
+      ),
+    ],
+    async (v) => {
+      await api.post(`${path}/swap`, v);
+      await paintRest();
+      return t("swap.done", { meter: v.new_meter_id });
+    },
+    t("swap.title"),
+  );
+
   mount(
     actions,
     h("button", { type: "button", class: "primary", onclick: async (e) => {
@@ -250,6 +323,9 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
     h("div", { class: "two" }, h("section", { class: "card" }, h("h2", {}, t("hold.title")), holds, holdForm), h("section", { class: "card" }, h("h2", {}, t("usage.daily")), usage)),
     h("section", { class: "card" }, h("h2", {}, t("meter.supply_events")), events),
     h("section", { class: "card" }, h("h2", {}, t("meter.anomalies")), anomalies),
+    localCredit,
+    h("section", { class: "card" }, h("h2", {}, t("swap.history")), history),
+    h("details", { class: "card" }, h("summary", {}, t("swap.title")), h("p", { class: "muted" }, t("swap.explain")), swapForm),
   );
   await Promise.all([paintFacts(), paintCommands(), paintRest()]);
   every(3000, async () => { await Promise.all([paintFacts(), paintCommands()]); });
