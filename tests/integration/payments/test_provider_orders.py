@@ -138,7 +138,7 @@ def _refused_count(metrics: str, provider: str) -> float:
     "forgery", ["reserialised", "stale", "signtest", "unknown serial", "wrong key", "no headers"]
 )
 async def test_a_forged_or_stale_wechat_notification_is_refused(
-    rig: PaymentsRig, forgery: str
+    rig: PaymentsRig, forgery: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     order = await rig.order("wechat_native")
     await rig.provider.get(_pay_url(rig, order), params={"notify": "false"})
@@ -170,6 +170,9 @@ async def test_a_forged_or_stale_wechat_notification_is_refused(
     assert await rig.status(order["out_trade_no"]) == "pending"
     after = _refused_count((await rig.payments.get("/metrics")).text, "wechatpay")
     assert after == before + 1
+    refusals = [r for r in caplog.records if "refused a wechatpay notification" in r.message]
+    assert len(refusals) == 1
+    assert KEYS.api_v3_key.decode() not in caplog.text
 
 
 @pytest.mark.parametrize(
