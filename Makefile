@@ -43,6 +43,9 @@ bench-billing: venv ## Billing throughput and latency on PostgreSQL + RabbitMQ (
 bench-payments: venv ## Provider notifications verified and credited by one payments process, duplicates and forgeries mixed in (bench-results/payments.json)
 	$(BIN)/python benchmarks/bench_payments.py $(BENCH_ARGS)
 
+bench-control: venv ## Seal and open CPU per command; relays converging with 5% of relay writes ignored (bench-results/control.json; ~3 min)
+	$(BIN)/python benchmarks/bench_control.py $(BENCH_ARGS)
+
 bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
@@ -62,4 +65,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-collector chaos lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-collector chaos lint format clean
