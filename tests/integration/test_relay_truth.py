@@ -32,11 +32,19 @@ FUNDED = Decimal("50.00")
 
 @contextlib.asynccontextmanager
 async def product(
-    backend: tuple[str, str], bus_prefix: str, data_dir: Path
+    backend: tuple[str, str], bus_prefix: str, data_dir: Path, **overrides: Any
 ) -> AsyncIterator[tuple[Standalone, httpx.AsyncClient]]:
     """The product without demo data, its field registered, reconciling every 0.2 s."""
     database_url, amqp_url = backend
+    quick: dict[str, Any] = {
+        "control_sweep_seconds": 0.2,
+        "control_relay_first_retry_seconds": 0.5,
+        "control_relay_max_backoff_seconds": 2.0,
+        "control_relay_alarm_seconds": 3.0,
+        "control_operator_grace_seconds": 3.0,
+    }
     settings = StandaloneSettings(
+        **(quick | overrides),
         data_dir=data_dir,
         database_url=database_url,
         amqp_url=amqp_url,
@@ -50,11 +58,6 @@ async def product(
         collector_listen_port=0,
         token_secret=SecretStr("integration-test-secret-0123456789"),
         admin_password=SecretStr("integration-admin"),
-        control_sweep_seconds=0.2,
-        control_relay_first_retry_seconds=0.5,
-        control_relay_max_backoff_seconds=2.0,
-        control_relay_alarm_seconds=3.0,
-        control_operator_grace_seconds=3.0,
     )
     running = Standalone(settings)
     await running.start()
@@ -279,3 +282,29 @@ async def test_a_stuck_relay_is_asked_again_until_it_agrees_and_raises_its_alarm
             return view["differs_since"] is None and not view["alarmed"]
 
         await wait_until(cleared, timeout=10)
+
+
+async def test_a_meter_back_online_is_reconciled_without_waiting_out_its_back_off(
+    sqlite_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    # The first re-issue would wait 60 s: meter.status.v1 (back online) brings it forward.
+    slow = {"control_relay_first_retry_seconds": 60.0, "control_relay_max_backoff_seconds": 600}
+    async with product((sqlite_url, ""), bus_prefix, tmp_path, **slow) as (running, api):
+        meter_id = relay_meters(running)[0]
+        account = await open_account(api, meter_id, FUNDED)
+        await bind(api, account, meter_id)
+        await wait_until(reported(running, meter_id, supply="on", relay="closed"), timeout=10)
+        dtu = sim(running).dtus[0]
+        await dtu.stop()
+        balance = Decimal((await api.get(f"/api/v1/accounts/{account}")).json()["balance"])
+        refund = {"amount": str(balance), "key": "refund-all", "reason": "moving out"}
+        response = await api.post(f"/api/v1/accounts/{account}/refunds", json=refund)
+        assert response.status_code == 201, response.text
+
+        async def waiting_out_its_back_off() -> bool:
+            view = await relay_view(running, meter_id)
+            return view["differs_since"] is not None and view["next_attempt_at"] is not None
+
+        await wait_until(waiting_out_its_back_off, timeout=30)
+        await dtu.start()
+        await wait_until(relays_become(running, {meter_id: "open"}), timeout=20)

@@ -20,6 +20,7 @@ from prepaid_common.contracts import (
     CommandResultV1,
     CreditRequestedV1,
     Envelope,
+    MeterStatusV1,
     ReadingBatchV1,
     ReadingV1,
     RelayRequestedV1,
@@ -190,6 +191,12 @@ class CommandHandlers:
             uow.session,
             [(r.meter_id, r.relay, r.read_at) for r in readings if r.relay is not None],
         )
+
+    async def on_meter_status(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """A meter back online: a disagreement waiting out its back-off is re-issued now."""
+        status = open_envelope(envelope, MeterStatusV1)
+        if status.online:
+            await store.due_now(uow.session, status.meter_id, at=status.at)
 
     async def reconcile(self, uow: UnitOfWork, *, limit: int = 500) -> int:
         """Issue again the commands of meters whose relay still disagrees; return how many."""

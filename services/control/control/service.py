@@ -48,6 +48,8 @@ class ControlService(Service):
             ("requests", ["relay.requested.v1.#"], idempotent(self.handlers.on_relay_requested)),
             ("credits", ["credit.requested.v1.#"], idempotent(self.handlers.on_credit_requested)),
             ("decisions", ["supply.decided.v1.#"], idempotent(self.handlers.on_supply_decided)),
+            # A meter back online: its disagreement, if any, is re-issued without waiting.
+            ("status", ["meter.status.v1.#"], idempotent(self.handlers.on_meter_status)),
             ("results", ["command.result.v1.#"], idempotent(self.handlers.on_result)),
             # The relay each meter reports: kept beside the decided supply (relay truth).
             (

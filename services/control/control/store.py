@@ -189,6 +189,15 @@ _DIFFERS = or_(
 )
 
 
+async def due_now(session: AsyncSession, meter_id: str, *, at: datetime) -> None:
+    """Bring a disagreeing meter's next re-issue forward to ``at`` (it came back online)."""
+    await session.execute(
+        update(meters)
+        .where(meters.c.meter_id == meter_id, meters.c.next_attempt_at > at)
+        .values(next_attempt_at=at)
+    )
+
+
 async def mark_unconfirmed(session: AsyncSession, meter_id: str) -> None:
     """Note that a command to switch the meter failed while no relay state is known."""
     await session.execute(
