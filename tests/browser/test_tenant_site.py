@@ -221,3 +221,18 @@ def test_a_wechat_menu_link_signs_the_tenant_in(product: Product, phone: Browser
     page.goto(f"/m/#token={token}")
     expect(page.get_by_test_id("balance")).to_be_visible()
     assert "token=" not in page.url  # dropped from the address bar once used
+
+
+def test_a_tenant_changes_the_password(product: Product, phone: BrowserContext) -> None:
+    username = product.tenant_for(TENANT2_ACCOUNT)
+    page = phone.new_page()
+    sign_in(page, "/m/", username, TENANT_PASSWORD)
+    page.get_by_role("link", name="密码").click()
+    form = page.get_by_role("form", name="密码")
+    form.get_by_label("当前密码").fill(TENANT_PASSWORD)
+    form.get_by_label("新密码").fill("a-new-tenant-passphrase")
+    form.get_by_role("button", name="保存").click()
+    # Every token of the tenant stops working: the site asks to sign in with the new one.
+    expect(page.get_by_role("alert")).to_contain_text("密码已修改")
+    sign_in(page, "/m/", username, "a-new-tenant-passphrase")
+    expect(page.get_by_test_id("balance")).to_be_visible()

@@ -7,13 +7,25 @@ import { actionForm, badge, errorText, field, h, isoDate, kwh, money, mount, owe
 const api = createApi("prepaid.m.token");
 const root = document.getElementById("app");
 const REFRESH_MS = 5000;
+// The tab bar's icons: SVG paths on a 24-unit grid, drawn in the text colour.
 const TABS = [
-  ["home", "⌂"],
-  ["usage", "▥"],
-  ["topup", "¥"],
-  ["history", "≡"],
-  ["alerts", "!"],
+  ["home", "M3 11 12 3l9 8M5 10v10h5v-6h4v6h5V10"],
+  ["usage", "M4 20h16M6 16v-4M10 16V8M14 16v-6M18 16V5"],
+  ["topup", "M6 4l6 7 6-7M12 11v9M7 12h10M7 16h10"],
+  ["history", "M5 6h14M5 12h14M5 18h9"],
+  ["alerts", "M6 17V11a6 6 0 0 1 12 0v6l2 2H4zM10 21h4"],
 ];
+
+function icon(path) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  line.setAttribute("d", path);
+  svg.append(line);
+  return svg;
+}
 let me = null;
 let timer = null;
 let paying = null; // the order being paid, polled until it settles
@@ -126,18 +138,29 @@ function shell(accountId, page, content) {
     h(
       "header",
       { class: "top" },
-      h("div", { class: "row" }, h("h1", {}, t("m.title")), h("div", { class: "row" }, langButton(), h("button", { type: "button", onclick: logout }, t("nav.logout")))),
+      h(
+        "div",
+        { class: "row" },
+        h("h1", {}, t("m.title")),
+        h(
+          "div",
+          { class: "row" },
+          langButton(),
+          h("a", { class: "button header-link", href: `#/${encodeURIComponent(accountId)}/password` }, t("m.password")),
+          h("button", { type: "button", onclick: logout }, t("nav.logout")),
+        ),
+      ),
       h("div", { class: "row", style: "margin-top:6px;justify-content:flex-start" }, h("span", { class: "sr-only" }, t("m.account")), choose),
     ),
     h("main", { id: "main" }, content),
     h(
       "nav",
       { class: "tabs", "aria-label": t("m.tabs") },
-      TABS.map(([name, icon]) =>
+      TABS.map(([name, path]) =>
         h(
           "a",
           { href: `#/${encodeURIComponent(accountId)}/${name}`, "aria-current": name === page ? "page" : undefined, dataset: { tab: name } },
-          h("span", { class: "icon", "aria-hidden": "true" }, icon),
+          icon(path),
           t(`m.tab.${name}`),
         ),
       ),
@@ -154,10 +177,10 @@ async function render() {
     return;
   }
   localStorage.setItem("prepaid.m.account", accountId);
-  document.title = `${t(`m.tab.${page}`)} · ${t("m.title")}`;
+  document.title = `${t(page === "password" ? "m.password" : `m.tab.${page}`)} · ${t("m.title")}`;
   const content = h("div", { "aria-busy": "true" });
   mount(root, shell(accountId, page, content));
-  const pages = { home: homePage, usage: usagePage, topup: topUpPage, history: historyPage, alerts: alertsPage };
+  const pages = { home: homePage, usage: usagePage, topup: topUpPage, history: historyPage, alerts: alertsPage, password: passwordPage };
   try {
     await (pages[page] || homePage)(content, accountId);
   } catch (error) {
@@ -511,6 +534,32 @@ async function alertsPage(content, accountId) {
     h("h2", {}, t("m.tab.alerts")),
     alerts.length ? alertBoxes(alerts) : h("p", { class: "alert alert-ok" }, t("alert.none")),
     h("p", { class: "muted" }, t("alert.explain", { line: money(account.warning_line) })),
+  );
+}
+
+// A tenant changes their own password; every token of theirs stops working, so sign in again.
+async function passwordPage(content) {
+  mount(
+    content,
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("m.password")),
+      actionForm(
+        { "aria-label": t("m.password") },
+        [
+          field(t("m.current_password"), { name: "current_password", type: "password", required: true, autocomplete: "current-password" }),
+          field(t("m.new_password"), { name: "new_password", type: "password", required: true, minlength: 8, autocomplete: "new-password" }, t("user.password_hint")),
+        ],
+        async (values) => {
+          await api.post("/me/password", values);
+          api.setToken(null);
+          me = null;
+          loginView(t("m.password_changed"));
+        },
+        t("common.save"),
+      ),
+    ),
   );
 }
 

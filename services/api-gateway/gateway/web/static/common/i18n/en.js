@@ -398,4 +398,8 @@ export default {
   "swap.done": "Swapped for {meter}",
   "swap.history": "Bindings and swaps",
   "common.export": "Export CSV",
+  "m.password": "Password",
+  "m.current_password": "Current password",
+  "m.new_password": "New password",
+  "m.password_changed": "Password changed: sign in with the new one.",
 };

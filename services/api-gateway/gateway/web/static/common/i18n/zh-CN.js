@@ -398,4 +398,8 @@ export default {
   "swap.done": "已换为新表 {meter}",
   "swap.history": "绑定与换表记录",
   "common.export": "导出 CSV",
+  "m.password": "密码",
+  "m.current_password": "当前密码",
+  "m.new_password": "新密码",
+  "m.password_changed": "密码已修改，请用新密码登录。",
 };
