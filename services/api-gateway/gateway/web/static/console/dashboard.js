@@ -105,5 +105,6 @@ export async function dashboardPage(content, { api, actions, every }) {
     );
   }
   await paint();
-  every(15000, paint);
+  // Money in today asks every account: every half minute is plenty.
+  every(30000, paint);
 }

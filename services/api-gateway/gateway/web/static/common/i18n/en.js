@@ -402,4 +402,7 @@ export default {
   "m.current_password": "Current password",
   "m.new_password": "New password",
   "m.password_changed": "Password changed: sign in with the new one.",
+  "refund.status.processing": "processing",
+  "refund.status.succeeded": "money returned",
+  "refund.status.failed": "failed",
 };

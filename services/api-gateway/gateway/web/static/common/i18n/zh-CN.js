@@ -402,4 +402,7 @@ export default {
   "m.current_password": "当前密码",
   "m.new_password": "新密码",
   "m.password_changed": "密码已修改，请用新密码登录。",
+  "refund.status.processing": "处理中",
+  "refund.status.succeeded": "已退回",
+  "refund.status.failed": "失败",
 };
