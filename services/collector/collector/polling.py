@@ -17,6 +17,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, tzinfo
 
 from prepaid_common.contracts import utcnow
@@ -28,6 +29,7 @@ from collector.domain import (
     CommandOpener,
     ImplausibleValue,
     MeterProfile,
+    OpenedCommand,
     PollSchedule,
     Profile,
     Purchase,
@@ -501,7 +503,12 @@ class DtuPoller:
         if now >= command.expires_at:
             return CommandOutcome(succeeded=False, error=EXPIRED, retryable=False)
         try:
-            opened = self._opener.open(command.envelope, meter_id=command.meter_id, now=now)
+            opened = self._opener.open(
+                command.envelope,
+                meter_id=command.meter_id,
+                now=now,
+                last_counter=command.last_counter,
+            )
             if opened.command_id != command.command_id:
                 raise RefusedCommand(f"envelope belongs to command {opened.command_id}")
             if opened.action != command.action:
@@ -535,6 +542,13 @@ class DtuPoller:
                     at=now,
                 )
             return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
+        outcome = await self._carry_out(meter, profile, opened)
+        # The counter is taken whatever the outcome: a retry comes with a counter of its own.
+        return replace(outcome, counter=opened.counter)
+
+    async def _carry_out(
+        self, meter: MeterConfig, profile: Profile, opened: OpenedCommand
+    ) -> CommandOutcome:
         if self._link is None or not self._link.connected:
             return CommandOutcome(succeeded=False, error=DTU_OFFLINE)
         if opened.purchase is not None:

@@ -56,6 +56,8 @@ meters = Table(
     Column("profile", String(64), nullable=False),
     Column("online", Boolean, nullable=False),
     Column("relay", String(8), nullable=True),
+    # The last sealed command counter taken for the meter (anti-replay across restarts).
+    Column("command_counter", BigInteger, nullable=True),
     Column("last_energy_kwh", Energy(), nullable=True),
     Column("last_power_kw", ScaledDecimal(3), nullable=True),
     Column("last_read_at", UtcDateTime(), nullable=True),

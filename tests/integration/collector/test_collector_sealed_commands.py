@@ -167,3 +167,28 @@ async def test_a_command_for_an_unknown_meter_is_refused(
     await wait_until(holds(lambda: security_events(sealed, command_id)))
     assert refused("unknown_meter") == before + 1
     assert not sealed.messages(CommandResultV1, command_id=command_id)
+
+
+async def test_a_replay_is_refused_after_the_collector_restarts(
+    sqlite_url: str, tmp_path: Path, field_sim: FieldSimulator
+) -> None:
+    keys = tmp_path / "command-keys"
+    keys.write_text(f"1 {RING.keys[1].hex()}\n")
+    meter_id = field_sim.dtus[0].meters[0].meter_id
+    first = str(uuid.uuid4())
+    genuine = envelope(meter_id, "trip", first, counter=41)
+    async with running_collector(sqlite_url, command_master_key_file=keys) as before:
+        await before.register(field_sim.dtus[0].registration())
+        result = await send(before, meter_id, "trip", genuine, first)
+        assert result is not None
+        assert result.succeeded, result.error
+    field_sim.meter(meter_id).relay = "closed"
+
+    # A new process (or another replica) knows the counter the meter last took.
+    async with running_collector(sqlite_url, command_master_key_file=keys) as after:
+        replay_id = str(uuid.uuid4())
+        result = await send(after, meter_id, "trip", genuine, replay_id)
+        assert result is not None
+        assert not result.succeeded
+        assert "replayed" in result.error
+        assert field_sim.meter(meter_id).relay == "closed"

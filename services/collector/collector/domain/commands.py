@@ -51,13 +51,20 @@ class OpenedCommand:
     command_id: str
     action: CommandAction
     purchase: Purchase | None = None
+    # The sealed envelope's counter (None for the plain one).
+    counter: int | None = None
 
 
 class CommandOpener(Protocol):
     """Verify a sealed command for one meter; raise RefusedCommand when it must not run."""
 
-    def open(self, envelope: str, *, meter_id: str, now: datetime) -> OpenedCommand:
-        """Return the command the envelope carries, or raise RefusedCommand."""
+    def open(
+        self, envelope: str, *, meter_id: str, now: datetime, last_counter: int = 0
+    ) -> OpenedCommand:
+        """Return the command the envelope carries, or raise RefusedCommand.
+
+        ``last_counter`` is the last counter kept for the meter (across restarts).
+        """
         ...
 
 
@@ -80,9 +87,11 @@ class _PlainEnvelope(BaseModel):
 
 
 class PlainCommandOpener:
-    """Unsealed JSON envelopes (development; the 3DES opener replaces it)."""
+    """Unsealed JSON envelopes (development only; production refuses to start with it)."""
 
-    def open(self, envelope: str, *, meter_id: str, now: datetime) -> OpenedCommand:
+    def open(
+        self, envelope: str, *, meter_id: str, now: datetime, last_counter: int = 0
+    ) -> OpenedCommand:
         try:
             command = _PlainEnvelope.model_validate(json.loads(envelope))
         except (ValueError, ValidationError) as error:
@@ -114,14 +123,16 @@ class SealedCommandOpener:
         self.ring = ring
         self.last_counter: dict[str, int] = {}
 
-    def open(self, envelope: str, *, meter_id: str, now: datetime) -> OpenedCommand:
+    def open(
+        self, envelope: str, *, meter_id: str, now: datetime, last_counter: int = 0
+    ) -> OpenedCommand:
         try:
             command = open_text(
                 envelope,
                 self.ring,
                 meter_id=meter_id,
                 now=now,
-                last_counter=self.last_counter.get(meter_id, 0),
+                last_counter=max(self.last_counter.get(meter_id, 0), last_counter),
             )
         except EnvelopeRefused as refused:
             reason = EXPIRED if refused.kind == "expired" else f"refused: {refused}"
@@ -139,7 +150,9 @@ class SealedCommandOpener:
                 raise RefusedCommand("refused: purchase unreadable", "malformed") from None
         # Taken even if the write then fails: a retry comes with a counter of its own.
         self.last_counter[meter_id] = command.counter
-        return OpenedCommand(command_id=command_id, action=action, purchase=purchase)
+        return OpenedCommand(
+            command_id=command_id, action=action, purchase=purchase, counter=command.counter
+        )
 
 
 def plain_envelope(

@@ -16,7 +16,7 @@ from prepaid_common.contracts import (
     RelayState,
 )
 from prepaid_common.outbox import ServiceStore, UnitOfWork
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from collector.metrics import COMMANDS_REFUSED
 from collector.tables import meters, pending_commands
@@ -32,6 +32,8 @@ class PendingCommand:
     # A purchase (action "credit"): checked against what the envelope seals.
     amount: Decimal | None = None
     purchase_count: int | None = None
+    # The last sealed counter taken for the meter: an envelope must carry a higher one.
+    last_counter: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class CommandOutcome:
     relay: RelayState | None = None
     error: str = ""
     retryable: bool = True
+    # The sealed counter the command's envelope carried, once verified (kept for the meter).
+    counter: int | None = None
 
 
 async def accept_command(uow: UnitOfWork, request: CommandRequestV1, *, at: datetime) -> bool:
@@ -88,7 +92,8 @@ async def pending_for(store: ServiceStore, meter_ids: Sequence[str]) -> list[Pen
         return []
     async with store.sessionmaker() as session:
         rows = await session.execute(
-            select(pending_commands)
+            select(pending_commands, meters.c.command_counter)
+            .join(meters, meters.c.id == pending_commands.c.meter_id, isouter=True)
             .where(pending_commands.c.meter_id.in_(meter_ids))
             .order_by(pending_commands.c.received_at, pending_commands.c.command_id)
         )
@@ -104,6 +109,7 @@ def _pending(row: Any) -> PendingCommand:
         expires_at=row.expires_at,
         amount=row.amount,
         purchase_count=row.purchase_count,
+        last_counter=row._mapping.get("command_counter") or 0,
     )
 
 
@@ -124,6 +130,18 @@ async def finish_command(
         if outcome.relay is not None:
             await uow.session.execute(
                 update(meters).where(meters.c.id == command.meter_id).values(relay=outcome.relay)
+            )
+        if outcome.counter is not None:
+            await uow.session.execute(
+                update(meters)
+                .where(
+                    meters.c.id == command.meter_id,
+                    or_(
+                        meters.c.command_counter.is_(None),
+                        meters.c.command_counter < outcome.counter,
+                    ),
+                )
+                .values(command_counter=outcome.counter)
             )
         await uow.emit(
             CommandResultV1(
