@@ -29,18 +29,8 @@ export async function dashboardPage(content, { api, actions, every }) {
     const dtusDown = dtus.items.filter((d) => d.enabled && !d.online);
     const tripped = accounts.filter((a) => a.supply === "off");
     const low = accounts.filter((a) => a.supply === "on" && Number(a.balance) <= Number(a.warning_line));
-    // No site-wide payments list in the API: ask each account for its latest payments.
-    const pages = await inBatches(accounts, 8, (a) => api.get(`/accounts/${encodeURIComponent(a.id)}/payments`, { limit: 50 }));
-    const byChannel = new Map();
-    let total = 0;
-    for (const page of pages) {
-      for (const p of page?.items || []) {
-        if (p.status !== "succeeded" || !isToday(p.created_at)) continue;
-        byChannel.set(p.method, (byChannel.get(p.method) || 0) + Number(p.amount));
-        total += Number(p.amount);
-      }
-    }
-    const channels = [...byChannel.entries()].sort((a, b) => b[1] - a[1]);
+    const moneyTile = tile(t("dash.money_today"), "…", "ok", "#/accounts", "money-today");
+    const moneyBox = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "…"));
     mount(
       box,
       h(
@@ -51,7 +41,7 @@ export async function dashboardPage(content, { api, actions, every }) {
         tile(t("dash.dtus_down"), `${dtusDown.length} / ${dtus.items.length}`, dtusDown.length ? "bad" : "ok", "#/dtus", "dtus-down"),
         tile(t("dash.tripped"), tripped.length, tripped.length ? "bad" : "ok", "#/accounts", "tripped"),
         tile(t("dash.low"), low.length, low.length ? "warn" : "ok", "#/accounts", "low"),
-        tile(t("dash.money_today"), money(total), "ok", "#/accounts", "money-today"),
+        moneyTile,
       ),
       h(
         "div",
@@ -60,17 +50,7 @@ export async function dashboardPage(content, { api, actions, every }) {
           "section",
           { class: "card" },
           h("h2", {}, t("dash.money_by_channel")),
-          channels.length
-            ? barChart(channels.map(([method, amount]) => ({ label: t(`method.${method}`), value: amount })), { title: t("dash.money_by_channel"), format: (v) => `¥${shortNumber(v)}`, height: 180 })
-            : null,
-          table(
-            [
-              { label: t("col.channel"), value: ([method]) => t(`method.${method}`) },
-              { label: t("col.amount"), value: ([, amount]) => money(amount), class: "num" },
-            ],
-            channels,
-            { empty: t("dash.no_money") },
-          ),
+          moneyBox,
         ),
         h(
           "section",
@@ -101,6 +81,35 @@ export async function dashboardPage(content, { api, actions, every }) {
             { empty: t("dash.all_online") },
           ),
         ),
+      ),
+    );
+    // The field and supply show at once; money in today follows (the API has no site-wide
+    // list of payments, so each account is asked for its latest ones).
+    const pages = await inBatches(accounts, 8, (a) => api.get(`/accounts/${encodeURIComponent(a.id)}/payments`, { limit: 50 }));
+    const byChannel = new Map();
+    let total = 0;
+    for (const page of pages) {
+      for (const p of page?.items || []) {
+        if (p.status !== "succeeded" || !isToday(p.created_at)) continue;
+        byChannel.set(p.method, (byChannel.get(p.method) || 0) + Number(p.amount));
+        total += Number(p.amount);
+      }
+    }
+    const channels = [...byChannel.entries()].sort((a, b) => b[1] - a[1]);
+    moneyTile.querySelector(".stat").textContent = money(total);
+    moneyBox.removeAttribute("aria-busy");
+    mount(
+      moneyBox,
+      channels.length
+        ? barChart(channels.map(([method, amount]) => ({ label: t(`method.${method}`), value: amount })), { title: t("dash.money_by_channel"), format: (v) => `¥${shortNumber(v)}`, height: 180 })
+        : null,
+      table(
+        [
+          { label: t("col.channel"), value: ([method]) => t(`method.${method}`) },
+          { label: t("col.amount"), value: ([, amount]) => money(amount), class: "num" },
+        ],
+        channels,
+        { empty: t("dash.no_money") },
       ),
     );
   }
