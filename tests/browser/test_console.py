@@ -22,6 +22,12 @@ def test_the_dashboard_shows_the_site(desktop: BrowserContext) -> None:
     expect(page.get_by_role("heading", name="今日收款（按渠道）")).to_be_visible()
     expect(page.get_by_role("img", name=re.compile("今日收款"))).to_be_visible()
     screenshot(page, "console-dashboard")
+    page.get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.get_by_test_id("money-today")).to_contain_text("¥")
+    screenshot(page, "console-dashboard-english")
+    page.get_by_role("button", name="中文").click()
+    expect(page.get_by_role("heading", name="总览")).to_be_visible()
     for area, name in [
         ("电表", "console-meters"),
         ("采集器 (DTU)", "console-dtus"),
@@ -48,6 +54,8 @@ def test_an_operator_trips_and_closes_a_meter(desktop: BrowserContext) -> None:
     expect(page.get_by_role("heading", level=1)).to_contain_text(meter)
     relay = page.get_by_test_id("relay")
     expect(relay).to_have_text("合闸")
+    page.get_by_role("button", name="立即抄表").click()
+    expect(page.get_by_text("已抄读")).to_be_visible()
 
     page.get_by_label("原因").first.fill("browser test: trip")
     page.get_by_role("button", name="拉闸（断电）").click()

@@ -2,7 +2,7 @@
 import { createApi } from "/web/api.js";
 import { barChart } from "/web/chart.js";
 import { lang, otherLang, setLang, t } from "/web/i18n.js";
-import { actionForm, badge, errorText, field, h, isoDate, kwh, money, mount, owed, when } from "/web/ui.js";
+import { actionForm, ago, badge, errorText, field, h, isoDate, kwh, money, mount, owed, when } from "/web/ui.js";
 
 const api = createApi("prepaid.m.token");
 const root = document.getElementById("app");
@@ -215,6 +215,11 @@ function alertBoxes(alerts) {
 async function homePage(content, accountId) {
   const paint = async () => {
     const account = await api.get(`/accounts/${encodeURIComponent(accountId)}`);
+    const readings = new Map(
+      (await Promise.all(account.meter_ids.map((id) => api.get(`/meters/${encodeURIComponent(id)}`).catch(() => null))))
+        .filter(Boolean)
+        .map((meter) => [meter.id, meter]),
+    );
     const low = Number(account.balance) <= Number(account.warning_line);
     mount(
       content,
@@ -242,7 +247,7 @@ async function homePage(content, accountId) {
           "ul",
           { class: "list" },
           account.meters.map((m) =>
-            h("li", { dataset: { meter: m.meter_id } }, h("span", { class: "what" }, m.meter_id), supplyBadge(m.supply)),
+            h("li", { dataset: { meter: m.meter_id } }, h("span", { class: "what" }, m.meter_id, meterLine(readings.get(m.meter_id))), supplyBadge(m.supply)),
           ),
         ),
       ),
@@ -251,6 +256,14 @@ async function homePage(content, accountId) {
   };
   await paint();
   timer = setInterval(() => { if (!document.hidden) paint().catch(() => {}); }, REFRESH_MS);
+}
+
+// What the meter last said: its register, its power now, and how long ago.
+function meterLine(meter) {
+  const reading = meter?.last_reading;
+  if (!reading) return null;
+  const power = reading.power_kw == null ? "" : ` · ${t("m.power", { kw: Number(reading.power_kw).toFixed(2) })}`;
+  return h("small", {}, `${kwh(reading.energy_kwh)}${power} · ${ago(reading.read_at)}`);
 }
 
 function fact(label, value, testid) {

@@ -405,4 +405,5 @@ export default {
   "refund.status.processing": "processing",
   "refund.status.succeeded": "money returned",
   "refund.status.failed": "failed",
+  "m.power": "{kw} kW now",
 };

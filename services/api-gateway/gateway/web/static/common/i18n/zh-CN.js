@@ -405,4 +405,5 @@ export default {
   "refund.status.processing": "处理中",
   "refund.status.succeeded": "已退回",
   "refund.status.failed": "失败",
+  "m.power": "功率 {kw} kW",
 };
