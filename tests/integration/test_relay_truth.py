@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prepaid_common.bus.rabbit import RabbitBus
+from prepaid_common.errors import NotFound
 from pydantic import SecretStr
 from simulator import FieldSimulator
 from standalone.app import Standalone
@@ -85,9 +87,16 @@ def relay_meters(product: Standalone, dtu: int = 0) -> list[str]:
     return [m.meter_id for m in meters if m.profile == "reference-prepaid"]
 
 
-async def open_account(api: httpx.AsyncClient, meter_id: str, credit: Decimal) -> str:
+async def open_account(
+    api: httpx.AsyncClient, meter_id: str, credit: Decimal, groups: tuple[str, ...] = ()
+) -> str:
     account_id = f"ACC-{meter_id}"
-    body = {"id": account_id, "name": f"Tenant of {meter_id}", "price_per_kwh": "1.00"}
+    body = {
+        "id": account_id,
+        "name": f"Tenant of {meter_id}",
+        "price_per_kwh": "1.00",
+        "groups": list(groups),
+    }
     assert (await api.post("/api/v1/accounts", json=body)).status_code == 201
     if credit > 0:
         top_up = {"amount": str(credit), "receipt": f"OPEN-{account_id}"}
@@ -226,10 +235,16 @@ async def test_an_operators_close_of_a_cut_meter_lasts_its_grace_then_the_cut_re
         await bind(api, account, meter_id)
         await wait_until(relays_become(running, {meter_id: "open"}), timeout=30)
 
-        response = await api.post(
-            f"/api/v1/meters/{meter_id}/commands", json={"action": "close", "reason": "visit"}
-        )
+        body = {"action": "close", "reason": "visit"}
+        keyed = {"Idempotency-Key": "visit-1"}
+        path = f"/api/v1/meters/{meter_id}/commands"
+        response = await api.post(path, json=body, headers=keyed)
         assert response.status_code == 202, response.text
+        # Sent again (a retry after a lost answer): the same command, not a second one.
+        again = await api.post(path, json=body, headers=keyed)
+        assert again.json()["id"] == response.json()["id"]
+        items = (await api.get(path)).json()["items"]
+        assert [c["origin"] for c in items].count("operator:admin") == 1
         await wait_until(relays_become(running, {meter_id: "closed"}), timeout=30)
 
         async def visible() -> dict[str, Any] | None:
@@ -306,5 +321,50 @@ async def test_a_meter_back_online_is_reconciled_without_waiting_out_its_back_of
             return view["differs_since"] is not None and view["next_attempt_at"] is not None
 
         await wait_until(waiting_out_its_back_off, timeout=30)
+
+        async def offline() -> bool:
+            return (await api.get(f"/api/v1/meters/{meter_id}")).json()["online"] is False
+
+        await wait_until(offline, timeout=30)
         await dtu.start()
         await wait_until(relays_become(running, {meter_id: "open"}), timeout=20)
+
+
+async def test_a_load_shedding_reports_its_progress_until_every_relay_is_confirmed(
+    sqlite_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    async with product((sqlite_url, ""), bus_prefix, tmp_path) as (running, api):
+        meters = relay_meters(running, 0)[:2] + relay_meters(running, 1)[:2]
+        for meter_id in meters:
+            account = await open_account(api, meter_id, FUNDED, groups=("block-a",))
+            await bind(api, account, meter_id)
+        await wait_until(relays_become(running, dict.fromkeys(meters, "closed")), timeout=30)
+        stuck = sim(running).meter(meters[0])
+        stuck.relay_write_ignore_rate = 1.0
+
+        response = await api.post("/api/v1/sheds", json={"group": "block-a", "reason": "peak"})
+        assert response.status_code == 201, response.text
+        batch = f"shed:{response.json()['id']}"
+
+        async def progress() -> dict[str, Any]:
+            found: dict[str, Any] = await running.upstreams.control.get(
+                f"/internal/batches/{batch}"
+            )
+            return found
+
+        async def three_confirmed_one_failed() -> dict[str, Any] | None:
+            now = await progress()
+            return now if (now["confirmed"], now["failed"]) == (3, 1) else None
+
+        # Three meters cut and confirmed; the stuck one failed (and is being re-issued).
+        seen = await wait_until(three_confirmed_one_failed, timeout=30)
+        assert (seen["meters"], seen["queued"], seen["sent"]) == (4, 0, 0)
+        stuck.relay_write_ignore_rate = 0.0
+
+        async def all_confirmed() -> bool:
+            return (await progress())["confirmed"] == 4
+
+        await wait_until(all_confirmed, timeout=30)
+        assert stuck.relay == "open"
+        with pytest.raises(NotFound):
+            await running.upstreams.control.get("/internal/batches/shed:nothing")

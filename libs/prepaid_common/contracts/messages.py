@@ -100,6 +100,9 @@ class RelayRequestedV1(Message):
     action: RelayAction
     reason: str
     at: datetime
+    # The group command this request belongs to (``shed:<id>``, ``shed:<id>:end``), whose
+    # progress control reports; None for a meter's own decision.
+    batch: str | None = None
 
     def routing_key(self) -> str:
         return f"{self.TYPE}.{self.meter_id}"

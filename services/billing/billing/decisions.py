@@ -39,8 +39,14 @@ class SupplyDecisions:
     def __init__(self, reference: ReferenceCache) -> None:
         self.reference = reference
 
-    async def evaluate_account(self, uow: UnitOfWork, account_id: str, *, now: datetime) -> None:
-        """Decide every meter of an account; emit a relay request for each change."""
+    async def evaluate_account(
+        self, uow: UnitOfWork, account_id: str, *, now: datetime, batch: str | None = None
+    ) -> None:
+        """Decide every meter of an account; emit a relay request for each change.
+
+        ``batch`` names the group command (a load shedding or its end) the requests belong
+        to, so that control can report its progress.
+        """
         session = uow.session
         account = await account_store.account_row(session, account_id)
         if account is None:
@@ -96,6 +102,7 @@ class SupplyDecisions:
                     action=action,
                     reason=decision.reason,
                     at=utcnow(),
+                    batch=batch,
                 )
             )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Header, Query
 from prepaid_common.contracts.api.control import (
+    BatchProgress,
     CommandPage,
     CommandView,
     OperatorCommand,
@@ -56,5 +57,9 @@ def internal_router(store: ServiceStore, handlers: CommandHandlers) -> APIRouter
     @router.get("/relays/{meter_id}")
     async def get_relay(meter_id: str) -> RelayView:
         return await operations.get_relay(store, meter_id=meter_id)
+
+    @router.get("/batches/{batch}")
+    async def batch_progress(batch: str) -> BatchProgress:
+        return await operations.batch_progress(store, batch=batch)
 
     return router

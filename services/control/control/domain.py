@@ -221,3 +221,27 @@ def reconcile(
         reissues=truth.reissues + 1,
         alarm=alarm,
     )
+
+
+# --- group commands ---------------------------------------------------------------------
+ProgressState = Literal["queued", "sent", "confirmed", "failed"]
+
+
+def progress_state(
+    *, status: str, supply: Supply | None, relay: RelayState | None
+) -> ProgressState:
+    """Where one meter of a group command stands.
+
+    Confirmed once its command succeeded or its reported relay agrees with its decision (a
+    failed command the reconciliation later made good counts as confirmed); failed while a
+    final failure still disagrees (the reconciliation keeps at it).
+    """
+    if status == "pending":
+        return "queued"
+    if status == "sent":
+        return "sent"
+    if status == "succeeded":
+        return "confirmed"
+    if supply is not None and relay is not None and relay == relay_for(supply):
+        return "confirmed"
+    return "failed"

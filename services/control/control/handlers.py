@@ -67,6 +67,7 @@ class CommandHandlers:
         request_id: str | None = None,
         amount: Decimal | None = None,
         purchase_count: int | None = None,
+        batch: str | None = None,
     ) -> str:
         """Log a command and send it to the collector, in the caller's transaction."""
         now = utcnow()
@@ -85,6 +86,7 @@ class CommandHandlers:
             created_at=now,
             expires_at=now + COMMAND_LIFETIME,
             updated_at=now,
+            batch=batch,
         )
         await store.insert_command(uow.session, command)
         await self._send(uow, command, issued_at=now)
@@ -110,6 +112,7 @@ class CommandHandlers:
             origin="billing",
             reason=request.reason,
             request_id=request.request_id,
+            batch=request.batch,
         )
 
     async def on_supply_decided(self, uow: UnitOfWork, envelope: Envelope) -> None:

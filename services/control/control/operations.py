@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prepaid_common.contracts import utcnow
 from prepaid_common.contracts.api.control import (
+    BatchProgress,
     CommandPage,
     CommandView,
     OperatorCommand,
@@ -14,6 +15,7 @@ from prepaid_common.errors import Conflict, NotFound
 from prepaid_common.outbox import ServiceStore
 
 from control import store
+from control.domain import progress_state
 from control.handlers import CommandHandlers
 
 
@@ -107,3 +109,20 @@ async def get_relay(service_store: ServiceStore, *, meter_id: str) -> RelayView:
     if not page.items:
         raise NotFound(f"control knows no relay of meter {meter_id}")
     return page.items[0]
+
+
+async def batch_progress(service_store: ServiceStore, *, batch: str) -> BatchProgress:
+    """Return a group command's progress (queued, sent, confirmed, failed), or NotFound."""
+    async with service_store.sessionmaker() as session:
+        rows = await store.batch_commands(session, batch)
+    if not rows:
+        raise NotFound(f"no command belongs to {batch}")
+    states = [progress_state(status=row.status, supply=row.supply, relay=row.relay) for row in rows]
+    return BatchProgress(
+        batch=batch,
+        meters=len(rows),
+        queued=states.count("queued"),
+        sent=states.count("sent"),
+        confirmed=states.count("confirmed"),
+        failed=states.count("failed"),
+    )

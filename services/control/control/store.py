@@ -18,10 +18,11 @@ class StoredCommand(CommandView):
     """A command as logged: what the API shows, and billing's request it answers."""
 
     request_id: str | None
+    batch: str | None = None
 
     def view(self) -> CommandView:
         """Return the command as the API shows it."""
-        return CommandView(**self.model_dump(exclude={"request_id"}))
+        return CommandView(**self.model_dump(exclude={"request_id", "batch"}))
 
 
 def _stored(row: Any) -> StoredCommand:
@@ -259,3 +260,23 @@ async def relay_page(
     if differing:
         query = query.where(_DIFFERS)
     return list((await session.execute(query.limit(limit).offset(offset))).all())
+
+
+async def batch_commands(session: AsyncSession, batch: str) -> list[Any]:
+    """Return each meter's latest command of a group command, with the meter's relay truth."""
+    rows = await session.execute(
+        select(
+            commands.c.meter_id,
+            commands.c.status,
+            commands.c.created_at,
+            meters.c.supply,
+            meters.c.relay,
+        )
+        .join(meters, meters.c.meter_id == commands.c.meter_id, isouter=True)
+        .where(commands.c.batch == batch)
+        .order_by(commands.c.meter_id, commands.c.created_at.desc())
+    )
+    latest: dict[str, Any] = {}
+    for row in rows.all():
+        latest.setdefault(row.meter_id, row)
+    return list(latest.values())

@@ -28,7 +28,10 @@ commands = Table(
     # A purchase pushed to a local-prepaid meter (action "credit"); None for relay commands.
     Column("amount", Money(), nullable=True),
     Column("purchase_count", Integer, nullable=True),
+    # The group command (``shed:<id>``, ``shed:<id>:end``) it belongs to, for its progress.
+    Column("batch", String(100), nullable=True),
     Index("ix_control_commands_meter", "meter_id", "created_at"),
+    Index("ix_control_commands_batch", "batch"),
     Index("ix_control_commands_status", "status", "expires_at"),
 )
 

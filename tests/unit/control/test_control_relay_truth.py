@@ -9,6 +9,7 @@ from control.domain import (
     EnvelopeSealer,
     Reconciliation,
     RelayTruth,
+    progress_state,
     reconcile,
 )
 from hypothesis import given
@@ -104,3 +105,13 @@ def test_the_envelope_sealer_seals_the_command_with_its_counter() -> None:
     opened = open_text(text, ring, meter_id="M1", now=NOW, last_counter=4)
     assert (opened.kind, opened.counter, opened.algorithm) == ("trip", 5, "aes128")
     assert opened.payload == {"command_id": "c1"}
+
+
+def test_a_group_commands_meters_are_queued_sent_confirmed_or_failed() -> None:
+    assert progress_state(status="pending", supply="off", relay="closed") == "queued"
+    assert progress_state(status="sent", supply="off", relay="closed") == "sent"
+    assert progress_state(status="succeeded", supply="off", relay=None) == "confirmed"
+    assert progress_state(status="failed", supply="off", relay="closed") == "failed"
+    assert progress_state(status="expired", supply="off", relay=None) == "failed"
+    # A failure the reconciliation made good since.
+    assert progress_state(status="failed", supply="off", relay="open") == "confirmed"

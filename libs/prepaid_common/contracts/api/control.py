@@ -85,3 +85,16 @@ class RelayPage(BaseModel):
     items: list[RelayView]
     limit: int
     offset: int
+
+
+class BatchProgress(BaseModel):
+    """Where a group command (a load shedding, or its end) stands, meter by meter counted."""
+
+    batch: str
+    meters: int
+    queued: int
+    sent: int
+    # The meter's relay agrees (its command succeeded, or a later re-issue made it good).
+    confirmed: int
+    # A final failure that still disagrees: the reconciliation keeps issuing it.
+    failed: int

@@ -55,14 +55,14 @@ class SupplyOperations:
             await supply_store.insert_shed(
                 uow.session, shed_id=shed_id, group=group, reason=reason, operator=operator
             )
-            await self._reevaluate(uow, "group", group)
+            await self._reevaluate(uow, "group", group, batch=f"shed:{shed_id}")
         return shed_id
 
     async def end_shed(self, *, shed_id: str) -> None:
         """End a group's load shedding; its accounts' supply is re-decided."""
         async with self.store.unit_of_work() as uow:
             row = await supply_store.end_shed(uow.session, shed_id)
-            await self._reevaluate(uow, "group", row.group_name)
+            await self._reevaluate(uow, "group", row.group_name, batch=f"shed:{shed_id}:end")
 
     async def set_policy(self, *, policy: SitePolicy) -> None:
         """Set the site's time zone and friendly hours."""
@@ -70,6 +70,8 @@ class SupplyOperations:
             await save_policy(uow, policy)
         self.reference.clear()
 
-    async def _reevaluate(self, uow: UnitOfWork, scope: str, target: str) -> None:
+    async def _reevaluate(
+        self, uow: UnitOfWork, scope: str, target: str, *, batch: str | None = None
+    ) -> None:
         for account_id in await supply_store.accounts_in_scope(uow.session, scope, target):
-            await self.decisions.evaluate_account(uow, account_id, now=utcnow())
+            await self.decisions.evaluate_account(uow, account_id, now=utcnow(), batch=batch)
