@@ -131,12 +131,13 @@ class KeyRing:
 
 
 def parse_key_file(text: str) -> KeyRing:
-    """Read master keys from a secret file's text: ``<version> <32 hex digits>`` a line.
+    """Read master keys from a secret's text: ``<version> <32 hex digits>`` a line (or
+    separated by ``;`` where the secret is one environment variable).
 
     Blank lines and ``#`` comments are skipped. The error never quotes a key.
     """
     keys: dict[int, bytes] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.replace(";", "\n").splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -157,17 +158,22 @@ class MissingMasterKey(RuntimeError):
     """Production without the command master keys: the service refuses to start."""
 
 
-def load_key_ring(path: Path | None, *, environment: str) -> KeyRing | None:
-    """Read the master key file; None (the plain envelope) only outside production.
+def load_key_ring(
+    path: Path | None, *, environment: str, text: str | None = None
+) -> KeyRing | None:
+    """Read the master keys from a file (or their text, from a secret environment variable);
+    None (the plain envelope) only outside production.
 
-    The file's text is never logged; a bad line is named by its number, not its content.
+    The keys are never logged; a bad line is named by its number, not its content.
     """
     if path is not None:
         return parse_key_file(path.read_text())
+    if text:
+        return parse_key_file(text)
     if environment == "production":
         raise MissingMasterKey(
-            "PREPAID_COMMAND_MASTER_KEY_FILE is required in production: commands are never "
-            "sealed or opened in the plain envelope there"
+            "PREPAID_COMMAND_MASTER_KEY_FILE (or PREPAID_COMMAND_MASTER_KEYS) is required in "
+            "production: commands are never sealed or opened in the plain envelope there"
         )
     return None
 

@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 def command_opener(settings: CollectorSettings) -> CommandOpener:
     """Return the opener of sealed envelopes on the key file, or the plain one in development."""
-    ring = load_key_ring(settings.command_master_key_file, environment=settings.environment)
+    keys = settings.command_master_keys
+    ring = load_key_ring(
+        settings.command_master_key_file,
+        environment=settings.environment,
+        text=None if keys is None else keys.get_secret_value(),
+    )
     if ring is not None:
         return SealedCommandOpener(ring)
     log.warning("relay commands are opened with the plain (development) opener")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prepaid_common.settings import CommonSettings
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class CollectorSettings(CommonSettings):
@@ -36,3 +36,6 @@ class CollectorSettings(CommonSettings):
     # same file control seals with. Required in production: the collector verifies every
     # command for a meter that cannot verify it itself, and never opens a plain one there.
     command_master_key_file: Path | None = None
+    # The same keys as one secret environment variable ("1 <hex>;2 <hex>"), for deployments
+    # that pass secrets that way; the file wins when both are set.
+    command_master_keys: SecretStr | None = None

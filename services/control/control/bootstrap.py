@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 
 def command_sealer(settings: ControlSettings) -> CommandSealer:
     """Return the 3DES/AES sealer on the master key file, or the plain one in development."""
-    ring = load_key_ring(settings.command_master_key_file, environment=settings.environment)
+    keys = settings.command_master_keys
+    ring = load_key_ring(
+        settings.command_master_key_file,
+        environment=settings.environment,
+        text=None if keys is None else keys.get_secret_value(),
+    )
     if ring is not None:
         return EnvelopeSealer(ring)
     log.warning("commands are sealed with the plain (development) envelope")

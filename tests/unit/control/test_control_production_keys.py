@@ -53,3 +53,18 @@ def test_a_bad_key_file_never_shows_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="master key") as error:
         command_sealer(ControlSettings(environment="development", command_master_key_file=keys))
     assert secret not in str(error.value)
+
+
+def test_the_keys_may_come_from_a_secret_environment_variable() -> None:
+    keys = SecretStr(f"1 {bytes(range(16)).hex()};2 {bytes(range(1, 17)).hex()}")
+    control = ControlSettings(
+        environment="production", token_secret=STRONG, command_master_keys=keys
+    )
+    sealer = command_sealer(control)
+    assert isinstance(sealer, EnvelopeSealer)
+    assert sealer.ring.current == 2
+    assert bytes(range(16)).hex() not in repr(control)
+    collector = CollectorSettings(
+        environment="production", token_secret=STRONG, command_master_keys=keys
+    )
+    assert isinstance(command_opener(collector), SealedCommandOpener)
