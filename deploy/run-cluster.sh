@@ -10,6 +10,8 @@ export PREPAID_AMQP_URL=${PREPAID_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}
 export PREPAID_LOG_FORMAT=${PREPAID_LOG_FORMAT:-text}
 export PREPAID_ADMIN_PASSWORD=${PREPAID_ADMIN_PASSWORD:-$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(12))')}
 export PREPAID_TOKEN_SECRET=${PREPAID_TOKEN_SECRET:-$($BIN/python -c 'import secrets; print(secrets.token_urlsafe(32))')}
+# Control seals meter commands with it and the collector verifies them (one run's key).
+export PREPAID_COMMAND_MASTER_KEYS=${PREPAID_COMMAND_MASTER_KEYS:-1 $($BIN/python -c 'import secrets; print(secrets.token_hex(16))')}
 SIM_ARGS=(--dtus "${SIM_DTUS:-10}" --meters "${SIM_METERS:-8}" --base-port "${SIM_BASE_PORT:-15020}")
 
 "$BIN/python" - <<'PY'
