@@ -52,6 +52,9 @@ bench-collector: venv ## Collector vs the simulator: physical limit, city scale,
 chaos: venv ## Faults on a private cluster (own PostgreSQL, RabbitMQ), then the invariants (bench-results/chaos.json; 20 min, CHAOS_ARGS=--quick ~3)
 	$(BIN)/python benchmarks/chaos.py $(CHAOS_ARGS)
 
+fuzz: venv ## Schemathesis over the whole public API as admin and as tenant on the standalone product (FUZZ_ARGS=--max-examples 100; bench-results/fuzz-*.json)
+	PYTHONPATH=tests $(BIN)/python -m testkit.fuzz $(FUZZ_ARGS)
+
 lint: venv ## ruff (lint and format check), mypy strict and the layer contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -65,4 +68,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-collector chaos lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-collector chaos fuzz lint format clean

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -22,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from prepaid_common.contracts.api.problems import Problem
 from prepaid_common.errors import (
@@ -156,6 +158,29 @@ def _field_problem(raw: Any) -> dict[str, Any]:
     return item
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    # The documented methods of the path that matches (literal paths first), read once.
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        # A literal path (``/meters/read-all``) is its own resource, not an id of a template.
+        paths = sorted(request.app.openapi().get("paths", {}).items(), key=lambda p: "{" in p[0])
+        table = [
+            (compile_path(path)[0], {method.upper() for method in operations})
+            for path, operations in paths
+        ]
+        request.app.state.allowed_methods = table
+    methods: set[str] = set()
+    for pattern, allowed in table:
+        if pattern.match(request.url.path):
+            methods = allowed.copy()
+            break
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every ``ServiceError`` with its status and the common error body."""
 
@@ -189,10 +214,15 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _dependency_down)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own refusals (no such route, a method not allowed, a bad body's framing).
         detail = error.detail if isinstance(error.detail, str) else _title(error.status_code)
-        return problem(error.status_code, detail, headers=error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path; a path served by
+            # several routes (GET and POST apart) allows all of theirs.
+            headers["Allow"] = ", ".join(_allowed_methods(request)) or headers.get("Allow", "")
+        return problem(error.status_code, detail, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

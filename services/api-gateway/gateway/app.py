@@ -104,7 +104,7 @@ def openapi_with_idempotency_keys(app: FastAPI) -> dict[str, Any]:
                     "in": "header",
                     "required": False,
                     "description": "Send the same key again to get the first answer again "
-                    "(kept a day); another request under the key is a 422",
+                    "(kept a day); another request under the key is a 409",
                     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
                 }
             )

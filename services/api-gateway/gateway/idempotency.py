@@ -1,8 +1,8 @@
 """``Idempotency-Key`` on the public API's POSTs: the first answer is kept and given again.
 
 Per principal and key, for a day: the same key with the same request gets the first answer
-again (``Idempotent-Replayed: true``) without doing anything twice; with another request it
-is a 422; while the first is still running, a 409. Only successful answers are kept, so a
+again (``Idempotent-Replayed: true``) without doing anything twice; with another request, or
+while the first is still running, it is a 409. Only successful answers are kept, so a
 refused request may be corrected and sent again under its key.
 """
 
@@ -62,7 +62,7 @@ class IdempotencyKeys:
             kept_hash, status, kept_body = kept
             if kept_hash != request_hash:
                 await problem(
-                    422, f"this {HEADER} was used for another request", "idempotency_key_reused"
+                    409, f"this {HEADER} was used for another request", "idempotency_key_reused"
                 )(scope, receive, send)
                 return
             replay = Response(

@@ -21,6 +21,9 @@ class StandaloneSettings(
     """Every service's settings (the same environment variables as in a cluster), and the
     standalone product's own: where its data lives, its address, the simulator."""
 
+    # One PC: development's plain defaults unless told otherwise; the token secret is still
+    # never the public one (with_local_secret makes one in data_dir).
+    environment: Literal["development", "production"] = "development"
     data_dir: Path = Path("data")
     # A person reads the standalone's output in a terminal; clusters keep JSON lines.
     log_format: Literal["json", "text"] = "text"

@@ -123,7 +123,7 @@ async def test_an_idempotency_key_gives_the_first_answer_again_and_refuses_anoth
                 json={**body, "amount": "6.00"},
                 headers=key,
             )
-            assert other.status_code == 422
+            assert other.status_code == 409
             assert other.json()["code"] == "idempotency_key_reused"
             assert services.payments == 1
         async with public_client(service, app=app) as other_user:

@@ -170,3 +170,21 @@ async def test_the_openapi_documents_every_problem_and_names_operations_after_fu
         assert success, (path, method)
     problem = schema["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "code", "errors"} <= problem["properties"].keys()
+
+
+async def test_a_method_not_allowed_names_every_method_the_path_takes(
+    admin: tuple[httpx.AsyncClient, list[httpx.Request]],
+) -> None:
+    client, _ = admin
+    refused = await client.request("OPTIONS", "/api/v1/accounts")
+    assert_problem(refused, 405)
+    assert {m.strip() for m in refused.headers["Allow"].split(",")} == {"GET", "HEAD", "POST"}
+
+
+async def test_dates_in_a_query_are_yyyy_mm_dd_text(
+    admin: tuple[httpx.AsyncClient, list[httpx.Request]],
+) -> None:
+    client, forwarded = admin
+    refused = await client.get("/api/v1/accounts/shop:12/usage", params={"to": "0"})
+    assert_problem(refused, 422)
+    assert forwarded == []

@@ -7,15 +7,26 @@ that use them (what a tariff charges, when hours are friendly) live in billing's
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Annotated, Generic, Literal, TypeVar
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from prepaid_common.contracts.dates import IsoDate, LocalTime
 from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import TouPeriod
+
+# A day of the week: 0 = Monday ... 6 = Sunday.
+Weekday = Annotated[int, Field(ge=0, le=6, strict=True)]
 
 Period = TouPeriod
 PERIODS: tuple[Period, ...] = ("sharp", "peak", "flat", "valley")
@@ -42,7 +53,7 @@ class Tier(_Shape):
 class PeriodSpan(_Shape):
     """From ``start`` (HH:MM, local time) until the next span's start, the day is ``period``."""
 
-    start: time
+    start: LocalTime
     period: Period
 
 
@@ -71,8 +82,8 @@ class TouCalendar(_Shape):
     """Which period each local time belongs to, by season and day type."""
 
     seasons: list[Season] = Field(min_length=1)
-    rest_weekdays: list[int] = Field(default_factory=lambda: [5, 6], description="0=Monday")
-    holidays: list[date] = Field(default_factory=list)
+    rest_weekdays: list[Weekday] = Field(default_factory=lambda: [5, 6], description="0=Monday")
+    holidays: list[IsoDate] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> TouCalendar:
@@ -139,18 +150,28 @@ class TariffBody(BaseModel):
 class FriendlyWindow(_Shape):
     """A daily window with no automatic cut; it may wrap past midnight (20:00-08:00)."""
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
 
 class SitePolicy(_Shape):
     """Site-wide rules an operator sets: the local time zone and the friendly hours."""
 
-    timezone: str = "Asia/Shanghai"
+    timezone: str = Field(default="Asia/Shanghai", max_length=64, examples=["Asia/Shanghai"])
     friendly_windows: list[FriendlyWindow] = Field(default_factory=list)
     # Whole days without automatic cuts: 0 = Monday ... 6 = Sunday.
-    friendly_weekdays: list[int] = Field(default_factory=list)
-    holidays: list[date] = Field(default_factory=list)
+    friendly_weekdays: list[Weekday] = Field(default_factory=list)
+    holidays: list[IsoDate] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, timezone: str) -> str:
+        # A zone stored but unknown would dead-letter every reading and fail statements.
+        try:
+            ZoneInfo(timezone)
+        except (ValueError, ZoneInfoNotFoundError) as error:
+            raise ValueError(f"unknown time zone {timezone!r} (e.g. Asia/Shanghai)") from error
+        return timezone
 
     @property
     def zone(self) -> ZoneInfo:

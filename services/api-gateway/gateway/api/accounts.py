@@ -33,7 +33,11 @@ from gateway.api.deps import (
 router = APIRouter(tags=["accounts"])
 
 
-@router.post("/accounts", status_code=201)
+@router.post(
+    "/accounts",
+    status_code=201,
+    responses={200: {"model": AccountView, "description": "Opened before with the same terms"}},
+)
 async def open_account(
     principal: StaffUser, billing: Billing, audit: AuditLog, body: OpenAccount, response: Response
 ) -> AccountView:
@@ -94,7 +98,11 @@ async def account_ledger(
     )
 
 
-@router.post("/accounts/{account_id}/meters", status_code=201)
+@router.post(
+    "/accounts/{account_id}/meters",
+    status_code=201,
+    responses={200: {"model": MeterBound, "description": "Bound before: its terms changed"}},
+)
 async def bind_meter(
     principal: StaffUser,
     collector: Collector,
@@ -121,7 +129,11 @@ async def bind_meter(
     return MeterBound.model_validate(binding)
 
 
-@router.post("/accounts/{account_id}/top-ups", status_code=201)
+@router.post(
+    "/accounts/{account_id}/top-ups",
+    status_code=201,
+    responses={200: {"model": PaymentView, "description": "The receipt was taken before"}},
+)
 async def top_up(
     principal: StaffUser,
     billing: Billing,

@@ -10,7 +10,11 @@ from gateway.api.deps import AdminUser, AuditLog, Collector, StaffUser
 router = APIRouter(tags=["field"])
 
 
-@router.post("/dtus", status_code=201)
+@router.post(
+    "/dtus",
+    status_code=201,
+    responses={200: {"model": DtuView, "description": "Known before: updated"}},
+)
 async def register_dtu(
     principal: AdminUser,
     collector: Collector,

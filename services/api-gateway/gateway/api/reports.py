@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from prepaid_common.contracts.api.billing import DunningItem, Items, Statement, UsageReport
+from prepaid_common.contracts.dates import IsoDate
 
 from gateway.api.deps import (
     Billing,
@@ -21,8 +23,8 @@ from gateway.upstream import Upstream
 
 router = APIRouter(tags=["reports"])
 
-From = Annotated[str | None, Query(alias="from")]
-To = Annotated[str | None, Query(alias="to")]
+From = Annotated[IsoDate | None, Query(alias="from", description="First day (YYYY-MM-DD)")]
+To = Annotated[IsoDate | None, Query(alias="to", description="Last day (YYYY-MM-DD)")]
 Granularity = Literal["day", "month"]
 
 
@@ -69,13 +71,12 @@ async def meter_usage(
 
 
 async def _usage(
-    billing: Upstream, start: str | None, end: str | None, granularity: str, **subject: str
+    billing: Upstream, start: date | None, end: date | None, granularity: str, **subject: str
 ) -> UsageReport:
     # ``subject`` is the one of account_id or meter_id the report is for.
+    period = {"from": start and start.isoformat(), "to": end and end.isoformat()}
     return UsageReport.model_validate(
-        await billing.get(
-            "/internal/usage", **subject, granularity=granularity, **{"from": start, "to": end}
-        )
+        await billing.get("/internal/usage", **subject, granularity=granularity, **period)
     )
 
 

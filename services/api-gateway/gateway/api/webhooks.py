@@ -30,7 +30,23 @@ FORWARDED_HEADERS = frozenset(
 )
 
 
-@router.post("/webhooks/{provider}", response_class=Response)
+# Each provider's own answers: WeChat Pay JSON, Alipay plain text ("success"/"failure").
+# A request the gateway itself refuses (an unknown provider) is a problem, as everywhere.
+_PROVIDER_ANSWERS = {
+    "application/json": {},
+    "text/plain": {"schema": {"type": "string"}},
+    "application/problem+json": {},
+}
+
+
+@router.post(
+    "/webhooks/{provider}",
+    response_class=Response,
+    responses={
+        status: {"description": "The provider's answer", "content": _PROVIDER_ANSWERS}
+        for status in (200, 400, 401, 404, 409, 422, 503)
+    },
+)
 async def provider_notification(
     provider: Literal["wechatpay", "alipay"], request: Request, payments: Payments
 ) -> Response:
