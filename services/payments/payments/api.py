@@ -70,6 +70,10 @@ def internal_router(
     async def send_refund(out_refund_no: str) -> RefundView:
         return await refunds.send_refund(store, providers, out_refund_no=out_refund_no)
 
+    @router.post("/refunds/{out_refund_no}/sync")
+    async def sync_refund(out_refund_no: str) -> RefundView:
+        return await refunds.sync_refund(store, providers, out_refund_no=out_refund_no)
+
     @router.post("/refunds/{out_refund_no}/cancel")
     async def cancel_refund(out_refund_no: str) -> RefundView:
         return await refunds.cancel_refund(store, out_refund_no=out_refund_no)

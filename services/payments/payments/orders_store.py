@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from prepaid_common.contracts.api.payments import OrderView, PaymentIssue, RefundView
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payments.domain.orders import OrderStatus, PaidReport
@@ -186,6 +186,36 @@ async def refunds_in_flight(session: AsyncSession, out_trade_no: str) -> Decimal
         )
     )
     return sum((row.amount for row in rows), Decimal("0.00"))
+
+
+async def refund_sent(
+    session: AsyncSession, out_refund_no: str, *, now: datetime, next_at: datetime
+) -> None:
+    """Record that the provider was asked (the first time) and when to ask about it next."""
+    await session.execute(
+        update(refunds)
+        .where(refunds.c.out_refund_no == out_refund_no)
+        .values(sent_at=func.coalesce(refunds.c.sent_at, now), next_query_at=next_at)
+    )
+
+
+async def refund_was_sent(session: AsyncSession, out_refund_no: str) -> bool:
+    """Whether the provider was ever asked for this refund."""
+    sent = await session.scalar(
+        select(refunds.c.sent_at).where(refunds.c.out_refund_no == out_refund_no)
+    )
+    return sent is not None
+
+
+async def open_refunds(session: AsyncSession, *, now: datetime, limit: int) -> list[RefundView]:
+    """Return refunds sent but not settled whose time to ask the provider has come."""
+    rows = await session.execute(
+        select(refunds)
+        .where(refunds.c.status == "processing", refunds.c.next_query_at <= now)
+        .order_by(refunds.c.next_query_at)
+        .limit(limit)
+    )
+    return [RefundView(**row._mapping) for row in rows]
 
 
 async def finish_refund(

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from prepaid_common.bus import MessageBus
+from prepaid_common.contracts import utcnow
 from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from payments import api
 from payments.domain.orders import ORDER_LIFETIME, Provider
-from payments.operations import orders
+from payments.operations import orders, refunds
 from payments.operations.orders import BEIJING
 from payments.providers.registry import ProviderRegistry
 from payments.tables import metadata, plumbing
@@ -62,6 +63,7 @@ class PaymentsService(Service):
         while True:
             try:
                 await orders.reconcile_once(self.store, self.providers)
+                await refunds.reconcile_refunds(self.store, self.providers, now=utcnow())
             except Exception:
                 # One bad round (the database away, say) must not end reconciliation.
                 log.exception("reconciliation round failed")

@@ -62,6 +62,11 @@ refunds = Table(
     Column("operator", String(64), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("succeeded_at", UtcDateTime()),
+    # Set when the provider is first asked: a refund sent and not settled is asked about
+    # again (its notification may be lost); one never sent is an operator's to decide.
+    Column("sent_at", UtcDateTime()),
+    Column("next_query_at", UtcDateTime()),
+    Index("ix_payments_refunds_open", "status", "next_query_at"),
 )
 
 issues = Table(

@@ -361,3 +361,44 @@ async def test_a_rotated_platform_certificate_is_read_when_its_serial_first_appe
         assert [c["amount"] for c in await rig.credited(1)] == ["7.00"]
     finally:
         rig.fake.keys = original
+
+
+async def test_a_refund_whose_notification_is_lost_or_never_arrived_is_settled_by_asking(
+    rig: PaymentsRig,
+) -> None:
+    order = await rig.order("wechat_native", "30.00")
+    await rig.provider.get(_pay_url(rig, order))
+    await _paid(rig, order["out_trade_no"])
+    no = order["out_trade_no"]
+
+    async def refund(amount: str) -> str:
+        prepared = await rig.payments.post(
+            f"/internal/orders/{no}/refunds",
+            json={"amount": amount, "reason": "moved out", "operator": "ann"},
+        )
+        assert prepared.status_code == 201, prepared.text
+        return str(prepared.json()["out_refund_no"])
+
+    # Lost: WeChat Pay took it, its notification never came; asking finds it succeeded.
+    rig.fake.notify = False
+    lost = await refund("10.00")
+    assert (await rig.payments.post(f"/internal/refunds/{lost}/send")).json()[
+        "status"
+    ] == "processing"
+    synced = await rig.payments.post(f"/internal/refunds/{lost}/sync")
+    assert synced.json()["status"] == "succeeded"
+    # Never arrived: the provider was down when asked; asking finds nothing and sends it
+    # again under the same number, which the provider takes once.
+    rig.fake.refunds_down = True
+    unsent = await refund("20.00")
+    assert (await rig.payments.post(f"/internal/refunds/{unsent}/send")).status_code == 502
+    rig.fake.refunds_down = False
+    assert (await rig.payments.post(f"/internal/refunds/{unsent}/sync")).json()[
+        "status"
+    ] == "processing"
+    assert (await rig.payments.post(f"/internal/refunds/{unsent}/sync")).json()[
+        "status"
+    ] == "succeeded"
+    assert await rig.status(no) == "refunded"
+    held = rig.fake.orders[("wechatpay", no)]
+    assert held.refunded_fen == 3000  # each refund taken once

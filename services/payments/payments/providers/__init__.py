@@ -66,6 +66,10 @@ class ProviderClient(Protocol):
         """Give money back on a paid order."""
         ...
 
+    async def refund_status(self, out_refund_no: str) -> RefundAnswer | None:
+        """Ask how a refund went; None when the provider never received it."""
+        ...
+
     async def trade_bill(self, day: date) -> list[BillLine]:
         """Return the paid trades of a day's bill (the provider's day: Beijing time)."""
         ...

@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 # sending unknown serials must not make us read the directory on every request).
 RELOAD_PAUSE_SECONDS = 10.0
 
+
+class WechatPayAnswered(BadGateway):
+    """WeChat Pay answered with an error status (its code and message in the text)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"WeChat Pay answered {status}: {text}")
+        self.status = status
+
+
 _ENDPOINTS = {
     Channel.WECHAT_NATIVE: "/v3/pay/transactions/native",
     Channel.WECHAT_JSAPI: "/v3/pay/transactions/jsapi",
@@ -148,7 +157,7 @@ class WechatPayClient:
         except httpx.HTTPError as error:
             raise BadGateway(f"WeChat Pay unreachable: {error!r}") from error
         if response.status_code >= 300:
-            raise BadGateway(f"WeChat Pay answered {response.status_code}: {response.text[:200]}")
+            raise WechatPayAnswered(response.status_code, response.text[:200])
         return response
 
     async def start(self, order: NewOrder) -> dict[str, object]:
@@ -218,6 +227,17 @@ class WechatPayClient:
             },
         }
         _, answer = await self._call("POST", "/v3/refund/domestic/refunds", body)
+        state = str(answer.get("status", ""))
+        return RefundAnswer(succeeded=state == "SUCCESS", state=state)
+
+    async def refund_status(self, out_refund_no: str) -> RefundAnswer | None:
+        """Query a domestic refund (SUCCESS, PROCESSING, ABNORMAL or CLOSED)."""
+        try:
+            _, answer = await self._call("GET", f"/v3/refund/domestic/refunds/{out_refund_no}")
+        except WechatPayAnswered as error:
+            if error.status == 404:  # RESOURCE_NOT_EXISTS: never received
+                return None
+            raise
         state = str(answer.get("status", ""))
         return RefundAnswer(succeeded=state == "SUCCESS", state=state)
 

@@ -93,6 +93,7 @@ class FakeProviders:
         self.notify = notify
         self.orders: dict[tuple[str, str], FakeOrder] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
+        self.refunds_down = False  # answer refund requests with a 500, as an outage would
         self.sent: list[tuple[str, int]] = []  # (provider, the merchant's status) per delivery
         # When each order's notification was first posted and first answered received
         # (time.monotonic()), for timing what follows a payment.
@@ -273,7 +274,12 @@ class FakeProviders:
             problem = self._wechat_caller_ok(request, body)
             if problem:
                 return JSONResponse({"code": "SIGN_ERROR", "message": problem}, status_code=401)
+            if self.refunds_down:
+                return JSONResponse({"code": "SYSTEM_ERROR", "message": "down"}, status_code=500)
             asked = json.loads(body)
+            if str(asked["out_refund_no"]) in self.refunds:
+                # The same refund number again: taken once, answered as it stands.
+                return self._wechat_answer(200, self.refunds[str(asked["out_refund_no"])])
             order = self.orders.get(("wechatpay", str(asked["out_trade_no"])))
             fen = int(asked["amount"]["refund"])
             if order is None or order.state not in {"SUCCESS", "REFUND"}:
@@ -309,10 +315,14 @@ class FakeProviders:
                 },
             }
             headers, note = self.wechat_notification(resource, event_type="REFUND.SUCCESS")
-            self._deliver(
-                "wechatpay", str(asked.get("notify_url") or order.notify_url), headers, note, order
-            )
-            return self._wechat_answer(200, record)
+            if self.notify:
+                self._deliver(
+                    "wechatpay", str(asked.get("notify_url") or order.notify_url), headers, note,
+                    order,
+                )  # fmt: skip
+            answer = self._wechat_answer(200, record)
+            record["status"] = "SUCCESS"  # what a later query finds
+            return answer
 
         @router.get("/bill/tradebill")
         async def trade_bill(bill_date: date, request: Request) -> Response:
