@@ -597,6 +597,7 @@ def build_cluster(workdir: Path, args: argparse.Namespace, rng: random.Random) -
         "PREPAID_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{ports['pg']}/prepaid",
         "PREPAID_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{ports['amqp']}/",
         "PREPAID_LOG_FORMAT": "text",
+        "PREPAID_LISTEN_HOST": "127.0.0.1",  # where a service reads it: loopback only
         "PREPAID_ADMIN_PASSWORD": admin_password,
         "PREPAID_TOKEN_SECRET": secrets.token_urlsafe(32),
         "PREPAID_SERVICE_CREDENTIAL": secrets.token_urlsafe(32),
