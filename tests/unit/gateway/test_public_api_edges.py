@@ -13,6 +13,10 @@ from gateway.service import GatewayService
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstream, Upstreams
 from prepaid_common.bus.memory import InProcessBus
+from prepaid_common.contracts.api.billing import AccountView
+from prepaid_common.contracts.api.gateway import ApiKeyBody, Token, UserView
+from prepaid_common.contracts.api.payments import PaymentView
+from prepaid_common.contracts.api.problems import Problem
 from prepaid_common.db import create_engine
 from pydantic import SecretStr
 
@@ -188,3 +192,20 @@ async def test_dates_in_a_query_are_yyyy_mm_dd_text(
     refused = await client.get("/api/v1/accounts/shop:12/usage", params={"to": "0"})
     assert_problem(refused, 422)
     assert forwarded == []
+
+
+async def test_the_main_models_carry_examples_that_are_valid(
+    admin: tuple[httpx.AsyncClient, list[httpx.Request]],
+) -> None:
+    client, _ = admin
+    components = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    for name, model in (
+        ("AccountView", AccountView),
+        ("PaymentView", PaymentView),
+        ("Problem", Problem),
+        ("Token", Token),
+        ("UserView", UserView),
+        ("ApiKeyBody", ApiKeyBody),
+    ):
+        (example,) = components[name]["examples"]
+        model.model_validate(example)

@@ -338,6 +338,33 @@ class MeterSupply(BaseModel):
 class AccountView(BaseModel):
     """An account's terms, balances, meters and groups."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "shop:12",
+                    "name": "Shop 12",
+                    "tariff_id": "flat-1.25",
+                    "mode": "prepaid",
+                    "trip_line": "0.00",
+                    "warning_line": "10.00",
+                    "overdraft_limit": "0.00",
+                    "balance_cap": "500.00",
+                    "debt_share": "0.0000",
+                    "debt_daily": "0.00",
+                    "protected": False,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "balance": "12.50",
+                    "arrears": "0.00",
+                    "meter_ids": ["M1"],
+                    "supply": "on",
+                    "meters": [{"meter_id": "M1", "supply": "on"}],
+                    "groups": ["block-a"],
+                }
+            ]
+        }
+    )
+
     id: str
     name: str
     tariff_id: str

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from prepaid_common.contracts.identifiers import Identifier
 
@@ -33,6 +33,24 @@ class TopUpRequest(BaseModel):
 
 class PaymentView(BaseModel):
     """A payment taken; ``replayed`` when a repeated receipt returned the first one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b6f1d9e-5c3a-4e4b-9a51-2f1c8d7e6a90",
+                    "account_id": "shop:12",
+                    "amount": "50.00",
+                    "method": "cash",
+                    "reference": "R-0001",
+                    "operator": "ann",
+                    "status": "succeeded",
+                    "created_at": "2026-01-01T08:00:00Z",
+                    "replayed": False,
+                }
+            ]
+        }
+    )
 
     id: str
     account_id: str
