@@ -1,9 +1,9 @@
 """The product as a newcomer runs it (``python -m standalone``), driven in real Chromium.
 
-One product and one browser serve every test here; each test takes fresh browser contexts,
-so no login or storage leaks between them. With the simulator on, WeChat Pay and Alipay are
-the demo's fake providers, as under ``make run``. Screenshots go to test-artifacts/browser/
-(looked at, not compared).
+One product and one browser serve every test of a module; each test takes fresh browser
+contexts, so no login or storage leaks between them. With the simulator on, WeChat Pay and
+Alipay are the demo's fake providers, as under ``make run``. Screenshots go to
+test-artifacts/browser/ (looked at, not compared).
 Without Chromium the tests are skipped, except in CI, where that is a failure.
 """
 
@@ -34,9 +34,10 @@ from browser.kit import (
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
-    """The standalone product with its simulator and demo data, on a free port."""
+    """The standalone product with its simulator and demo data, on a free port (one per
+    module, so it is not left consuming beside the other tiers' tests)."""
     chromium_or_skip()
     data_dir = tmp_path_factory.mktemp("browser") / "data"
     data_dir.mkdir()
@@ -89,7 +90,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's synchronous API holds this thread's event loop
+# while it runs, and the async tests of the other tiers, run after these, need it free.
+@pytest.fixture(scope="module")
 def browser(product: Product) -> Iterator[Browser]:
     del product  # started first, so a missing Chromium skips before the browser is launched
     with sync_playwright() as playwright:
