@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RelayState = Literal["open", "closed"]
 TouPeriod = Literal["sharp", "peak", "flat", "valley"]
 RelayAction = Literal["trip", "close"]
-# What a command does at the meter: switch the relay, or push a purchase (local credit).
-CommandAction = Literal["trip", "close", "credit"]
+# What a command does at the meter: switch the relay, push a purchase (local credit), or
+# switch hold-power (保电: the meter refuses trips while it is on).
+CommandAction = Literal["trip", "close", "credit", "hold_on", "hold_off"]
 
 
 def utcnow() -> datetime:

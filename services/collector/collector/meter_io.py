@@ -113,6 +113,33 @@ async def switch_relay(
     return decode_relay(profile, words[0])
 
 
+async def set_hold_power(
+    link: BusLink, meter: MeterConfig, profile: Dlt645Profile, on: bool, *, now: datetime
+) -> bool:
+    """Switch a DL/T 645 meter's hold-power (保电) and return what its status word says."""
+    frame = await link.dlt645(
+        dlt645.remote_control_frame(
+            meter.address,
+            command=dlt645.HOLD_ON if on else dlt645.HOLD_OFF,
+            password=bytes.fromhex(profile.password),
+            operator=bytes.fromhex(profile.operator),
+            expires=now + CONTROL_VALIDITY,
+        )
+    )
+    assert frame is not None
+    try:
+        dlt645.check_reply(frame, address=meter.address, control=dlt645.REMOTE_CONTROL)
+    except dlt645.GarbledFrame as error:
+        raise MeterGarbled(f"garbled reply: {error}") from None
+    except dlt645.MeterRefused as error:
+        raise MeterRefused(error.code) from None
+    status = await _read_item(link, meter.address, dlt645.STATUS_WORD_3)
+    try:
+        return dlt645.hold_power_on(status)
+    except dlt645.GarbledFrame as error:
+        raise ImplausibleValue(str(error)) from None
+
+
 async def push_purchase(
     link: BusLink, meter: MeterConfig, profile: Profile, purchase: Purchase
 ) -> tuple[Decimal, int]:

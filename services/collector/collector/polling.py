@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, tzinfo
 
-from prepaid_common.contracts import utcnow
+from prepaid_common.contracts import RelayAction, utcnow
 from prepaid_common.outbox import ServiceStore
 
 from collector import meter_io, records
 from collector.domain import (
     EXPIRED,
     CommandOpener,
+    Dlt645Profile,
     ImplausibleValue,
     MeterProfile,
     OpenedCommand,
@@ -555,20 +556,42 @@ class DtuPoller:
             return await self._push_purchase(meter, profile, opened.purchase)
         if opened.action == "credit":
             return CommandOutcome(succeeded=False, error="credit without a purchase")
+        if opened.action in ("hold_on", "hold_off"):
+            return await self._hold_power(meter, profile, on=opened.action == "hold_on")
+        action: RelayAction = "trip" if opened.action == "trip" else "close"
         try:
             relay = await meter_io.switch_relay(
-                self._link, meter, profile, opened.action, now=self._meter_now()
+                self._link, meter, profile, action, now=self._meter_now()
             )
         except LinkDown as error:
             self._drop_link(str(error))
             return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
         except (MeterSilent, MeterRefused, ImplausibleValue) as error:
             return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
-        if relay != expected_relay(opened.action):
+        if relay != expected_relay(action):
             return CommandOutcome(
-                succeeded=False, relay=relay, error=f"relay is {relay} after {opened.action}"
+                succeeded=False, relay=relay, error=f"relay is {relay} after {action}"
             )
         return CommandOutcome(succeeded=True, relay=relay)
+
+    async def _hold_power(
+        self, meter: MeterConfig, profile: Profile, *, on: bool
+    ) -> CommandOutcome:
+        assert self._link is not None
+        assert isinstance(profile, Dlt645Profile)  # check_capable let no other through
+        try:
+            held = await meter_io.set_hold_power(
+                self._link, meter, profile, on, now=self._meter_now()
+            )
+        except LinkDown as error:
+            self._drop_link(str(error))
+            return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
+        except (MeterSilent, MeterRefused, ImplausibleValue) as error:
+            return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
+        if held != on:
+            state = "on" if held else "off"
+            return CommandOutcome(succeeded=False, error=f"hold-power is {state} after the command")
+        return CommandOutcome(succeeded=True)
 
     async def _push_purchase(
         self, meter: MeterConfig, profile: Profile, purchase: Purchase

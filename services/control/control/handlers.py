@@ -281,7 +281,7 @@ class CommandHandlers:
         retryable: bool = True,
     ) -> None:
         COMMANDS.labels(command.action, status).inc()
-        if status != "succeeded" and retryable and command.action != "credit":
+        if status != "succeeded" and retryable and command.action in ("trip", "close"):
             await store.mark_unconfirmed(uow.session, command.meter_id)
         await uow.emit(
             CommandOutcomeV1(

@@ -42,11 +42,12 @@ async def issue_operator_command(
                 if (earlier.meter_id, earlier.action) != (command.meter_id, command.action):
                     raise Conflict("this Idempotency-Key was used for another command")
                 return earlier.view()
-        await store.set_override(
-            uow.session,
-            command.meter_id,
-            until=utcnow() + handlers.reconciliation.operator_grace,
-        )
+        if command.action in ("trip", "close"):
+            await store.set_override(
+                uow.session,
+                command.meter_id,
+                until=utcnow() + handlers.reconciliation.operator_grace,
+            )
         command_id = await handlers.issue(
             uow,
             meter_id=command.meter_id,

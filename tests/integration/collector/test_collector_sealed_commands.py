@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from prepaid_common.contracts import (
     AnomalyV1,
+    CommandAction,
     CommandResultV1,
     Envelope,
     RelayAction,
@@ -50,7 +51,7 @@ async def sealed(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Collector]:
 
 def envelope(
     meter_id: str,
-    action: RelayAction,
+    action: CommandAction,
     command_id: str,
     counter: int,
     *,
@@ -67,7 +68,7 @@ def envelope(
 
 
 async def send(
-    collector: Collector, meter_id: str, action: RelayAction, sealed: str, command_id: str
+    collector: Collector, meter_id: str, action: CommandAction, sealed: str, command_id: str
 ) -> CommandResultV1 | None:
     now = utcnow()
     request = Request(
@@ -192,3 +193,36 @@ async def test_a_replay_is_refused_after_the_collector_restarts(
         assert not result.succeeded
         assert "replayed" in result.error
         assert field_sim.meter(meter_id).relay == "closed"
+
+
+async def test_hold_power_on_a_dlt645_meter_through_sealed_remote_control_frames(
+    sealed: Collector,
+) -> None:
+    mix = {"dlt645-2007": 1.0}
+    async with FieldSimulator(
+        1, 1, profile_mix=mix, kind_mix={"rtu-over-tcp": 1}, speed=60.0
+    ) as field:
+        await sealed.register(field.dtus[0].registration())
+        meter_id = field.dtus[0].meters[0].meter_id
+        meter = field.meter(meter_id)
+        await wait_until(holds(lambda: sealed.readings(meter_id)))
+
+        async def run(action: CommandAction, counter: int) -> CommandResultV1:
+            command_id = str(uuid.uuid4())
+            text = envelope(meter_id, action, command_id, counter)
+            result = await send(sealed, meter_id, action, text, command_id)
+            assert result is not None
+            return result
+
+        held = await run("hold_on", 1)
+        assert held.succeeded, held.error
+        assert meter.hold_power
+        # The meter itself refuses a trip while hold-power is on (DL/T 645 error answer).
+        refused = await run("trip", 2)
+        assert not refused.succeeded
+        assert meter.relay == "closed"
+        released = await run("hold_off", 3)
+        assert released.succeeded, released.error
+        assert not meter.hold_power
+        tripped = await run("trip", 4)
+        assert (tripped.succeeded, tripped.relay) == (True, "open"), tripped.error

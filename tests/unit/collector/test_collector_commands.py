@@ -12,6 +12,7 @@ from collector.domain import (
     PlainCommandOpener,
     RefusedCommand,
     SealedCommandOpener,
+    check_capable,
     expected_relay,
     plain_envelope,
     relay_command_value,
@@ -93,3 +94,10 @@ def test_the_sealed_opener_takes_each_counter_once() -> None:
     assert credit.purchase is not None
     assert (credit.purchase.amount, credit.purchase.count) == (Decimal("10.00"), 2)
     assert opener.last_counter == {"M1": 4}
+
+
+def test_hold_power_is_carried_out_by_dlt645_relay_meters_only() -> None:
+    profiles = load_profiles()
+    check_capable(profiles["dlt645-2007"], "hold_on")
+    with pytest.raises(RefusedCommand, match="no hold-power control"):
+        check_capable(profiles["reference-prepaid"], "hold_off")

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import CommandAction
 
-OperatorAction = Literal["trip", "close"]
+# Trip or close the relay, or switch the meter's own hold-power (保电) on or off.
+OperatorAction = Literal["trip", "close", "hold_on", "hold_off"]
 
 
 class CommandBody(BaseModel):

@@ -12,7 +12,7 @@ from prepaid_common.contracts import CommandAction, RelayAction, RelayState
 from prepaid_common.sealing import EnvelopeRefused, KeyRing, open_text
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collector.domain.profiles import MeterProfile, Profile
+from collector.domain.profiles import Dlt645Profile, MeterProfile, Profile
 
 EXPIRED = "expired"
 
@@ -108,7 +108,13 @@ class PlainCommandOpener:
         )
 
 
-_SEALED_ACTIONS: dict[str, CommandAction] = {"trip": "trip", "close": "close", "credit": "credit"}
+_SEALED_ACTIONS: dict[str, CommandAction] = {
+    "trip": "trip",
+    "close": "close",
+    "credit": "credit",
+    "hold_on": "hold_on",
+    "hold_off": "hold_off",
+}
 
 
 class SealedCommandOpener:
@@ -194,6 +200,11 @@ def check_capable(profile: Profile, action: CommandAction) -> None:
     """Refuse a command the meter model cannot carry out."""
     if action == "credit" and not profile.has_local_credit:
         raise RefusedCommand(f"profile {profile.name} keeps no local credit")
+    if action in ("hold_on", "hold_off") and not (
+        isinstance(profile, Dlt645Profile) and profile.has_relay
+    ):
+        # DL/T 645's remote control frame carries hold-power; no Modbus profile has it yet.
+        raise RefusedCommand(f"profile {profile.name} has no hold-power control")
     if action != "credit" and not profile.has_relay:
         raise RefusedCommand(f"profile {profile.name} has no relay control")
 

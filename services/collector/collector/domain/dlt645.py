@@ -32,6 +32,8 @@ STATUS_WORD_3 = 0x04000503
 TRIP = 0x1A
 CLOSE_ALLOWED = 0x1B
 DIRECT_CLOSE = 0x1C
+HOLD_ON = 0x3A
+HOLD_OFF = 0x3B
 
 MIN_FRAME = 12  # 68 A0..A5 68 C L CS 16
 
@@ -227,6 +229,13 @@ def relay_open(status_word_3: bytes) -> bool:
     if len(status_word_3) != 2:
         raise GarbledFrame(f"status word is 2 bytes, got {len(status_word_3)}")
     return bool(int.from_bytes(status_word_3, "little") & 0x0010)
+
+
+def hold_power_on(status_word_3: bytes) -> bool:
+    """Return True if status word 3 says hold-power (保电) is on (bit 12)."""
+    if len(status_word_3) != 2:
+        raise GarbledFrame(f"status word is 2 bytes, got {len(status_word_3)}")
+    return bool(int.from_bytes(status_word_3, "little") & 0x1000)
 
 
 def read_reply_frame(address: str, identifier: int, value: bytes) -> bytes:
