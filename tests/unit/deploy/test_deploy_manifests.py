@@ -593,7 +593,9 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
     targets = set()
     metric_labels = set().union(*KNOWN_METRICS.values())
     for job in config["scrape_configs"]:
-        assert job.get("metrics_path", "/metrics") == "/metrics"
+        # RabbitMQ's per-queue depth (the dead-letter queue's) is on its detailed endpoint.
+        expected_path = "/metrics/detailed" if job["job_name"] == "rabbitmq-queues" else "/metrics"
+        assert job.get("metrics_path", "/metrics") == expected_path
         for static in job.get("static_configs", []):
             targets |= set(static["targets"])
             clash = set(static.get("labels", {})) & metric_labels
