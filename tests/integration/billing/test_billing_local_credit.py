@@ -9,68 +9,37 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-import httpx
 import pytest
-from billing.bootstrap import build
 from billing.domain import ledger
 from billing.service import BillingService
-from billing.settings import BillingSettings
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import (
     CommandOutcomeV1,
     CreditRequestedV1,
-    Envelope,
-    Message,
-    PaymentSucceededV1,
     ReadingV1,
     utcnow,
 )
-from prepaid_common.contracts.api.billing import AccountTerms
-from prepaid_common.db import create_engine
 from prepaid_common.errors import Conflict
+from testkit.billing import BillingHarness, billing_harness
 
 
-class Harness:
+class Harness(BillingHarness):
     """Billing alone, with the pushes it asks control for captured."""
 
     def __init__(self, service: BillingService, bus: InProcessBus) -> None:
-        self.service = service
-        self.pushes: list[CreditRequestedV1] = []
+        super().__init__(service, bus)
+        self.pushes = self.capture("credit.requested.v1", CreditRequestedV1)
         self.clock = utcnow() + timedelta(seconds=1)
-        self._paid = 0
-
-        async def capture(envelope: Envelope) -> None:
-            self.pushes.append(CreditRequestedV1.model_validate(envelope.payload))
-
-        bus.subscribe("capture", ["credit.requested.v1.#"], capture)
-        self.api = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=service.internal_app()), base_url="http://billing"
-        )
-
-    async def deliver(self, message: Message) -> None:
-        handlers = {
-            ReadingV1: self.service.handlers.handle_reading,
-            PaymentSucceededV1: self.service.handlers.handle_payment,
-            CommandOutcomeV1: self.service.handlers.handle_outcome,
-        }
-        handler = handlers[type(message)]
-        await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
-        while await self.service.relay.relay_once():
-            pass
 
     async def open(self, account: str, *meters: str, debt_share: str = "0") -> None:
-        await self.service.operations.accounts.open_account(
-            account_id=account,
-            name=account,
-            tariff_id=None,
-            price_per_kwh=Decimal("1.0000"),
-            terms=AccountTerms(warning_line=Decimal("0.00"), debt_share=Decimal(debt_share)),
-            groups=[],
-            operator="test",
+        await self.open_account(
+            account,
+            *meters,
+            credit="100.00",
+            price="1.0000",
+            warning_line=Decimal("0.00"),
+            debt_share=Decimal(debt_share),
         )
-        await self.pay(account, "100.00")
-        for meter in meters:
-            await self.service.operations.meters.bind_meter(meter_id=meter, account_id=account)
 
     async def flag(self, meter: str, account: str, local: bool = True) -> None:
         await self.service.operations.meters.bind_meter(
@@ -80,21 +49,6 @@ class Harness:
             local_price=Decimal("1.0") if local else None,
         )
         self.clock = utcnow() + timedelta(seconds=1)  # readings taken after the flag
-
-    async def pay(self, account: str, amount: str) -> str:
-        self._paid += 1
-        payment_id = f"pay-{account}-{self._paid}"
-        await self.deliver(
-            PaymentSucceededV1(
-                payment_id=payment_id,
-                account_id=account,
-                amount=Decimal(amount),
-                method="cash",
-                reference=payment_id,
-                at=utcnow(),
-            )
-        )
-        return payment_id
 
     async def read(self, meter: str, kwh: str, count: int, credit: str) -> datetime:
         self.clock += timedelta(minutes=1)
@@ -150,14 +104,8 @@ class Harness:
 @pytest.fixture
 async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
     database_url, _ = backend
-    engine = create_engine(database_url)
-    bus = InProcessBus()
-    service = build(BillingSettings(), engine=engine, bus=bus)
-    await service.migrate()
-    harness = Harness(service, bus)
-    yield harness
-    await harness.api.aclose()
-    await engine.dispose()
+    async with billing_harness(database_url, Harness) as harness:
+        yield harness
 
 
 async def test_purchases_wait_for_the_meters_count_and_go_one_at_a_time(

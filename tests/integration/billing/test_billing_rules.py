@@ -8,60 +8,31 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
-from billing.bootstrap import build
 from billing.domain import ledger
 from billing.domain.supply import FriendlyWindow, SitePolicy
 from billing.domain.tariffs import TariffDefinition, Tier
 from billing.service import BillingService
-from billing.settings import BillingSettings
-from billing.store.balances import arrears_of, balance_of
+from billing.store.balances import arrears_of
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import (
     Envelope,
-    Message,
-    PaymentSucceededV1,
     ReadingV1,
     RelayRequestedV1,
     utcnow,
 )
-from prepaid_common.contracts.api.billing import AccountTerms
-from prepaid_common.db import create_engine
 from prepaid_common.errors import Conflict, Invalid
+from testkit.billing import BillingHarness, billing_harness
 
 NOW = utcnow().replace(microsecond=0)
 
 
-class Harness:
+class Harness(BillingHarness):
     """Billing alone on a real database, with the relay requests it emits captured."""
 
     def __init__(self, service: BillingService, bus: InProcessBus) -> None:
-        self.service = service
-        self.bus = bus
-        self.requests: list[RelayRequestedV1] = []
-        self._paid = 0
-
-        async def capture(envelope: Envelope) -> None:
-            self.requests.append(RelayRequestedV1.model_validate(envelope.payload))
-
-        bus.subscribe("capture", ["relay.requested.v1.#"], capture)
-        self.api = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=service.internal_app()), base_url="http://billing"
-        )
-
-    async def deliver(self, message: Message) -> None:
-        handler = (
-            self.service.handlers.handle_reading
-            if isinstance(message, ReadingV1)
-            else self.service.handlers.handle_payment
-        )
-        await self.service.store.idempotent(handler)(Envelope.wrap(message, producer="test"))
-        await self.flush()
-
-    async def flush(self) -> None:
-        while await self.service.relay.relay_once():
-            pass
+        super().__init__(service, bus)
+        self.requests = self.capture("relay.requested.v1", RelayRequestedV1)
 
     async def read(self, meter: str, at: datetime, kwh: str, **tou: str) -> None:
         await self.deliver(
@@ -74,65 +45,21 @@ class Harness:
             )
         )
 
-    async def pay(self, account: str, amount: str) -> None:
-        self._paid += 1
-        await self.deliver(
-            PaymentSucceededV1(
-                payment_id=f"pay-{account}-{self._paid}",
-                account_id=account,
-                amount=Decimal(amount),
-                method="cash",
-                reference=f"R{self._paid}",
-                at=utcnow(),
-            )
-        )
-
-    async def balance(self, account: str) -> Decimal:
-        async with self.service.store.sessionmaker() as session:
-            return await balance_of(session, account)
-
     async def open(self, account: str, meter: str, *, credit: str = "0", **terms: Any) -> None:
-        tariff = terms.pop("tariff_id", None)
-        price = None if tariff else Decimal(terms.pop("price", "1"))
-        groups = terms.pop("groups", [])
-        defaults = {"warning_line": Decimal("5.00")}
-        await self.service.operations.accounts.open_account(
-            account_id=account,
-            name=account,
-            tariff_id=tariff,
-            price_per_kwh=price,
-            terms=AccountTerms(**(defaults | terms)),
-            groups=groups,
-            operator="test",
-        )
-        if Decimal(credit) > 0:
-            await self.pay(account, credit)
-        await self.service.operations.meters.bind_meter(meter_id=meter, account_id=account)
+        await self.open_account(account, meter, credit=credit, **terms)
         await self.flush()
 
     def actions(self, meter: str) -> list[str]:
         return [r.action for r in self.requests if r.meter_id == meter]
 
-    async def assert_ledger_balances(self) -> None:
-        check = (await self.api.get("/internal/ledger/check")).json()
-        assert Decimal(check["sum"]) == 0
-        assert check["unbalanced"] == []
-        # Every balance read from the projection equals the sum of its entries.
-        assert check["projection_mismatches"] == []
-
 
 @pytest.fixture
 async def billing(backend: tuple[str, str]) -> AsyncIterator[Harness]:
     database_url, _ = backend
-    engine = create_engine(database_url)
-    bus = InProcessBus()
-    service = build(BillingSettings(), engine=engine, bus=bus)
-    await service.migrate()
-    harness = Harness(service, bus)
-    yield harness
-    await harness.assert_ledger_balances()
-    await harness.api.aclose()
-    await engine.dispose()
+    async with billing_harness(database_url, Harness) as harness:
+        yield harness
+        # Every scenario ends with a balanced ledger.
+        await harness.assert_ledger_balances()
 
 
 async def test_tou_tariff_prices_the_meters_own_registers(billing: Harness) -> None:
