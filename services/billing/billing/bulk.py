@@ -47,16 +47,19 @@ def _stored(column: Any, values: Sequence[Any]) -> list[Any]:
         return list(values)
     kind = column.type
     if isinstance(kind, ScaledDecimal):
-        return _in_units(values, kind.scale)
+        return in_units(values, kind.scale)
     bind = getattr(kind, "process_bind_param", None)
     if bind is None:
         return list(values)
     return [bind(value, None) for value in values]
 
 
-def _in_units(values: Sequence[Decimal | None], scale: int) -> list[int | None]:
-    """``ScaledDecimal(scale).process_bind_param`` of each value, in one loop: the integer
-    count of 10**-scale units, refusing a value with more decimal places."""
+def in_units(values: Sequence[Decimal | None], scale: int) -> list[int | None]:
+    """Return each value as ``ScaledDecimal(scale)`` stores it: its count of 10**-scale units.
+
+    The column type's own rule in one loop (a test holds the two equal); a value with more
+    decimal places is refused.
+    """
     units: list[int | None] = []
     append = units.append
     for value in values:

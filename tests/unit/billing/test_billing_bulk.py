@@ -27,11 +27,11 @@ def test_units_are_the_scaled_decimal_type_s_own(values: list[Decimal | None], s
         expected = ValueError
     if expected is ValueError:
         with pytest.raises(ValueError, match="decimal places"):
-            bulk._in_units(values, scale)
+            bulk.in_units(values, scale)
     else:
-        assert bulk._in_units(values, scale) == expected
+        assert bulk.in_units(values, scale) == expected
 
 
 def test_units_refuse_what_is_not_a_decimal() -> None:
     with pytest.raises(TypeError):
-        bulk._in_units([Decimal(1), 1.5], 2)  # type: ignore[list-item]
+        bulk.in_units([Decimal(1), 1.5], 2)  # type: ignore[list-item]
