@@ -137,6 +137,10 @@ class LoginThrottle:
         self._trusted[(username, address)] = now
         _bound(self._trusted, self.max_keys)
 
+    def pairs_remembered(self) -> int:
+        """Return how many (user, address) pairs have failures on record."""
+        return len(self._pairs)
+
     def _wait(self, failures: _Failures | None, allowance: int, now: float) -> float:
         if failures is None or now - failures.last > self.window_seconds:
             return 0.0

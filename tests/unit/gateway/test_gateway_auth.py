@@ -76,7 +76,7 @@ def test_the_throttle_forgets_the_oldest_keys_beyond_its_bound() -> None:
     throttle = LoginThrottle(max_keys=10)
     for n in range(100):
         throttle.failed(f"user{n}", f"10.0.0.{n}", now=1.0)
-    assert len(throttle._pairs) == 10  # the bound is the point of the test
+    assert throttle.pairs_remembered() == 10  # the bound is the point of the test
 
 
 def test_common_passwords_and_the_user_name_are_refused() -> None:
