@@ -68,7 +68,7 @@ export function barChart(points, { title, format = String, empty = "—", width 
     });
     bar.append(node("title", {}, `${point.label}: ${format(point.value)}`));
     svg.append(bar);
-    if (index % every === 0) {
+    if ((points.length - 1 - index) % every === 0) { // counted from the newest, which is always labelled
       svg.append(
         node("text", { x: x + barWidth / 2, y: height - margin.bottom + 16, "text-anchor": "middle", class: "tick" }, point.label),
       );

@@ -197,6 +197,22 @@ export function isoDate(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
+// Bars for a usage report: every day of the last 30 (or month of the last 12) gets one, an
+// empty one where nothing was used; none at all when the report is empty.
+export function timeline(items, granularity, valueOf) {
+  if (!items.length) return [];
+  const now = new Date();
+  const byPeriod = new Map(items.map((item) => [item.period, item]));
+  const periods =
+    granularity === "day"
+      ? Array.from({ length: 30 }, (_, i) => isoDate(new Date(now.getFullYear(), now.getMonth(), now.getDate() - 29 + i)))
+      : Array.from({ length: 12 }, (_, i) => isoDate(new Date(now.getFullYear(), now.getMonth() - 11 + i, 1)).slice(0, 7));
+  return periods.map((period) => ({
+    label: granularity === "day" ? period.slice(5) : period,
+    value: byPeriod.has(period) ? Number(valueOf(byPeriod.get(period))) : 0,
+  }));
+}
+
 // A fresh key for one operator action, so a double click or a retry posts it once.
 export function operationKey(prefix) {
   const stamp = new Date().toISOString().replace(/[-:TZ.]/g, "").slice(0, 14);

@@ -2,7 +2,7 @@
 // reversals, arrears, statements, and the dunning list.
 import { barChart, shortNumber } from "/web/chart.js";
 import { t } from "/web/i18n.js";
-import { actionForm, badge, csvButton, field, h, isoDate, kwh, money, mount, operationKey, owed, table, toast, when } from "/web/ui.js";
+import { actionForm, badge, csvButton, field, h, isoDate, kwh, money, mount, operationKey, owed, table, timeline, toast, when } from "/web/ui.js";
 
 const ID_PATTERN = "[A-Za-z0-9_:\\-]{1,64}";
 
@@ -400,7 +400,7 @@ export async function accountPage(content, id, { api, me, heading, every }) {
   const report = await api.get(`${path}/usage`, { granularity: "month", from: isoDate(new Date(now.getFullYear(), now.getMonth() - 11, 1)) }).catch(() => ({ items: [] }));
   mount(
     usageBox,
-    barChart(report.items.map((p) => ({ label: p.period, value: Number(p.cost) })), { title: t("usage.title.month.cost"), format: (v) => `¥${shortNumber(v)}`, empty: t("common.empty"), height: 200 }),
+    barChart(timeline(report.items, "month", (p) => p.cost), { title: t("usage.title.month.cost"), format: (v) => `¥${shortNumber(v)}`, empty: t("common.empty"), height: 200 }),
   );
   await Promise.all([paintSummary(), paintMoney()]);
   every(5000, refresh);

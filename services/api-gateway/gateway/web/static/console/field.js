@@ -1,7 +1,7 @@
 // DTUs and meters: link state, last reading, read now, trip and close, hold-power, outcomes.
 import { barChart, shortNumber } from "/web/chart.js";
 import { t } from "/web/i18n.js";
-import { actionForm, ago, badge, csvButton, errorText, field, h, isoDate, kwh, money, mount, table, toast, when } from "/web/ui.js";
+import { actionForm, ago, badge, csvButton, errorText, field, h, isoDate, kwh, money, mount, table, timeline, toast, when } from "/web/ui.js";
 
 export function relayBadge(relay) {
   if (relay === "closed") return badge(t("relay.closed"), "ok");
@@ -174,7 +174,7 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
     );
     mount(
       usage,
-      barChart(report.items.map((p) => ({ label: p.period.slice(5), value: Number(p.metered_kwh) })), { title: t("usage.title.day.kwh"), format: shortNumber, empty: t("common.empty"), height: 200 }),
+      barChart(timeline(report.items, "day", (p) => p.metered_kwh), { title: t("usage.title.day.kwh"), format: shortNumber, empty: t("common.empty"), height: 200 }),
       h("p", { class: "muted" }, report.items.map((p) => `${p.period}: ${kwh(p.metered_kwh)} ${money(p.cost)}`).slice(-3).join(" · ")),
     );
     const mine = holdList.items.filter((x) => !x.released_at && (x.scope === "global" || (x.scope === "meter" && x.target === id)));

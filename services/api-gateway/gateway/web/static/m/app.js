@@ -2,7 +2,7 @@
 import { createApi } from "/web/api.js";
 import { barChart } from "/web/chart.js";
 import { lang, otherLang, setLang, t } from "/web/i18n.js";
-import { actionForm, ago, badge, errorText, field, h, isoDate, kwh, money, mount, owed, when } from "/web/ui.js";
+import { actionForm, ago, badge, errorText, field, h, isoDate, kwh, money, mount, owed, timeline, when } from "/web/ui.js";
 
 const api = createApi("prepaid.m.token");
 const root = document.getElementById("app");
@@ -300,10 +300,7 @@ async function usagePage(content, accountId) {
       : isoDate(new Date(now.getFullYear(), now.getMonth() - 11, 1));
     const path = state.meter ? `/meters/${encodeURIComponent(state.meter)}/usage` : `/accounts/${encodeURIComponent(accountId)}/usage`;
     const report = await api.get(path, { granularity: state.granularity, from, to: isoDate(now) });
-    const points = report.items.map((p) => ({
-      label: state.granularity === "day" ? p.period.slice(5) : p.period,
-      value: Number(state.metric === "cost" ? p.cost : p.metered_kwh),
-    }));
+    const points = timeline(report.items, state.granularity, (p) => (state.metric === "cost" ? p.cost : p.metered_kwh));
     const format = state.metric === "cost" ? (v) => `¥${trim(v)}` : (v) => `${trim(v)}`;
     const title = t(`usage.title.${state.granularity}.${state.metric}`);
     mount(chartBox, h("h2", {}, title), barChart(points, { title, format, empty: t("common.empty"), width: 360, height: 230 }));
