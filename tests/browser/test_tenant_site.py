@@ -83,6 +83,9 @@ def test_a_tenant_sees_the_balance_fall_and_the_usage(phone: BrowserContext) -> 
     expect(page.get_by_role("img", name=re.compile("近 30 天每日电量"))).to_be_visible()
     page.get_by_role("button", name="每月用电").click()
     expect(page.get_by_role("img", name=re.compile("近 12 个月电量"))).to_be_visible()
+    page.get_by_label("电表").select_option(TENANT2_ACCOUNT.removeprefix("ACC-"))  # one meter
+    expect(page.get_by_role("img", name=re.compile("近 12 个月电量"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"合计 [\d.]+ kWh"))).to_be_visible()
     screenshot(page, "m-usage")
 
     tab(page, "记录")
