@@ -11,8 +11,10 @@ serves ``/metrics`` with ``metrics_router`` and times its requests with
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import (
@@ -32,11 +34,32 @@ BUS_MESSAGES = Counter(
 OUTBOX_BACKLOG = Gauge(
     "prepaid_outbox_backlog", "Rows waiting in the outbox at the relay's last look", ["service"]
 )
+BUILD_INFO = Gauge(
+    "prepaid_build_info",
+    "Always 1: the product version and source revision (PREPAID_REVISION) this process runs",
+    ["version", "revision"],
+)
+DEPENDENCY_UP = Gauge(
+    "prepaid_dependency_up",
+    "1 while the last look at a dependency (database, broker) succeeded, 0 after a failure",
+    ["dependency"],
+)
 HTTP_REQUESTS = Histogram(
     "prepaid_http_request_seconds",
     "HTTP request latency by app, method, route and status",
     ["app", "method", "route", "status"],
 )
+
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("prepaid-metering")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# Set once per process: a dashboard shows which version runs where, and when it changed.
+BUILD_INFO.labels(_installed_version(), os.environ.get("PREPAID_REVISION", "unknown")).set(1)
 
 
 def metrics_router() -> APIRouter:

@@ -32,7 +32,7 @@ from prepaid_common.failures import is_infrastructure_failure
 from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers, problem
 from prepaid_common.http_guards import RequestBodyGuard
 from prepaid_common.logs import configure_logging
-from prepaid_common.metrics import metrics_router
+from prepaid_common.metrics import DEPENDENCY_UP, metrics_router, observe_http_requests
 from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table
 from prepaid_common.settings import CommonSettings
 
@@ -145,6 +145,7 @@ class Service:
         app = FastAPI(title=f"{self.name} (internal)", version="1")
         install_error_handlers(app)
         app.add_middleware(RequestBodyGuard)
+        observe_http_requests(app, app_name=self.name)
         if service_credential is not None:
             app.add_middleware(RequireServiceCredential, credential=service_credential)
         for router in self.routers():
@@ -250,15 +251,37 @@ def readiness_router(engine: AsyncEngine, bus: MessageBus) -> APIRouter:
                 async with asyncio.timeout(_READY_TIMEOUT):
                     await check()
             except Exception as error:
+                DEPENDENCY_UP.labels(dependency).set(0)
                 return problem(
                     503,
                     f"the {dependency} is unavailable: {error!r}",
                     "unavailable",
                     headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
+            DEPENDENCY_UP.labels(dependency).set(1)
         return JSONResponse({"status": "ready"})
 
     return router
+
+
+async def watch_dependencies(engine: AsyncEngine, bus: MessageBus, *, every: float = 15.0) -> None:
+    """Look at the database and the broker every ``every`` seconds into the dependency gauge.
+
+    Probes call /readyz too, but a process nobody probes (run-cluster.sh) still reports.
+    """
+    while True:
+        for dependency, check in (
+            ("database", partial(check_database, engine)),
+            ("broker", bus.check),
+        ):
+            try:
+                async with asyncio.timeout(_CHECK_TIMEOUT):
+                    await check()
+            except Exception:
+                DEPENDENCY_UP.labels(dependency).set(0)
+            else:
+                DEPENDENCY_UP.labels(dependency).set(1)
+        await asyncio.sleep(every)
 
 
 # A readiness probe answers within the probe's own timeout (1 s by default in Kubernetes).
@@ -293,10 +316,14 @@ async def run_alone(build: ServiceFactory, *, port: int, settings: CommonSetting
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await bus.start()
         await service.start()
+        watcher = asyncio.create_task(watch_dependencies(engine, bus), name="dependency-watch")
         log.info("service started", extra={"service": service.name, "port": port})
         try:
             yield
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await service.stop()
             await bus.close()
             await engine.dispose()

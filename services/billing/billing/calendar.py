@@ -18,6 +18,7 @@ from billing.domain import ledger
 from billing.domain.rating import version_at
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import site_state
 from billing.store.balances import arrears_of
 from billing.store.reference import ReferenceCache
 
@@ -77,6 +78,8 @@ class BillingCalendar:
             await asyncio.sleep(self.interval)
             try:
                 await self.sweep()
+                async with self.store.sessionmaker() as session:
+                    await site_state.measure(session)
             except Exception:
                 log.exception("billing sweep failed")
 

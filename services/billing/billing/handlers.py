@@ -32,6 +32,7 @@ from billing.domain.rater import Rater, position_text
 from billing.domain.rating import MeterReading, Rating, TariffVersion, Verdict
 from billing.domain.supply import SitePolicy
 from billing.domain.tariffs import PeriodEnergy
+from billing.metrics import LAG
 from billing.positions import PositionCache
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
@@ -89,6 +90,7 @@ class BillingHandlers:
         history: dict[tuple[str, datetime], dict[str, Any]] = {}
         for reading in readings_of(batch):
             by_meter.setdefault(reading.meter_id, []).append(reading)
+            LAG.observe((received - reading.read_at).total_seconds())
             # The first copy of a (meter, instant) is the one kept, as before batching.
             history.setdefault(
                 (reading.meter_id, reading.read_at),

@@ -28,6 +28,7 @@ COMMANDS_REFUSED = Counter(
 METERS_ONLINE = Gauge("prepaid_collector_meters_online", "Meters answering their polls")
 METERS_KNOWN = Gauge("prepaid_collector_meters", "Meters on this collector's DTUs")
 DTUS_ONLINE = Gauge("prepaid_collector_dtus_online", "DTUs with an open connection")
+DTUS_KNOWN = Gauge("prepaid_collector_dtus", "DTUs enabled (the site's, as every replica sees)")
 CLOCK_SETS = Counter(
     "prepaid_collector_clock_checks_total",
     "Meter clocks set, or found beyond what a set may correct (set, anomaly)",
@@ -43,3 +44,25 @@ POLL_LATENESS = Histogram(
     "How late each scheduled poll starts: a bus whose cycle does not fit its meters runs late",
     buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 180.0),
 )
+
+
+# Every label value a counter can take, created at 0: a panel or alert sees 0, not no data.
+for _result in ("ok", "no_reply", "exception", "implausible", "link_down"):
+    READS.labels(_result)
+for _result in ("succeeded", "failed", "expired"):
+    COMMANDS.labels(_result)
+for _kind in (
+    "forged",
+    "replayed",
+    "expired",
+    "wrong_meter",
+    "malformed",
+    "unknown_key",
+    "unknown_meter",
+    "refused",
+):
+    COMMANDS_REFUSED.labels(_kind)
+for _result in ("set", "anomaly"):
+    CLOCK_SETS.labels(_result)
+for _outcome in ("attached", "unknown", "silent"):
+    DIAL_INS.labels(_outcome)

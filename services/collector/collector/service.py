@@ -34,7 +34,7 @@ from collector import api, handlers, records
 from collector.domain import EXPIRED, CommandOpener, PlainCommandOpener, Profile
 from collector.domain.ownership import owned_by
 from collector.listener import DtuListener
-from collector.metrics import DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
+from collector.metrics import DTUS_KNOWN, DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
 from collector.operations import CollectorOperations
 from collector.polling import DtuPoller
 from collector.profiles import load_profiles
@@ -211,6 +211,7 @@ class CollectorService(Service):
         METERS_ONLINE.set(online)
         METERS_KNOWN.set(known)
         DTUS_ONLINE.set(dtus_online)
+        DTUS_KNOWN.set(len(enabled))
 
     async def _expire_forgotten_commands(self) -> None:
         """Answer commands for meters no bus loop serves (a dial-in DTU not connected...).

@@ -1,0 +1,46 @@
+"""Billing's Prometheus metrics: how late readings are rated, and the site's state as gauges.
+
+(The counters of readings rated, transactions and supply decisions are still declared
+beside their code in handlers, store.ledger and decisions.)
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Gauge, Histogram
+
+LAG = Histogram(
+    "prepaid_billing_lag_seconds",
+    "From a reading being taken at the meter to billing receiving it for rating",
+    buckets=(5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0),
+)
+ACCOUNTS_TRIPPED = Gauge(
+    "prepaid_billing_accounts_tripped", "Accounts with at least one meter whose supply is off"
+)
+ACCOUNTS_WARNED = Gauge(
+    "prepaid_billing_accounts_below_warning", "Accounts under their warning line (warned)"
+)
+METERS_BY_READING_AGE = Gauge(
+    "prepaid_billing_meters_by_reading_age",
+    "Bound meters by the age of their newest rated reading: under_5m, 5m_to_1h, 1h_to_1d, "
+    "over_1d, never",
+    ["age"],
+)
+
+# The age classes, each with its upper bound in seconds (None: no bound).
+AGE_CLASSES: tuple[tuple[str, float | None], ...] = (
+    ("under_5m", 300.0),
+    ("5m_to_1h", 3600.0),
+    ("1h_to_1d", 86400.0),
+    ("over_1d", None),
+)
+for _age, _bound in AGE_CLASSES:
+    METERS_BY_READING_AGE.labels(_age)
+METERS_BY_READING_AGE.labels("never")
+
+
+def age_class(age_seconds: float) -> str:
+    """Return the class of a reading age (under_5m, 5m_to_1h, 1h_to_1d, over_1d)."""
+    for name, bound in AGE_CLASSES:
+        if bound is None or age_seconds < bound:
+            return name
+    return AGE_CLASSES[-1][0]
