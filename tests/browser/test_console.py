@@ -171,7 +171,18 @@ def test_an_admin_runs_the_site_from_the_console(product: Product, desktop: Brow
     form.get_by_role("button", name="新建用户").click()
     expect(form.locator(".form-status.ok")).to_contain_text("cashier1")
 
-    # An account: terms, arrears, a refund, a reversal, a statement.
+    # A DTU with one new meter (nothing answers there: it shows offline).
+    page.goto("/console/#/dtus")
+    page.locator("summary", has_text="登记或修改采集器").click()
+    dtu = page.get_by_role("form", name="登记或修改采集器")
+    dtu.get_by_label("编号", exact=True).fill("DTU-NEW")
+    dtu.get_by_label("主机地址").fill("127.0.0.1")
+    dtu.get_by_label("端口").fill("9")
+    dtu.get_by_label(re.compile("电表（每行")).fill("M-NEW-1,1,reference-prepaid")
+    dtu.get_by_role("button", name="保存采集器").click()
+    expect(dtu.locator(".form-status.ok")).to_contain_text("DTU-NEW")
+
+    # An account: a meter bound, terms, arrears, a refund, a reversal, a statement.
     page.goto("/console/#/accounts")
     page.locator("summary", has_text="开户").click()
     opening = page.get_by_role("form", name="开户")
@@ -184,6 +195,10 @@ def test_an_admin_runs_the_site_from_the_console(product: Product, desktop: Brow
     counter.get_by_label("金额").fill("100.00")
     counter.get_by_role("button", name="收款").click()
     expect(page.get_by_test_id("balance")).to_have_text("¥100.00", timeout=15_000)
+
+    page.locator("summary", has_text="绑定电表").click()
+    submit(page, "绑定电表", {"电表": "M-NEW-1", "倍率 (CT×PT)": "40"}, "绑定电表")
+    expect(page.get_by_role("link", name="M-NEW-1")).to_be_visible()
 
     page.locator("summary", has_text="修改账户条件").click()
     submit(page, "修改账户条件", {"预警线": "30.00"}, "保存")
