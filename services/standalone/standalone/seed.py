@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -164,7 +165,13 @@ async def seed_demo(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Load demo data through the public API.")
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
-    parser.add_argument("--admin-password", required=True)
+    # From the environment by default: a password on a command line is visible in ps and in
+    # the pod's spec.
+    parser.add_argument(
+        "--admin-password",
+        default=os.environ.get("PREPAID_ADMIN_PASSWORD"),
+        help="the admin's password (default: PREPAID_ADMIN_PASSWORD)",
+    )
     parser.add_argument("--tenant-password", default="tenant-demo-1")
     parser.add_argument("--simulator-host", default="127.0.0.1")
     parser.add_argument("--base-port", type=int, default=15020)
@@ -172,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--meters", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1, help="the simulator's --seed")
     args = parser.parse_args(argv)
+    if not args.admin_password:
+        parser.error("give --admin-password or set PREPAID_ADMIN_PASSWORD")
 
     async def run() -> None:
         # The simulator's layout is a pure function of its arguments: rebuild it here.

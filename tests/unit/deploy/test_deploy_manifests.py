@@ -466,7 +466,8 @@ def test_compose_healthchecks_probe_the_port_the_service_listens_on() -> None:
         assert test, f"{name} has no healthcheck"
         port = listen_port(name)
         if port is not None:
-            assert f"127.0.0.1:{port}/healthz" in test, f"{name}: healthcheck {test}"
+            # Healthy means ready: the database and the broker answer (/readyz).
+            assert f"127.0.0.1:{port}/readyz" in test, f"{name}: healthcheck {test}"
         else:
             base_port = option(command(service), "--base-port")
             assert base_port is not None, f"{name} listens on no known port"
@@ -576,7 +577,13 @@ def test_seed_job_matches_the_simulator() -> None:
             assert option(seed_args, flag) == option(sim_args, flag), flag
         gateway = urlsplit(option(seed_args, "--gateway") or "")
         assert (gateway.hostname, gateway.port) == ("gateway", GATEWAY_PORT)
-        assert option(seed_args, "--admin-password"), "the seed logs in as admin"
+        # The seed logs in as admin with PREPAID_ADMIN_PASSWORD from its environment: a
+        # password on a command line shows in ps and in the pod's spec.
+        assert "--admin-password" not in seed_args, "the admin password is on a command line"
+    seed_env = compose_services()["seed"]["environment"]
+    assert "PREPAID_ADMIN_PASSWORD" in seed_env, "the seed logs in as admin"
+    job_env = container_env(pod_spec(seed_job)["containers"][0])
+    assert "secretKeyRef" in job_env["PREPAID_ADMIN_PASSWORD"]["valueFrom"]
 
 
 # --- Prometheus and Grafana ---------------------------------------------------------------
@@ -806,6 +813,7 @@ API_VERSIONS = {
     "Job": "batch/v1",
     "Ingress": "networking.k8s.io/v1",
     "PodDisruptionBudget": "policy/v1",
+    "HorizontalPodAutoscaler": "autoscaling/v2",
     "NetworkPolicy": "networking.k8s.io/v1",
 }
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -1039,6 +1047,83 @@ def test_billing_has_a_disruption_budget_that_lets_a_drain_finish() -> None:
         assert int(spec["minAvailable"]) < replicas, "minAvailable >= replicas blocks drains"
     else:
         assert int(spec["maxUnavailable"]) >= 1
+
+
+def test_gateway_is_protected_from_drains_scaled_and_spread() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    gateway = named_workload(objects, "gateway")
+    budgets = [
+        b
+        for b in of_kind(objects, "PodDisruptionBudget")
+        if b["spec"]["selector"]["matchLabels"].items() <= pod_labels(gateway).items()
+    ]
+    assert len(budgets) == 1, "the gateway needs one PodDisruptionBudget"
+    # It protects: a drain keeps one gateway up, and it cannot block every drain.
+    assert 1 <= int(budgets[0]["spec"]["minAvailable"]) < gateway["spec"]["replicas"]
+    (hpa,) = of_kind(objects, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "gateway",
+    }
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    terms = pod_spec(gateway)["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    selector = terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector.items() <= pod_labels(gateway).items()
+
+
+def test_services_pause_before_sigterm_so_endpoints_drop_them_first() -> None:
+    for workload in workloads(k8s_objects(K8S_DIRS[0])):
+        spec = pod_spec(workload)
+        for container in spec["containers"]:
+            command = container["lifecycle"]["preStop"]["exec"]["command"]
+            assert command[0] == "sleep", workload["metadata"]["name"]
+            assert int(command[1]) < int(spec["terminationGracePeriodSeconds"])
+
+
+def test_dtu_load_balancer_admits_only_listed_source_ranges() -> None:
+    for service in of_kind(k8s_objects(K8S_DIRS[0]), "Service"):
+        if service["spec"].get("type") == "LoadBalancer":
+            ranges = service["spec"]["loadBalancerSourceRanges"]
+            assert ranges, service["metadata"]["name"]
+            assert "0.0.0.0/0" not in ranges
+
+
+def test_ingress_exposes_neither_metrics_nor_docs() -> None:
+    (ingress,) = of_kind(k8s_objects(K8S_DIRS[0]), "Ingress")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            if path["pathType"] == "Exact":
+                continue
+            prefix = path["path"].rstrip("/")
+            assert prefix, "a Prefix / would route /metrics, /docs and /openapi.json too"
+            for hidden in ("/metrics", "/docs", "/openapi.json", "/readyz"):
+                # Kubernetes matches prefixes path element by element.
+                assert hidden != prefix, hidden
+                assert not hidden.startswith(prefix + "/"), hidden
+
+
+def test_compose_rotates_logs_and_pins_images() -> None:
+    for name, service in compose_services().items():
+        options = service["logging"]["options"]
+        assert options["max-size"], name
+        assert int(options["max-file"]) >= 1, name
+        if "build" not in service and "@sha256:" not in service["image"]:
+            # A full version or a digest: a tag like 15 or 3.13 moves under you. PostgreSQL's
+            # versions have two numbers (15.8), the others three.
+            repository, tag = service["image"].split(":", 1)
+            numbers = 2 if repository == "postgres" else 3
+            assert re.match(r"v?\d+" + r"\.\d+" * (numbers - 1) + r"(\b|-)", tag), name
+
+
+def test_dockerfile_exposes_every_listening_port() -> None:
+    exposed = set()
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("EXPOSE"):
+            exposed |= {int(port) for port in line.split()[1:]}
+    assert {GATEWAY_PORT, GATEWAY_METRICS_PORT, 9502, *SERVICE_PORTS.values()} <= exposed
 
 
 def test_ingress_routes_to_the_gateway_service() -> None:
