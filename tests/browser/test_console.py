@@ -224,3 +224,25 @@ def test_an_admin_runs_the_site_from_the_console(product: Product, desktop: Brow
     terms = product.admin.get("/api/v1/accounts/SHOP-202").json()
     assert terms["warning_line"] == "30.00"
     assert terms["tariff_id"] == "shops-2027"
+
+
+def test_an_operator_sees_only_what_the_role_allows(
+    product: Product, desktop: BrowserContext
+) -> None:
+    response = product.admin.post(
+        "/api/v1/users",
+        json={"username": "desk1", "password": "desk-operator-pass", "role": "operator"},
+    )
+    assert response.status_code in (201, 409), response.text
+    page = desktop.new_page()
+    sign_in(page, "/console/", "desk1", "desk-operator-pass")
+    expect(page.get_by_role("heading", name="总览")).to_be_visible()
+    navigation = page.get_by_role("navigation")
+    expect(navigation.get_by_role("link", name="账户", exact=True)).to_be_visible()
+    expect(navigation.get_by_role("link", name="用户与角色")).to_have_count(0)
+    expect(navigation.get_by_role("link", name="操作日志")).to_have_count(0)
+    page.goto("/console/#/users")
+    expect(page.get_by_role("alert")).to_contain_text("无权")
+    page.goto("/console/#/tariffs")
+    expect(page.get_by_role("heading", level=1, name="电价")).to_be_visible()
+    expect(page.locator("summary", has_text="新建电价方案")).to_have_count(0)

@@ -350,6 +350,7 @@ export async function dtusPage(content, { api, me }) {
               field(t("dtu.host"), { name: "host" }),
               field(t("dtu.port"), { name: "port", type: "number", min: 1, max: 65535 }),
             ),
+            field(t("dtu.enabled"), { name: "enabled", type: "checkbox", checked: true }),
             field(t("dtu.meters"), { name: "meters", type: "textarea", placeholder: "M-101,1,acrel-dds1352\nM-102,2,acrel-dds1352" }, t("dtu.meters_hint")),
           ],
           async (v) => {
@@ -358,7 +359,7 @@ export async function dtusPage(content, { api, me }) {
               const where = /^\d{12}$/.test(unit) ? { address: unit } : { unit_id: Number(unit) };
               return { id: meterId, ...where, profile };
             });
-            const body = { id: v.id, name: v.name || v.id, kind: v.kind, meters };
+            const body = { id: v.id, name: v.name || v.id, kind: v.kind, enabled: v.enabled, meters };
             if (v.host) body.host = v.host;
             if (v.port) body.port = Number(v.port);
             await api.post("/dtus", body);

@@ -406,4 +406,5 @@ export default {
   "refund.status.succeeded": "money returned",
   "refund.status.failed": "failed",
   "m.power": "{kw} kW now",
+  "dtu.enabled": "Enabled (a disabled DTU is not polled)",
 };

@@ -406,4 +406,5 @@ export default {
   "refund.status.succeeded": "已退回",
   "refund.status.failed": "失败",
   "m.power": "功率 {kw} kW",
+  "dtu.enabled": "启用（停用后不再轮询）",
 };
