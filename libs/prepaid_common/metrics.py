@@ -44,6 +44,11 @@ DEPENDENCY_UP = Gauge(
     "1 while the last look at a dependency (database, broker) succeeded, 0 after a failure",
     ["dependency"],
 )
+EVENT_LOOP_LAG = Histogram(
+    "prepaid_event_loop_lag_seconds",
+    "How late a one-second timer fires on the process's event loop: blocking code shows here",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 HTTP_REQUESTS = Histogram(
     "prepaid_http_request_seconds",
     "HTTP request latency by app, method, route and status",

@@ -303,6 +303,11 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._counted_at = -_COUNT_EVERY
 
+    @property
+    def ended(self) -> bool:
+        """True once the relay's task stopped on its own (it never should)."""
+        return self._task is not None and self._task.done()
+
     def start(self) -> None:
         """Run the relay in the background."""
         self._task = asyncio.create_task(self._run(), name=f"{self._store.service}-outbox-relay")

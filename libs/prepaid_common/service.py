@@ -32,7 +32,12 @@ from prepaid_common.failures import is_infrastructure_failure
 from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers, problem
 from prepaid_common.http_guards import RequestBodyGuard
 from prepaid_common.logs import configure_logging
-from prepaid_common.metrics import DEPENDENCY_UP, metrics_router, observe_http_requests
+from prepaid_common.metrics import (
+    DEPENDENCY_UP,
+    EVENT_LOOP_LAG,
+    metrics_router,
+    observe_http_requests,
+)
 from prepaid_common.outbox import OutboxRelay, ServiceStore, inbox_table, outbox_table
 from prepaid_common.settings import CommonSettings
 
@@ -136,6 +141,11 @@ class Service:
         self._loops.clear()
         await self.relay.stop()
 
+    def ended_loops(self) -> list[str]:
+        """Return the background loops (and the outbox relay) that stopped on their own."""
+        ended = [task.get_name() for task in self._loops if task.done()]
+        return [*ended, "outbox-relay"] if self.relay.ended else ended
+
     def internal_app(self, *, service_credential: str | None = None) -> FastAPI:
         """Build the service's internal HTTP API with ``/healthz`` and ``/metrics``.
 
@@ -154,8 +164,14 @@ class Service:
         app.include_router(readiness_router(self.engine, self.bus))
 
         @app.get("/healthz", include_in_schema=False)
-        async def healthz() -> dict[str, str]:
-            return {"status": "ok", "service": self.name}
+        async def healthz() -> JSONResponse:
+            # Live means the loop answers and none of the service's own loops has died: a
+            # process whose relay or sweep crashed does nothing while it answers, so the
+            # liveness probe restarts it.
+            ended = self.ended_loops()
+            if ended:
+                return problem(503, f"background loops ended: {', '.join(ended)}", "unavailable")
+            return JSONResponse({"status": "ok", "service": self.name})
 
         return app
 
@@ -264,6 +280,15 @@ def readiness_router(engine: AsyncEngine, bus: MessageBus) -> APIRouter:
     return router
 
 
+async def watch_event_loop(*, every: float = 1.0) -> None:
+    """Time a timer of ``every`` seconds forever: its lateness is the event loop's lag."""
+    loop = asyncio.get_running_loop()
+    while True:
+        expected = loop.time() + every
+        await asyncio.sleep(every)
+        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - expected))
+
+
 async def watch_dependencies(engine: AsyncEngine, bus: MessageBus, *, every: float = 15.0) -> None:
     """Look at the database and the broker every ``every`` seconds into the dependency gauge.
 
@@ -316,14 +341,18 @@ async def run_alone(build: ServiceFactory, *, port: int, settings: CommonSetting
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await bus.start()
         await service.start()
-        watcher = asyncio.create_task(watch_dependencies(engine, bus), name="dependency-watch")
+        watchers = [
+            asyncio.create_task(watch_dependencies(engine, bus), name="dependency-watch"),
+            asyncio.create_task(watch_event_loop(), name="event-loop-watch"),
+        ]
         log.info("service started", extra={"service": service.name, "port": port})
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for watcher in watchers:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await service.stop()
             await bus.close()
             await engine.dispose()

@@ -4,6 +4,7 @@ records HTTP metrics, readiness reports its dependencies, billing's site gauges.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from payments.service import PaymentsService
 from prepaid_common.bus import InProcessBus, PublishFailed
 from prepaid_common.contracts import Envelope
 from prepaid_common.db import create_engine
+from prepaid_common.service import watch_event_loop
 from prometheus_client import REGISTRY
 from testkit.bus import payment
 
@@ -104,3 +106,37 @@ async def test_billing_site_gauges_on_an_empty_site(sqlite_url: str) -> None:
             assert sample("prepaid_billing_meters_by_reading_age", age=age) == 0
     finally:
         await engine.dispose()
+
+
+async def test_liveness_fails_once_a_background_loop_died(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    service = PaymentsService(engine=engine, bus=InProcessBus())
+    await service.migrate()
+    transport = httpx.ASGITransport(app=service.internal_app())
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            assert (await client.get("/healthz")).status_code == 200
+
+            async def crashes() -> None:
+                raise RuntimeError("a sweep that died")
+
+            died = asyncio.create_task(crashes(), name="payments-reconcile")
+            with contextlib.suppress(RuntimeError):
+                await died
+            service._loops.append(died)
+            answer = await client.get("/healthz")
+            assert answer.status_code == 503
+            assert "payments-reconcile" in answer.json()["detail"]
+            service._loops.clear()
+    finally:
+        await engine.dispose()
+
+
+async def test_event_loop_lag_is_measured() -> None:
+    before = sample("prepaid_event_loop_lag_seconds_count") or 0
+    watch = asyncio.create_task(watch_event_loop(every=0.01))
+    await asyncio.sleep(0.1)
+    watch.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watch
+    assert (sample("prepaid_event_loop_lag_seconds_count") or 0) > before
