@@ -335,6 +335,14 @@ export async function usersPage(content, { api, me }) {
   await paint();
 }
 
+// An audit entry's detail as "key: value" pairs, the empty ones left out.
+function describeDetail(detail) {
+  return Object.entries(detail || {})
+    .filter(([, value]) => value !== null && value !== "" && !(Array.isArray(value) && !value.length))
+    .map(([key, value]) => `${key}: ${typeof value === "object" ? JSON.stringify(value) : value}`)
+    .join(" · ");
+}
+
 export async function auditPage(content, { api }) {
   let offset = 0;
   const size = 50;
@@ -349,7 +357,7 @@ export async function auditPage(content, { api }) {
           { label: t("col.operator"), value: (e) => e.actor },
           { label: t("col.action"), value: (e) => e.action },
           { label: t("col.target"), value: (e) => e.target },
-          { label: t("col.detail"), value: (e) => h("pre", { class: "json" }, JSON.stringify(e.detail)) },
+          { label: t("col.detail"), value: (e) => h("small", { class: "detail" }, describeDetail(e.detail)) },
         ],
         page.items,
       ),
