@@ -41,7 +41,7 @@ from control.domain import (
     reconcile,
     relay_for,
 )
-from control.metrics import COMMANDS, RELAY_ALARMS, RELAY_REISSUES
+from control.metrics import COMMAND_SECONDS, COMMANDS, RELAY_ALARMS, RELAY_REISSUES
 from control.store import StoredCommand
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,9 @@ class CommandHandlers:
         retryable: bool = True,
     ) -> None:
         COMMANDS.labels(command.action, status).inc()
+        COMMAND_SECONDS.labels(command.action).observe(
+            max(0.0, (utcnow() - command.created_at).total_seconds())
+        )
         if status != "succeeded" and retryable and command.action in ("trip", "close"):
             await store.mark_unconfirmed(uow.session, command.meter_id)
         await uow.emit(

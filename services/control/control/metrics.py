@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 COMMANDS = Counter(
     "prepaid_control_commands_total",
@@ -19,3 +19,14 @@ RELAY_ALARMS = Counter(
     "prepaid_control_relay_alarms_total",
     "Meters whose relay disagreed with their decided supply past the alarm time",
 )
+COMMAND_SECONDS = Histogram(
+    "prepaid_control_command_seconds",
+    "From a command being logged to its final status, by action",
+    ["action"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
+
+# Created at 0 for every action, so that panels and alerts see 0, not no data.
+for _action in ("trip", "close", "credit", "hold_on", "hold_off"):
+    RELAY_REISSUES.labels(_action)
+    COMMAND_SECONDS.labels(_action)

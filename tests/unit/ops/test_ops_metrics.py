@@ -14,6 +14,7 @@ from billing.metrics import age_class
 from billing.service import BillingService
 from billing.store import site_state
 from collector import metrics as collector_metrics
+from control import metrics as control_metrics
 from payments import metrics as payments_metrics
 from payments.service import PaymentsService
 from prepaid_common.bus import InProcessBus, PublishFailed
@@ -53,11 +54,14 @@ async def test_outbox_backlog_counts_past_the_relay_batch(sqlite_url: str) -> No
 def test_labelled_counters_exist_at_zero_before_their_first_event() -> None:
     assert collector_metrics.COMMANDS_REFUSED is not None
     assert payments_metrics.NOTIFICATIONS is not None
+    assert control_metrics.COMMAND_SECONDS is not None
     assert sample("prepaid_collector_commands_refused_total", kind="forged") is not None
     assert sample("prepaid_collector_reads_total", result="link_down") is not None
     refused = sample("prepaid_payments_notifications_total", provider="alipay", outcome="refused")
     assert refused is not None
     assert sample("prepaid_billing_meters_by_reading_age", age="never") is not None
+    assert sample("prepaid_control_relay_reissues_total", action="trip") is not None
+    assert sample("prepaid_control_command_seconds_count", action="credit") is not None
 
 
 def test_build_information_is_exported() -> None:
