@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -110,8 +110,13 @@ class RabbitBus:
         prefix: str = "prepaid",
         prefetch: int = 64,
         retry: RetryPolicy | None = None,
+        drain_seconds: float = 10.0,
     ) -> None:
         self._url = url
+        # On close, how long the messages in hand may take to finish (commit and ack).
+        self._drain_seconds = drain_seconds
+        self._in_hand = 0
+        self._drained = asyncio.Event()
         self._retry = retry or RetryPolicy()
         self._outages: dict[str, Outage] = {}
         self._prefix = prefix
@@ -242,7 +247,25 @@ class RabbitBus:
                 if self._stopping.is_set():
                     return
 
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        """Count a message (or batch) in hand, so that close() lets it finish."""
+        self._in_hand += 1
+        self._drained.clear()
+        try:
+            yield
+        finally:
+            self._in_hand -= 1
+            if self._in_hand == 0:
+                self._drained.set()
+
     async def _handle(self, message: AbstractIncomingMessage, subscription: Subscription) -> None:
+        with self._holding():
+            await self._handle_held(message, subscription)
+
+    async def _handle_held(
+        self, message: AbstractIncomingMessage, subscription: Subscription
+    ) -> None:
         try:
             envelope = Envelope.from_bytes(message.body)
         except ValueError:
@@ -380,6 +403,16 @@ class RabbitBus:
         previous: asyncio.Task[None] | None,
         released: asyncio.Event,
     ) -> None:
+        with self._holding():
+            await self._handle_batch_held(messages, subscription, previous, released)
+
+    async def _handle_batch_held(
+        self,
+        messages: list[Delivery],
+        subscription: BatchSubscription,
+        previous: asyncio.Task[None] | None,
+        released: asyncio.Event,
+    ) -> None:
         parsed: list[tuple[Delivery, Envelope]] = []
         for message in messages:
             try:
@@ -507,6 +540,13 @@ class RabbitBus:
 
     async def close(self) -> None:
         self._stopping.set()
+        # Graceful: the messages in hand finish their unit of work (commit, then ack) before
+        # the consumers stop; one still held after the drain time (waiting out an outage) is
+        # cancelled, rolled back and delivered again after the restart.
+        if self._in_hand:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._drain_seconds):
+                    await self._drained.wait()
         for task in self._consumers:
             task.cancel()
         for task in self._consumers:
