@@ -238,6 +238,8 @@ def test_every_public_route_answers_a_typed_model(tmp_path: Path) -> None:
     assert len(operations) == 64
     untyped = []
     for method, path, operation in operations:
+        if path.startswith("/api/v1/webhooks/"):
+            continue  # the providers' own answers (a bare 204, the text "success")
         for status, response in operation["responses"].items():
             if not status.startswith("2") or status == "204":
                 continue

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from prepaid_common.contracts.identifiers import Identifier
 
@@ -127,6 +127,10 @@ class ChannelState(BaseModel):
     provider: Literal["wechatpay", "alipay"]
     enabled: bool
     detail: str
+
+
+class ChannelStates(RootModel[list[ChannelState]]):
+    """Each provider and whether it is on (a list)."""
 
 
 class RefundBody(BaseModel):

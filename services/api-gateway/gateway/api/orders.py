@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from prepaid_common.contracts.api.payments import (
     BillCheck,
-    ChannelState,
+    ChannelStates,
     OrderBody,
     OrderView,
     PaymentIssuePage,
@@ -33,10 +33,10 @@ router = APIRouter(tags=["orders"])
 
 
 @router.get("/payment-channels")
-async def payment_channels(principal: CurrentUser, payments: Payments) -> list[ChannelState]:
+async def payment_channels(principal: CurrentUser, payments: Payments) -> ChannelStates:
     """Which providers this site takes (a provider not configured is off and says so)."""
     del principal
-    return [ChannelState.model_validate(item) for item in await payments.get("/internal/channels")]
+    return ChannelStates.model_validate(await payments.get("/internal/channels"))
 
 
 @router.post("/accounts/{account_id}/orders", status_code=201)
