@@ -288,6 +288,12 @@ async def test_a_stuck_relay_is_asked_again_until_it_agrees_and_raises_its_alarm
         commands = (await api.get(f"/api/v1/meters/{meter_id}/commands")).json()["items"]
         assert any(c["origin"] == "reconcile" for c in commands)
 
+        async def on_the_operators_list() -> bool:
+            listed = await api.get("/api/v1/anomalies", params={"kind": "relay_disagrees"})
+            return any(a["meter_id"] == meter_id for a in listed.json()["items"])
+
+        await wait_until(on_the_operators_list, timeout=10)
+
         # The contactor is fixed: the next re-issue opens it, and the alarm clears.
         meter.relay_write_ignore_rate = 0.0
         await wait_until(relays_become(running, {meter_id: "open"}), timeout=30)

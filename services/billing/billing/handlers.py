@@ -12,6 +12,7 @@ from typing import Any
 
 from prepaid_common.bus.base import release_next_batch
 from prepaid_common.contracts import (
+    AnomalyV1,
     CommandOutcomeV1,
     Envelope,
     PaymentSucceededV1,
@@ -37,7 +38,7 @@ from billing.positions import PositionCache
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
 from billing.store import top_up_holds
-from billing.store.anomalies import record_anomaly
+from billing.store.anomalies import keep_anomaly, record_anomaly
 from billing.store.balances import arrears_of, balance_of
 from billing.store.meters import bindings_for_rating
 from billing.store.reference import ReferenceCache
@@ -245,6 +246,19 @@ class BillingHandlers:
         if posted is not None:
             # A local-prepaid meter gets the credit pushed too, once per payment.
             await purchases.queue_purchase(uow, top_up)
+
+    async def handle_anomaly(self, uow: UnitOfWork, envelope: Envelope) -> None:
+        """Put the field's anomalies from other services on the operators' list."""
+        if envelope.producer == "billing":
+            return  # billing's own are on the list already
+        anomaly = open_envelope(envelope, AnomalyV1)
+        await keep_anomaly(
+            uow.session,
+            meter_id=anomaly.meter_id,
+            kind=anomaly.kind,
+            detail=anomaly.detail,
+            at=anomaly.at,
+        )
 
     async def handle_outcome(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Follow the pushes of purchases to local-prepaid meters (relay outcomes: nothing)."""

@@ -80,6 +80,8 @@ class BillingService(Service):
                 self.store.idempotent(handlers.handle_payment),
             ),
             ("outcomes", ["command.outcome.v1.#"], self.store.idempotent(handlers.handle_outcome)),
+            # Refused commands (collector), relays that disagree (control), clocks: listed.
+            ("anomalies", ["anomaly.v1.#"], self.store.idempotent(handlers.handle_anomaly)),
         )
 
     def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prepaid_common.contracts import AnomalyV1, utcnow
 from prepaid_common.contracts.api.billing import Anomaly, Window
 from prepaid_common.outbox import UnitOfWork
@@ -18,6 +20,16 @@ async def record_anomaly(uow: UnitOfWork, meter_id: str, kind: str, detail: str)
         insert(anomalies).values(meter_id=meter_id, kind=kind, detail=detail[:400], at=now)
     )
     await uow.emit(AnomalyV1(meter_id=meter_id, kind=kind, detail=detail, at=now))
+
+
+async def keep_anomaly(
+    session: AsyncSession, *, meter_id: str, kind: str, detail: str, at: datetime
+) -> None:
+    """Keep another service's anomaly (a refused command, a relay that disagrees, a clock)
+    on the operators' list, without announcing it again."""
+    await session.execute(
+        insert(anomalies).values(meter_id=meter_id, kind=kind[:32], detail=detail[:400], at=at)
+    )
 
 
 async def anomaly_window(
