@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from prepaid_common.correlation import CorrelationFilter
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
@@ -50,6 +52,8 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Send logs to stderr as JSON lines (or plain text for a terminal)."""
     handler = logging.StreamHandler(sys.stderr)
+    # Every line logged while a request or a message is handled carries its correlation id.
+    handler.addFilter(CorrelationFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from prepaid_common import correlation
 from prepaid_common.bus import MessageBus, PublishFailed
 from prepaid_common.contracts import Envelope, Message, utcnow
 from prepaid_common.db import UtcDateTime
@@ -120,7 +121,9 @@ class UnitOfWork:
 
     async def emit(self, message: Message) -> Envelope:
         """Record a message to publish once this transaction commits."""
-        envelope = Envelope.wrap(message, producer=self._store.service)
+        envelope = Envelope.wrap(
+            message, producer=self._store.service, correlation_id=correlation.current_id()
+        )
         self._outbox_rows.append(
             {
                 "message_id": envelope.message_id,
@@ -131,6 +134,7 @@ class UnitOfWork:
                     "routing_key": envelope.routing_key,
                     "producer": envelope.producer,
                     "payload": envelope.payload,
+                    "correlation_id": envelope.correlation_id,
                 },
                 "created_at": utcnow(),
             }

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
+from prepaid_common.correlation import CorrelateRequests, correlate_handler
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
 from prepaid_common.failures import is_infrastructure_failure
 from prepaid_common.http_errors import RETRY_AFTER_SECONDS, install_error_handlers, problem
@@ -114,7 +115,7 @@ class Service:
     def register(self) -> None:
         """Register the service's subscriptions on the bus (before the bus starts)."""
         for queue, bindings, handler in self.subscriptions():
-            self.bus.subscribe(f"{self.name}.{queue}", bindings, handler)
+            self.bus.subscribe(f"{self.name}.{queue}", bindings, correlate_handler(handler))
         for spec in self.batch_subscriptions():
             self.bus.subscribe_batch(
                 f"{self.name}.{spec.queue}",
@@ -158,6 +159,8 @@ class Service:
         observe_http_requests(app, app_name=self.name)
         if service_credential is not None:
             app.add_middleware(RequireServiceCredential, credential=service_credential)
+        # Outermost: every log line of the request, refusals included, carries its id.
+        app.add_middleware(CorrelateRequests)
         for router in self.routers():
             app.include_router(router)
         app.include_router(metrics_router())

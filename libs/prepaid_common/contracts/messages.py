@@ -286,9 +286,13 @@ class Envelope(BaseModel):
     routing_key: str
     producer: str
     payload: dict[str, Any]
+    # The request that caused the message (prepaid_common.correlation): logged by consumers.
+    correlation_id: str | None = None
 
     @classmethod
-    def wrap(cls, message: Message, *, producer: str) -> Envelope:
+    def wrap(
+        cls, message: Message, *, producer: str, correlation_id: str | None = None
+    ) -> Envelope:
         """Wrap a message for publishing.
 
         The message was validated when it was built and its JSON dump is a plain dict, so
@@ -300,6 +304,7 @@ class Envelope(BaseModel):
             routing_key=message.routing_key(),
             producer=producer,
             payload=message.model_dump(mode="json"),
+            correlation_id=correlation_id,
         )
 
     def to_bytes(self) -> bytes:

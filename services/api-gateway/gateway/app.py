@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from prepaid_common.correlation import CorrelateRequests
 from prepaid_common.http_errors import install_error_handlers, problem_responses
 from prepaid_common.http_guards import RequestBodyGuard, SecurityHeaders
 from prepaid_common.metrics import metrics_router, observe_http_requests
@@ -53,6 +54,9 @@ def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> 
     app.add_middleware(SecurityHeaders, hsts_seconds=settings.hsts_seconds)
     # Outermost: nothing reads a body before its size and numbers are checked.
     app.add_middleware(RequestBodyGuard, max_bytes=settings.http_max_body_bytes)
+    # Around everything (it reads no body): each request's X-Request-ID, kept or made, is on
+    # its log lines, the calls to the services and the messages it causes.
+    app.add_middleware(CorrelateRequests)
     for router in ROUTERS:
         app.include_router(router, prefix=PREFIX, responses=PUBLIC_PROBLEMS)
     if settings.public_metrics:

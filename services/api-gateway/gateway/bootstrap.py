@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from prepaid_common.bus import MessageBus
+from prepaid_common.correlation import send_correlation_id
 from prepaid_common.service import SERVICE_CREDENTIAL_HEADER
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,7 +19,10 @@ def http_upstreams(settings: GatewaySettings) -> Upstreams:
 
     def client(url: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=url, timeout=settings.upstream_timeout_seconds, headers=credential
+            base_url=url,
+            timeout=settings.upstream_timeout_seconds,
+            headers=credential,
+            event_hooks={"request": [send_correlation_id]},
         )
 
     return Upstreams(
