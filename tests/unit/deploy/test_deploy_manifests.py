@@ -935,6 +935,18 @@ def test_k8s_urls_in_the_config_map_name_services_and_their_ports() -> None:
         assert not re.search(r"://[^/@]+:[^/@]+@", str(value)), f"{key} holds a password"
 
 
+def secret_files(workload: dict[str, Any], container: dict[str, Any]) -> set[str]:
+    """Paths of the Secret keys mounted into a container (a key's file, or every key's)."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    files = set()
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is not None:
+            for item in secret.get("items", []):
+                files.add(f"{mount['mountPath']}/{item['path']}")
+    return files
+
+
 def test_k8s_config_and_secret_references_exist() -> None:
     for directory in K8S_DIRS:
         objects = k8s_objects(directory)
@@ -956,7 +968,12 @@ def test_k8s_config_and_secret_references_exist() -> None:
                         assert "value" not in item or not re.search(
                             r"://[^/@]+:[^/@]+@", item["value"]
                         ), f"{name}: {variable} holds a password"
-                    if SECRET_NAME.search(variable):
+                    if SECRET_NAME.search(variable) and variable.endswith("_FILE"):
+                        # A file of a mounted Secret: the secret is not in the environment.
+                        assert item["value"] in secret_files(workload, container), (
+                            f"{name}: {variable} names no file of a mounted Secret"
+                        )
+                    elif SECRET_NAME.search(variable):
                         assert "valueFrom" in item, f"{name}: {variable} given in plain text"
                     ref = item.get("valueFrom", {}).get("secretKeyRef")
                     if ref:
@@ -971,7 +988,28 @@ def test_k8s_config_and_secret_references_exist() -> None:
                     env = container_env(container)
                     for variable in ("PREPAID_DATABASE_URL", "PREPAID_AMQP_URL"):
                         assert variable in env, f"{name} lacks {variable}"
-                    assert "PREPAID_TOKEN_SECRET" in env, f"{name} lacks PREPAID_TOKEN_SECRET"
+                    assert "PREPAID_TOKEN_SECRET" in env or "PREPAID_TOKEN_SECRET_FILE" in env, (
+                        f"{name} lacks PREPAID_TOKEN_SECRET"
+                    )
+
+
+def test_k8s_secret_volumes_mount_existing_keys_readable_by_the_service_only() -> None:
+    objects = k8s_objects(K8S_DIRS[0])
+    secrets = {
+        o["metadata"]["name"]: set(o.get("stringData", {})) | set(o.get("data", {}))
+        for o in of_kind(objects, "Secret")
+    }
+    for workload in workloads(objects):
+        spec = pod_spec(workload)
+        for volume in spec.get("volumes", []):
+            secret = volume.get("secret")
+            if secret is None:
+                continue
+            for item in secret["items"]:
+                assert item["key"] in secrets[secret["secretName"]], workload["metadata"]["name"]
+            # Group-readable for the pod's fsGroup (the service's own group), nobody else.
+            assert secret["defaultMode"] & 0o007 == 0
+            assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]
 
 
 def test_demo_overlay_never_applies_the_placeholder_secret() -> None:
