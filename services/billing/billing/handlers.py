@@ -91,7 +91,7 @@ class BillingHandlers:
         history: dict[tuple[str, datetime], dict[str, Any]] = {}
         for reading in readings_of(batch):
             by_meter.setdefault(reading.meter_id, []).append(reading)
-            LAG.observe((received - reading.read_at).total_seconds())
+            LAG.observe(max(0.0, (received - reading.read_at).total_seconds()))
             # The first copy of a (meter, instant) is the one kept, as before batching.
             history.setdefault(
                 (reading.meter_id, reading.read_at),
