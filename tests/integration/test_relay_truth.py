@@ -130,7 +130,10 @@ def relays_become(product: Standalone, wanted: dict[str, str]) -> Any:
 
 def reported(product: Standalone, meter_id: str, **wanted: str) -> Any:
     async def probe() -> bool:
-        view = await relay_view(product, meter_id)
+        try:
+            view = await relay_view(product, meter_id)
+        except NotFound:  # billing's decision has not reached control yet
+            return False
         return all(view[key] == value for key, value in wanted.items())
 
     return probe

@@ -8,6 +8,7 @@ from typing import Any
 from prepaid_common.contracts.api.control import CommandView
 from prepaid_common.sealing import Algorithm
 from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.domain import RelayTruth, Supply
@@ -92,18 +93,21 @@ _OPEN = ("pending", "sent")
 
 
 async def _ensure_meter(session: AsyncSession, meter_id: str) -> None:
-    exists = await session.scalar(select(meters.c.meter_id).where(meters.c.meter_id == meter_id))
-    if exists is None:
-        await session.execute(
-            insert(meters).values(
-                meter_id=meter_id,
-                counter=0,
-                algorithm="3des",
-                reissues=0,
-                alarmed=False,
-                unconfirmed=False,
-            )
+    # A decision and a request for a new meter may arrive at once on two queues: the row is
+    # created once, whichever gets there first.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    await session.execute(
+        dialect.insert(meters)
+        .values(
+            meter_id=meter_id,
+            counter=0,
+            algorithm="3des",
+            reissues=0,
+            alarmed=False,
+            unconfirmed=False,
         )
+        .on_conflict_do_nothing(index_elements=["meter_id"])
+    )
 
 
 async def next_counter(session: AsyncSession, meter_id: str) -> tuple[int, Algorithm]:
