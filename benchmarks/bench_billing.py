@@ -620,6 +620,8 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    # A benchmark is a development run: the services take their development defaults.
+    os.environ.setdefault("PREPAID_ENVIRONMENT", "development")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="role")
     publish = sub.add_parser("publish")
