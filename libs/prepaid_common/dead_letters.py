@@ -29,8 +29,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from prepaid_common.bus import InProcessBus, MessageBus
+from prepaid_common.bus.metrics import DEAD_LETTER_QUEUE
 from prepaid_common.bus.rabbit import RabbitBus
-from prepaid_common.bus.retrying import DEAD_LETTER_QUEUE
 from prepaid_common.contracts import Envelope
 from prepaid_common.contracts.api.dead_letters import DeadLetterPage, DeadLetterView
 from prepaid_common.errors import NotFound, Unavailable

@@ -22,8 +22,8 @@ from prepaid_common.bus.base import (
     Weigh,
     topic_matches,
 )
+from prepaid_common.bus.metrics import DEAD_LETTERED
 from prepaid_common.bus.retrying import (
-    DEAD_LETTERED,
     Outage,
     Outcome,
     RetryPolicy,

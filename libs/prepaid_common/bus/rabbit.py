@@ -30,9 +30,8 @@ from prepaid_common.bus.base import (
     Subscription,
     Weigh,
 )
+from prepaid_common.bus.metrics import DEAD_LETTER_QUEUE, DEAD_LETTERED
 from prepaid_common.bus.retrying import (
-    DEAD_LETTER_QUEUE,
-    DEAD_LETTERED,
     Outage,
     Outcome,
     RetryPolicy,

@@ -16,27 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge
-
+from prepaid_common.bus.metrics import CONSUMER_WAITING
 from prepaid_common.failures import is_infrastructure_failure
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTERED = Counter(
-    "prepaid_bus_dead_lettered_total",
-    "Messages this process sent to the dead-letter queue, by queue and reason",
-    ["queue", "reason"],
-)
-DEAD_LETTER_QUEUE = Gauge(
-    "prepaid_dead_letter_queue_messages",
-    "Messages waiting in the dead-letter queue at the last look (every 30 s, and on each use)",
-    ["queue"],
-)
-CONSUMER_WAITING = Gauge(
-    "prepaid_bus_consumer_waiting",
-    "1 while a consumer holds a message and waits for a dependency to come back",
-    ["queue"],
-)
 
 
 @dataclass(frozen=True)

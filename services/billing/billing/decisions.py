@@ -9,7 +9,6 @@ from typing import Any
 
 from prepaid_common.contracts import RelayRequestedV1, SupplyDecidedV1, utcnow
 from prepaid_common.outbox import UnitOfWork
-from prometheus_client import Counter
 
 from billing.domain import ledger
 from billing.domain.money import ZERO
@@ -21,16 +20,13 @@ from billing.domain.supply import (
     is_friendly,
     warning_settled,
 )
+from billing.metrics import SUPPLY_DECISIONS
 from billing.store import accounts as account_store
 from billing.store import meters as meter_store
 from billing.store import supply as supply_store
 from billing.store.anomalies import record_anomaly
 from billing.store.balances import balance_of, balances_of
 from billing.store.reference import ReferenceCache
-
-SUPPLY_DECISIONS = Counter(
-    "prepaid_billing_supply_decisions_total", "Trip and close decisions", ["action"]
-)
 
 
 class SupplyDecisions:

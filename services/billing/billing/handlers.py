@@ -22,7 +22,6 @@ from prepaid_common.contracts import (
     utcnow,
 )
 from prepaid_common.outbox import UnitOfWork
-from prometheus_client import Counter
 
 from billing import bulk, purchases
 from billing.decisions import SupplyDecisions
@@ -33,7 +32,7 @@ from billing.domain.rater import Rater, position_text
 from billing.domain.rating import MeterReading, Rating, TariffVersion, Verdict
 from billing.domain.supply import SitePolicy
 from billing.domain.tariffs import PeriodEnergy
-from billing.metrics import LAG
+from billing.metrics import LAG, READINGS_RATED
 from billing.positions import PositionCache
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
@@ -42,10 +41,6 @@ from billing.store.anomalies import keep_anomaly, record_anomaly
 from billing.store.balances import arrears_of, balance_of
 from billing.store.meters import bindings_for_rating
 from billing.store.reference import ReferenceCache
-
-READINGS_RATED = Counter(
-    "prepaid_billing_readings_rated_total", "Readings taken by billing, by verdict", ["verdict"]
-)
 
 ENERGY_QUANTUM = Decimal("0.001")
 USAGE_QUANTUM = Decimal("0.000001")

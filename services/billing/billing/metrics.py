@@ -1,12 +1,21 @@
-"""Billing's Prometheus metrics: how late readings are rated, and the site's state as gauges.
-
-(The counters of readings rated, transactions and supply decisions are still declared
-beside their code in handlers, store.ledger and decisions.)
-"""
+"""Billing's Prometheus metrics: what it rated, posted and decided, how late, and the site's
+state as gauges."""
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+SUPPLY_DECISIONS = Counter(
+    "prepaid_billing_supply_decisions_total", "Trip and close decisions", ["action"]
+)
+
+READINGS_RATED = Counter(
+    "prepaid_billing_readings_rated_total", "Readings taken by billing, by verdict", ["verdict"]
+)
+
+TRANSACTIONS_POSTED = Counter(
+    "prepaid_billing_transactions_total", "Ledger transactions posted, by kind", ["kind"]
+)
 
 LAG = Histogram(
     "prepaid_billing_lag_seconds",

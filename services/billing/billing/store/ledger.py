@@ -12,7 +12,6 @@ from typing import Any
 from prepaid_common.contracts import BalanceChangedV1, utcnow
 from prepaid_common.contracts.api.billing import LedgerCheck, LedgerLine, Page
 from prepaid_common.outbox import UnitOfWork
-from prometheus_client import Counter
 from sqlalchemy import String, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,12 +19,9 @@ from billing import bulk
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.ids import new_ids
+from billing.metrics import TRANSACTIONS_POSTED
 from billing.store.balances import balance_of
 from billing.tables import balances, entries, transactions
-
-TRANSACTIONS_POSTED = Counter(
-    "prepaid_billing_transactions_total", "Ledger transactions posted, by kind", ["kind"]
-)
 
 
 async def post(uow: UnitOfWork, txn: ledger.Transaction, *, announce: bool = False) -> str | None:
