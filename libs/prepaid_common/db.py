@@ -133,14 +133,18 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 async def upgrade_schema(engine: AsyncEngine, migrations_dir: Path, version_table: str) -> None:
-    """Bring one service's tables to the newest revision (``alembic upgrade head``)."""
+    """Bring one service's tables to the newest revisions (``alembic upgrade heads``).
+
+    Heads, not head: revisions written side by side on separate branches apply together until
+    a merge revision joins them.
+    """
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     config.attributes["version_table"] = version_table
 
     def run(connection: Connection) -> None:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
     # Alembic keeps its migration context in module globals: one migration per process at
     # a time, whatever the event loop does.
