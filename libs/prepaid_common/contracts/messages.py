@@ -258,6 +258,55 @@ class AnomalyV1(Message):
         return f"{self.TYPE}.{self.meter_id}"
 
 
+class BalanceLowV1(Message):
+    """An account's balance went down through one of its two warning levels.
+
+    Level 1 is the account's warning line (said once per crossing, re-armed when the
+    balance rises above it); level 2 is its cut line (trip line less overdraft), reached
+    whether or not the supply goes off at once (friendly hours, a hold). Consumers key a
+    crossing on (account, level) and re-arm on a balance above ``line``.
+    """
+
+    TYPE: ClassVar[str] = "balance.low.v1"
+    account_id: str
+    level: Literal[1, 2]
+    balance: Decimal
+    line: Decimal
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.account_id}"
+
+
+class CutImminentV1(Message):
+    """An account's supply is kept on only by friendly hours: it is cut when they end."""
+
+    TYPE: ClassVar[str] = "cut.imminent.v1"
+    account_id: str
+    meter_id: str
+    balance: Decimal
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.account_id}"
+
+
+class PaymentIssueV1(Message):
+    """Payments flagged something for an operator (an amount that differs, an unknown
+    payment, a bill difference); ``issue_id`` is the same however often it is raised."""
+
+    TYPE: ClassVar[str] = "payment.issue.v1"
+    issue_id: str
+    kind: str
+    provider: str
+    out_trade_no: str | None = None
+    detail: str
+    at: datetime
+
+    def routing_key(self) -> str:
+        return f"{self.TYPE}.{self.provider}"
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     model.TYPE: model
     for model in (
@@ -273,6 +322,9 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         PaymentSucceededV1,
         BalanceChangedV1,
         AnomalyV1,
+        BalanceLowV1,
+        CutImminentV1,
+        PaymentIssueV1,
     )
 }
 

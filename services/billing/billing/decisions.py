@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from prepaid_common.contracts import RelayRequestedV1, SupplyDecidedV1, utcnow
+from prepaid_common.contracts.messages import BalanceLowV1, CutImminentV1
 from prepaid_common.outbox import UnitOfWork
 
 from billing.domain import ledger
@@ -60,12 +61,28 @@ class SupplyDecisions:
                     "low_balance",
                     f"account {account_id} balance {balance} at or below {account.warning_line}",
                 )
+                await uow.emit(
+                    BalanceLowV1(
+                        account_id=account_id,
+                        level=1,
+                        balance=balance,
+                        line=account.warning_line,
+                        at=now,
+                    )
+                )
         policy = await self.reference.policy(session)
         groups = await account_store.groups_of(session, account_id)
         shed_by = None
         if not account.protected and groups:
             shed_by = await supply_store.shedding_group(session, groups)
+        friendly = is_friendly(policy, now)
+        cut_line = account.trip_line - account.overdraft_limit
+        # The second warning level, said while a meter is still on (the notifications
+        # service keeps one message per crossing); a cut account says nothing again.
+        reached_cut_line = account.mode == "prepaid" and balance <= cut_line
+        announced_level_2 = False
         for meter_id, current in await meter_store.supplies_of(session, account_id):
+            held = await supply_store.held(session, meter_id, groups, now)
             decision = decide_supply(
                 SupplyInputs(
                     mode=account.mode,
@@ -73,11 +90,23 @@ class SupplyDecisions:
                     trip_line=account.trip_line,
                     overdraft_limit=account.overdraft_limit,
                     current=current,
-                    held=await supply_store.held(session, meter_id, groups, now),
+                    held=held,
                     shed_by=shed_by,
-                    friendly=is_friendly(policy, now),
+                    friendly=friendly,
                 )
             )
+            if reached_cut_line and current == "on" and not announced_level_2:
+                announced_level_2 = True
+                await uow.emit(
+                    BalanceLowV1(
+                        account_id=account_id, level=2, balance=balance, line=cut_line, at=now
+                    )
+                )
+            kept_by_friendly_hours = friendly and not held and shed_by is None
+            if reached_cut_line and kept_by_friendly_hours and decision.supply == current == "on":
+                await uow.emit(
+                    CutImminentV1(account_id=account_id, meter_id=meter_id, balance=balance, at=now)
+                )
             action = decision.action_from(current)
             if action is None:
                 continue

@@ -17,6 +17,7 @@ from prepaid_common.contracts.api.payments import (
     PaymentIssue,
     PaymentIssuePage,
 )
+from prepaid_common.contracts.messages import PaymentIssueV1
 from prepaid_common.errors import Invalid, NotFound, ServiceError
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
@@ -137,6 +138,16 @@ async def raise_issue(
         async with service_store.unit_of_work() as uow:
             if not await orders_store.issue_exists(uow.session, issue.id):
                 await orders_store.insert_issue(uow.session, issue)
+                await uow.emit(
+                    PaymentIssueV1(
+                        issue_id=issue.id,
+                        kind=issue.kind,
+                        provider=issue.provider,
+                        out_trade_no=issue.out_trade_no,
+                        detail=issue.detail,
+                        at=issue.created_at,
+                    )
+                )
     except IntegrityError:
         pass  # the same issue, raised by a message running beside this one
 
