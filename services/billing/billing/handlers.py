@@ -166,14 +166,17 @@ class BillingHandlers:
                 max_power_kw=self.max_power_kw,
             )
             verdicts[rating.verdict.value] += 1
-            if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE):
+            if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE, Verdict.BEFORE_START):
                 await record_anomaly(uow, meter_id, rating.verdict.value, rating.detail)
                 continue
             if rating.verdict is Verdict.STALE:
                 continue
             position = rating.position
             moved = True
-            work.evaluate_at[account_id] = reading.read_at
+            # A reading older than the start (rated late) must not move the evaluation back.
+            latest = work.evaluate_at.get(account_id)
+            if latest is None or reading.read_at > latest:
+                work.evaluate_at[account_id] = reading.read_at
             if rating.verdict is Verdict.CHARGE:
                 work.add_usage(meter_id, account_id, reading.read_at, rating, policy)
                 if rating.charge != 0:

@@ -242,8 +242,9 @@ arrivals = st.lists(
 ).flatmap(
     lambda steps: st.tuples(
         st.just(steps),
-        # The order messages arrive in: any permutation, some delivered twice.
-        st.permutations(range(len(steps))).flatmap(
+        # The order messages arrive in, the first reading read included: any permutation,
+        # some delivered twice.
+        st.permutations(range(len(steps) + 1)).flatmap(
             lambda order: st.lists(st.sampled_from(order), max_size=3).map(
                 lambda again: list(order) + again
             )
@@ -277,15 +278,17 @@ async def _singles_versus_batches(
             await define_tariff(billing, "tiered")
         await open_with_meters(billing, f"S{n}", [f"S{n}"], tariff_id="tiered")
         await open_with_meters(billing, f"B{n}", [f"B{n}"], tariff_id="tiered")
+        await open_with_meters(billing, f"O{n}", [f"O{n}"], tariff_id="tiered")
         times, registers = [NOW], [Decimal(50)]
         for minutes, kwh in steps:
             times.append(times[-1] + timedelta(minutes=minutes))
             registers.append(registers[-1] + kwh)
-        first = [0]  # the first reading fixes the start, then the rest arrive in any order
         singles = {i: reading(f"S{n}", times[i], registers[i]) for i in range(len(times))}
         batched = {i: reading(f"B{n}", times[i], registers[i]) for i in range(len(times))}
-        arrival = first + [i + 1 for i in order]
+        arrival = list(order)
         single = billing.store.idempotent(billing.handlers.handle_reading)
+        for i in range(len(times)):  # the reference: every reading in the order read
+            await single(reading(f"O{n}", times[i], registers[i]))
         for i in arrival:
             await single(singles[i])
         consume = billing.store.idempotent_batch(billing.handlers.handle_readings)
@@ -295,7 +298,9 @@ async def _singles_versus_batches(
                 break
             await consume(queue[:size])
             queue = queue[size:]
-        assert await balance(billing, f"S{n}") == await balance(billing, f"B{n}")
+        expected = await balance(billing, f"O{n}")
+        assert await balance(billing, f"S{n}") == expected
+        assert await balance(billing, f"B{n}") == expected
         assert await meter_state(billing, f"S{n}") == await meter_state(billing, f"B{n}")
         check = await ledger_check(billing)
         assert check["projection_mismatches"] == []

@@ -14,6 +14,8 @@ from billing.domain.rating import (
     Position,
     TariffVersion,
     Verdict,
+    position_from_json,
+    position_to_json,
     rate_reading,
 )
 from billing.domain.tariffs import (
@@ -100,6 +102,70 @@ def test_stale_and_duplicate_readings_change_nothing() -> None:
         assert rating.verdict is Verdict.STALE
         assert rating.charge == 0
         assert rating.position == position
+
+
+def test_a_reading_older_than_the_start_extends_it_back_and_is_charged() -> None:
+    """The first reading delivered is not always the first read: the energy between an
+    older one and the start is billed, and tiers count from the older one."""
+    tariff = TariffDefinition(
+        kind="tiered",
+        price_per_kwh=Decimal(1),
+        tiers=[Tier(up_to_kwh=Decimal(10)), Tier(surcharge=Decimal(1))],
+    )
+    versions = [TariffVersion("v", T0 - timedelta(days=1), tariff)]
+    early = MeterReading(T0, Decimal(100))
+    middle = MeterReading(T0 + timedelta(hours=1), Decimal(108))
+    late = MeterReading(T0 + timedelta(hours=2), Decimal(112))
+    position, in_order = feed(versions, [early, middle, late])
+    position_late, out_of_order = feed(versions, [middle, late, early])
+    # 12 kWh: 10 at 1.00 and 2 in the second tier at 2.00, whatever the order.
+    assert in_order == out_of_order == Decimal("14.00")
+    assert position_late.opened == early
+    assert position_late.cycle_energy == position.cycle_energy
+    assert position_late.last == late
+
+
+def test_a_reading_older_than_the_start_across_a_cycle_is_an_anomaly() -> None:
+    tariff = TariffDefinition(
+        kind="flat", price_per_kwh=Decimal(1), cycle="monthly", cycle_reset_day=1
+    )
+    versions = [TariffVersion("v", T0 - timedelta(days=365), tariff)]
+    april = datetime(2026, 4, 2, 12, tzinfo=SHANGHAI)
+    position, _ = feed(versions, [MeterReading(april, Decimal(20))])
+    rating = rate_reading(
+        position,
+        MeterReading(april - timedelta(days=3), Decimal(15)),
+        versions=versions,
+        zone=SHANGHAI,
+    )
+    assert rating.verdict is Verdict.BEFORE_START
+    assert "5 kWh not billed" in rating.detail
+    assert rating.charge == 0
+    assert rating.position == position
+
+
+def test_a_reading_older_than_the_start_with_a_higher_register_is_backwards() -> None:
+    versions = flat("1")
+    position, _ = feed(versions, [MeterReading(T0, Decimal(50))])
+    rating = rate_reading(
+        position,
+        MeterReading(T0 - timedelta(hours=1), Decimal(51)),
+        versions=versions,
+        zone=SHANGHAI,
+    )
+    assert rating.verdict is Verdict.BACKWARDS
+    assert rating.position == position
+
+
+def test_positions_stored_before_the_start_was_kept_treat_older_readings_as_stale() -> None:
+    versions = flat("1")
+    position, _ = feed(versions, [MeterReading(T0, Decimal(50))])
+    stored = position_from_json({**position_to_json(position), "opened": None})
+    assert stored.opened is None
+    rating = rate_reading(
+        stored, MeterReading(T0 - timedelta(hours=1), Decimal(49)), versions=versions, zone=SHANGHAI
+    )
+    assert rating.verdict is Verdict.STALE
 
 
 def test_register_going_backwards_is_an_anomaly_not_a_credit() -> None:
@@ -325,6 +391,10 @@ def test_splitting_invariance(
     rest = readings[1:] + [readings[1:][i % len(increments)] for i in duplicates]
     random.Random(shuffle_seed).shuffle(rest)
     _, shuffled = feed(versions, [first, *rest], multiplier=multiplier)
+    # The first reading read need not be the first delivered: any order at all.
+    every = [*readings, *(readings[i % len(readings)] for i in duplicates)]
+    random.Random(shuffle_seed + 1).shuffle(every)
+    _, any_order = feed(versions, every, multiplier=multiplier)
 
     billed = (final.tou_kwh - first.tou_kwh).scaled(multiplier * (1 + tariff.loss_factor))  # type: ignore[operator]
     expected = round_money(
@@ -332,4 +402,4 @@ def test_splitting_invariance(
             tariff, billed if tariff.uses_periods else PeriodEnergy.all_flat(billed.total)
         )
     )
-    assert whole == in_order == shuffled == expected
+    assert whole == in_order == shuffled == any_order == expected

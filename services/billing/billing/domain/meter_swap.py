@@ -25,7 +25,11 @@ def final_reading(position: Position, *, final_kwh: Decimal, now: datetime) -> M
 
 
 def carried_position(position: Position, *, start_kwh: Decimal, now: datetime) -> Position:
-    """Return the new meter's position: its starting register, in the old meter's cycle."""
+    """Return the new meter's position: its starting register, in the old meter's cycle.
+
+    No ``opened``: the new meter's readings from before the swap are not this binding's,
+    so one older than the starting register stays stale instead of extending it back.
+    """
     return Position(
         last=MeterReading(now, start_kwh),
         cycle_start=position.cycle_start,

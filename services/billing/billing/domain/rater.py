@@ -188,6 +188,7 @@ class Rater:
             position.segment_version,
             position.segment_base,
             segment_total,
+            position.opened,
         )
         return Rating(Verdict.CHARGE, moved, charge, metered, billed_total)
 
@@ -229,22 +230,27 @@ def _version_text(version: str | None) -> str:
 
 def position_text(position: Position) -> str:
     """``json.dumps(position_to_json(position))``, written directly."""
-    last = position.last
-    if last is None:
-        last_text = "null"
-    else:
-        tou = "null" if last.tou_kwh is None else _energy_text(last.tou_kwh)
-        last_text = (
-            f'{{"read_at": "{last.read_at.isoformat()}", "total_kwh": "{last.total_kwh!s}", '
-            f'"tou_kwh": {tou}}}'
-        )
+    last_text = _reading_text(position.last)
+    opened = position.opened
+    # The start is the last reading until another one comes: its text once.
+    opened_text = last_text if opened is position.last else _reading_text(opened)
     cycle_start = "null" if position.cycle_start is None else _cycle_text(position.cycle_start)
     return (
         f'{{"last": {last_text}, "cycle_start": {cycle_start}, '
         f'"cycle_energy": {_energy_text(position.cycle_energy)}, '
         f'"segment_version": {_version_text(position.segment_version)}, '
         f'"segment_base": {_energy_text(position.segment_base)}, '
-        f'"segment_charged": "{position.segment_charged!s}"}}'
+        f'"segment_charged": "{position.segment_charged!s}", "opened": {opened_text}}}'
+    )
+
+
+def _reading_text(reading: MeterReading | None) -> str:
+    if reading is None:
+        return "null"
+    tou = "null" if reading.tou_kwh is None else _energy_text(reading.tou_kwh)
+    return (
+        f'{{"read_at": "{reading.read_at.isoformat()}", "total_kwh": "{reading.total_kwh!s}", '
+        f'"tou_kwh": {tou}}}'
     )
 
 

@@ -67,12 +67,19 @@ class Position:
     segment_version: str | None = None
     segment_base: PeriodEnergy = field(default_factory=PeriodEnergy)
     segment_charged: Decimal = ZERO
+    # The earliest reading rated from. Readings reach billing in any order after a binding
+    # (outbox replays, several collector replicas): one older than this extends the start
+    # back instead of being dropped as stale. None in positions stored before it was kept.
+    opened: MeterReading | None = None
 
 
 class Verdict(StrEnum):
     CHARGE = "charge"
     FIRST = "first"  # the first reading fixes the start; nothing to charge
     STALE = "stale"  # late or duplicate: the position is already past it
+    # Older than the start, and the interval back to it cannot be rated exactly (another
+    # cycle or tariff version than the one the start opened): an anomaly, nothing charged.
+    BEFORE_START = "before_start"
     BACKWARDS = "register_backwards"
     IMPLAUSIBLE = "implausible_jump"
 
@@ -118,9 +125,21 @@ def rate_reading(
             last=reading,
             cycle_start=tariffs.cycle_start(first.definition, reading.read_at, zone),
             segment_version=first.version_id,
+            opened=reading,
         )
         return Rating(Verdict.FIRST, opened)
     if reading.read_at <= last.read_at:
+        opening = position.opened
+        if opening is not None and reading.read_at < opening.read_at:
+            return _rate_before_start(
+                position,
+                reading,
+                opening,
+                versions=versions,
+                zone=zone,
+                multiplier=multiplier,
+                max_power_kw=max_power_kw,
+            )
         return Rating(Verdict.STALE, position)
     if reading.total_kwh < last.total_kwh:
         return Rating(
@@ -181,6 +200,73 @@ def rate_reading(
     return Rating(Verdict.CHARGE, moved, charge, metered, billed_total)
 
 
+def _rate_before_start(
+    position: Position,
+    reading: MeterReading,
+    start: MeterReading,
+    *,
+    versions: Sequence[TariffVersion],
+    zone: ZoneInfo,
+    multiplier: Decimal,
+    max_power_kw: Decimal,
+) -> Rating:
+    """Rate the interval from a reading older than the start up to the start.
+
+    A cycle's charge is a function of the cycle's energy alone, so energy added in any
+    order within one segment (one cycle under one tariff version) sums to the same charge
+    to the fen: the interval is added to the cycle energy as if it had come first. Outside
+    the start's segment the charge would depend on what was charged in another cycle or
+    version, which the position no longer holds: that is an anomaly, not a guess.
+    """
+    if reading.total_kwh > start.total_kwh:
+        return Rating(
+            Verdict.BACKWARDS,
+            position,
+            detail=f"register fell from {reading.total_kwh} to {start.total_kwh} kWh",
+        )
+    hours = Decimal(str((start.read_at - reading.read_at).total_seconds())) / Decimal(3600)
+    metered = start.total_kwh - reading.total_kwh
+    if metered > max_power_kw * hours + Decimal("0.01"):
+        return Rating(
+            Verdict.IMPLAUSIBLE,
+            position,
+            detail=f"{metered} kWh in {hours:.4f} h exceeds {max_power_kw} kW",
+        )
+    version = version_at(versions, reading.read_at)
+    tariff = version.definition
+    cycle_start = tariffs.cycle_start(tariff, reading.read_at, zone)
+    same_segment = (
+        version.version_id == position.segment_version
+        and version is version_at(versions, start.read_at)
+        and cycle_start == position.cycle_start
+        and start.read_at < tariffs.next_cycle_start(tariff, cycle_start.astimezone(zone))
+    )
+    if not same_segment:
+        return Rating(
+            Verdict.BEFORE_START,
+            position,
+            detail=(
+                f"reading of {reading.read_at.isoformat()} is older than the start "
+                f"{start.read_at.isoformat()} across a cycle or tariff change: "
+                f"{metered} kWh not billed"
+            ),
+        )
+    by_period = _metered_by_period(reading, start, tariff, zone)
+    if by_period is None:
+        return Rating(
+            Verdict.BACKWARDS, position, detail="a time-of-use register fell between readings"
+        )
+    billed = by_period.scaled(multiplier * (1 + tariff.loss_factor))
+    energy = position.cycle_energy + billed
+    segment_total = round_money(
+        tariffs.energy_charge(tariff, energy) - tariffs.energy_charge(tariff, position.segment_base)
+    )
+    moved = replace(position, cycle_energy=energy, segment_charged=segment_total, opened=reading)
+    return Rating(
+        Verdict.CHARGE, moved, segment_total - position.segment_charged, metered, billed.total
+    )
+
+
 def _metered_by_period(
     last: MeterReading, reading: MeterReading, tariff: TariffDefinition, zone: ZoneInfo
 ) -> PeriodEnergy | None:
@@ -232,48 +318,55 @@ def _split_at_boundaries(
 
 def position_to_json(position: Position) -> dict[str, object]:
     """Serialise a position exactly (decimals as strings) for storage."""
-    last = position.last
     return {
-        "last": None
-        if last is None
-        else {
-            "read_at": last.read_at.isoformat(),
-            "total_kwh": str(last.total_kwh),
-            "tou_kwh": None if last.tou_kwh is None else last.tou_kwh.as_strings(),
-        },
+        "last": _reading_to_json(position.last),
         "cycle_start": None if position.cycle_start is None else position.cycle_start.isoformat(),
         "cycle_energy": position.cycle_energy.as_strings(),
         "segment_version": position.segment_version,
         "segment_base": position.segment_base.as_strings(),
         "segment_charged": str(position.segment_charged),
+        "opened": _reading_to_json(position.opened),
+    }
+
+
+def _reading_to_json(reading: MeterReading | None) -> dict[str, object] | None:
+    if reading is None:
+        return None
+    return {
+        "read_at": reading.read_at.isoformat(),
+        "total_kwh": str(reading.total_kwh),
+        "tou_kwh": None if reading.tou_kwh is None else reading.tou_kwh.as_strings(),
     }
 
 
 def position_from_json(raw: dict[str, object] | None) -> Position:
-    """Read back what ``position_to_json`` wrote."""
+    """Read back what ``position_to_json`` wrote (``opened`` absent in older positions)."""
     if not raw:
         return Position()
-
-    def energy(value: object) -> PeriodEnergy:
-        assert isinstance(value, dict)
-        return PeriodEnergy.of({k: Decimal(v) for k, v in value.items()})
-
-    last_raw = raw.get("last")
-    last = None
-    if isinstance(last_raw, dict):
-        tou = last_raw.get("tou_kwh")
-        last = MeterReading(
-            read_at=datetime.fromisoformat(str(last_raw["read_at"])),
-            total_kwh=Decimal(str(last_raw["total_kwh"])),
-            tou_kwh=None if tou is None else energy(tou),
-        )
     cycle_start = raw.get("cycle_start")
     segment_version = raw.get("segment_version")
     return Position(
-        last=last,
+        last=_reading_from_json(raw.get("last")),
         cycle_start=None if cycle_start is None else datetime.fromisoformat(str(cycle_start)),
-        cycle_energy=energy(raw["cycle_energy"]),
+        cycle_energy=_energy_from_json(raw["cycle_energy"]),
         segment_version=None if segment_version is None else str(segment_version),
-        segment_base=energy(raw["segment_base"]),
+        segment_base=_energy_from_json(raw["segment_base"]),
         segment_charged=Decimal(str(raw["segment_charged"])),
+        opened=_reading_from_json(raw.get("opened")),
+    )
+
+
+def _energy_from_json(value: object) -> PeriodEnergy:
+    assert isinstance(value, dict)
+    return PeriodEnergy.of({k: Decimal(v) for k, v in value.items()})
+
+
+def _reading_from_json(raw: object) -> MeterReading | None:
+    if not isinstance(raw, dict):
+        return None
+    tou = raw.get("tou_kwh")
+    return MeterReading(
+        read_at=datetime.fromisoformat(str(raw["read_at"])),
+        total_kwh=Decimal(str(raw["total_kwh"])),
+        tou_kwh=None if tou is None else _energy_from_json(tou),
     )
