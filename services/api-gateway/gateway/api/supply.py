@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Response
 from prepaid_common.contracts.api.billing import (
     Created,
@@ -12,17 +14,34 @@ from prepaid_common.contracts.api.billing import (
     ShedView,
     SitePolicy,
 )
+from prepaid_common.contracts.identifiers import IDENTIFIER_PATTERN
+from prepaid_common.errors import NotFound
 
-from gateway.api.deps import AdminUser, AuditLog, Billing, PathId, StaffUser, as_operator
+from gateway.api.deps import (
+    AdminUser,
+    AuditLog,
+    Billing,
+    Collector,
+    PathId,
+    StaffUser,
+    as_operator,
+)
 
 router = APIRouter(tags=["supply"])
 
 
 @router.post("/holds", status_code=201)
 async def place_hold(
-    principal: StaffUser, billing: Billing, audit: AuditLog, body: HoldBody
+    principal: StaffUser, collector: Collector, billing: Billing, audit: AuditLog, body: HoldBody
 ) -> Created:
-    """Hold power (保电) for a meter, a group or everyone, optionally until a time."""
+    """Hold power (保电) for a meter, a group or everyone, optionally until a time.
+
+    A meter the collector does not know, or a group no account is in: 404; an ``until``
+    that has passed: 422."""
+    if body.scope == "meter":
+        if re.fullmatch(IDENTIFIER_PATTERN, body.target) is None:
+            raise NotFound(f"meter {body.target} does not exist")
+        await collector.get(f"/internal/meters/{body.target}")
     _, hold = await billing.post("/internal/holds", json=as_operator(body, principal))
     await audit.record("hold.place", body.target, body.model_dump(mode="json"))
     return Created.model_validate(hold)
@@ -30,7 +49,7 @@ async def place_hold(
 
 @router.get("/holds")
 async def list_holds(principal: StaffUser, billing: Billing) -> Items[HoldView]:
-    """Holds in force."""
+    """Holds in force (not released, not past their ``until``)."""
     return Items[HoldView].model_validate(await billing.get("/internal/holds"))
 
 
@@ -48,7 +67,8 @@ async def release_hold(
 async def start_shed(
     principal: StaffUser, billing: Billing, audit: AuditLog, body: ShedBody
 ) -> Created:
-    """Cut a group (building, floor, tenant class), sparing protected accounts."""
+    """Cut a group (building, floor, tenant class), sparing protected accounts; a group no
+    account is in: 404."""
     _, shed = await billing.post("/internal/sheds", json=as_operator(body, principal))
     await audit.record("shed.start", body.group, body.model_dump(mode="json"))
     return Created.model_validate(shed)

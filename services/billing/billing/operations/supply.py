@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from prepaid_common.contracts import utcnow
+from prepaid_common.errors import Invalid, NotFound
 from prepaid_common.outbox import ServiceStore, UnitOfWork
 
 from billing.decisions import SupplyDecisions
@@ -27,9 +28,20 @@ class SupplyOperations:
     async def place_hold(
         self, *, scope: str, target: str, until: datetime | None, reason: str, operator: str
     ) -> str:
-        """Hold power (保电) for a meter, a group or everyone until released or expired."""
+        """Hold power (保电) for a meter, a group or everyone until released or expired.
+
+        A hold that would end before it starts (``until`` not in the future) is Invalid, and
+        one for a group no account is in is NotFound (a typo would otherwise hold nothing,
+        silently). A meter's existence is the collector's to say (the gateway asks it).
+        """
+        if until is not None and until.tzinfo is None:
+            raise Invalid("until needs a time zone (e.g. 2026-12-01T18:00:00+08:00)")
+        if until is not None and until <= utcnow():
+            raise Invalid(f"the hold would end at {until.isoformat()}, which has passed")
         hold_id = str(uuid.uuid4())
         async with self.store.unit_of_work() as uow:
+            if scope == "group":
+                await _require_group(uow, target)
             await supply_store.insert_hold(
                 uow.session,
                 hold_id=hold_id,
@@ -49,9 +61,12 @@ class SupplyOperations:
             await self._reevaluate(uow, row.scope, row.target)
 
     async def start_shed(self, *, group: str, reason: str, operator: str) -> str:
-        """Cut a whole group (building, floor, tenant class), sparing protected accounts."""
+        """Cut a whole group (building, floor, tenant class), sparing protected accounts.
+
+        A group no account is in is NotFound: shedding it would cut nothing."""
         shed_id = str(uuid.uuid4())
         async with self.store.unit_of_work() as uow:
+            await _require_group(uow, group)
             await supply_store.insert_shed(
                 uow.session, shed_id=shed_id, group=group, reason=reason, operator=operator
             )
@@ -75,3 +90,8 @@ class SupplyOperations:
     ) -> None:
         for account_id in await supply_store.accounts_in_scope(uow.session, scope, target):
             await self.decisions.evaluate_account(uow, account_id, now=utcnow(), batch=batch)
+
+
+async def _require_group(uow: UnitOfWork, group: str) -> None:
+    if not await supply_store.group_exists(uow.session, group):
+        raise NotFound(f"no account is in group {group}")

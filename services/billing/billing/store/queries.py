@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Literal
 
+from prepaid_common.contracts import utcnow
 from prepaid_common.contracts.api.billing import (
     AccountView,
     Anomaly,
@@ -105,9 +106,9 @@ class BillingQueries:
             )
 
     async def holds(self) -> Items[HoldView]:
-        """Return the holds not released."""
+        """Return the holds in force now (released and expired ones are not listed)."""
         async with self.sessions() as session:
-            return await supply.holds_unreleased(session)
+            return await supply.holds_in_force(session, utcnow())
 
     async def sheds(self) -> Items[ShedView]:
         """Return the latest load sheddings."""

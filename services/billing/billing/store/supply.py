@@ -76,12 +76,10 @@ async def any_hold_in_force(session: AsyncSession, now: datetime) -> bool:
     return await session.scalar(select(holds.c.id).where(_in_force(now)).limit(1)) is not None
 
 
-async def holds_unreleased(session: AsyncSession) -> Items[HoldView]:
-    """Return the holds not released, oldest first (expired ones included)."""
+async def holds_in_force(session: AsyncSession, now: datetime) -> Items[HoldView]:
+    """Return the holds in force (neither released nor past their ``until``), oldest first."""
     rows = (
-        await session.execute(
-            select(holds).where(holds.c.released_at.is_(None)).order_by(holds.c.created_at)
-        )
+        await session.execute(select(holds).where(_in_force(now)).order_by(holds.c.created_at))
     ).all()
     return Items[HoldView](items=[HoldView.model_validate(r._mapping) for r in rows])
 
@@ -145,6 +143,14 @@ async def recent_sheds(session: AsyncSession) -> Items[ShedView]:
         await session.execute(select(sheds).order_by(sheds.c.started_at.desc()).limit(200))
     ).all()
     return Items[ShedView](items=[ShedView.model_validate(r._mapping) for r in rows])
+
+
+async def group_exists(session: AsyncSession, group: str) -> bool:
+    """Whether any account is in the group (a group exists only through its accounts)."""
+    found = await session.scalar(
+        select(account_groups.c.account_id).where(account_groups.c.group_name == group).limit(1)
+    )
+    return found is not None
 
 
 # --- who is concerned ----------------------------------------------------------------------
