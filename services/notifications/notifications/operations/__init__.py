@@ -1,0 +1,2 @@
+"""What the API and the loops call: send what is due, manage preferences and webhook
+subscriptions, list what was sent."""

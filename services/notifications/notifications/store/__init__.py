@@ -1,0 +1,2 @@
+"""Notifications' SQL: messages, crossings, preferences, webhook subscriptions and
+deliveries (one module each)."""
