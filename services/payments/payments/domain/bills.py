@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -109,12 +112,35 @@ def parse_wechat_trade_bill(text: str) -> list[BillLine]:
     return lines
 
 
+# The detail list of an Alipay trade bill sits between these two note lines; the end line is
+# followed by the totals. A file without the end line was cut short.
+ALIPAY_LIST_END = "业务明细列表结束"
+ALIPAY_DETAIL = "业务明细"
+ALIPAY_SUMMARY = "汇总"
+
+
 def parse_alipay_trade_bill(text: str) -> list[BillLine]:
-    """Return the paid trades of an Alipay trade detail bill (CSV, ``#`` lines are notes)."""
-    rows = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    """Return the paid trades of an Alipay trade detail bill (业务明细).
+
+    As Alipay writes it: ``#`` note lines (title, account, period, the list's start line),
+    the column header, one row per trade or refund with every cell padded by a tab (so that
+    spreadsheets keep numbers as text), the list's end line and the totals (``#交易合计``,
+    ``#退款合计``, ``#导出时间``). Trades (业务类型 交易) are returned; refunds are not
+    payments. A bill without its end line was cut short: ValueError, not a shorter list.
+    """
+    lines_in = text.splitlines()
+    if not any(line.startswith("#") and ALIPAY_LIST_END in line for line in lines_in):
+        raise ValueError("not a whole Alipay trade bill: the detail list's end line is missing")
+    rows: list[list[str]] = []
+    for cells in csv.reader(line for line in lines_in if line.strip()):
+        if cells and cells[0].startswith("#"):
+            if ALIPAY_LIST_END in cells[0]:
+                break  # the totals follow
+            continue
+        rows.append([cell.strip() for cell in cells])
     if not rows:
         return []
-    header = [cell.strip() for cell in rows[0].split(",")]
+    header = rows[0]
     try:
         transaction, no, kind = (
             header.index("支付宝交易号"),
@@ -125,10 +151,43 @@ def parse_alipay_trade_bill(text: str) -> list[BillLine]:
     except ValueError as error:
         raise ValueError(f"not an Alipay trade bill: {error}") from None
     lines = []
-    for row in rows[1:]:
-        cells = [cell.strip() for cell in row.split(",")]
+    for cells in rows[1:]:
         if len(cells) < len(header):
-            continue
+            raise ValueError(f"Alipay trade bill row with {len(cells)} cells: {cells[:2]}")
         if cells[kind] == "交易":
             lines.append(BillLine(cells[no], cells[transaction], Decimal(cells[amount])))
     return lines
+
+
+def _zip_name(entry: zipfile.ZipInfo) -> str:
+    # Alipay names its files in GBK without the zip's UTF-8 flag: zipfile read the name's
+    # bytes as cp437, which gives them back unchanged.
+    if entry.flag_bits & 0x800:
+        return entry.filename
+    return entry.filename.encode("cp437").decode("gb18030", errors="replace")
+
+
+def read_alipay_bill_archive(content: bytes) -> list[BillLine]:
+    """Return the paid trades of the zip Alipay's bill download URL serves.
+
+    The zip holds two CSV files named ``<account>_<yyyymmdd>_业务明细.csv`` (the trades) and
+    ``..._业务明细(汇总).csv`` (the totals), both GBK-encoded (read as GB18030, its superset,
+    so that a rare character in a product or buyer name cannot fail the whole bill). Exactly
+    one detail file is expected; ValueError otherwise, or for a damaged zip.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        details = [
+            entry
+            for entry in archive.infolist()
+            if _zip_name(entry).endswith(".csv")
+            and ALIPAY_DETAIL in _zip_name(entry)
+            and ALIPAY_SUMMARY not in _zip_name(entry)
+        ]
+        if len(details) != 1:
+            names = [_zip_name(entry) for entry in archive.infolist()]
+            raise ValueError(f"expected one Alipay detail bill in the zip, found {names}")
+        text = archive.read(details[0]).decode("gb18030")
+    except (zipfile.BadZipFile, UnicodeDecodeError) as error:
+        raise ValueError(f"not an Alipay bill archive: {error}") from None
+    return parse_alipay_trade_bill(text)

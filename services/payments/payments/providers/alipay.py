@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,7 +14,7 @@ import httpx
 from prepaid_common.errors import BadGateway
 
 from payments.domain import alipay
-from payments.domain.bills import BillLine, parse_alipay_trade_bill
+from payments.domain.bills import BillLine, read_alipay_bill_archive
 from payments.domain.money import parse_yuan, yuan_text
 from payments.domain.orders import Channel, PaidReport, Provider
 from payments.keys import AlipayCredentials
@@ -172,18 +170,7 @@ class AlipayClient:
             raise BadGateway(f"Alipay bill: {answer.get('sub_code')}")
         try:
             response = await self.http.get(str(answer["bill_download_url"]))
-            archive = zipfile.ZipFile(io.BytesIO(response.content))
-        except (httpx.HTTPError, zipfile.BadZipFile) as error:
+            response.raise_for_status()
+            return read_alipay_bill_archive(response.content)
+        except (httpx.HTTPError, ValueError) as error:
             raise BadGateway(f"Alipay bill download failed: {error!r}") from error
-        lines: list[BillLine] = []
-        for entry in archive.infolist():
-            # Alipay names its files in GBK without the zip's UTF-8 flag (read as cp437).
-            name = (
-                entry.filename
-                if entry.flag_bits & 0x800
-                else entry.filename.encode("cp437").decode("gbk", errors="replace")
-            )
-            # The detail file, not the summary (汇总); its text is GBK too.
-            if "汇总" not in name and name.endswith(".csv"):
-                lines += parse_alipay_trade_bill(archive.read(entry).decode("gbk"))
-        return lines

@@ -61,6 +61,17 @@ def _alipay_content(params: dict[str, str], *drop: str) -> bytes:
     return "&".join(f"{k}={params[k]}" for k in keys).encode()
 
 
+class _GbkNamed(zipfile.ZipInfo):
+    """A zip entry named in GBK without the UTF-8 flag, as Alipay's bill archives are."""
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(filename, date_time=time.localtime()[:6])
+        self.compress_type = zipfile.ZIP_DEFLATED
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's own name
+        return self.filename.encode("gbk"), self.flag_bits & ~0x800
+
+
 @dataclass
 class FakeOrder:
     """An order as a provider keeps it."""
@@ -395,30 +406,70 @@ class FakeProviders:
         return ("\n".join(rows) + "\n").encode()
 
     def alipay_bill(self, day: date) -> bytes:
-        """Return the day's trade bill as Alipay serves it: zipped CSVs in GBK."""
+        """Return the day's trade bill as Alipay serves it.
+
+        A zip of two GBK CSV files named in GBK without the zip's UTF-8 flag: the detail
+        (业务明细) with its note lines, a tab after every cell, the list's end line and the
+        totals, and the summary (业务明细(汇总)); lines end in CRLF.
+        """
         header = (
             "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,"
             "终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,"
             "支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
             "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"
         )
-        rows = ["#支付宝业务明细查询", f"#账号：[{ALIPAY_SELLER_ID}0156]", header]
-        for order in self._paid_on("alipay", day):
+        account = f"{ALIPAY_SELLER_ID}0156"
+        period = (
+            f"#起始日期：[{day:%Y年%m月%d日} 00:00:00]   "
+            f"终止日期：[{day + timedelta(days=1):%Y年%m月%d日} 00:00:00]"
+        )
+        exported = f"#导出时间：[{datetime.now(BEIJING):%Y年%m月%d日 %H:%M:%S}]"
+        rule = "#" + "-" * 41
+        rows = [
+            "#支付宝业务明细查询",
+            f"#账号：[{account}]",
+            period,
+            f"{rule}业务明细列表{'-' * 40}",
+            header,
+        ]
+        total = Decimal("0.00")
+        paid = self._paid_on("alipay", day)
+        for order in paid:
             assert order.paid_at is not None
             when = order.paid_at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
             yuan = f"{Decimal(order.paid_fen) / 100:.2f}"
+            total += Decimal(order.paid_fen) / 100
             cells = [
-                order.transaction_id, order.out_trade_no, "交易", "top-up", when, when,
+                order.transaction_id, order.out_trade_no, "交易", "电费充值", when, when,
                 "", "", "", "", "buyer", yuan, yuan, "0.00", "0.00", "0.00", "0.00", "0.00",
                 "", "0.00", "0.00", "", "0.00", "0.00", "",
             ]  # fmt: skip
-            rows.append(",".join(cells))
-        rows.append("#-----------------------------------------业务明细列表结束")
+            rows.append(",".join(f"{cell}\t" for cell in cells))
+        rows += [
+            f"{rule}业务明细列表结束{'-' * 36}",
+            f"#交易合计：{len(paid)}笔，商家实收共：{total:.2f}元，商家优惠共：0.00元",
+            "#退款合计：0笔，商家实收退款共：0.00元，商家优惠退款共：0.00元",
+            exported,
+        ]
+        summary = [
+            "#支付宝业务汇总查询",
+            f"#账号：[{account}]",
+            period,
+            f"{rule}业务汇总列表{'-' * 40}",
+            "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,"
+            "支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）",
+            f"合计,,{len(paid)},0,{total:.2f},{total:.2f},0.00,0.00,0.00,0.00,0.00,{total:.2f}",
+            f"{rule}业务汇总列表结束{'-' * 36}",
+            exported,
+        ]
         buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w") as archive:
-            stem = f"{ALIPAY_SELLER_ID}0156_{day:%Y%m%d}"
-            archive.writestr(f"{stem}_业务明细.csv", ("\n".join(rows) + "\n").encode("gbk"))
-            archive.writestr(f"{stem}_业务明细(汇总).csv", "#汇总\n".encode("gbk"))
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            stem = f"{account}_{day:%Y%m%d}"
+            for name, lines in (
+                (f"{stem}_业务明细.csv", rows),
+                (f"{stem}_业务明细(汇总).csv", summary),
+            ):
+                archive.writestr(_GbkNamed(name), ("\r\n".join(lines) + "\r\n").encode("gbk"))
         return buffer.getvalue()
 
     # --- Alipay -------------------------------------------------------------------------
