@@ -140,6 +140,7 @@ def rig_settings(
         "notifications_first_retry_seconds": 0.1,
         "notifications_max_retry_seconds": 0.5,
         "notifications_max_attempts": 4,
+        "webhook_max_attempts": 4,
         **overrides,
     }
     return NotificationsSettings(**values)
