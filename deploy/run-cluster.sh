@@ -13,6 +13,14 @@ export PREPAID_TOKEN_SECRET=${PREPAID_TOKEN_SECRET:-$($BIN/python -c 'import sec
 # Control seals meter commands with it and the collector verifies them (one run's key).
 export PREPAID_COMMAND_MASTER_KEYS=${PREPAID_COMMAND_MASTER_KEYS:-1 $($BIN/python -c 'import secrets; print(secrets.token_hex(16))')}
 SIM_ARGS=(--dtus "${SIM_DTUS:-10}" --meters "${SIM_METERS:-8}" --base-port "${SIM_BASE_PORT:-15020}")
+# The ports: the gateway's public one, and each service's internal API as the gateway's URL
+# settings name it (a second cluster beside this one sets other ports, a database name in
+# PREPAID_DATABASE_URL and a PREPAID_BUS_PREFIX of its own).
+export PREPAID_HTTP_PORT=${PREPAID_HTTP_PORT:-8000}
+export PREPAID_COLLECTOR_URL=${PREPAID_COLLECTOR_URL:-http://127.0.0.1:8101}
+export PREPAID_BILLING_URL=${PREPAID_BILLING_URL:-http://127.0.0.1:8102}
+export PREPAID_CONTROL_URL=${PREPAID_CONTROL_URL:-http://127.0.0.1:8103}
+export PREPAID_PAYMENTS_URL=${PREPAID_PAYMENTS_URL:-http://127.0.0.1:8104}
 
 "$BIN/python" - <<'PY'
 import asyncio, os
@@ -55,17 +63,19 @@ supervise() {
 }
 
 "$BIN/python" -m simulator "${SIM_ARGS[@]}" --speed 60 >/dev/null & pids+=($!)
-for svc in collector:8101 billing:8102 control:8103 payments:8104; do
-    supervise "${svc%%:*}" env PREPAID_SERVICE_PORT="${svc#*:}" "$BIN/python" -m "${svc%%:*}" &
+for svc in collector:$PREPAID_COLLECTOR_URL billing:$PREPAID_BILLING_URL \
+    control:$PREPAID_CONTROL_URL payments:$PREPAID_PAYMENTS_URL; do
+    supervise "${svc%%:*}" env PREPAID_SERVICE_PORT="${svc##*:}" "$BIN/python" -m "${svc%%:*}" &
     pids+=($!)
 done
 supervise gateway "$BIN/python" -m gateway & pids+=($!)
 
 for _ in $(seq 1 60); do
-    "$BIN/python" -c 'import httpx; httpx.get("http://127.0.0.1:8000/healthz").raise_for_status()' 2>/dev/null && break
+    "$BIN/python" -c 'import httpx; httpx.get("http://127.0.0.1:'"$PREPAID_HTTP_PORT"'/healthz").raise_for_status()' 2>/dev/null && break
     sleep 1
 done
-"$BIN/python" -m standalone.seed --gateway http://127.0.0.1:8000 \
-    --admin-password "$PREPAID_ADMIN_PASSWORD" "${SIM_ARGS[@]}"
-echo "Cluster running: http://127.0.0.1:8000/docs  (admin / $PREPAID_ADMIN_PASSWORD)"
+# The admin's password reaches the seed in its environment (exported above), not on its
+# command line, where ps shows it.
+"$BIN/python" -m standalone.seed --gateway "http://127.0.0.1:$PREPAID_HTTP_PORT" "${SIM_ARGS[@]}"
+echo "Cluster running: http://127.0.0.1:$PREPAID_HTTP_PORT/docs  (admin / $PREPAID_ADMIN_PASSWORD)"
 wait

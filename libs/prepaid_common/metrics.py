@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import metadata
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -65,6 +65,20 @@ def _installed_version() -> str:
 
 # Set once per process: a dashboard shows which version runs where, and when it changed.
 BUILD_INFO.labels(_installed_version(), os.environ.get("PREPAID_REVISION", "unknown")).set(1)
+
+
+def count_messages_from_zero(service: str, bindings: Sequence[str]) -> None:
+    """Create a subscription's message counters at 0 (handled and duplicate), one per type.
+
+    A binding is a message type followed by ``.#`` (its shard or meter); one with another
+    wildcard names no single type and creates nothing.
+    """
+    for binding in bindings:
+        type_ = binding.removesuffix(".#")
+        if "*" in type_ or "#" in type_:
+            continue
+        for result in ("handled", "duplicate"):
+            BUS_MESSAGES.labels(service, type_, result)
 
 
 def metrics_router() -> APIRouter:

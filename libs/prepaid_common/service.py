@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from prepaid_common.bus import BatchHandler, Handler, MessageBus, Weigh, make_bus
+from prepaid_common.bus.metrics import count_consumer_from_zero
 from prepaid_common.correlation import CorrelateRequests, correlate_handler
 from prepaid_common.db import create_engine, make_sessionmaker, upgrade_schema
 from prepaid_common.failures import is_infrastructure_failure
@@ -36,6 +37,7 @@ from prepaid_common.logs import configure_logging
 from prepaid_common.metrics import (
     DEPENDENCY_UP,
     EVENT_LOOP_LAG,
+    count_messages_from_zero,
     metrics_router,
     observe_http_requests,
 )
@@ -116,7 +118,11 @@ class Service:
         """Register the service's subscriptions on the bus (before the bus starts)."""
         for queue, bindings, handler in self.subscriptions():
             self.bus.subscribe(f"{self.name}.{queue}", bindings, correlate_handler(handler))
+            count_consumer_from_zero(f"{self.name}.{queue}")
+            count_messages_from_zero(self.name, bindings)
         for spec in self.batch_subscriptions():
+            count_consumer_from_zero(f"{self.name}.{spec.queue}")
+            count_messages_from_zero(self.name, spec.bindings)
             self.bus.subscribe_batch(
                 f"{self.name}.{spec.queue}",
                 spec.bindings,

@@ -21,3 +21,13 @@ CONSUMER_WAITING = Gauge(
     "1 while a consumer holds a message and waits for a dependency to come back",
     ["queue"],
 )
+
+# Why a message goes to the dead-letter queue (RabbitBus and InProcessBus).
+DEAD_LETTER_REASONS = ("failed", "unparseable")
+
+
+def count_consumer_from_zero(queue: str) -> None:
+    """Create a consumer's series at 0, so its panels and rules see 0 before any event."""
+    CONSUMER_WAITING.labels(queue).set(0)
+    for reason in DEAD_LETTER_REASONS:
+        DEAD_LETTERED.labels(queue, reason)

@@ -3,6 +3,8 @@ state as gauges."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 SUPPLY_DECISIONS = Counter(
@@ -53,3 +55,25 @@ def age_class(age_seconds: float) -> str:
         if bound is None or age_seconds < bound:
             return name
     return AGE_CLASSES[-1][0]
+
+
+MONEY_IN = Counter(
+    "prepaid_billing_money_in_yuan_total",
+    "Yuan received into tenants' accounts (top-ups as posted to the ledger), by channel",
+    ["channel"],
+)
+# The channels money arrives through (a top-up's method); any other counts as "other".
+MONEY_IN_CHANNELS = ("cash", "wechat", "alipay")
+for _channel in (*MONEY_IN_CHANNELS, "other"):
+    MONEY_IN.labels(_channel)
+
+
+def count_money_in(ledger_account: str, amount: Decimal) -> None:
+    """Count a ledger line that takes money in: a clearing account (clearing:<method>) credited.
+
+    The amount is exact in the ledger; the counter is a float, which is close enough to watch.
+    """
+    if not ledger_account.startswith("clearing:") or amount >= 0:
+        return
+    channel = ledger_account.removeprefix("clearing:")
+    MONEY_IN.labels(channel if channel in MONEY_IN_CHANNELS else "other").inc(float(-amount))

@@ -31,7 +31,8 @@ DTUS_ONLINE = Gauge("prepaid_collector_dtus_online", "DTUs with an open connecti
 DTUS_KNOWN = Gauge("prepaid_collector_dtus", "DTUs enabled (the site's, as every replica sees)")
 CLOCK_SETS = Counter(
     "prepaid_collector_clock_checks_total",
-    "Meter clocks set, or found beyond what a set may correct (set, anomaly)",
+    "Meter clock checks by result: in_time, set (corrected and read back), anomaly (an "
+    "episode begins: beyond reach, refused or not taken), unreadable",
     ["result"],
 )
 DIAL_INS = Counter(
@@ -62,7 +63,7 @@ for _kind in (
     "refused",
 ):
     COMMANDS_REFUSED.labels(_kind)
-for _result in ("set", "anomaly"):
+for _result in ("in_time", "set", "anomaly", "unreadable"):
     CLOCK_SETS.labels(_result)
 for _outcome in ("attached", "unknown", "silent"):
     DIAL_INS.labels(_outcome)

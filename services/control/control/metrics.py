@@ -27,6 +27,6 @@ COMMAND_SECONDS = Histogram(
 )
 
 # Created at 0 for every action, so that panels and alerts see 0, not no data.
-for _action in ("trip", "close", "credit", "hold_on", "hold_off"):
+for _action in ("trip", "close", "credit", "hold_on", "hold_off", "time_set", "alarm_thresholds"):
     RELAY_REISSUES.labels(_action)
     COMMAND_SECONDS.labels(_action)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,12 @@ PROMQL_WORDS = {
 
 
 def metric_modules() -> list[str]:
-    names = {
-        f"{path.parent.name}.metrics"
-        for path in [*ROOT.glob("services/*/*/metrics.py"), *ROOT.glob("libs/*/metrics.py")]
-    }
+    paths = [*ROOT.glob("services/*/*/metrics.py"), *ROOT.glob("libs/*/metrics.py")]
+    for path in paths:
+        # A service added since pyproject.toml's pythonpath was last written imports too.
+        if str(path.parents[1]) not in sys.path:
+            sys.path.append(str(path.parents[1]))
+    names = {f"{path.parent.name}.metrics" for path in paths}
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     for contract in config["tool"]["importlinter"]["contracts"]:
         if contract.get("id") == "metrics-in-metrics-modules":

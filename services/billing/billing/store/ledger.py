@@ -19,7 +19,7 @@ from billing import bulk
 from billing.domain import ledger
 from billing.domain.money import ZERO
 from billing.ids import new_ids
-from billing.metrics import TRANSACTIONS_POSTED
+from billing.metrics import TRANSACTIONS_POSTED, count_money_in
 from billing.store.balances import balance_of
 from billing.tables import balances, entries, transactions
 
@@ -91,6 +91,7 @@ async def post_many(uow: UnitOfWork, txns: Sequence[ledger.Transaction]) -> dict
                 }
             )
             moves[entry.ledger_account] = moves.get(entry.ledger_account, ZERO) + entry.amount
+            count_money_in(entry.ledger_account, entry.amount)
         kinds[txn.kind] += 1
     if not headers:
         return posted
@@ -99,6 +100,30 @@ async def post_many(uow: UnitOfWork, txns: Sequence[ledger.Transaction]) -> dict
     await bulk.insert_postings(session, headers, lines)
     await bulk.move_balances(session, moves)
     return posted
+
+
+async def transaction_id_by_key(session: AsyncSession, operation_key: str) -> str | None:
+    """Return the id of the transaction posted under an operation key, or None."""
+    found: str | None = await session.scalar(
+        select(transactions.c.id).where(transactions.c.operation_key == operation_key)
+    )
+    return found
+
+
+async def reversed_payments(session: AsyncSession, payment_ids: Sequence[str]) -> list[str]:
+    """Return those of the payments whose top-up transaction was reversed, sorted."""
+    if not payment_ids:
+        return []
+    reversal = transactions.alias("reversal")
+    rows = await session.scalars(
+        select(transactions.c.operation_key)
+        .join(reversal, reversal.c.reverses == transactions.c.id)
+        .where(
+            transactions.c.operation_key.in_([f"payment:{p}" for p in payment_ids]),
+            transactions.c.kind == "top_up",
+        )
+    )
+    return sorted(key.removeprefix("payment:") for key in rows.all())
 
 
 async def load_transaction(session: AsyncSession, transaction_id: str) -> ledger.Transaction | None:
