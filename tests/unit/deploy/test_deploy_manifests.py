@@ -466,13 +466,26 @@ def test_compose_urls_point_at_a_service_and_the_port_it_listens_on() -> None:
     assert checked >= 10
 
 
+def compose_secret_file(service: dict[str, Any], value: str) -> str | None:
+    """The compose secret a ``*_FILE`` value names, if the service mounts it; else None."""
+    match = re.fullmatch(r"/run/secrets/([a-z0-9_]+)", value)
+    if match is None or match.group(1) not in (service.get("secrets") or []):
+        return None
+    return match.group(1)
+
+
 def test_compose_cluster_services_get_the_common_settings_and_secrets() -> None:
     for name in [*SERVICE_PORTS, "gateway"]:
-        env = environment(compose_services()[name])
+        service = compose_services()[name]
+        env = environment(service)
         assert env.get("PREPAID_ENVIRONMENT") == "production", name
         assert env.get("PREPAID_LOG_FORMAT") == "json", name
-        for variable in ("PREPAID_DATABASE_URL", "PREPAID_AMQP_URL", "PREPAID_TOKEN_SECRET"):
+        for variable in ("PREPAID_DATABASE_URL", "PREPAID_AMQP_URL"):
             assert variable in env, f"{name} lacks {variable}"
+        # The token secret as a file of a mounted compose secret, not in the environment.
+        assert "PREPAID_TOKEN_SECRET" not in env, name
+        token_file = env.get("PREPAID_TOKEN_SECRET_FILE", "")
+        assert compose_secret_file(service, token_file) in compose()["secrets"], name
     assert "PREPAID_ADMIN_PASSWORD" in environment(compose_services()["gateway"])
 
 
@@ -557,6 +570,8 @@ def test_compose_secrets_come_from_required_env_variables_listed_in_env_example(
     for name, service in compose_services().items():
         for key, value in environment(service).items():
             carries_password = re.search(r"://[^/@]+:[^/@]+@", without_interpolation(value))
+            if re.search(r"_FILE$", key) and compose_secret_file(service, value):
+                continue  # a file of a compose secret (below)
             if SECRET_NAME.search(key) or carries_password:
                 # ${NAME:?message}: compose refuses to start while .env lacks it.
                 assert re.search(r"\$\{[A-Z][A-Z0-9_]*:\?", value), (
@@ -566,6 +581,13 @@ def test_compose_secrets_come_from_required_env_variables_listed_in_env_example(
         match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
         if match and SECRET_NAME.search(match.group(1)):
             assert match.group(2) == "", f"deploy/env.example gives {match.group(1)} a value"
+    # Compose secrets: each from a variable of .env (compose refuses to start while it is
+    # unset), mounted by some service.
+    mounted = {name for svc in compose_services().values() for name in svc.get("secrets", [])}
+    for name, secret in compose().get("secrets", {}).items():
+        assert set(secret) == {"environment"}, f"secret {name}: {secret}"
+        assert secret["environment"] in listed, f"secret {name}: not in deploy/env.example"
+        assert name in mounted, f"secret {name} is mounted by no service"
 
 
 def test_seed_job_matches_the_simulator() -> None:
@@ -1262,7 +1284,9 @@ def test_no_file_holds_a_real_looking_secret() -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             match = re.match(r"^\s*([A-Z][A-Z0-9_]*)\s*[=:]\s*(\S.*)?$", line)
             if match and SECRET_NAME.search(match.group(1)) and match.group(2):
-                assert match.group(2).startswith("${"), f"{path.name}: {line.strip()}"
+                value = match.group(2)
+                # A variable or a file under /run/secrets (a compose secret), never a value.
+                assert value.startswith(("${", "/run/secrets/")), f"{path.name}: {line.strip()}"
 
 
 def test_env_file_is_never_committed() -> None:
