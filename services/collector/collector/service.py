@@ -31,6 +31,8 @@ from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import api, handlers, records
+from collector.imports import ImportOperations
+from collector.imports_api import imports_router
 from collector.domain import EXPIRED, CommandOpener, PlainCommandOpener, Profile
 from collector.domain.ownership import owned_by
 from collector.listener import DtuListener
@@ -323,7 +325,8 @@ class CollectorService(Service):
         return await self.operations.register_dtu(body=body)
 
     def routers(self) -> Sequence[APIRouter]:
-        return [api.internal_router(self.operations)]
+        imports = ImportOperations(store=self.store, profiles=self.profiles, fleet=self)
+        return [api.internal_router(self.operations), imports_router(imports)]
 
 
 async def _whole(work: Coroutine[Any, Any, T]) -> T:

@@ -12,6 +12,7 @@ from gateway.api import (
     auth,
     dead_letters,
     field,
+    imports,
     meters,
     money,
     orders,
@@ -38,4 +39,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     dead_letters.router,
     orders.router,
     webhooks.router,
+    imports.router,
 )
