@@ -7,9 +7,13 @@ from prepaid_common.contracts.api.collector import (
     DtuList,
     DtuRegistration,
     DtuView,
+    EnabledBody,
+    MeterMoved,
     MeterPage,
     MeterView,
+    MoveMeter,
     ReadAllQueued,
+    Removed,
 )
 
 from collector.operations import CollectorOperations
@@ -46,6 +50,26 @@ def internal_router(operations: CollectorOperations) -> APIRouter:
     @router.post("/meters/{meter_id}/read")
     async def read_meter(meter_id: str) -> MeterView:
         return await operations.read_meter_now(meter_id=meter_id)
+
+    @router.patch("/dtus/{dtu_id}")
+    async def set_dtu_enabled(dtu_id: str, body: EnabledBody) -> DtuView:
+        return await operations.set_dtu_enabled(dtu_id=dtu_id, enabled=body.enabled)
+
+    @router.delete("/dtus/{dtu_id}")
+    async def remove_dtu(dtu_id: str) -> Removed:
+        return await operations.remove_dtu(dtu_id=dtu_id)
+
+    @router.patch("/meters/{meter_id}")
+    async def set_meter_enabled(meter_id: str, body: EnabledBody) -> MeterView:
+        return await operations.set_meter_enabled(meter_id=meter_id, enabled=body.enabled)
+
+    @router.delete("/meters/{meter_id}")
+    async def remove_meter(meter_id: str) -> Removed:
+        return await operations.remove_meter(meter_id=meter_id)
+
+    @router.post("/meters/{meter_id}/move")
+    async def move_meter(meter_id: str, body: MoveMeter) -> MeterMoved:
+        return await operations.move_meter(meter_id=meter_id, body=body)
 
     @router.post("/read-all", status_code=202)
     async def read_all() -> ReadAllQueued:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from collector.domain import dlt645, rtu
+from collector.domain.dlt645 import Frame as Dlt645Frame
 from collector.domain.planning import ReadBlock
 from collector.domain.stream import InboundStream
 
@@ -43,9 +44,12 @@ class MeterGarbled(MeterSilent):
 class MeterRefused(Exception):
     """The meter answered with an exception (Modbus) or its error flag (DL/T 645)."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(f"meter answered exception {code:#04x}")
+    def __init__(self, code: int, *, final: bool = False, detail: str = "") -> None:
+        super().__init__(detail or f"meter answered exception {code:#04x}")
         self.code = code
+        # Sending the same again cannot succeed (a wrong password: meters count those
+        # toward a lock-out), so no retry.
+        self.final = final
 
 
 class BusLink(Protocol):
@@ -200,7 +204,51 @@ class RawLink:
             await self._send(frame)
             self._gap.done()
             return None
-        return await self._transact(frame, dlt645.parse_frame)
+        _used, request = dlt645.parse_frame(frame)
+        assert request is not None
+        await self._send(frame)
+        problems: list[str] = []
+        self.stream.heartbeat_inside_frames = True  # the frame's checksum guards the cut
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._dlt645_reply(request, problems)
+        except TimeoutError:
+            self._late_reply_possible = True
+            if problems:
+                raise MeterGarbled(f"garbled reply: {problems[-1]}") from None
+            raise MeterSilent("no reply") from None
+        finally:
+            self.stream.heartbeat_inside_frames = False
+            self._gap.done()
+
+    async def _dlt645_reply(self, request: Dlt645Frame, problems: list[str]) -> Dlt645Frame:
+        """Wait for the answer to ``request``, dropping what is not it.
+
+        DL/T 645 frames carry the meter's address, so the parser resynchronises on the next
+        ``68`` after stray bytes, drops a converter's echo of the request and drops a late
+        answer from the meter polled before: none of them spoils this poll. A garbled frame
+        or an answer from another address fails the poll (garbled, not silent) only if no
+        good answer follows before the timeout.
+        """
+        while True:
+            buffer = self.stream.buffer
+            if buffer and not self.stream.awaiting_token:
+                found = dlt645.scan(bytes(buffer))
+                if found.garbled:
+                    problems.append(found.garbled)
+                if found.used:
+                    self.stream.consume(found.used)
+                if found.frame is not None:
+                    if dlt645.is_reply_to(found.frame, request):
+                        return found.frame
+                    other = found.frame.address
+                    if found.frame.control & dlt645.REPLY and other != request.address:
+                        problems.append(f"reply from {other}, asked {request.address}")
+                    continue  # an echo or a late answer: ours may still come
+            if not self.connected:
+                raise LinkDown(self.lost_reason or "connection closed")
+            self._arrived.clear()
+            await self._arrived.wait()
 
     async def _send(self, frame: bytes) -> None:
         if not self.connected or self._writer is None:

@@ -30,7 +30,9 @@ from collector.domain import (
     registers_from_blocks,
     relay_command_value,
 )
+from collector.domain.clock import ClockJudgement, judge_clock
 from collector.domain.decoding import THOUSANDTH
+from collector.domain.profiles import TouPeriod
 from collector.links import BusLink, MeterGarbled, MeterRefused
 from collector.records import MeterConfig
 
@@ -49,6 +51,31 @@ async def read_meter(
     return decode_reading(profile, registers_from_blocks(plan, results))
 
 
+def _refused(error: dlt645.MeterRefused) -> MeterRefused:
+    """A meter's refusal; a command it refused is never sent again unchanged.
+
+    A wrong password counts toward the meter's lock-out. Any other refusal of a command
+    comes back the same for the same bytes: its deadline came from the meter's own clock.
+    """
+    if error.password:
+        detail = f"meter refused the password (error byte {error.code:#04x}); not sent again"
+    else:
+        detail = f"meter refused with error byte {error.code:#04x}"
+    return MeterRefused(error.code, final=True, detail=detail)
+
+
+async def _exchange(link: BusLink, request: bytes, *, address: str, control: int) -> bytes:
+    """Send one DL/T 645 request; return the data of the meter's answer."""
+    frame = await link.dlt645(request)
+    assert frame is not None
+    try:
+        return dlt645.check_reply(frame, address=address, control=control)
+    except dlt645.GarbledFrame as error:
+        raise MeterGarbled(f"garbled reply: {error}") from None
+    except dlt645.MeterRefused as error:
+        raise _refused(error) from None
+
+
 async def _read_item(link: BusLink, address: str, identifier: int) -> bytes:
     frame = await link.dlt645(dlt645.read_frame(address, identifier))
     assert frame is not None
@@ -57,22 +84,107 @@ async def _read_item(link: BusLink, address: str, identifier: int) -> bytes:
     except dlt645.GarbledFrame as error:
         raise MeterGarbled(f"garbled reply: {error}") from None
     except dlt645.MeterRefused as error:
-        raise MeterRefused(error.code) from None
+        raise _refused(error) from None
+
+
+async def _read_optional(link: BusLink, address: str, identifier: int) -> bytes | None:
+    """Read an item not every meter has: None if the meter says it has no such data."""
+    try:
+        return await _read_item(link, address, identifier)
+    except MeterRefused as refusal:
+        if refusal.code & dlt645.ERR_NO_DATA:
+            return None
+        raise
+
+
+async def _read_energy(
+    link: BusLink, address: str, profile: Dlt645Profile
+) -> tuple[Decimal, dict[TouPeriod, Decimal] | None]:
+    """Return the total and (if the profile reads them) the four tariff-rate registers."""
+    signed = profile.energy == "combined"  # combined active energy carries a sign bit
+    base = dlt645.COMBINED_ENERGY if signed else dlt645.FORWARD_ENERGY
+    if not profile.tou:
+        return dlt645.decode_energy(await _read_item(link, address, base), signed=signed), None
+    block = (
+        await _read_optional(link, address, base | dlt645.BLOCK) if profile.block_reads else None
+    )
+    if block is not None:
+        total, *rates = dlt645.decode_energies(block, signed=signed)
+    else:
+        total = dlt645.decode_energy(await _read_item(link, address, base), signed=signed)
+        raw = [
+            await _read_optional(link, address, base + dlt645.RATE_STEP * rate)
+            for rate in range(1, 5)
+        ]
+        if any(value is None for value in raw):
+            return total, None  # a single-rate meter: its total is all there is
+        rates = [dlt645.decode_energy(value, signed=signed) for value in raw if value is not None]
+    periods: tuple[TouPeriod, ...] = ("sharp", "peak", "flat", "valley")
+    return total, {p: kwh.quantize(THOUSANDTH) for p, kwh in zip(periods, rates, strict=True)}
 
 
 async def _read_dlt645(link: BusLink, address: str, profile: Dlt645Profile) -> DecodedReading:
-    identifier = dlt645.FORWARD_ENERGY if profile.energy == "forward" else dlt645.COMBINED_ENERGY
     try:
-        energy = dlt645.decode_energy(await _read_item(link, address, identifier))
+        energy, tou = await _read_energy(link, address, profile)
+        power = voltage = current = None
+        if profile.instantaneous:
+            # Each is optional: a meter that has no such item still gives a reading.
+            raw = await _read_optional(link, address, dlt645.POWER_TOTAL)
+            # kW to the thousandth, as every reading keeps it (the register has 4 places).
+            power = None if raw is None else dlt645.decode_power(raw).quantize(THOUSANDTH)
+            raw = await _read_optional(link, address, dlt645.VOLTAGE_A)
+            voltage = None if raw is None else dlt645.decode_voltage(raw)
+            raw = await _read_optional(link, address, dlt645.CURRENT_A)
+            # The sign tells the direction, which the power's sign already says.
+            current = None if raw is None else abs(dlt645.decode_current(raw))
         relay: RelayState | None = None
         if profile.relay:
             status = await _read_item(link, address, dlt645.STATUS_WORD_3)
             relay = "open" if dlt645.relay_open(status) else "closed"
     except dlt645.GarbledFrame as error:
         raise ImplausibleValue(str(error)) from None
-    reading = DecodedReading(energy_kwh=energy.quantize(THOUSANDTH), relay=relay)
+    reading = DecodedReading(
+        energy_kwh=energy.quantize(THOUSANDTH),
+        power_kw=power,
+        voltage_v=voltage,
+        current_a=current,
+        relay=relay,
+        tou_kwh=tou,
+    )
     check_plausible(reading, profile)
     return reading
+
+
+async def read_identity(link: BusLink, meter: MeterConfig, profile: Profile) -> str | None:
+    """Return what identifies the device answering at the meter's address, if readable.
+
+    DL/T 645: the meter number (04000402) where the profile reads it, else the address the
+    answer carries. None for models with nothing to read.
+    """
+    if not isinstance(profile, Dlt645Profile):
+        return None
+    if profile.identity:
+        value = await _read_item(link, meter.address, dlt645.METER_NUMBER)
+        try:
+            return dlt645.decode_meter_number(value)
+        except dlt645.GarbledFrame as error:
+            raise ImplausibleValue(str(error)) from None
+    frame = await link.dlt645(dlt645.read_frame(meter.address, dlt645.STATUS_WORD_3))
+    assert frame is not None
+    return frame.address
+
+
+def _control_frame(
+    meter: MeterConfig, profile: Dlt645Profile, command: int, now: datetime
+) -> bytes:
+    password, operator = dlt645.credentials(profile.password, profile.operator)
+    return dlt645.remote_control_frame(
+        meter.address,
+        command=command,
+        password=password,
+        operator=operator,
+        expires=now + CONTROL_VALIDITY,
+    )
 
 
 async def switch_relay(
@@ -83,23 +195,14 @@ async def switch_relay(
     ``now`` is the meter's local time (a DL/T 645 control frame carries its expiry).
     """
     if isinstance(profile, Dlt645Profile):
-        command = dlt645.TRIP if action == "trip" else dlt645.DIRECT_CLOSE
-        frame = await link.dlt645(
-            dlt645.remote_control_frame(
-                meter.address,
-                command=command,
-                password=bytes.fromhex(profile.password),
-                operator=bytes.fromhex(profile.operator),
-                expires=now + CONTROL_VALIDITY,
-            )
+        close = dlt645.DIRECT_CLOSE if profile.close_command == "1C" else dlt645.CLOSE_ALLOWED
+        command = dlt645.TRIP if action == "trip" else close
+        await _exchange(
+            link,
+            _control_frame(meter, profile, command, now),
+            address=meter.address,
+            control=dlt645.REMOTE_CONTROL,
         )
-        assert frame is not None
-        try:
-            dlt645.check_reply(frame, address=meter.address, control=dlt645.REMOTE_CONTROL)
-        except dlt645.GarbledFrame as error:
-            raise MeterGarbled(f"garbled reply: {error}") from None
-        except dlt645.MeterRefused as error:
-            raise MeterRefused(error.code) from None
         status = await _read_item(link, meter.address, dlt645.STATUS_WORD_3)
         try:
             return "open" if dlt645.relay_open(status) else "closed"
@@ -117,22 +220,13 @@ async def set_hold_power(
     link: BusLink, meter: MeterConfig, profile: Dlt645Profile, on: bool, *, now: datetime
 ) -> bool:
     """Switch a DL/T 645 meter's hold-power (保电) and return what its status word says."""
-    frame = await link.dlt645(
-        dlt645.remote_control_frame(
-            meter.address,
-            command=dlt645.HOLD_ON if on else dlt645.HOLD_OFF,
-            password=bytes.fromhex(profile.password),
-            operator=bytes.fromhex(profile.operator),
-            expires=now + CONTROL_VALIDITY,
-        )
+    command = dlt645.HOLD_ON if on else dlt645.HOLD_OFF
+    await _exchange(
+        link,
+        _control_frame(meter, profile, command, now),
+        address=meter.address,
+        control=dlt645.REMOTE_CONTROL,
     )
-    assert frame is not None
-    try:
-        dlt645.check_reply(frame, address=meter.address, control=dlt645.REMOTE_CONTROL)
-    except dlt645.GarbledFrame as error:
-        raise MeterGarbled(f"garbled reply: {error}") from None
-    except dlt645.MeterRefused as error:
-        raise MeterRefused(error.code) from None
     status = await _read_item(link, meter.address, dlt645.STATUS_WORD_3)
     try:
         return dlt645.hold_power_on(status)
@@ -161,12 +255,26 @@ def has_clock(profile: Profile) -> bool:
     return profile.clock if isinstance(profile, Dlt645Profile) else profile.clock is not None
 
 
-def clock_limits(profile: Profile) -> tuple[int, int]:
-    """Return (drift left alone, drift still settable) in seconds."""
+def judge_meter_clock(
+    profile: Profile, meter_time: datetime, reference: datetime
+) -> ClockJudgement:
+    """What to do about this meter's clock, within what its protocol allows."""
     if isinstance(profile, Dlt645Profile):
-        return profile.clock_tolerance_seconds, profile.clock_max_set_seconds
+        return judge_clock(
+            meter_time,
+            reference,
+            tolerance_seconds=profile.clock_tolerance_seconds,
+            max_set_seconds=profile.clock_max_set_seconds,
+            broadcast_seconds=profile.clock_broadcast_seconds,
+            can_set=profile.clock_write,
+        )
     assert profile.clock is not None
-    return profile.clock.tolerance_seconds, profile.clock.max_set_seconds
+    return judge_clock(
+        meter_time,
+        reference,
+        tolerance_seconds=profile.clock.tolerance_seconds,
+        max_set_seconds=profile.clock.max_set_seconds,
+    )
 
 
 async def read_clock(link: BusLink, meter: MeterConfig, profile: Profile) -> datetime:
@@ -188,11 +296,21 @@ async def read_clock(link: BusLink, meter: MeterConfig, profile: Profile) -> dat
         raise ImplausibleValue(f"clock registers {words} are not a time: {error}") from None
 
 
-async def set_clock(link: BusLink, meter: MeterConfig, profile: Profile, at: datetime) -> None:
-    """Set the meter's clock: a broadcast time set (DL/T 645) or a write of its registers."""
+async def set_clock(
+    link: BusLink, meter: MeterConfig, profile: Profile, at: datetime, *, broadcast: bool
+) -> None:
+    """Set the meter's clock: a DL/T 645 broadcast time set or programmed time set, or a
+    write of its registers (Modbus). The caller reads it back: a broadcast gets no answer."""
     if isinstance(profile, Dlt645Profile):
-        # Broadcast: no meter answers; each one within its window takes the time.
-        await link.dlt645(dlt645.broadcast_time_frame(at), reply=False)
+        if broadcast:
+            # Every meter on the bus within its window takes the time; none answers.
+            await link.dlt645(dlt645.broadcast_time_frame(at), reply=False)
+            return
+        password, operator = dlt645.credentials(profile.password, profile.operator)
+        date, time = dlt645.time_set_frames(meter.address, at, password=password, operator=operator)
+        # Time last: the seconds it carries are the ones that matter most.
+        await _exchange(link, date, address=meter.address, control=dlt645.WRITE)
+        await _exchange(link, time, address=meter.address, control=dlt645.WRITE)
         return
     assert profile.clock is not None
     values = [at.year, at.month, at.day, at.hour, at.minute, at.second]

@@ -14,16 +14,15 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from prepaid_common.contracts import RelayAction, utcnow
 from prepaid_common.outbox import ServiceStore
 
-from collector import meter_io, records
+from collector import command_io, identity_io, meter_io, records
 from collector.domain import (
     EXPIRED,
     CommandOpener,
@@ -38,16 +37,17 @@ from collector.domain import (
     check_capable,
     check_purchase_matches,
     expected_relay,
+    next_poll_delay,
     plan_profile_reads,
     purchase_landed,
-    retry_delay,
 )
-from collector.domain.clock import judge_clock
-from collector.domain.link import choose_work, link_looks_dead
+from collector.domain.identity import identity_mismatch
+from collector.domain.link import choose_work, link_looks_dead, reconnect_delay
+from collector.domain.states import IDENTITY, LINK, link_reason
 from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
+from collector.meter_clock import MeterClocks
 from collector.metrics import (
-    CLOCK_SETS,
     COMMANDS,
     COMMANDS_REFUSED,
     POLL_LATENESS,
@@ -97,13 +97,14 @@ class DtuPoller:
             if isinstance(p, MeterProfile)
         }
         self._opener = opener
+        # The zone a time set's UTC instant is written to a meter's clock in.
+        self._command_zone = meter_timezone
         self._poll_interval = poll_interval
         self._request_timeout = request_timeout
         self._request_gap = request_gap
-        self._clock_check_interval = clock_check_interval
-        self._meter_timezone = meter_timezone
-        self._clock_checked: dict[str, float] = {}
-        self._clock_anomalies: set[str] = set()
+        self.clocks = MeterClocks(
+            store, timezone=meter_timezone, check_interval=clock_check_interval
+        )
         self._wake = asyncio.Event()
         self._schedule = PollSchedule(poll_interval)
         self._on_demand: deque[tuple[str, asyncio.Future[None] | None]] = deque()
@@ -113,11 +114,21 @@ class DtuPoller:
         self._offered: tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes] | None = None
         self._reload_wanted = True
         self._commands_wanted = True
+        # When the loop was first told of the commands it has not yet looked for (monotonic):
+        # how long a command waited for its bus is logged with each one carried out.
+        self._commands_wanted_since: float | None = None
         self._connect_failures = 0
         self._next_connect_at = -float("inf")
         self._dtu_outage = False
         self._seen_up = False  # the DTU's reachability is recorded once per connection
         self._silent_in_a_row = 0  # requests with no byte in reply, across meters
+        self._silent_meters: set[str] = set()  # the meters of that streak
+        # Meters that may have a link or identity state kept (cleared when they answer).
+        self._stated: set[str] = set()
+        # Meters whose identity was read since the link (re)opened, since they last failed,
+        # or since their place changed; identities learned on first contact, until reload.
+        self._identity_checked: set[str] = set()
+        self._identities: dict[str, str] = {}
         self._meter_outages: set[str] = set()
         self._stopping = False
         # A dial-in DTU's loop ends with its connection: the next one may reach another replica.
@@ -131,6 +142,8 @@ class DtuPoller:
 
     def commands_waiting(self) -> None:
         """Look for pending commands before the next poll."""
+        if not self._commands_wanted or self._commands_wanted_since is None:
+            self._commands_wanted_since = time.monotonic()
         self._commands_wanted = True
         self._wake.set()
 
@@ -167,6 +180,11 @@ class DtuPoller:
             self._offered = (reader, writer, received)
         self._wake.set()
         return True
+
+    @property
+    def link_up(self) -> bool:
+        """Whether the DTU's connection is open now."""
+        return self._link is not None and self._link.connected
 
     def stop(self) -> None:
         """End the loop at its next turn, whatever it is waiting for now."""
@@ -265,6 +283,14 @@ class DtuPoller:
             self._next_connect_at = -float("inf")
         if self._config is None:  # starting: another replica may have polled the DTU
             self._sink.forget(self.dtu_id, (meter.id for meter in config.meters))
+        for meter in config.meters:
+            # A meter whose place or profile changed is identified again before it counts.
+            if self._meters.get(meter.id) not in (None, meter):
+                self._identity_checked.discard(meter.id)
+                self._identities.pop(meter.id, None)
+        self._stated |= await records.meters_with_states(
+            self._store, (meter.id for meter in config.meters)
+        )
         self._config = config
         self.meter_ids = frozenset(meter.id for meter in config.meters)
         self._meters = {meter.id: meter for meter in config.meters}
@@ -320,6 +346,10 @@ class DtuPoller:
         if self._dtu_outage or self._connect_failures or not self._seen_up:
             self._connect_failures = 0
             self._seen_up = True
+            # A new connection: whoever answers is identified again, and the meters backed
+            # off while the DTU was away are asked now (see docs/profiles.md, reconnects).
+            self._identity_checked.clear()
+            self._schedule.pull_in(time.monotonic())
             if self._dtu_outage:
                 self._dtu_outage = False
                 log.info("DTU reachable again", extra={"dtu_id": self.dtu_id})
@@ -329,14 +359,21 @@ class DtuPoller:
     async def _link_lost(self, reason: str) -> None:
         self._connect_failures += 1
         self._seen_up = False
-        self._next_connect_at = time.monotonic() + retry_delay(
-            self._poll_interval, self._connect_failures
-        )
+        delay = reconnect_delay(self._poll_interval, self._connect_failures)
+        self._next_connect_at = time.monotonic() + delay
         if not self._dtu_outage:
             self._dtu_outage = True
             log.warning("DTU unreachable", extra={"dtu_id": self.dtu_id, "error": reason})
         await self._sink.settled(self._last_ticket)  # no queued reading may undo the news
-        await records.record_dtu_lost(self._store, dtu_id=self.dtu_id, reason=reason, at=utcnow())
+        now = utcnow()
+        await records.record_dtu_lost(
+            self._store,
+            dtu_id=self.dtu_id,
+            reason=reason,
+            at=now,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        self._stated |= self.meter_ids
         self._sink.forget(self.dtu_id, self.meter_ids)
 
     # --- polls ----------------------------------------------------------------------------
@@ -354,6 +391,13 @@ class DtuPoller:
             if profile is None:
                 raise ImplausibleValue(f"profile {meter.profile!r} is not loaded")
             assert self._link is not None
+            if meter.id not in self._identity_checked:
+                mismatch = await self._check_identity(meter, profile)
+                if mismatch is not None:
+                    # Another device answers: its registers are not this meter's to bill.
+                    self._schedule.polled(meter.id, time.monotonic(), 0)
+                    _settle(future, ReadFailed(mismatch))
+                    return
             plan = self._plans.get(meter.profile, ())
             reading = await meter_io.read_meter(self._link, meter, profile, plan)
         except LinkDown as error:
@@ -366,7 +410,12 @@ class DtuPoller:
             await self._meter_failed(meter, error)
             _settle(future, ReadFailed(str(error)))
             return
+        if len(self._silent_meters) > 1:
+            # The bus answers again after several meters were silent (a frozen gateway
+            # resumed): those backed off meanwhile are asked now, not when their wait ends.
+            self._schedule.pull_in(time.monotonic())
         self._silent_in_a_row = 0
+        self._silent_meters.clear()
         READ_SECONDS.observe(time.perf_counter() - started)
         _READS_OK.inc()
         self._last_ticket = await self._sink.reading(
@@ -376,6 +425,9 @@ class DtuPoller:
         if meter.id in self._meter_outages:
             self._meter_outages.discard(meter.id)
             log.info("meter answers again", extra={"dtu_id": self.dtu_id, "meter_id": meter.id})
+        if meter.id in self._stated:
+            self._stated.discard(meter.id)
+            await records.clear_meter_state(self._store, meter.id, kinds=[LINK])
         if future is not None:
             # Whoever asked reads the meter's view next: it must show this reading.
             await self._sink.settled(self._last_ticket)
@@ -394,17 +446,72 @@ class DtuPoller:
         READS.labels(result).inc()
         reason = f"{result.replace('_', ' ')}: {error}"
         self._suspect_silence(result == "no_reply")
+        if result == "no_reply":
+            self._silent_meters.add(meter.id)
+        # A meter that stopped answering may come back as another device (a swap).
+        self._identity_checked.discard(meter.id)
+        now = utcnow()
         link = await self._sink.failure(
-            dtu_id=self.dtu_id, meter_id=meter.id, reason=reason, at=utcnow()
+            dtu_id=self.dtu_id, meter_id=meter.id, reason=reason, at=now
         )
         failures = link.consecutive_failures if link is not None else 1
         self._schedule.polled(meter.id, time.monotonic(), failures)
+        if link is not None:
+            # Why, since when, and the earliest next poll: what the API shows of the meter.
+            delay = next_poll_delay(self._poll_interval, failures)
+            await records.set_meter_state(
+                self._store,
+                meter_id=meter.id,
+                kind=LINK,
+                reason=link_reason(result, str(error)),
+                detail=reason,
+                at=now,
+                until=now + timedelta(seconds=delay),
+            )
+            self._stated.add(meter.id)
         if meter.id not in self._meter_outages:
             self._meter_outages.add(meter.id)
             log.warning(
                 "meter read failed; backing off while it keeps failing",
                 extra={"dtu_id": self.dtu_id, "meter_id": meter.id, "error": reason},
             )
+
+    async def _check_identity(self, meter: MeterConfig, profile: Profile) -> str | None:
+        """Read who answers at the meter's address; return why it is not the meter, or None.
+
+        The first identity read is kept as the meter's; a different one later is a device
+        swapped in or re-addressed: a state and an anomaly (once per episode), no reading.
+        """
+        assert self._link is not None
+        found = await identity_io.read_identity(self._link, meter, profile)
+        expected = meter.identity or self._identities.get(meter.id)
+        if identity_mismatch(expected, found):
+            detail = (
+                f"meter {meter.id} is registered with identity {expected}; the device at "
+                f"DTU {self.dtu_id} address {meter.address} answers {found}"
+            )
+            if await records.set_meter_state(
+                self._store,
+                meter_id=meter.id,
+                kind=IDENTITY,
+                reason="identity_mismatch",
+                detail=detail,
+                at=utcnow(),
+                anomaly=True,
+            ):
+                log.warning(
+                    "another device answers at a meter's address; its readings are not used",
+                    extra={"dtu_id": self.dtu_id, "meter_id": meter.id, "found": found},
+                )
+            self._stated.add(meter.id)
+            return f"identity mismatch: {detail}"
+        if found is not None and expected is None:
+            await records.learn_identity(self._store, meter.id, found)
+            self._identities[meter.id] = found
+        if meter.id in self._stated:
+            await records.clear_meter_state(self._store, meter.id, kinds=[IDENTITY])
+        self._identity_checked.add(meter.id)
+        return None
 
     def _suspect_silence(self, silent: bool) -> None:
         """Reconnect a dialled link that has carried nothing back for a whole round."""
@@ -429,58 +536,15 @@ class DtuPoller:
             self._link.close()
 
     # --- clock ----------------------------------------------------------------------------
-    def _meter_now(self) -> datetime:
-        """The time a meter should show: local wall-clock time, as meters keep it."""
-        return datetime.now(self._meter_timezone).replace(tzinfo=None, microsecond=0)
-
     async def _keep_clock(self, meter: MeterConfig, profile: Profile | None) -> None:
-        """Now and then, read a meter's clock; set it within its limits or report it."""
-        if profile is None or not meter_io.has_clock(profile):
+        """Now and then, check a meter's clock (``meter_clock``)."""
+        if profile is None:
             return
-        now = time.monotonic()
-        checked = self._clock_checked.get(meter.id)
-        if checked is None:
-            # First checks spread over one interval: a whole bus reading its clocks at
-            # start-up would double the first cycle's traffic.
-            offset = zlib.crc32(meter.id.encode()) / 2**32 * self._clock_check_interval
-            checked = self._clock_checked[meter.id] = now - offset
-        if now - checked < self._clock_check_interval:
-            return
-        self._clock_checked[meter.id] = now
         assert self._link is not None
-        tolerance, max_set = meter_io.clock_limits(profile)
         try:
-            meter_time = await meter_io.read_clock(self._link, meter, profile)
-            judgement = judge_clock(
-                meter_time, self._meter_now(), tolerance_seconds=tolerance, max_set_seconds=max_set
-            )
-            if judgement.verdict == "set":
-                await meter_io.set_clock(self._link, meter, profile, self._meter_now())
-                CLOCK_SETS.labels("set").inc()
-                log.info(
-                    "meter clock set",
-                    extra={"meter_id": meter.id, "drift_seconds": judgement.drift_seconds},
-                )
+            await self.clocks.keep(self._link, meter, profile)
         except LinkDown as error:
             self._drop_link(str(error))
-            return
-        except (MeterSilent, MeterRefused, ImplausibleValue) as error:
-            # The clock waits for the next check; a reading already counted.
-            log.warning("meter clock unreadable", extra={"meter_id": meter.id, "error": str(error)})
-            return
-        if judgement.verdict == "anomaly":
-            CLOCK_SETS.labels("anomaly").inc()
-            if meter.id not in self._clock_anomalies:
-                self._clock_anomalies.add(meter.id)
-                await records.record_clock_anomaly(
-                    self._store,
-                    meter_id=meter.id,
-                    detail=f"clock off by {judgement.drift_seconds:+.0f} s, beyond the "
-                    f"{max_set} s a set may correct",
-                    at=utcnow(),
-                )
-        else:
-            self._clock_anomalies.discard(meter.id)
 
     # --- commands -------------------------------------------------------------------------
     async def _run_commands_if_wanted(self) -> bool:
@@ -488,13 +552,32 @@ class DtuPoller:
         if not self._commands_wanted:
             return False
         self._commands_wanted = False
+        wanted_since, self._commands_wanted_since = self._commands_wanted_since, None
         pending = await records.pending_for(self._store, sorted(self.meter_ids))
         for command in pending:
+            began = time.monotonic()
             outcome = await self._execute(command)
+            executed = time.monotonic()
             COMMANDS.labels(_command_result(outcome)).inc()
             # A reading queued before the command must not overwrite the relay it left.
             await self._sink.settled(self._last_ticket)
             await records.finish_command(self._store, command, outcome, at=utcnow())
+            # Where a command's time goes on the collector: waiting for its bus (the poll in
+            # flight, the commands ahead of it), the bus itself (write and read-back), and
+            # recording the result (readings queued before it, the result's transaction).
+            log.info(
+                "command carried out",
+                extra={
+                    "dtu_id": self.dtu_id,
+                    "meter_id": command.meter_id,
+                    "command_id": command.command_id,
+                    "action": command.action,
+                    "result": _command_result(outcome),
+                    "waited_ms": round(1000 * (began - (wanted_since or began)), 1),
+                    "bus_ms": round(1000 * (executed - began), 1),
+                    "record_ms": round(1000 * (time.monotonic() - executed), 1),
+                },
+            )
         return bool(pending)
 
     async def _execute(self, command: PendingCommand) -> CommandOutcome:
@@ -503,6 +586,9 @@ class DtuPoller:
         profile = self._profiles.get(meter.profile) if meter is not None else None
         if now >= command.expires_at:
             return CommandOutcome(succeeded=False, error=EXPIRED, retryable=False)
+        if meter is not None and isinstance(profile, MeterProfile) and profile.secure is not None:
+            # The meter verifies the envelope itself: it goes to it unchanged (command_io).
+            return await self._at_meter(meter, profile, command, now)
         try:
             opened = self._opener.open(
                 command.envelope,
@@ -556,23 +642,49 @@ class DtuPoller:
             return await self._push_purchase(meter, profile, opened.purchase)
         if opened.action == "credit":
             return CommandOutcome(succeeded=False, error="credit without a purchase")
+        if isinstance(profile, MeterProfile) and opened.action in _REGISTER_COMMANDS:
+            return await self._write_registers(meter, profile, opened)
         if opened.action in ("hold_on", "hold_off"):
             return await self._hold_power(meter, profile, on=opened.action == "hold_on")
         action: RelayAction = "trip" if opened.action == "trip" else "close"
         try:
-            relay = await meter_io.switch_relay(
-                self._link, meter, profile, action, now=self._meter_now()
-            )
+            now = await self.clocks.command_time(self._link, meter, profile)
+            relay = await meter_io.switch_relay(self._link, meter, profile, action, now=now)
         except LinkDown as error:
             self._drop_link(str(error))
             return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
         except (MeterSilent, MeterRefused, ImplausibleValue) as error:
-            return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
+            return _not_executed(error)
         if relay != expected_relay(action):
             return CommandOutcome(
                 succeeded=False, relay=relay, error=f"relay is {relay} after {action}"
             )
         return CommandOutcome(succeeded=True, relay=relay)
+
+    async def _at_meter(
+        self, meter: MeterConfig, profile: MeterProfile, command: PendingCommand, now: datetime
+    ) -> CommandOutcome:
+        if self._link is None or not self._link.connected:
+            return CommandOutcome(succeeded=False, error=DTU_OFFLINE)
+        try:
+            return await command_io.deliver_sealed(
+                self._store, self._link, meter, profile, command, at=now
+            )
+        except LinkDown as error:
+            self._drop_link(str(error))
+            return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
+
+    async def _write_registers(
+        self, meter: MeterConfig, profile: MeterProfile, opened: OpenedCommand
+    ) -> CommandOutcome:
+        assert self._link is not None
+        try:
+            return await command_io.write_registers(
+                self._link, meter, profile, opened, zone=self._command_zone
+            )
+        except LinkDown as error:
+            self._drop_link(str(error))
+            return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
 
     async def _hold_power(
         self, meter: MeterConfig, profile: Profile, *, on: bool
@@ -580,14 +692,13 @@ class DtuPoller:
         assert self._link is not None
         assert isinstance(profile, Dlt645Profile)  # check_capable let no other through
         try:
-            held = await meter_io.set_hold_power(
-                self._link, meter, profile, on, now=self._meter_now()
-            )
+            now = await self.clocks.command_time(self._link, meter, profile)
+            held = await meter_io.set_hold_power(self._link, meter, profile, on, now=now)
         except LinkDown as error:
             self._drop_link(str(error))
             return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
         except (MeterSilent, MeterRefused, ImplausibleValue) as error:
-            return CommandOutcome(succeeded=False, error=f"meter did not execute: {error}")
+            return _not_executed(error)
         if held != on:
             state = "on" if held else "off"
             return CommandOutcome(succeeded=False, error=f"hold-power is {state} after the command")
@@ -617,6 +728,10 @@ class DtuPoller:
         return CommandOutcome(succeeded=True)
 
 
+# Commands a Modbus meter takes in its registers (command_io), beyond relay and purchases.
+_REGISTER_COMMANDS = ("hold_on", "hold_off", "time_set", "alarm_thresholds")
+
+
 def _link_settings(config: BusConfig) -> tuple[object, ...]:
     return (
         config.kind,
@@ -635,6 +750,14 @@ def _settle(future: asyncio.Future[None] | None, outcome: Exception | None) -> N
         future.set_result(None)
     else:
         future.set_exception(outcome)
+
+
+def _not_executed(error: Exception) -> CommandOutcome:
+    # A refusal that sending again cannot change (a wrong password) is not retried.
+    final = isinstance(error, MeterRefused) and error.final
+    return CommandOutcome(
+        succeeded=False, error=f"meter did not execute: {error}", retryable=not final
+    )
 
 
 def _command_result(outcome: CommandOutcome) -> str:

@@ -26,6 +26,7 @@ from prepaid_common.outbox import ServiceStore
 from sqlalchemy import bindparam, select, text, update
 
 from collector.domain import DecodedReading, MeterLink
+from collector.domain.detail import reading_detail_text
 from collector.tables import dtus, meters
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ async def write_outcomes(
                 outcome.reading.relay,
                 outcome.reading.energy_kwh,
                 outcome.reading.power_kw,
+                reading_detail_text(outcome.reading),
                 outcome.at,
             )
             for meter_id, outcome in sorted(last.items())
@@ -336,7 +338,14 @@ async def write_outcomes(
 # A DTU's last-seen time is written at most this often while its meters keep answering.
 DTU_SEEN_EVERY = timedelta(seconds=30)
 
-_READ_COLUMNS = ("online", "consecutive_failures", "relay", "last_energy_kwh", "last_power_kw")
+_READ_COLUMNS = (
+    "online",
+    "consecutive_failures",
+    "relay",
+    "last_energy_kwh",
+    "last_power_kw",
+    "last_detail",
+)
 
 # PostgreSQL: one statement of fixed text per batch, the rows as arrays. The text never
 # changes with the batch size, so asyncpg prepares it once (a VALUES list would be compiled
@@ -344,11 +353,11 @@ _READ_COLUMNS = ("online", "consecutive_failures", "relay", "last_energy_kwh", "
 _UPDATE_READ_METERS = text(
     f"UPDATE {meters.name} AS m SET online = v.online, "
     "consecutive_failures = v.failures, relay = v.relay, last_energy_kwh = v.energy, "
-    "last_power_kw = v.power, last_read_at = v.at "
+    "last_power_kw = v.power, last_detail = v.detail, last_read_at = v.at "
     "FROM unnest(CAST(:ids AS varchar[]), CAST(:online AS boolean[]), "
     "CAST(:failures AS integer[]), CAST(:relay AS varchar[]), CAST(:energy AS bigint[]), "
-    "CAST(:power AS bigint[]), CAST(:at AS timestamptz[])) "
-    "AS v(id, online, failures, relay, energy, power, at) WHERE m.id = v.id"
+    "CAST(:power AS bigint[]), CAST(:detail AS text[]), CAST(:at AS timestamptz[])) "
+    "AS v(id, online, failures, relay, energy, power, detail, at) WHERE m.id = v.id"
 )
 _UPDATE_FAILED_METERS = text(
     f"UPDATE {meters.name} AS m SET online = v.online, consecutive_failures = v.failures "
@@ -369,5 +378,6 @@ def _read_meters_arrays(rows: list[tuple[Any, ...]], dialect: Any) -> dict[str, 
         "relay": [row[3] for row in rows],
         "energy": [energy.process_bind_param(row[4], dialect) for row in rows],
         "power": [power.process_bind_param(row[5], dialect) for row in rows],
-        "at": [row[6] for row in rows],
+        "detail": [row[6] for row in rows],
+        "at": [row[7] for row in rows],
     }

@@ -31,10 +31,10 @@ from prepaid_common.service import Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import api, handlers, records
-from collector.imports import ImportOperations
-from collector.imports_api import imports_router
 from collector.domain import EXPIRED, CommandOpener, PlainCommandOpener, Profile
 from collector.domain.ownership import owned_by
+from collector.imports import ImportOperations
+from collector.imports_api import imports_router
 from collector.listener import DtuListener
 from collector.metrics import DTUS_KNOWN, DTUS_ONLINE, METERS_KNOWN, METERS_ONLINE
 from collector.operations import CollectorOperations

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 metadata, plumbing = service_metadata("collector")
@@ -41,6 +42,11 @@ dtus = Table(
     Column("link_timeout_seconds", Float, nullable=False, server_default="180"),
     # Bumped by every registration that changes the DTU or its meters (collector_0004).
     Column("revision", Integer, nullable=False, server_default="0"),
+    # Why it is offline and since when (since when online, reason None), and a dialled
+    # DTU's next connection attempt (collector_0006).
+    Column("state_reason", String(400), nullable=True),
+    Column("state_since", UtcDateTime(), nullable=True),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
     Index("ix_collector_dtus_registration", "registration", unique=True),
 )
 
@@ -62,8 +68,52 @@ meters = Table(
     Column("last_power_kw", ScaledDecimal(3), nullable=True),
     Column("last_read_at", UtcDateTime(), nullable=True),
     Column("consecutive_failures", Integer, nullable=False),
+    # Disabled: kept, not polled (collector_0006).
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    # The serial number the meter must answer with (given, or read on first contact).
+    Column("identity", String(64), nullable=True),
+    # The last reading's values beyond energy and power (TOU, voltage, current), as JSON.
+    Column("last_detail", Text, nullable=True),
     # One address per bus: two meters answering the same address would garble each other.
     UniqueConstraint("dtu_id", "address", name="uq_collector_meters_dtu_address"),
+)
+
+# Each condition a meter is in, one row per kind (link, identity, clock...): why, since
+# when, how often seen since, and for a link state when its next poll is due at the earliest.
+meter_states = Table(
+    "collector_meter_states",
+    metadata,
+    Column("meter_id", String(64), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("detail", String(400), nullable=False),
+    Column("since", UtcDateTime(), nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("until", UtcDateTime(), nullable=True),
+)
+
+# Meters moved between places (DTU, address, profile), with the final reading of the old one.
+meter_moves = Table(
+    "collector_meter_moves",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("meter_id", String(64), nullable=False),
+    Column("from_dtu_id", String(64), nullable=False),
+    Column("from_address", String(12), nullable=False),
+    Column("from_profile", String(64), nullable=False),
+    Column("to_dtu_id", String(64), nullable=False),
+    Column("to_address", String(12), nullable=False),
+    Column("to_profile", String(64), nullable=False),
+    Column("final_kwh", Energy(), nullable=True),
+    Column("final_read_at", UtcDateTime(), nullable=True),
+    Column("reason", String(400), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_collector_meter_moves_meter", "meter_id", "at"),
 )
 
 # A command accepted from the bus waits here until executed, so it survives a crash.
@@ -72,7 +122,8 @@ pending_commands = Table(
     metadata,
     Column("command_id", String(64), primary_key=True),
     Column("meter_id", String(64), nullable=False),
-    Column("action", String(8), nullable=False),
+    # Every command kind's name (collector_0006_secure).
+    Column("action", String(20), nullable=False),
     Column("envelope", Text, nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),

@@ -7,10 +7,13 @@ least significant byte first. ``answer`` is pure apart from the meters it is giv
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
+from simulator.loadcurve import PERIODS, Period
 from simulator.meter import SimulatedMeter
 from simulator.registers import hundredths
 
@@ -41,6 +44,9 @@ HOLD_ON, HOLD_OFF = 0x3A, 0x3B
 
 ENERGY_COMBINED = 0x00000000
 ENERGY_FORWARD = 0x00010000
+RATE_STEP = 0x100  # rate n of a total is the total + n * 0x100 (rates 1-4)
+BLOCK = 0xFF00  # the total then rates 1-4 in one answer
+METER_NUMBER = 0x04000402
 VOLTAGE_A = 0x02010100
 VOLTAGE_BLOCK = 0x0201FF00
 CURRENT_A = 0x02020100
@@ -56,8 +62,41 @@ PURCHASE_COUNT = 0x03330201
 
 STATUS_RELAY_OPEN = 1 << 4
 STATUS_HOLD_POWER = 1 << 12
-# Broadcast time is accepted only this close to the meter's own clock.
-BROADCAST_TIME_WINDOW = timedelta(minutes=10)
+# Broadcast time is accepted only this close to the meter's own clock (the standard: ±5 min).
+BROADCAST_TIME_WINDOW = timedelta(minutes=5)
+SIGN = 0x80
+
+
+@dataclass
+class Dlt645Quirks:
+    """What one DL/T 645 meter accepts and shows beyond the common behaviour.
+
+    ``password`` and ``operator`` are as they travel (PA P0 P1 P2, C0..C3: low byte first);
+    ``operator`` None takes any. ``close_direct`` False is a meter with only the base 2007
+    commands: 1C (direct close, a State Grid extension) is refused, 1B closes.
+    ``reverse_energy_kwh`` is subtracted in the combined total (00000000), which is signed.
+    """
+
+    password: bytes = b"\x02\x00\x00\x00"
+    operator: bytes | None = None
+    close_direct: bool = True
+    reverse_energy_kwh: Decimal = Decimal(0)
+    meter_number: str | None = None  # 04000402; None: the address
+    password_failures: int = 0  # wrong passwords seen (meters lock out after a few)
+    refusals: int = 0  # commands refused for any reason
+    time_sets: int = 0  # programmed time sets taken
+
+
+_QUIRKS: weakref.WeakKeyDictionary[SimulatedMeter, Dlt645Quirks] = weakref.WeakKeyDictionary()
+
+
+def quirks(meter: SimulatedMeter) -> Dlt645Quirks:
+    """The meter's DL/T 645 quirks (created with the defaults on first use)."""
+    found = _QUIRKS.get(meter)
+    if found is None:
+        # The shipped base profile's meter knows only the base 2007 commands.
+        found = _QUIRKS[meter] = Dlt645Quirks(close_direct=meter.profile != "dlt645-2007-base")
+    return found
 
 
 @dataclass(frozen=True)
@@ -163,17 +202,27 @@ def _answer_one(meter: SimulatedMeter, frame: Dlt645Frame) -> bytes:
     if frame.control == REMOTE_CONTROL:
         error = _remote_control(meter, frame.data)
         if error:
+            quirks(meter).refusals += 1
             return encode_frame(meter.address, reply | ERROR, bytes([error]))
         return encode_frame(meter.address, reply)
-    # Writes need the meter's password and programming key: refused as unauthorised.
-    return encode_frame(meter.address, reply | ERROR, bytes([ERR_UNAUTHORISED]))
+    if frame.control == WRITE:
+        error = _write(meter, frame.data)
+        if error:
+            quirks(meter).refusals += 1
+            return encode_frame(meter.address, reply | ERROR, bytes([error]))
+        return encode_frame(meter.address, reply)
+    return encode_frame(meter.address, reply | ERROR, bytes([ERR_OTHER]))
 
 
 def read_identifier(meter: SimulatedMeter, identifier: int) -> bytes | None:
     """Return the data of one identifier as the meter sends it (before +0x33), or None."""
     sample = meter.sample()
-    if identifier in (ENERGY_COMBINED, ENERGY_FORWARD):
-        return bcd(hundredths(sample.energy_kwh), 4)  # XXXXXX.XX kWh
+    energy = _energy(meter, sample.energy_kwh, sample.energy_by_period)
+    if identifier in energy:
+        return energy[identifier]
+    if identifier == METER_NUMBER:
+        number = quirks(meter).meter_number or meter.address or ""
+        return bytes.fromhex(number)[::-1]
     if identifier in (VOLTAGE_A, VOLTAGE_BLOCK):
         return bcd(round(sample.voltage_v * 10), 2)  # XXX.X V; single phase: A only
     if identifier in (CURRENT_A, CURRENT_BLOCK):
@@ -203,6 +252,36 @@ def read_identifier(meter: SimulatedMeter, identifier: int) -> bytes | None:
     return None
 
 
+def signed_bcd(value: int, size: int) -> bytes:
+    """Encode a signed integer as ``size`` BCD bytes, lowest first, the top bit the sign."""
+    raw = bcd(abs(value), size)
+    if value < 0:
+        raw = raw[:-1] + bytes([raw[-1] | SIGN])
+    return raw
+
+
+def _energy(
+    meter: SimulatedMeter, total_kwh: float, by_period: Mapping[Period, float]
+) -> dict[int, bytes]:
+    """Every energy identifier the meter answers: totals, rates 1-4 and their blocks.
+
+    Forward active energy is what the meter measured (rates: sharp, peak, flat, valley).
+    The combined total is forward minus reverse and signed (XXXXXX.XX, top bit the sign):
+    -0.04 kWh is 04 00 00 80, never 800000.04.
+    """
+    reverse = quirks(meter).reverse_energy_kwh
+    forward = [hundredths(total_kwh)] + [hundredths(by_period[p]) for p in PERIODS]
+    combined = [forward[0] - int(reverse * 100), *forward[1:]]
+    answers: dict[int, bytes] = {}
+    for base, values in ((ENERGY_FORWARD, forward), (ENERGY_COMBINED, combined)):
+        signed = base == ENERGY_COMBINED
+        encoded = [signed_bcd(v, 4) if signed else bcd(v, 4) for v in values]
+        for rate, value in enumerate(encoded):
+            answers[base + RATE_STEP * rate] = value
+        answers[base | BLOCK] = b"".join(encoded)
+    return answers
+
+
 def _bcd2(value: int) -> int:
     return (value // 10 % 10) << 4 | value % 10
 
@@ -224,7 +303,12 @@ def _remote_control(meter: SimulatedMeter, data: bytes) -> int:
     # password (4), operator (4), N1 command, N2 reserved, N3-N8 expiry
     if len(data) != 16:
         return ERR_OTHER
+    error = _check_password(meter, data[:4], data[4:8])
+    if error:
+        return error
     command = data[8]
+    if command == CLOSE_DIRECT and not quirks(meter).close_direct:
+        return ERR_OTHER  # a base 2007 meter knows no direct close
     try:
         expires = parse_moment(data[10:16])
     except ValueError:
@@ -241,6 +325,41 @@ def _remote_control(meter: SimulatedMeter, data: bytes) -> int:
         meter.hold_power = command == HOLD_ON
     elif command not in (ALARM_ON, ALARM_OFF):
         return ERR_OTHER
+    return 0
+
+
+def _check_password(meter: SimulatedMeter, password: bytes, operator: bytes) -> int:
+    """0, or ERR_UNAUTHORISED for a wrong password or operator (counted toward lock-out)."""
+    known = quirks(meter)
+    if password != known.password or (known.operator is not None and operator != known.operator):
+        known.password_failures += 1
+        return ERR_UNAUTHORISED
+    return 0
+
+
+def _write(meter: SimulatedMeter, data: bytes) -> int:
+    """A programmed write (0x14): DI, password, operator, value. Date and time only."""
+    if len(data) < 12:
+        return ERR_OTHER
+    identifier = int.from_bytes(data[:4], "little")
+    error = _check_password(meter, data[4:8], data[8:12])
+    if error:
+        return error
+    value = data[12:]
+    now = meter.meter_time()
+    try:
+        if identifier == DATE and len(value) == 4:
+            day, month, year = (from_bcd(value[i : i + 1]) for i in (1, 2, 3))
+            moment = now.replace(year=2000 + year, month=month, day=day)
+        elif identifier == TIME and len(value) == 3:
+            second, minute, hour = (from_bcd(value[i : i + 1]) for i in range(3))
+            moment = now.replace(hour=hour, minute=minute, second=second)
+        else:
+            return ERR_UNAUTHORISED  # other parameters need the programming key
+    except ValueError:
+        return ERR_OTHER
+    meter.set_meter_time(moment)
+    quirks(meter).time_sets += 1
     return 0
 
 

@@ -261,14 +261,31 @@ class BusConnection(asyncio.Protocol):
             used, reply, request_bytes = bus.take_raw(buffer)
             if not used:
                 break
+            request = bytes(buffer[:used])
             del buffer[:used]
+            faults = self._dtu.faults
+            if faults.echo and self._transport is not None:
+                # The converter hears its own transmission: the request comes back first.
+                self._transport.write(self._prefix + request)
             if reply is None:
                 bus.reserve(request_bytes, 0)
                 continue
             wait = bus.reserve(request_bytes, len(reply), bus.take_extra_delay())
-            self._send_after(wait, self._prefix + reply)
+            reply = faults.stray_bytes + reply
+            if faults.heartbeat_mid_reply:
+                self._send_in_pieces(wait, reply)
+            else:
+                self._send_after(wait, self._prefix + reply)
         if len(buffer) > MAX_RAW_BUFFER:
             buffer.clear()
+
+    def _send_in_pieces(self, wait: float, reply: bytes) -> None:
+        """Send half the answer, the heartbeat, then the rest, each its own packet."""
+        half = len(reply) // 2
+        pieces = (reply[:half], HEARTBEAT, reply[half:])
+        for index, piece in enumerate(pieces):
+            # A few ms apart: TCP keeps them separate packets, as the DTU sent them.
+            self._loop.call_later(max(wait, 0.0) + 0.02 * index, self._send, self._prefix + piece)
 
     def _send_after(self, wait: float, frame: bytes) -> None:
         if wait > 0:

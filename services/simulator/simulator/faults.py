@@ -35,10 +35,21 @@ class MeterFaults:
 
 @dataclass
 class DtuFaults:
-    """A DTU whose link drops every ``flap_every_seconds`` for ``flap_down_seconds``."""
+    """A DTU whose link drops every ``flap_every_seconds`` for ``flap_down_seconds``, and
+    what its raw (transparent) side does to the bytes.
+
+    - ``echo``: the RS485 converter hears its own transmission and sends each request back
+      before the meter's answer;
+    - ``stray_bytes``: noise on the line (a turnaround glitch) before every answer;
+    - ``heartbeat_mid_reply``: the heartbeat falls between two pieces of one answer, each
+      piece its own packet (a client-mode DTU's idle timer firing while a meter answers).
+    """
 
     flap_every_seconds: float | None = None
     flap_down_seconds: float = 5.0
+    echo: bool = False
+    stray_bytes: bytes = b""
+    heartbeat_mid_reply: bool = False
 
     def __post_init__(self) -> None:
         if self.flap_every_seconds is not None and self.flap_every_seconds <= 0:

@@ -9,11 +9,14 @@ import random
 from collections.abc import Mapping
 from datetime import datetime
 
+from prepaid_common.sealing import KeyRing, MeterKeys
+
 from simulator.clock import SimClock
 from simulator.dtu import DTU_KINDS, DtuKind, RegistrationMode, SimulatedDtu
 from simulator.faults import DtuFaults, FaultPlan
 from simulator.meter import SimulatedMeter
-from simulator.registers import DLT645_PROFILE_NAMES, PROFILE_NAMES
+from simulator.registers import DLT645_PROFILE_NAMES, PROFILE_NAMES, SECURE_PROFILE_NAMES
+from simulator.secure import SecureElement
 from simulator.timing import SerialLine
 
 log = logging.getLogger(__name__)
@@ -50,9 +53,13 @@ class FieldSimulator:
         heartbeat_seconds: float = 30.0,
         reconnect_seconds: float = 1.0,
         faults: FaultPlan | None = None,
+        command_keys: KeyRing | None = None,
     ) -> None:
         if dtu_count < 1 or not 1 <= meters_per_dtu <= 247:
             raise ValueError("need at least one DTU and 1-247 meters per DTU")
+        # Secure meters are personalised with keys diversified from the site's master keys
+        # (the same ones control seals with); they never hold a master key themselves.
+        self.command_keys = command_keys
         self.clock = clock or SimClock(speed=speed, start=start)
         self.faults = faults or FaultPlan()
         rng = random.Random(seed)
@@ -60,6 +67,8 @@ class FieldSimulator:
         if "dtu-client" in kinds and target is None:
             raise ValueError("client-mode DTUs need a target (host, port) to dial")
         profiles = assign_profiles(profile_mix or DEFAULT_PROFILE_MIX, dtu_count * meters_per_dtu)
+        if command_keys is None and any(p in SECURE_PROFILE_NAMES for p in profiles):
+            raise ValueError("secure meters need the command master keys (command_keys)")
         rng.shuffle(profiles)
         _keep_dlt645_off_gateways(profiles, kinds, meters_per_dtu)
         fault_rng = random.Random(f"{seed}:faults")
@@ -86,6 +95,11 @@ class FieldSimulator:
                         address=f"{index + 1:06d}{unit_id:06d}" if dlt645 else None,
                     )
                 )
+            for meter in meters:
+                if meter.profile in SECURE_PROFILE_NAMES:
+                    assert command_keys is not None
+                    keys = MeterKeys.derive(command_keys, meter.meter_id)
+                    meter.secure = SecureElement(meter.meter_id, keys)
             kind = kinds[index]
             if kind == "dtu-client":
                 assert target is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from simulator.loadcurve import (
     hour_of_day,
     hourly_load_kw,
 )
+from simulator.secure import SecureElement
 
 Relay = Literal["open", "closed"]
 PURCHASE_COUNT_MAX = 0xFFFF  # the reference profile's UINT16 purchase count
@@ -67,6 +69,8 @@ class SimulatedMeter:
             raise ValueError("a DL/T 645 address is 12 decimal digits")
         self.meter_id = meter_id
         self.unit_id = unit_id
+        # The serial number its identity registers tell (fixed per meter id and seed).
+        self.serial = zlib.crc32(f"{seed}:{meter_id}".encode()) % 90_000_000 + 10_000_000
         self.profile = profile
         # DL/T 645 meters answer to a 12-digit address instead of the unit id.
         self.address = address
@@ -84,6 +88,10 @@ class SimulatedMeter:
         self.local_credit = Decimal("0.00")
         self.purchase_count = 0
         self.local_price: Decimal | None = None
+        # The two credit alarm levels (yuan): the meter warns at the first, again at the second.
+        self.alarm_thresholds = (Decimal("0.00"), Decimal("0.00"))
+        # A secure meter's element (simulator.secure): it verifies sealed commands itself.
+        self.secure: SecureElement | None = None
         self._opened_for_credit = False
         self.clock_offset = timedelta()
         self._clock = clock
@@ -102,6 +110,11 @@ class SimulatedMeter:
         self._relay_fault_rng = random.Random(f"{seed}:{meter_id}:relay")
         self._energy: dict[Period, float] = dict.fromkeys(PERIODS, initial_energy_kwh / 4)
         self._integrated_until = clock.seconds()
+
+    @property
+    def clock(self) -> SimClock:
+        """The simulated clock the meter runs on."""
+        return self._clock
 
     # --- state a test or an operator changes --------------------------------------------
     @property

@@ -96,8 +96,9 @@ def test_the_sealed_opener_takes_each_counter_once() -> None:
     assert opener.last_counter == {"M1": 4}
 
 
-def test_hold_power_is_carried_out_by_dlt645_relay_meters_only() -> None:
+def test_hold_power_is_carried_out_where_the_model_has_it() -> None:
     profiles = load_profiles()
     check_capable(profiles["dlt645-2007"], "hold_on")
+    check_capable(profiles["reference-prepaid"], "hold_off")
     with pytest.raises(RefusedCommand, match="no hold-power control"):
-        check_capable(profiles["reference-prepaid"], "hold_off")
+        check_capable(profiles["eastron-sdm120"], "hold_off")

@@ -70,7 +70,21 @@ def test_a_minimal_profile_parses() -> None:
         ),
         (
             GOOD + "[relay.state]\naddress = 0x10\nopen = 1\nclosed = 0\n",
-            "relay.command: Field required",
+            "relay.command is required (only a secure meter goes without)",
+        ),
+        (
+            GOOD + '[secure]\nenvelope = 0x100\nresult = 0x40\ncommands = ["trip"]\n',
+            "secure.commands trips or closes: relay.state is needed",
+        ),
+        (
+            GOOD + "[relay.state]\naddress = 0x10\nopen = 1\nclosed = 0\n"
+            "[relay.command]\naddress = 0x11\ntrip = 0x1A\nclose = 0x1B\n"
+            '[secure]\nenvelope = 0x100\nresult = 0x40\ncommands = ["trip"]\n',
+            "sealed envelopes only: remove relay.command",
+        ),
+        (
+            GOOD + '[secure]\nenvelope = 0x100\nresult = 0x101\ncommands = ["credit"]\n',
+            "result overlaps the envelope block",
         ),
         (GOOD + '[pt_ratio]\naddress = 0x8D\ntype = "uint16"\n', "pt_ratio and ct_ratio go"),
         (GOOD.replace('name = "test-meter"', 'name = "x"\nprotocol = "iec"'), "'modbus', 'dlt645'"),
@@ -107,16 +121,21 @@ def test_every_market_model_ships_and_is_documented() -> None:
         "chint-ddsu666",
         "chint-dtsu666",
         "dlt645-2007",
+        "dlt645-2007-base",
+        "secure-prepaid",
     }
     documented = DOCS.read_text(encoding="utf-8")
     for name, profile in profiles.items():
         assert f"| `{name}` |" in documented, name
-        if name != "reference-prepaid":
+        if name not in ("reference-prepaid", "secure-prepaid"):  # the project's own
             assert profile.unverified, f"{name} lists nothing unverified"
     assert any("0x401E" in fact for fact in profiles["chint-dtsu666"].unverified)
     dlt = profiles["dlt645-2007"]
     assert isinstance(dlt, Dlt645Profile)
     assert (dlt.has_relay, dlt.clock, dlt.clock_max_set_seconds) == (True, True, 600)
+    base = profiles["dlt645-2007-base"]
+    assert isinstance(base, Dlt645Profile)
+    assert (base.close_command, base.clock_max_set_seconds) == ("1B", 3600)
     reference = profiles["reference-prepaid"]
     assert isinstance(reference, MeterProfile)
     assert reference.clock is not None

@@ -41,7 +41,7 @@ def test_a_good_registration_passes() -> None:
             ),
             "transparent link",
         ),
-        (dtu({"id": "M1", "address": "300", "profile": "reference-prepaid"}), "1 to 247"),
+        (dtu({"id": "M1", "address": "000000000300", "profile": "reference-prepaid"}), "1 to 247"),
         (
             dtu(
                 {"id": "M1", "unit_id": 7, "profile": "reference-prepaid"},

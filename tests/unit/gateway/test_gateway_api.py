@@ -14,6 +14,7 @@ from gateway.service import GatewayService
 from gateway.settings import GatewaySettings
 from gateway.upstream import Upstreams
 from prepaid_common.bus.memory import InProcessBus
+from prepaid_common.contracts.api.gateway import PublicMeter
 from prepaid_common.db import create_engine
 from pydantic import SecretStr
 
@@ -31,6 +32,7 @@ ACCOUNT = {
     "debt_share": "0.0000",
     "debt_daily": "0.00",
     "protected": False,
+    "friendly_debt_limit": "20.00",
     "created_at": "2026-01-01T00:00:00Z",
     "balance": "12.50",
     "arrears": "0.00",
@@ -156,7 +158,10 @@ async def test_a_tenant_can_be_given_an_account_with_a_colon_in_its_id_and_sees_
         listed = (await tenant.get("/api/v1/accounts")).json()
         assert [a["id"] for a in listed["items"]] == ["shop:12"]
         meters = (await tenant.get("/api/v1/meters")).json()
-        assert meters["items"] == [{**METER, "account_id": "shop:12"}]
+        # The collector's view as it came (fields it left out take their documented
+        # defaults), with the account it is bound to.
+        shown = PublicMeter.model_validate({**METER, "account_id": "shop:12"})
+        assert meters["items"] == [shown.model_dump(mode="json")]
         assert (await tenant.get("/api/v1/accounts/shop:13")).status_code == 404
     asked = [r.url.params.get("ids") for r in services.requests if r.url.path.endswith("accounts")]
     assert asked == ["shop:12"]

@@ -11,9 +11,11 @@ from prepaid_common.contracts.api.billing import (
     SwapMeter,
     Window,
 )
-from prepaid_common.contracts.api.collector import ReadAllQueued
+from prepaid_common.contracts.api.collector import MeterView, ReadAllQueued
 from prepaid_common.contracts.api.control import CommandBody, CommandPage, CommandView
 from prepaid_common.contracts.api.gateway import PublicMeter, PublicMeterPage
+from prepaid_common.errors import Conflict, ServiceError
+from prepaid_common.http_errors import problem_responses
 
 from gateway.api.deps import (
     AuditLog,
@@ -30,6 +32,8 @@ from gateway.api.deps import (
 from gateway.public_meters import meter_page, visible_meter, with_accounts
 
 router = APIRouter(tags=["meters"])
+
+_PROBLEM = problem_responses(409)[409]
 
 
 @router.get("/meters")
@@ -67,16 +71,32 @@ async def read_all_meters_now(
     return queued
 
 
-@router.post("/meters/{meter_id}/read")
+@router.post(
+    "/meters/{meter_id}/read",
+    responses={
+        409: {**_PROBLEM, "description": "Its DTU is offline (or the meter disabled)"},
+        503: {**_PROBLEM, "description": "The meter did not answer; try again later"},
+    },
+)
 async def read_meter_now(
-    principal: StaffUser, collector: Collector, billing: Billing, meter_id: PathId
+    principal: StaffUser, collector: Collector, billing: Billing, audit: AuditLog, meter_id: PathId
 ) -> PublicMeter:
     """Read a meter now, ahead of its polling cycle."""
-    _, meter = await collector.post(f"/internal/meters/{meter_id}/read", json=None)
+    try:
+        _, meter = await collector.post(f"/internal/meters/{meter_id}/read", json=None)
+    except ServiceError as error:
+        # An attempt is audited whatever came of it (an offline DTU, an unknown meter).
+        await audit.record("meter.read", meter_id, {"outcome": error.code})
+        raise
+    await audit.record("meter.read", meter_id, {"outcome": "read"})
     return (await with_accounts(billing, [meter]))[0]
 
 
-@router.post("/meters/{meter_id}/commands", status_code=202)
+@router.post(
+    "/meters/{meter_id}/commands",
+    status_code=202,
+    responses={409: {**_PROBLEM, "description": "Its model cannot carry the command out"}},
+)
 async def command_meter(
     principal: StaffUser,
     collector: Collector,
@@ -85,15 +105,21 @@ async def command_meter(
     meter_id: PathId,
     body: CommandBody,
 ) -> CommandView:
-    """Trip (open) or close a meter's relay."""
-    await collector.get(f"/internal/meters/{meter_id}")
+    """Command a meter: trip, close, hold-power on or off, set its clock, or set its credit
+    alarm levels; 409 when its model cannot carry the command out (nothing is queued)."""
+    meter = MeterView.model_validate(await collector.get(f"/internal/meters/{meter_id}"))
+    if meter.commands is not None and body.action not in meter.commands:
+        can = ", ".join(meter.commands) or "none"
+        raise Conflict(
+            f"meter {meter_id} (profile {meter.profile}) cannot carry out {body.action}; "
+            f"its model takes: {can}"
+        )
     _, answer = await control.post(
         "/internal/commands",
         json={
+            **body.model_dump(mode="json", exclude_none=True),
             "meter_id": meter_id,
-            "action": body.action,
             "operator": principal.username,
-            "reason": body.reason,
         },
     )
     command = CommandView.model_validate(answer)

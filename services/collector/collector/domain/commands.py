@@ -12,7 +12,7 @@ from prepaid_common.contracts import CommandAction, RelayAction, RelayState
 from prepaid_common.sealing import EnvelopeRefused, KeyRing, open_text
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from collector.domain.profiles import Dlt645Profile, MeterProfile, Profile
+from collector.domain.profiles import Dlt645Profile, MeterProfile, Profile, SecureSpec
 
 EXPIRED = "expired"
 
@@ -45,14 +45,25 @@ class Purchase:
 
 
 @dataclass(frozen=True)
+class AlarmLevels:
+    """The two credit alarm levels (yuan): the meter warns at ``first``, again at ``second``."""
+
+    first: Decimal
+    second: Decimal
+
+
+@dataclass(frozen=True)
 class OpenedCommand:
-    """What a verified envelope authorises: a relay action, or a purchase (``credit``)."""
+    """What a verified envelope authorises: a relay action, a purchase (``credit``), a
+    time to set (``time_set``, UTC) or alarm levels (``alarm_thresholds``)."""
 
     command_id: str
     action: CommandAction
     purchase: Purchase | None = None
     # The sealed envelope's counter (None for the plain one).
     counter: int | None = None
+    time: datetime | None = None
+    alarms: AlarmLevels | None = None
 
 
 class CommandOpener(Protocol):
@@ -77,12 +88,21 @@ class _PlainEnvelope(BaseModel):
     # A purchase: sealed with the command, so neither can be altered on the way.
     amount: Decimal | None = Field(default=None, gt=0)
     purchase_count: int | None = Field(default=None, ge=1)
+    # A time set's time (UTC), and alarm levels (yuan).
+    time: AwareDatetime | None = None
+    first: Decimal | None = Field(default=None, ge=0)
+    second: Decimal | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _purchase(self) -> _PlainEnvelope:
         given = (self.amount is not None, self.purchase_count is not None)
         if given != ((True, True) if self.action == "credit" else (False, False)):
             raise ValueError("a credit command, and only one, carries amount and purchase_count")
+        if (self.time is not None) != (self.action == "time_set"):
+            raise ValueError("a time_set command, and only one, carries time")
+        levels = (self.first is not None, self.second is not None)
+        if levels != ((True, True) if self.action == "alarm_thresholds" else (False, False)):
+            raise ValueError("an alarm_thresholds command, and only one, carries first and second")
         return self
 
 
@@ -103,8 +123,15 @@ class PlainCommandOpener:
         purchase = None
         if command.amount is not None and command.purchase_count is not None:
             purchase = Purchase(command.amount, command.purchase_count)
+        alarms = None
+        if command.first is not None and command.second is not None:
+            alarms = AlarmLevels(command.first, command.second)
         return OpenedCommand(
-            command_id=command.command_id, action=command.action, purchase=purchase
+            command_id=command.command_id,
+            action=command.action,
+            purchase=purchase,
+            time=command.time,
+            alarms=alarms,
         )
 
 
@@ -114,6 +141,8 @@ _SEALED_ACTIONS: dict[str, CommandAction] = {
     "credit": "credit",
     "hold_on": "hold_on",
     "hold_off": "hold_off",
+    "time_set": "time_set",
+    "alarm_thresholds": "alarm_thresholds",
 }
 
 
@@ -148,16 +177,27 @@ class SealedCommandOpener:
         command_id = payload.get("command_id")
         if action is None or not isinstance(command_id, str):
             raise RefusedCommand(f"refused: {command.kind} is not executed here", "malformed")
-        purchase = None
-        if action == "credit":
-            try:
+        purchase, time, alarms = None, None, None
+        try:
+            if action == "credit":
                 purchase = Purchase(Decimal(payload["amount"]), int(payload["purchase_count"]))
-            except (KeyError, ValueError, ArithmeticError, TypeError):
-                raise RefusedCommand("refused: purchase unreadable", "malformed") from None
+            elif action == "time_set":
+                time = datetime.fromisoformat(str(payload["time"]))
+                if time.tzinfo is None:
+                    raise ValueError("a time set's time carries its zone")
+            elif action == "alarm_thresholds":
+                alarms = AlarmLevels(Decimal(payload["first"]), Decimal(payload["second"]))
+        except (KeyError, ValueError, ArithmeticError, TypeError):
+            raise RefusedCommand(f"refused: {action} unreadable", "malformed") from None
         # Taken even if the write then fails: a retry comes with a counter of its own.
         self.last_counter[meter_id] = command.counter
         return OpenedCommand(
-            command_id=command_id, action=action, purchase=purchase, counter=command.counter
+            command_id=command_id,
+            action=action,
+            purchase=purchase,
+            counter=command.counter,
+            time=time,
+            alarms=alarms,
         )
 
 
@@ -169,6 +209,8 @@ def plain_envelope(
     expires_at: datetime,
     amount: Decimal | None = None,
     purchase_count: int | None = None,
+    time: datetime | None = None,
+    alarms: AlarmLevels | None = None,
 ) -> str:
     """Build the envelope PlainCommandOpener accepts (tests and development tools)."""
     fields: dict[str, object] = {
@@ -181,6 +223,10 @@ def plain_envelope(
         fields["amount"] = str(amount)
     if purchase_count is not None:
         fields["purchase_count"] = purchase_count
+    if time is not None:
+        fields["time"] = time.isoformat()
+    if alarms is not None:
+        fields["first"], fields["second"] = str(alarms.first), str(alarms.second)
     return json.dumps(fields)
 
 
@@ -196,22 +242,52 @@ def check_purchase_matches(
         )
 
 
+def secure_spec(profile: Profile | None) -> SecureSpec | None:
+    """Return how a meter that verifies envelopes itself takes them (None for the others)."""
+    return profile.secure if isinstance(profile, MeterProfile) else None
+
+
+def supported_commands(profile: Profile) -> tuple[CommandAction, ...]:
+    """Return the commands a meter model carries out (what its registers or frames allow)."""
+    if isinstance(profile, Dlt645Profile):
+        # DL/T 645's remote control frame trips, closes and switches hold-power.
+        return ("trip", "close", "hold_on", "hold_off") if profile.has_relay else ()
+    if profile.secure is not None:
+        return profile.secure.commands
+    kinds: list[CommandAction] = []
+    if profile.relay is not None and profile.relay.command is not None:
+        kinds += ["trip", "close"]
+    if profile.hold_power is not None:
+        kinds += ["hold_on", "hold_off"]
+    if profile.clock is not None:
+        kinds.append("time_set")
+    if profile.local_credit is not None and profile.local_credit.takes_purchases:
+        kinds.append("credit")
+    if profile.alarm_thresholds is not None:
+        kinds.append("alarm_thresholds")
+    return tuple(kinds)
+
+
+_MISSING: dict[str, str] = {
+    "trip": "has no relay control",
+    "close": "has no relay control",
+    "hold_on": "has no hold-power control",
+    "hold_off": "has no hold-power control",
+    "time_set": "has no clock to set",
+    "credit": "keeps no local credit",
+    "alarm_thresholds": "has no alarm thresholds",
+}
+
+
 def check_capable(profile: Profile, action: CommandAction) -> None:
     """Refuse a command the meter model cannot carry out."""
-    if action == "credit" and not profile.has_local_credit:
-        raise RefusedCommand(f"profile {profile.name} keeps no local credit")
-    if action in ("hold_on", "hold_off") and not (
-        isinstance(profile, Dlt645Profile) and profile.has_relay
-    ):
-        # DL/T 645's remote control frame carries hold-power; no Modbus profile has it yet.
-        raise RefusedCommand(f"profile {profile.name} has no hold-power control")
-    if action != "credit" and not profile.has_relay:
-        raise RefusedCommand(f"profile {profile.name} has no relay control")
+    if action not in supported_commands(profile):
+        raise RefusedCommand(f"profile {profile.name} {_MISSING[action]}")
 
 
 def relay_command_value(profile: MeterProfile, action: RelayAction) -> tuple[int, int]:
     """Return (register, value) to write for an action; RefusedCommand if there is no relay."""
-    if profile.relay is None:
+    if profile.relay is None or profile.relay.command is None:
         raise RefusedCommand(f"profile {profile.name} has no relay control")
     command = profile.relay.command
     return command.address, command.trip if action == "trip" else command.close

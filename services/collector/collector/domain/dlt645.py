@@ -16,17 +16,33 @@ PREAMBLE = b"\xfe\xfe\xfe\xfe"
 BROADCAST = "999999999999"
 
 READ = 0x11
+WRITE = 0x14
 BROADCAST_TIME = 0x08
 REMOTE_CONTROL = 0x1C
-REPLY = 0x80  # set in every answer from a meter
+REPLY = 0x80  # set in every answer from a meter (D7: slave to master)
 ERROR = 0x40  # set with REPLY when the meter refuses
+FOLLOWS = 0x20  # more data follows in another frame (not used by the items read here)
+FUNCTION = 0x1F  # the function bits of a control code
+
+# Error byte bits of a refusal (DL/T 645-2007 error status word).
+ERR_OTHER = 0x01
+ERR_NO_DATA = 0x02
+ERR_PASSWORD = 0x04  # wrong password or unauthorised: meters count these toward lock-out
 
 # Data identifiers (DI3 DI2 DI1 DI0 as written in the standard).
 COMBINED_ENERGY = 0x00000000
 FORWARD_ENERGY = 0x00010000
+RATE_STEP = 0x100  # 00010100 is rate 1 of 00010000, ... 00010400 rate 4
+BLOCK = 0xFF00  # 0001FF00: total then rates 1-4 in one answer
+VOLTAGE_A = 0x02010100
+CURRENT_A = 0x02020100
+POWER_TOTAL = 0x02030000
 DATE = 0x04000101
 TIME = 0x04000102
+METER_NUMBER = 0x04000402
 STATUS_WORD_3 = 0x04000503
+# Tariff rates 1-4 as State Grid meters number them.
+RATES = ("sharp", "peak", "flat", "valley")
 
 # Remote control commands (N1).
 TRIP = 0x1A
@@ -110,6 +126,64 @@ def parse_frame(buffer: bytes) -> tuple[int, Frame | None]:
     return end, Frame(address=address, control=body[8], data=data)
 
 
+@dataclass(frozen=True)
+class Scan:
+    """What ``scan`` found: a frame and the bytes up to its end, or bytes to drop."""
+
+    used: int  # bytes to drop from the front (the frame's end when ``frame`` is set)
+    frame: Frame | None = None
+    garbled: str = ""  # why the last complete candidate was not a frame
+
+
+def scan(buffer: bytes) -> Scan:
+    """Find the first well-formed frame anywhere in ``buffer``, resynchronising on ``68``.
+
+    Stray bytes on the line (noise, a neighbour's half answer, a DTU's junk) come before
+    the frame: each ``68`` is tried as a start, a candidate that fails its checksum or
+    framing is skipped, and the next ``68`` is tried. ``used`` is 0 with no frame while a
+    candidate is still arriving; otherwise it counts bytes that can never start a frame.
+    """
+    position = 0
+    garbled = ""
+    while True:
+        start = buffer.find(b"\x68", position)
+        if start < 0:
+            # Nothing can start here; keep trailing FE bytes (a preamble arriving).
+            keep = len(buffer) - len(buffer.rstrip(b"\xfe"))
+            return Scan(len(buffer) - keep, None, garbled)
+        try:
+            used, frame = parse_frame(buffer[start:])
+        except GarbledFrame as error:
+            garbled = garbled or str(error)  # the first candidate's problem says most
+            position = start + 1
+            continue
+        if frame is None:
+            if _later_frame(buffer, start + 1):
+                position = start + 1  # a false start (a stray 68) hides a whole frame
+                continue
+            return Scan(_preamble_start(buffer, start), None, garbled)
+        return Scan(start + used, frame, garbled)
+
+
+def _later_frame(buffer: bytes, position: int) -> bool:
+    while (start := buffer.find(b"\x68", position)) >= 0:
+        try:
+            _used, frame = parse_frame(buffer[start:])
+        except GarbledFrame:
+            frame = None
+        if frame is not None:
+            return True
+        position = start + 1
+    return False
+
+
+def _preamble_start(buffer: bytes, start: int) -> int:
+    """Bytes before ``start`` that may go, keeping the FE preamble right before it."""
+    while start > 0 and buffer[start - 1] == 0xFE:
+        start -= 1
+    return start
+
+
 # --- requests -------------------------------------------------------------------------------
 def _di_bytes(identifier: int) -> bytes:
     return identifier.to_bytes(4, "little")
@@ -139,14 +213,52 @@ def broadcast_time_frame(at: datetime) -> bytes:
     return build_frame(Frame(BROADCAST, BROADCAST_TIME, _clock_bytes(at)))
 
 
+def credentials(password: str, operator: str) -> tuple[bytes, bytes]:
+    """Return the password and operator code as sent, from their written forms.
+
+    ``password`` is the privilege byte then the password as written (``02123456``: level 02,
+    password 123456), sent PA P0 P1 P2: the level, then the password low byte first
+    (``02 56 34 12``). The operator code is sent low byte first too. All-zero defaults hide
+    the order; a real password does not.
+    """
+    if len(password) != 8 or len(operator) != 8:
+        raise ValueError("password and operator code are 4 bytes (8 hex digits) each")
+    secret = bytes.fromhex(password)
+    return secret[:1] + secret[1:][::-1], bytes.fromhex(operator)[::-1]
+
+
 def remote_control_frame(
     address: str, *, command: int, password: bytes, operator: bytes, expires: datetime
 ) -> bytes:
-    """Build a remote control (0x1C) frame: trip, close and so on, until ``expires``."""
+    """Build a remote control (0x1C) frame: trip, close and so on, until ``expires``.
+
+    ``password`` and ``operator`` are as sent (``credentials`` orders them).
+    """
     if len(password) != 4 or len(operator) != 4:
         raise ValueError("password and operator code are 4 bytes each")
     data = password + operator + bytes((command, 0)) + _clock_bytes(expires)
     return build_frame(Frame(address, REMOTE_CONTROL, data))
+
+
+def write_frame(
+    address: str, identifier: int, value: bytes, *, password: bytes, operator: bytes
+) -> bytes:
+    """Build a programmed write (0x14): DI, password, operator code, then the value."""
+    if len(password) != 4 or len(operator) != 4:
+        raise ValueError("password and operator code are 4 bytes each")
+    data = _di_bytes(identifier) + password + operator + value
+    return build_frame(Frame(address, WRITE, data))
+
+
+def time_set_frames(
+    address: str, at: datetime, *, password: bytes, operator: bytes
+) -> tuple[bytes, bytes]:
+    """The programmed time set: writes of 04000101 (date) and 04000102 (time)."""
+    date, time = encode_clock(at)
+    return (
+        write_frame(address, DATE, date, password=password, operator=operator),
+        write_frame(address, TIME, time, password=password, operator=operator),
+    )
 
 
 # --- replies ----------------------------------------------------------------------------------
@@ -156,6 +268,11 @@ class MeterRefused(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(f"meter refused with error byte {code:#04x}")
         self.code = code
+
+    @property
+    def password(self) -> bool:
+        """The meter says the password was wrong: never send it again unchanged."""
+        return bool(self.code & ERR_PASSWORD)
 
 
 def check_reply(frame: Frame, *, address: str, control: int) -> bytes:
@@ -192,16 +309,77 @@ def bcd_number(raw: bytes) -> int:
     return value
 
 
-def decode_energy(value: bytes) -> Decimal:
-    """Return kWh from XXXXXX.XX (4 BCD bytes, lowest first)."""
+SIGN = 0x80  # top bit of the most significant byte of a signed value
+
+
+def signed_number(raw: bytes) -> int:
+    """Return the integer of signed BCD bytes sent lowest first: the top bit is the sign."""
+    if not raw:
+        raise GarbledFrame("empty value")
+    negative = bool(raw[-1] & SIGN)
+    magnitude = bcd_number(raw[:-1] + bytes((raw[-1] & ~SIGN & 0xFF,)))
+    return -magnitude if negative else magnitude
+
+
+def encode_bcd(value: int, size: int, *, signed: bool = False) -> bytes:
+    """Return ``size`` BCD bytes, lowest first (a negative value with the sign bit set)."""
+    if value < 0 and not signed:
+        raise ValueError(f"{value} is negative and the field is unsigned")
+    raw = _bcd(abs(value), 2 * size)
+    if signed:
+        if raw[-1] & SIGN:
+            raise ValueError(f"{value} does not fit {size} signed BCD bytes")
+        if value < 0:
+            raw = raw[:-1] + bytes((raw[-1] | SIGN,))
+    return raw
+
+
+def decode_energy(value: bytes, *, signed: bool = False) -> Decimal:
+    """Return kWh from XXXXXX.XX (4 BCD bytes, lowest first; combined energy is signed)."""
     if len(value) != 4:
         raise GarbledFrame(f"energy is 4 bytes, got {len(value)}")
-    return Decimal(bcd_number(value)) / 100
+    number = signed_number(value) if signed else bcd_number(value)
+    return Decimal(number) / 100
 
 
-def encode_energy(kwh: Decimal) -> bytes:
+def encode_energy(kwh: Decimal, *, signed: bool = False) -> bytes:
     """Return the 4 BCD bytes a meter sends for ``kwh`` (the inverse of decode_energy)."""
-    return _bcd(int(kwh * 100), 8)
+    return encode_bcd(int(kwh * 100), 4, signed=signed)
+
+
+def decode_energies(value: bytes, *, signed: bool = False) -> tuple[Decimal, ...]:
+    """Return (total, rate 1, rate 2, rate 3, rate 4) kWh of a block read (xxxxFF00)."""
+    if len(value) < 20 or len(value) % 4:
+        raise GarbledFrame(f"an energy block is total and 4 rates (20 bytes), got {len(value)}")
+    return tuple(decode_energy(value[i : i + 4], signed=signed) for i in range(0, 20, 4))
+
+
+def decode_power(value: bytes) -> Decimal:
+    """Return kW from XX.XXXX (3 signed BCD bytes)."""
+    if len(value) != 3:
+        raise GarbledFrame(f"power is 3 bytes, got {len(value)}")
+    return Decimal(signed_number(value)) / 10_000
+
+
+def decode_voltage(value: bytes) -> Decimal:
+    """Return volts from XXX.X (2 BCD bytes)."""
+    if len(value) != 2:
+        raise GarbledFrame(f"voltage is 2 bytes, got {len(value)}")
+    return Decimal(bcd_number(value)) / 10
+
+
+def decode_current(value: bytes) -> Decimal:
+    """Return amperes from XXX.XXX (3 signed BCD bytes)."""
+    if len(value) != 3:
+        raise GarbledFrame(f"current is 3 bytes, got {len(value)}")
+    return Decimal(signed_number(value)) / 1000
+
+
+def decode_meter_number(value: bytes) -> str:
+    """Return the 12-digit meter number (04000402: 6 BCD bytes, lowest first)."""
+    if len(value) != 6:
+        raise GarbledFrame(f"a meter number is 6 bytes, got {len(value)}")
+    return "".join(f"{_bcd_byte(b):02d}" for b in reversed(value))
 
 
 def decode_clock(date: bytes, time: bytes) -> datetime:
@@ -241,3 +419,18 @@ def hold_power_on(status_word_3: bytes) -> bool:
 def read_reply_frame(address: str, identifier: int, value: bytes) -> bytes:
     """Build a meter's answer to a read (tests and the simulator's mirror)."""
     return build_frame(Frame(address, READ | REPLY, _di_bytes(identifier) + value))
+
+
+def is_reply_to(frame: Frame, request: Frame) -> bool:
+    """True if ``frame`` is a meter's answer to ``request`` (same address and function).
+
+    A converter's echo of the request (no REPLY bit), a late answer of another meter or
+    a late answer to another data identifier is not: the caller drops it and waits on.
+    """
+    if not frame.control & REPLY or frame.control & FUNCTION != request.control & FUNCTION:
+        return False
+    if frame.address != request.address:
+        return False
+    if request.control == READ and not frame.control & ERROR:
+        return frame.data[:4] == request.data[:4]
+    return True

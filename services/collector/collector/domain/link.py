@@ -70,6 +70,17 @@ def retry_delay(poll_interval: float, consecutive_failures: int) -> float:
     return min(backoff, max(MAX_BACKOFF_SECONDS, poll_interval))
 
 
+def reconnect_delay(poll_interval: float, connect_failures: int) -> float:
+    """Return the wait before the next attempt to reach a DTU that could not be reached.
+
+    Half a poll interval at most, whatever the outage's length: a connection attempt costs
+    little, and a DTU that returns is reached again within half an interval, its meters then
+    polled at once (``PollSchedule.pull_in``): each is read again within one poll interval
+    of its DTU's return.
+    """
+    return min(retry_delay(poll_interval, connect_failures), poll_interval / 2)
+
+
 class PollSchedule:
     """When each meter on one bus is next due; new meters are staggered over one interval.
 
@@ -112,6 +123,17 @@ class PollSchedule:
         """Return how long past its due time a meter's poll starts (0 if on time or unknown)."""
         due = self._due.get(meter_id)
         return 0.0 if due is None else max(0.0, now - due)
+
+    def pull_in(self, now: float) -> list[str]:
+        """Make every meter due later than one interval from now due now; return them.
+
+        After the link returns (or answers again after a silence) the meters backed off
+        while it was down are asked at once, not when their back-off ends.
+        """
+        late = sorted(m for m, due in self._due.items() if due > now + self.poll_interval)
+        for meter_id in late:
+            self._set(meter_id, now)
+        return late
 
     def polled(self, meter_id: str, now: float, consecutive_failures: int) -> None:
         """Schedule a meter's next poll after one ended."""

@@ -9,6 +9,7 @@ import tomllib
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from prepaid_common.contracts import CommandAction
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -99,7 +100,69 @@ class RelayCommandSpec(_Strict):
 
 class RelaySpec(_Strict):
     state: RelayStateSpec
-    command: RelayCommandSpec
+    # None on a secure meter: its relay is switched by sealed envelopes only.
+    command: RelayCommandSpec | None = None
+
+
+class HoldPowerSpec(_Strict):
+    """Hold-power (保电): the register and values that switch it, and the status bit showing
+    it (a meter with hold-power on refuses trips)."""
+
+    command: Address
+    on: Word
+    off: Word
+    state: Address
+    bit: int = Field(ge=0, le=15)
+
+    @model_validator(mode="after")
+    def _check(self) -> HoldPowerSpec:
+        if self.on == self.off:
+            raise ValueError("on and off must be different values")
+        return self
+
+
+class AlarmThresholdsSpec(_Strict):
+    """The two credit alarm levels (yuan) a local-prepaid meter warns at: ``first``, then the
+    lower ``second``; written with FC16 in one request (``second`` follows ``first``)."""
+
+    first: RegisterSpec
+    second: RegisterSpec
+
+    @model_validator(mode="after")
+    def _check(self) -> AlarmThresholdsSpec:
+        for label, spec in (("first", self.first), ("second", self.second)):
+            if spec.type == "float32":
+                raise ValueError(f"{label}: an alarm level is written as an integer, not float32")
+        if self.second.address != self.first.address + self.first.words:
+            raise ValueError("second must follow first: one FC16 write carries both")
+        return self
+
+
+SECURE_MAX_BYTES = 244  # an FC16 write of 123 words: the byte count, then 122 words
+
+
+class SecureSpec(_Strict):
+    """A meter that verifies sealed envelopes itself (the "secure prepaid" kind).
+
+    The collector writes the envelope unchanged (FC16 at ``envelope``: the byte count, then
+    the bytes two per word, high byte first) and reads back ``result`` (UINT16: what the
+    meter did, ``prepaid_common.sealing.METER_RESULT_CODES``) and the UINT32 after it (the
+    last counter the meter took). ``commands`` are the kinds the meter carries out.
+    """
+
+    envelope: Address
+    max_bytes: int = Field(default=SECURE_MAX_BYTES, ge=32, le=SECURE_MAX_BYTES)
+    result: Address
+    commands: tuple[CommandAction, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SecureSpec:
+        words = 1 + (self.max_bytes + 1) // 2
+        if self.envelope + words > 0x10000 or self.result + 3 > 0x10000:
+            raise ValueError("envelope or result block runs past register 0xFFFF")
+        if self.envelope <= self.result + 2 and self.result < self.envelope + words:
+            raise ValueError("result overlaps the envelope block")
+        return self
 
 
 class ClockSpec(_Strict):
@@ -109,6 +172,22 @@ class ClockSpec(_Strict):
     # Drift beyond this is set right; drift beyond max_set_seconds is an anomaly instead.
     tolerance_seconds: int = Field(default=30, ge=1)
     max_set_seconds: int = Field(default=86400, ge=1)
+
+
+class IdentitySpec(_Strict):
+    """The register that tells which device answers: its serial number (an integer).
+
+    Read on first contact and after every reconnect, with its own function code (a serial
+    number is often a holding register on a meter whose values are input registers).
+    """
+
+    address: Address
+    type: Literal["uint16", "uint32"] = "uint32"
+    function: Literal[3, 4] = 3
+
+    @property
+    def words(self) -> int:
+        return WORDS[self.type]
 
 
 COUNT_TYPES = ("uint16", "uint32")
@@ -125,14 +204,27 @@ class LocalCreditSpec(_Strict):
 
     credit: RegisterSpec
     count: RegisterSpec
-    purchase_amount: RegisterSpec
-    purchase_count: RegisterSpec
+    # None on a secure meter: purchases reach it in sealed envelopes, not in registers.
+    purchase_amount: RegisterSpec | None = None
+    purchase_count: RegisterSpec | None = None
+
+    @property
+    def takes_purchases(self) -> bool:
+        """Whether purchases are written to registers (not sealed envelopes)."""
+        return self.purchase_amount is not None
 
     @model_validator(mode="after")
     def _check(self) -> LocalCreditSpec:
-        for label, spec in (("count", self.count), ("purchase_count", self.purchase_count)):
+        if (self.purchase_amount is None) != (self.purchase_count is None):
+            raise ValueError("purchase_amount and purchase_count go together")
+        counts = [("count", self.count)]
+        if self.purchase_count is not None:
+            counts.append(("purchase_count", self.purchase_count))
+        for label, spec in counts:
             if spec.type not in COUNT_TYPES or spec.scale != 1:
                 raise ValueError(f"{label}: a purchase count is a uint16 or uint32 with scale 1")
+        if self.purchase_amount is None or self.purchase_count is None:
+            return self
         if self.purchase_amount.type == "float32":
             raise ValueError("purchase_amount: an amount is written as an integer, not float32")
         if self.purchase_count.address != self.purchase_amount.address + self.purchase_amount.words:
@@ -143,12 +235,13 @@ class LocalCreditSpec(_Strict):
 
     def named(self) -> list[tuple[str, RegisterSpec]]:
         """Return each register with its key, for messages."""
-        return [
-            ("credit", self.credit),
-            ("count", self.count),
-            ("purchase_amount", self.purchase_amount),
-            ("purchase_count", self.purchase_count),
-        ]
+        named = [("credit", self.credit), ("count", self.count)]
+        if self.purchase_amount is not None and self.purchase_count is not None:
+            named += [
+                ("purchase_amount", self.purchase_amount),
+                ("purchase_count", self.purchase_count),
+            ]
+        return named
 
 
 ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
@@ -178,6 +271,13 @@ class MeterProfile(_Strict):
     ct_ratio: RegisterSpec | None = None
     # A local-prepaid meter: its own credit and purchase count, and where purchases go.
     local_credit: LocalCreditSpec | None = None
+    # Hold-power (保电) and the credit alarm levels, on models that take them in registers.
+    hold_power: HoldPowerSpec | None = None
+    alarm_thresholds: AlarmThresholdsSpec | None = None
+    # A meter that verifies sealed envelopes itself: every command goes to it sealed.
+    secure: SecureSpec | None = None
+    # Where the meter tells its serial number (models that have one).
+    identity: IdentitySpec | None = None
 
     @property
     def has_relay(self) -> bool:
@@ -229,7 +329,39 @@ class MeterProfile(_Strict):
                 taken[register] = label
         if (self.pt_ratio is None) != (self.ct_ratio is None):
             raise ValueError("pt_ratio and ct_ratio go together")
+        self._check_commands()
         return self
+
+    def _check_commands(self) -> None:
+        plain_writes = [
+            label
+            for label, present in (
+                ("relay.command", self.relay is not None and self.relay.command is not None),
+                ("hold_power", self.hold_power is not None),
+                ("alarm_thresholds", self.alarm_thresholds is not None),
+                (
+                    "local_credit.purchase_amount",
+                    self.local_credit is not None and self.local_credit.takes_purchases,
+                ),
+            )
+            if present
+        ]
+        if self.secure is not None:
+            if plain_writes:
+                raise ValueError(
+                    f"a secure meter takes commands in sealed envelopes only: remove "
+                    f"{', '.join(plain_writes)}"
+                )
+            if {"trip", "close"} & set(self.secure.commands) and self.relay is None:
+                raise ValueError("secure.commands trips or closes: relay.state is needed")
+            return
+        if self.relay is not None and self.relay.command is None:
+            raise ValueError("relay.command is required (only a secure meter goes without)")
+        if self.local_credit is not None and not self.local_credit.takes_purchases:
+            raise ValueError(
+                "local_credit.purchase_amount and purchase_count are required "
+                "(only a secure meter takes purchases in envelopes)"
+            )
 
     def _named_ratios(self) -> list[tuple[str, RegisterSpec]]:
         pairs = [("pt_ratio", self.pt_ratio), ("ct_ratio", self.ct_ratio)]
@@ -246,19 +378,35 @@ class Dlt645Profile(_Strict):
     protocol: Literal["dlt645"]
     description: str = ""
     unverified: tuple[str, ...] = ()
-    # 00010000 forward active total (what is billed), or 00000000 combined active total.
+    # 00010000 forward active total (what is billed), or 00000000 combined active total
+    # (signed: its top bit is the sign, so a meter that ran backwards reads negative).
     energy: Literal["forward", "combined"] = "forward"
+    # The four tariff-rate registers (rates 1-4: sharp, peak, flat, valley) with the total.
+    tou: bool = False
+    # Active power 02030000, phase A voltage 02010100 and current 02020100, every poll.
+    instantaneous: bool = False
+    # Total and rates in one block read (xxxxFF00); off for meters that answer no blocks.
+    block_reads: bool = True
     max_energy_kwh: DecimalText = Decimal("999999.99")
     max_power_kw: DecimalText = Decimal("100")
     # Status word 3 tells the relay; remote control (0x1C) trips and closes it.
     relay: bool = False
-    # Privilege byte + 3 password bytes, and the operator code, as sent (hex, 4 bytes).
+    # Close as 1C (direct close, a State Grid extension) or 1B (close allowed, base 2007).
+    close_command: Literal["1B", "1C"] = "1C"
+    # Privilege byte then the password, and the operator code, as written (hex, 4 bytes);
+    # both travel low byte first (PA P0 P1 P2, C0 C1 C2 C3).
     password: HexWord = "02000000"
     operator: HexWord = "00000000"
-    # Clock read from 04000101/04000102; broadcast time set only within max_set_seconds.
+    # Clock read from 04000101/04000102. A broadcast time set (0x08) moves a clock only
+    # within clock_broadcast_seconds of its own time; further (up to clock_max_set_seconds)
+    # needs the programmed time set (0x14 with the password), if clock_write allows it.
     clock: bool = False
     clock_tolerance_seconds: int = Field(default=30, ge=1)
+    clock_broadcast_seconds: int = Field(default=300, ge=1)
     clock_max_set_seconds: int = Field(default=600, ge=1)
+    clock_write: bool = False
+    # Read the meter number (04000402) on first contact and after a reconnect.
+    identity: bool = False
 
     @property
     def has_relay(self) -> bool:

@@ -39,6 +39,8 @@ def purchase_words(profile: Profile, purchase: Purchase) -> tuple[int, list[int]
     model = local_credit_profile(profile)
     assert model.local_credit is not None
     amount, count = model.local_credit.purchase_amount, model.local_credit.purchase_count
+    if amount is None or count is None:
+        raise RefusedCommand(f"profile {profile.name} takes purchases in sealed envelopes only")
     raw = purchase.amount / amount.scale
     if purchase.amount <= 0 or raw != raw.to_integral_value():
         raise RefusedCommand(

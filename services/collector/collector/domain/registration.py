@@ -30,10 +30,15 @@ def check_registration(body: DtuRegistration, profiles: Mapping[str, Profile]) -
 
 
 def _check_address(body: DtuRegistration, meter: MeterRegistration, profile: Profile) -> None:
+    check_meter_address(body.kind, meter, profile)
+
+
+def check_meter_address(kind: str, meter: MeterRegistration, profile: Profile) -> None:
+    """Refuse an address the meter's protocol cannot have on a DTU of this kind."""
     if isinstance(profile, Dlt645Profile):
         if meter.address is None or len(meter.address) != 12:
             raise Invalid(f"meter {meter.id}: a DL/T 645 meter needs a 12-digit address")
-        if body.kind == "modbus-tcp":
+        if kind == "modbus-tcp":
             raise Invalid(
                 f"meter {meter.id}: DL/T 645 needs a transparent link "
                 "(rtu-over-tcp or dtu-client), not a Modbus TCP gateway"

@@ -17,6 +17,8 @@ from prepaid_common.outbox import ServiceStore
 from sqlalchemy import select, update
 
 from collector.domain import MeterLink
+from collector.domain.states import LINK
+from collector.records.states import note_state
 from collector.tables import dtus, meters
 
 
@@ -25,6 +27,8 @@ class MeterConfig:
     id: str
     address: str
     profile: str
+    # The serial number it must answer with; None: not known yet (taken on first contact).
+    identity: str | None = None
 
     @property
     def unit_id(self) -> int:
@@ -53,8 +57,8 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
         if dtu is None:
             return None
         rows = await session.execute(
-            select(meters.c.id, meters.c.address, meters.c.profile)
-            .where(meters.c.dtu_id == dtu_id)
+            select(meters.c.id, meters.c.address, meters.c.profile, meters.c.identity)
+            .where(meters.c.dtu_id == dtu_id, meters.c.enabled)
             .order_by(meters.c.address)
         )
         return BusConfig(
@@ -63,7 +67,9 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
             host=dtu.host or None,
             port=dtu.port or None,
             enabled=dtu.enabled,
-            meters=tuple(MeterConfig(row.id, row.address, row.profile) for row in rows),
+            meters=tuple(
+                MeterConfig(row.id, row.address, row.profile, row.identity) for row in rows
+            ),
             registration=dtu.registration,
             registration_mode=dtu.registration_mode,
             heartbeat=dtu.heartbeat,
@@ -72,26 +78,61 @@ async def load_bus(store: ServiceStore, dtu_id: str) -> BusConfig | None:
 
 
 async def record_dtu_reachable(store: ServiceStore, *, dtu_id: str, at: datetime) -> None:
-    """Mark the DTU online once its connection is open."""
+    """Mark the DTU online (since now) once its connection is open."""
     async with store.unit_of_work() as uow:
         await uow.session.execute(
-            update(dtus).where(dtus.c.id == dtu_id).values(online=True, last_seen_at=at)
+            update(dtus)
+            .where(dtus.c.id == dtu_id)
+            .values(
+                online=True,
+                last_seen_at=at,
+                state_reason=None,
+                state_since=at,
+                next_attempt_at=None,
+            )
         )
 
 
 async def record_dtu_lost(
-    store: ServiceStore, *, dtu_id: str, reason: str, at: datetime
+    store: ServiceStore,
+    *,
+    dtu_id: str,
+    reason: str,
+    at: datetime,
+    next_attempt_at: datetime | None = None,
 ) -> list[str]:
-    """Mark the DTU and its meters offline; say so for each meter not already announced."""
+    """Mark the DTU and its meters offline, with why; say so for each meter not already
+    announced. The outage's start is kept across the failed attempts that follow it."""
     announced: list[str] = []
     async with store.unit_of_work() as uow:
-        await uow.session.execute(update(dtus).where(dtus.c.id == dtu_id).values(online=False))
+        current = (
+            await uow.session.execute(
+                select(dtus.c.online, dtus.c.state_reason).where(dtus.c.id == dtu_id)
+            )
+        ).first()
+        values: dict[str, object] = {
+            "online": False,
+            "state_reason": reason[:400],
+            "next_attempt_at": next_attempt_at,
+        }
+        if current is None or current.online or current.state_reason is None:
+            values["state_since"] = at
+        await uow.session.execute(update(dtus).where(dtus.c.id == dtu_id).values(**values))
         rows = await uow.session.execute(
             select(meters.c.id, meters.c.online, meters.c.consecutive_failures).where(
-                meters.c.dtu_id == dtu_id
+                meters.c.dtu_id == dtu_id, meters.c.enabled
             )
         )
         for row in rows.all():
+            await note_state(
+                uow,
+                meter_id=row.id,
+                kind=LINK,
+                reason="dtu_offline",
+                detail=f"DTU {dtu_id} offline: {reason}",
+                at=at,
+                until=next_attempt_at,
+            )
             new_link, news = MeterLink(row.online, row.consecutive_failures).after_dtu_lost()
             if new_link == MeterLink(row.online, row.consecutive_failures):
                 continue
