@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from billing.metrics import age_class
 from billing.service import BillingService
 from billing.store import site_state
@@ -144,3 +145,35 @@ async def test_event_loop_lag_is_measured() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await watch
     assert (sample("prepaid_event_loop_lag_seconds_count") or 0) > before
+
+
+def test_every_exported_family_passes_promtool_check_metrics() -> None:
+    # Every metrics module is loaded (the services' and the libraries'), then the whole
+    # exposition goes through promtool's linter: names, units, _total on counters, help text.
+    import importlib
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    root = Path(__file__).resolve().parents[3]
+    paths = [*root.glob("services/*/*/metrics.py"), *root.glob("libs/*/metrics.py")]
+    paths += list(root.glob("libs/*/bus/metrics.py"))
+    for path in paths:
+        package = path.parent
+        top = package if package.name != "bus" else package.parent
+        if str(top.parent) not in sys.path:
+            sys.path.append(str(top.parent))
+        module = ".".join(path.relative_to(top.parent).with_suffix("").parts)
+        importlib.import_module(module)
+    exposition = generate_latest(REGISTRY)
+    assert b"prepaid_billing_money_in_yuan_total" in exposition
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
