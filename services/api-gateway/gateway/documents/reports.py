@@ -1,0 +1,168 @@
+"""The reports people print or open in Excel, as ``Document``s: the monthly statement
+(打印账单), the dunning notice (催缴单), the energy report (用电报表) and the list of tripped
+accounts (断电户清单). Headings are in Chinese with English after them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from prepaid_common.contracts.api.billing import (
+    AccountView,
+    DunningItem,
+    Statement,
+    UsageReport,
+)
+
+from gateway.documents.layout import Cell, Column, Document, Fact, Table
+
+# Statement movements by kind, as a tenant reads them.
+MOVEMENT_NAMES = {
+    "top_up": "充值 top-up",
+    "consumption": "电费 consumption",
+    "refund": "退款 refund",
+    "reversal": "冲正 reversal",
+    "arrears": "欠费 arrears",
+    "arrears_payment": "还欠 arrears paid",
+    "adjustment": "调整 adjustment",
+}
+MODES = {"prepaid": "预付费 prepaid", "postpaid": "后付费 postpaid"}
+
+
+def statement_document(statement: Statement) -> Document:
+    """The monthly statement of one account (打印账单)."""
+    movements: list[tuple[Cell, ...]] = [
+        (MOVEMENT_NAMES.get(kind, kind), amount)
+        for kind, amount in sorted(statement.movements.items())
+    ]
+    return Document(
+        title=f"电费账单 Statement {statement.month}",
+        name=f"statement-{_safe(statement.account_id)}-{statement.month}",
+        facts=[
+            Fact("户号 Account", statement.account_id),
+            Fact("户名 Name", statement.name),
+            Fact("计费方式 Mode", MODES.get(statement.mode, statement.mode)),
+            Fact("月份 Month", statement.month),
+            Fact("期初余额 Opening balance", statement.opening_balance, "money"),
+            Fact("期末余额 Closing balance", statement.closing_balance, "money"),
+            Fact("用电量 Energy (kWh)", statement.energy_kwh, "energy"),
+            Fact("欠费 Arrears", statement.arrears, "money"),
+            Fact("应缴金额 Amount due", statement.amount_due, "money"),
+        ],
+        tables=[
+            Table(
+                heading="本月收支 Movements",
+                columns=(Column("项目 Kind", width=24), Column("金额 Amount (元)", "money")),
+                rows=movements,
+                total=("合计 Total", sum(statement.movements.values(), Decimal("0.00"))),
+            )
+        ],
+    )
+
+
+def dunning_document(items: Sequence[DunningItem]) -> Document:
+    """The dunning notice (催缴单): every account that owes money, and the sum owed."""
+    rows: list[tuple[Cell, ...]] = [
+        (i.account_id, i.name, MODES.get(i.mode, i.mode), i.balance, i.arrears, i.amount_due)
+        for i in items
+    ]
+    return Document(
+        title="催缴单 Dunning notice",
+        name="dunning",
+        facts=[Fact("欠费户数 Accounts owing", len(rows), "integer")],
+        tables=[
+            Table(
+                heading="欠费明细 Accounts owing money",
+                columns=(
+                    Column("户号 Account"),
+                    Column("户名 Name", width=24),
+                    Column("计费方式 Mode"),
+                    Column("余额 Balance (元)", "money"),
+                    Column("欠费 Arrears (元)", "money"),
+                    Column("应缴 Amount due (元)", "money"),
+                ),
+                rows=rows,
+                total=(
+                    "合计 Total",
+                    None,
+                    None,
+                    None,
+                    None,
+                    sum((i.amount_due for i in items), Decimal("0.00")),
+                ),
+            )
+        ],
+        notes=["请尽快缴清欠费，以免停电。Please pay what is due to keep the supply on."],
+    )
+
+
+def usage_document(report: UsageReport, *, subject: str, subject_id: str) -> Document:
+    """The energy report (用电报表) of one meter or account: metered against billed."""
+    rows: list[tuple[Cell, ...]] = [
+        (p.period, p.metered_kwh, p.billed_kwh, p.metered_kwh - p.billed_kwh, p.cost)
+        for p in report.items
+    ]
+    label = "表号 Meter" if subject == "meter" else "户号 Account"
+    per = "按日 daily" if report.granularity == "day" else "按月 monthly"
+    return Document(
+        title=f"用电报表 Energy report ({per})",
+        name=f"energy-{subject}-{_safe(subject_id)}",
+        facts=[Fact(label, subject_id)],
+        tables=[
+            Table(
+                heading="电表与系统对比 Meter vs system",
+                columns=(
+                    Column("日期 Period"),
+                    Column("表计电量 Metered (kWh)", "energy"),
+                    Column("计费电量 Billed (kWh)", "energy"),
+                    Column("差额 Difference (kWh)", "energy"),
+                    Column("电费 Cost (元)", "money"),
+                ),
+                rows=rows,
+                total=(
+                    "合计 Total",
+                    sum((p.metered_kwh for p in report.items), Decimal("0.000")),
+                    sum((p.billed_kwh for p in report.items), Decimal("0.000")),
+                    sum((p.metered_kwh - p.billed_kwh for p in report.items), Decimal("0.000")),
+                    sum((p.cost for p in report.items), Decimal("0.00")),
+                ),
+            )
+        ],
+    )
+
+
+def tripped_document(accounts: Sequence[AccountView]) -> Document:
+    """The tripped accounts (断电户清单): accounts with a meter whose supply is off."""
+    rows: list[tuple[Cell, ...]] = [
+        (
+            a.id,
+            a.name,
+            ", ".join(m.meter_id for m in a.meters if m.supply == "off"),
+            a.balance,
+            a.arrears,
+        )
+        for a in accounts
+    ]
+    return Document(
+        title="断电户清单 Tripped accounts",
+        name="tripped-accounts",
+        facts=[Fact("断电户数 Accounts tripped", len(rows), "integer")],
+        tables=[
+            Table(
+                heading="断电明细 Accounts with supply off",
+                columns=(
+                    Column("户号 Account"),
+                    Column("户名 Name", width=24),
+                    Column("断电表号 Meters off", width=24),
+                    Column("余额 Balance (元)", "money"),
+                    Column("欠费 Arrears (元)", "money"),
+                ),
+                rows=rows,
+            )
+        ],
+    )
+
+
+def _safe(identifier: str) -> str:
+    # File names are ASCII without quotes or separators.
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in identifier)
