@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,6 +290,61 @@ def open_envelope(
     does not verify: forged or altered), ``wrong_meter``, ``replayed`` (counter not above
     ``last_counter``), ``expired``.
     """
+
+    def key_of(version: int, sealed_for: str, algorithm: Algorithm) -> bytes:
+        return meter_key(ring.master(version), sealed_for, algorithm)
+
+    return _open(raw, key_of, meter_id=meter_id, now=now, last_counter=last_counter, id_first=False)
+
+
+@dataclass(frozen=True)
+class MeterKeys:
+    """What a meter that verifies envelopes itself holds: its own diversified keys (one per
+    master key version, for rotation) and its algorithm; never a master key."""
+
+    algorithm: Algorithm
+    keys: Mapping[int, bytes] = field(repr=False)
+
+    @classmethod
+    def derive(cls, ring: KeyRing, meter_id: str, algorithm: Algorithm = "3des") -> MeterKeys:
+        """Return the keys a meter is personalised with at the factory (or key loading)."""
+        keys = {
+            version: meter_key(master, meter_id, algorithm) for version, master in ring.keys.items()
+        }
+        return cls(algorithm, keys)
+
+    def __repr__(self) -> str:
+        return f"MeterKeys({self.algorithm}, versions={sorted(self.keys)})"
+
+
+def open_at_meter(
+    raw: bytes, keys: MeterKeys, *, meter_id: str, now: datetime, last_counter: int
+) -> Command:
+    """Verify and decrypt an envelope as the meter itself does, with its own keys only.
+
+    The same refusals as ``open_envelope``; an envelope for another meter is refused as
+    ``wrong_meter`` before any MAC (the meter has no key but its own to check it with), and
+    one of another algorithm than the meter's fails its MAC (``forged``).
+    """
+
+    def key_of(version: int, sealed_for: str, algorithm: Algorithm) -> bytes:
+        try:
+            return keys.keys[version]
+        except KeyError:
+            raise EnvelopeRefused("unknown_key", f"key version {version}") from None
+
+    return _open(raw, key_of, meter_id=meter_id, now=now, last_counter=last_counter, id_first=True)
+
+
+def _open(
+    raw: bytes,
+    key_of: Callable[[int, str, Algorithm], bytes],
+    *,
+    meter_id: str,
+    now: datetime,
+    last_counter: int,
+    id_first: bool,
+) -> Command:
     header_end = _HEADER.size + 1
     if len(raw) < header_end:
         raise EnvelopeRefused("malformed", "too short")
@@ -311,7 +366,9 @@ def open_envelope(
         sealed_for = raw[header_end:id_end].decode("ascii")
     except UnicodeDecodeError:
         raise EnvelopeRefused("malformed", "meter id is not ASCII") from None
-    key = meter_key(ring.master(key_version), sealed_for, algorithm)
+    if id_first and sealed_for != meter_id:
+        raise EnvelopeRefused("wrong_meter", f"envelope is for meter {sealed_for}, not {meter_id}")
+    key = key_of(key_version, sealed_for, algorithm)
     expected = _mac(session_key(key, counter, _AUTHENTICATE, algorithm), raw[:body_end], algorithm)
     if not hmac.compare_digest(expected, raw[body_end:]):
         raise EnvelopeRefused("forged", "MAC does not verify (forged or altered)")
@@ -343,3 +400,59 @@ def open_envelope(
         algorithm=algorithm,
         key_version=key_version,
     )
+
+
+# --- envelopes in meter registers ----------------------------------------------------------
+# A meter that verifies envelopes itself takes the raw envelope in a block of 16-bit
+# registers (one Modbus FC16 write): the byte count, then the bytes two per word, high byte
+# first, the last word padded with zero. It answers in a result register what it did.
+
+MAX_REGISTER_BYTES = 244  # 122 words after the count: one FC16 write carries 123 words
+
+
+def envelope_words(raw: bytes) -> list[int]:
+    """Return the register words that carry an envelope to a meter."""
+    if not 1 <= len(raw) <= MAX_REGISTER_BYTES:
+        raise ValueError(f"an envelope of 1-{MAX_REGISTER_BYTES} bytes fits the register block")
+    padded = raw + bytes(len(raw) % 2)
+    return [len(raw), *struct.unpack(f">{len(padded) // 2}H", padded)]
+
+
+def envelope_from_words(words: Sequence[int]) -> bytes:
+    """Return the envelope a register block carries; EnvelopeRefused if the count is wrong."""
+    if not words or not 1 <= words[0] <= 2 * (len(words) - 1):
+        raise EnvelopeRefused("malformed", "byte count does not match the words written")
+    data = struct.pack(f">{len(words) - 1}H", *words[1:])
+    return data[: words[0]]
+
+
+# What a secure meter's result register says about the last envelope written to it.
+MeterResult = Literal[
+    "none",
+    "accepted",
+    "forged",
+    "replayed",
+    "expired",
+    "wrong_meter",
+    "malformed",
+    "unknown_key",
+    "not_executed",
+    "purchase_refused",
+]
+METER_RESULT_CODES: dict[MeterResult, int] = {
+    "none": 0,
+    "accepted": 1,
+    "forged": 2,
+    "replayed": 3,
+    "expired": 4,
+    "wrong_meter": 5,
+    "malformed": 6,
+    "unknown_key": 7,
+    # Genuine, but the meter could not carry it out (a trip while hold-power is on...).
+    "not_executed": 8,
+    # Genuine, but not the meter's next purchase count: final, as on a plain meter.
+    "purchase_refused": 9,
+}
+METER_RESULTS_BY_CODE: dict[int, MeterResult] = {
+    code: result for result, code in METER_RESULT_CODES.items()
+}

@@ -18,9 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RelayState = Literal["open", "closed"]
 TouPeriod = Literal["sharp", "peak", "flat", "valley"]
 RelayAction = Literal["trip", "close"]
-# What a command does at the meter: switch the relay, push a purchase (local credit), or
-# switch hold-power (保电: the meter refuses trips while it is on).
-CommandAction = Literal["trip", "close", "credit", "hold_on", "hold_off"]
+# What a command does at the meter: switch the relay, push a purchase (local credit),
+# switch hold-power (保电: the meter refuses trips while it is on), set its clock, or set
+# the two credit levels its alarm sounds at.
+CommandAction = Literal[
+    "trip", "close", "credit", "hold_on", "hold_off", "time_set", "alarm_thresholds"
+]
 
 
 def utcnow() -> datetime:

@@ -1,5 +1,6 @@
-"""Pure rules of commands (relay switches and purchases): their life cycle, how they are
-sealed, and when a meter whose relay disagrees with its decided supply is asked again."""
+"""Pure rules of commands (relay switches, hold-power, purchases, time sets, alarm levels):
+their life cycle, how they are sealed, and when a meter whose relay disagrees with its
+decided supply is asked again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from prepaid_common.contracts import CommandAction, RelayAction, RelayState
+from prepaid_common.contracts.api.control import AlarmThresholds
 from prepaid_common.sealing import Algorithm, Command, KeyRing, seal_text
 
 CommandStatus = Literal["pending", "sent", "succeeded", "failed", "expired"]
@@ -33,6 +35,27 @@ class CommandToSeal:
     # The meter's next command counter (anti-replay) and its envelope algorithm.
     counter: int = 0
     algorithm: Algorithm = "3des"
+    # The levels an ``alarm_thresholds`` command sets.
+    alarm_thresholds: AlarmThresholds | None = None
+
+
+def command_payload(command: CommandToSeal) -> dict[str, object]:
+    """Return what the envelope carries besides its header, for every command kind.
+
+    A time set carries the time it is sealed at (UTC): each attempt is sealed afresh, so a
+    retry sets the time of its own sealing, not of the first attempt.
+    """
+    payload: dict[str, object] = {"command_id": command.command_id}
+    if command.amount is not None:
+        payload["amount"] = str(command.amount)
+    if command.purchase_count is not None:
+        payload["purchase_count"] = command.purchase_count
+    if command.action == "time_set":
+        payload["time"] = command.issued_at.isoformat()
+    if command.alarm_thresholds is not None:
+        payload["first"] = str(command.alarm_thresholds.first)
+        payload["second"] = str(command.alarm_thresholds.second)
+    return payload
 
 
 class CommandSealer(Protocol):
@@ -57,11 +80,7 @@ class PlainCommandSealer:
             "action": command.action,
             "expires_at": command.expires_at.isoformat(),
         }
-        if command.amount is not None:
-            fields["amount"] = str(command.amount)
-        if command.purchase_count is not None:
-            fields["purchase_count"] = command.purchase_count
-        return json.dumps(fields)
+        return json.dumps(fields | command_payload(command))
 
 
 class EnvelopeSealer:
@@ -71,11 +90,6 @@ class EnvelopeSealer:
         self.ring = ring
 
     def seal(self, command: CommandToSeal) -> str:
-        payload: dict[str, object] = {"command_id": command.command_id}
-        if command.amount is not None:
-            payload["amount"] = str(command.amount)
-        if command.purchase_count is not None:
-            payload["purchase_count"] = command.purchase_count
         return seal_text(
             Command(
                 meter_id=command.meter_id,
@@ -83,7 +97,7 @@ class EnvelopeSealer:
                 counter=command.counter,
                 issued_at=command.issued_at,
                 expires_at=command.expires_at,
-                payload=payload,
+                payload=command_payload(command),
                 algorithm=command.algorithm,
             ),
             self.ring,

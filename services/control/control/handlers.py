@@ -28,6 +28,7 @@ from prepaid_common.contracts import (
     open_envelope,
     utcnow,
 )
+from prepaid_common.contracts.api.control import AlarmThresholds
 from prepaid_common.outbox import UnitOfWork
 
 from control import store
@@ -68,6 +69,7 @@ class CommandHandlers:
         amount: Decimal | None = None,
         purchase_count: int | None = None,
         batch: str | None = None,
+        alarm_thresholds: AlarmThresholds | None = None,
     ) -> str:
         """Log a command and send it to the collector, in the caller's transaction."""
         now = utcnow()
@@ -87,6 +89,7 @@ class CommandHandlers:
             expires_at=now + COMMAND_LIFETIME,
             updated_at=now,
             batch=batch,
+            alarm_thresholds=alarm_thresholds,
         )
         await store.insert_command(uow.session, command)
         await self._send(uow, command, issued_at=now)
@@ -257,6 +260,7 @@ class CommandHandlers:
             command.purchase_count,
             counter,
             algorithm,
+            command.alarm_thresholds,
         )
         await uow.emit(
             CommandRequestV1(

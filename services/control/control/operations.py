@@ -26,7 +26,7 @@ async def issue_operator_command(
     command: OperatorCommand,
     idempotency_key: str | None = None,
 ) -> CommandView:
-    """Log an operator's relay command, send it, and return it as logged.
+    """Log an operator's command, send it, and return it as logged.
 
     The same ``idempotency_key`` again answers the command it made (Conflict if it was for
     another meter or action). The operator's trip or close is left alone for the grace
@@ -39,7 +39,8 @@ async def issue_operator_command(
             if done is not None:
                 earlier = await store.command_by_id(uow.session, done)
                 assert earlier is not None
-                if (earlier.meter_id, earlier.action) != (command.meter_id, command.action):
+                asked = (command.meter_id, command.action, command.alarm_thresholds)
+                if (earlier.meter_id, earlier.action, earlier.alarm_thresholds) != asked:
                     raise Conflict("this Idempotency-Key was used for another command")
                 return earlier.view()
         if command.action in ("trip", "close"):
@@ -55,6 +56,7 @@ async def issue_operator_command(
             origin=f"operator:{command.operator}",
             reason=command.reason,
             request_id=request_id,
+            alarm_thresholds=command.alarm_thresholds,
         )
     return await get_command(service_store, command_id=command_id)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prepaid_common.contracts.api.control import CommandView
+from prepaid_common.contracts.api.control import AlarmThresholds, CommandView
 from prepaid_common.sealing import Algorithm
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,12 +27,23 @@ class StoredCommand(CommandView):
 
 
 def _stored(row: Any) -> StoredCommand:
-    return StoredCommand.model_validate(dict(row._mapping))
+    fields = dict(row._mapping)
+    first, second = fields.pop("alarm_first", None), fields.pop("alarm_second", None)
+    if first is not None and second is not None:
+        fields["alarm_thresholds"] = AlarmThresholds(first=first, second=second)
+    return StoredCommand.model_validate(fields)
 
 
 async def insert_command(session: AsyncSession, command: StoredCommand) -> None:
     """Log a new command."""
-    await session.execute(insert(commands).values(**command.model_dump()))
+    levels = command.alarm_thresholds
+    await session.execute(
+        insert(commands).values(
+            **command.model_dump(exclude={"alarm_thresholds"}),
+            alarm_first=None if levels is None else levels.first,
+            alarm_second=None if levels is None else levels.second,
+        )
+    )
 
 
 async def command_for_request(session: AsyncSession, request_id: str) -> str | None:

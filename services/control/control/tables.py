@@ -13,7 +13,8 @@ commands = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("meter_id", String(64), nullable=False),
-    Column("action", String(8), nullable=False),
+    # trip, close, credit, hold_on, hold_off, time_set, alarm_thresholds (control_0005).
+    Column("action", String(20), nullable=False),
     # "billing" for automatic requests, "operator:<name>" for people.
     Column("origin", String(100), nullable=False),
     Column("reason", String(400), nullable=False),
@@ -28,6 +29,9 @@ commands = Table(
     # A purchase pushed to a local-prepaid meter (action "credit"); None for relay commands.
     Column("amount", Money(), nullable=True),
     Column("purchase_count", Integer, nullable=True),
+    # The credit alarm levels an ``alarm_thresholds`` command sets (yuan); None otherwise.
+    Column("alarm_first", Money(), nullable=True),
+    Column("alarm_second", Money(), nullable=True),
     # The group command (``shed:<id>``, ``shed:<id>:end``) it belongs to, for its progress.
     Column("batch", String(100), nullable=True),
     Index("ix_control_commands_meter", "meter_id", "created_at"),

@@ -15,8 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
+from prepaid_common.sealing import METER_RESULT_CODES, Command
+
 from simulator.loadcurve import Period
 from simulator.meter import MeterSample, PurchaseRefused, SimulatedMeter
+from simulator.secure import SecureElement
 
 ILLEGAL_FUNCTION = 0x01
 ILLEGAL_DATA_ADDRESS = 0x02
@@ -120,15 +123,27 @@ class ReferencePrepaidMap(RegisterMap):
     PURCHASE_COUNT = 0x0014
     STATUS = 0x0015
     CLOCK = 0x0020  # year, month, day, hour, minute, second
+    SERIAL = 0x0050  # UINT32 serial number, read-only
     # A purchase: INT32 amount x0.01 yuan, then UINT16 count, in one FC16 write.
     PURCHASE = 0x0030
     PURCHASE_WORDS = 3
+    # The credit alarm levels: two INT32 x0.01 yuan (first, then second), one FC16 write.
+    ALARMS = 0x0034
+    ALARM_WORDS = 4
     TRIP = 0x001A
     CLOSE = 0x001B
+    # Written to the relay command register: hold-power (保电) on and off.
+    HOLD_ON = 0x003A
+    HOLD_OFF = 0x003B
     RELAY_CLOSED = 0
     RELAY_OPEN = 1
     writable = frozenset(
-        {RELAY_COMMAND, *range(CLOCK, CLOCK + 6), *range(PURCHASE, PURCHASE + PURCHASE_WORDS)}
+        {
+            RELAY_COMMAND,
+            *range(CLOCK, CLOCK + 6),
+            *range(PURCHASE, PURCHASE + PURCHASE_WORDS),
+            *range(ALARMS, ALARMS + ALARM_WORDS),
+        }
     )
 
     def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
@@ -155,6 +170,10 @@ class ReferencePrepaidMap(RegisterMap):
         ]
         words += list(enumerate(_clock_words(sample.clock), start=self.CLOCK))
         words += [(self.PURCHASE + offset, 0) for offset in range(self.PURCHASE_WORDS)]
+        first, second = meter.alarm_thresholds
+        words += _pair(self.ALARMS, int32_words(math.floor(first * 100)))
+        words += _pair(self.ALARMS + 2, int32_words(math.floor(second * 100)))
+        words += _pair(self.SERIAL, uint32_words(meter.serial))
         return dict(words)
 
     def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
@@ -162,8 +181,14 @@ class ReferencePrepaidMap(RegisterMap):
         if any(self.PURCHASE <= a < self.PURCHASE + self.PURCHASE_WORDS for a in words):
             self._purchase(meter, words)
             return
+        if any(self.ALARMS <= a < self.ALARMS + self.ALARM_WORDS for a in words):
+            self._alarms(meter, words)
+            return
         command = words.pop(self.RELAY_COMMAND, None)
-        if command is not None and command not in (self.TRIP, self.CLOSE):
+        if command in (self.HOLD_ON, self.HOLD_OFF):
+            meter.hold_power = command == self.HOLD_ON
+            command = None
+        elif command is not None and command not in (self.TRIP, self.CLOSE):
             raise ModbusError(ILLEGAL_DATA_VALUE)
         if command == self.TRIP and meter.hold_power:
             raise ModbusError(SERVER_DEVICE_FAILURE)
@@ -196,6 +221,88 @@ class ReferencePrepaidMap(RegisterMap):
             meter.take_purchase(Decimal(fen).scaleb(-2), count)
         except PurchaseRefused:
             raise ModbusError(ILLEGAL_DATA_VALUE) from None
+
+    def _alarms(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        """Take both alarm levels written as one block; the first may not be below the second."""
+        block = range(self.ALARMS, self.ALARMS + self.ALARM_WORDS)
+        if set(words) != set(block):
+            raise ModbusError(ILLEGAL_DATA_VALUE)
+        values = [words[a] for a in block]
+        first, second = (Decimal(_signed32(values[i], values[i + 1])).scaleb(-2) for i in (0, 2))
+        if second < 0 or first < second:
+            raise ModbusError(ILLEGAL_DATA_VALUE)
+        meter.alarm_thresholds = (first, second)
+
+
+class SecurePrepaidMap(ReferencePrepaidMap):
+    """A secure prepaid meter (see secure-prepaid.toml): the reference map's readings, but
+    every command arrives as a sealed envelope that the meter verifies itself.
+
+    Nothing is writable but the envelope block; the relay, clock, hold-power, purchases and
+    alarm levels change only by an envelope that verifies. The result register tells the
+    last envelope's fate and the counter register the last counter the meter took.
+    """
+
+    name = "secure-prepaid"
+    RESULT = 0x0040  # UINT16 result code (prepaid_common.sealing.METER_RESULT_CODES)
+    LAST_COUNTER = 0x0041  # UINT32
+    ENVELOPE = 0x0100  # UINT16 byte count, then the envelope two bytes a word
+    ENVELOPE_WORDS = 123
+    writable = frozenset(range(ENVELOPE, ENVELOPE + ENVELOPE_WORDS))
+
+    def snapshot(self, meter: SimulatedMeter) -> dict[int, int]:
+        words = super().snapshot(meter)
+        element = meter.secure
+        result = "none" if element is None else element.result
+        counter = 0 if element is None else element.last_counter
+        words[self.RESULT] = METER_RESULT_CODES[result]
+        words.update(_pair(self.LAST_COUNTER, uint32_words(counter)))
+        words.update(dict.fromkeys(range(self.ENVELOPE, self.ENVELOPE + self.ENVELOPE_WORDS), 0))
+        return words
+
+    def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        if min(words) != self.ENVELOPE:
+            raise ModbusError(ILLEGAL_DATA_ADDRESS)  # an envelope is written from its start
+        element = meter.secure
+        if element is None:
+            raise ModbusError(SERVER_DEVICE_FAILURE)  # a meter never personalised with keys
+        command = element.receive([words[a] for a in sorted(words)])
+        if command is not None:
+            _carry_out(meter, element, command)
+
+
+def _carry_out(meter: SimulatedMeter, element: SecureElement, command: Command) -> None:
+    """Do what a verified envelope says, or note in the result register why not."""
+    payload = command.payload
+    try:
+        if command.kind in ("trip", "close"):
+            if command.kind == "trip" and meter.hold_power:
+                element.refuse("not_executed", "hold-power is on: trips are refused")
+                return
+            meter.switch_relay("open" if command.kind == "trip" else "closed")
+        elif command.kind in ("hold_on", "hold_off"):
+            meter.hold_power = command.kind == "hold_on"
+        elif command.kind == "time_set":
+            # The sealed time is UTC; the meter shows local time, as the simulated clock does.
+            moment = datetime.fromisoformat(str(payload["time"]))
+            meter.set_meter_time(moment.astimezone().replace(tzinfo=None))
+        elif command.kind == "credit":
+            meter.take_purchase(Decimal(str(payload["amount"])), int(payload["purchase_count"]))
+        elif command.kind == "alarm_thresholds":
+            first, second = Decimal(str(payload["first"])), Decimal(str(payload["second"]))
+            if not first.is_finite() or second < 0 or first < second:
+                element.refuse("not_executed", f"alarm levels {first}, {second}")
+                return
+            meter.alarm_thresholds = (first, second)
+    except PurchaseRefused as refused:
+        element.refuse("purchase_refused", str(refused))
+    except (KeyError, ValueError, TypeError, ArithmeticError) as error:
+        element.refuse("not_executed", f"{command.kind}: unreadable payload ({error})")
+
+
+def _signed32(high: int, low: int) -> int:
+    value = (high << 16) | low
+    return value - (1 << 32) if high & 0x8000 else value
 
 
 class AcrelDdsy1352Map(RegisterMap):
@@ -236,6 +343,10 @@ class AcrelDdsy1352Map(RegisterMap):
         meter.stored.update(words)
 
 
+# Eastron SDM120/SDM630: the serial number, a UINT32 holding register (read with FC03).
+EASTRON_SERIAL = 0xFC00
+
+
 class EastronSdm120Map(RegisterMap):
     """Eastron SDM120: IEEE-754 floats, big-endian, in input registers; no relay."""
 
@@ -261,6 +372,7 @@ class EastronSdm120Map(RegisterMap):
         words: list[tuple[int, int]] = []
         for address, value in values.items():
             words += _pair(address, float32_words(value))
+        words += _pair(EASTRON_SERIAL, uint32_words(meter.serial))
         return dict(words)
 
 
@@ -294,7 +406,7 @@ class EastronSdm630Map(RegisterMap):
             0x004A: 0.0,
             0x0156: sample.energy_kwh,
         }
-        return _float_words(values)
+        return _float_words(values) | dict(_pair(EASTRON_SERIAL, uint32_words(meter.serial)))
 
 
 class ChintDdsu666Map(RegisterMap):
@@ -386,6 +498,7 @@ REGISTER_MAPS: dict[str, RegisterMap] = {
     register_map.name: register_map
     for register_map in (
         ReferencePrepaidMap(),
+        SecurePrepaidMap(),
         AcrelDdsy1352Map(),
         EastronSdm120Map(),
         EastronSdm630Map(),
@@ -395,6 +508,8 @@ REGISTER_MAPS: dict[str, RegisterMap] = {
     )
 }
 MODBUS_PROFILE_NAMES: tuple[str, ...] = tuple(REGISTER_MAPS)
+# Meters that verify sealed commands themselves (simulator.secure).
+SECURE_PROFILE_NAMES: tuple[str, ...] = (SecurePrepaidMap.name,)
 # Meters speaking DL/T 645-2007 instead of Modbus (see simulator.dlt645).
-DLT645_PROFILE_NAMES: tuple[str, ...] = ("dlt645-2007",)
+DLT645_PROFILE_NAMES: tuple[str, ...] = ("dlt645-2007", "dlt645-2007-base")
 PROFILE_NAMES: tuple[str, ...] = MODBUS_PROFILE_NAMES + DLT645_PROFILE_NAMES

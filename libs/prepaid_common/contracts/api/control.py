@@ -1,4 +1,5 @@
-"""The control service's HTTP API: an operator's relay command and the command log."""
+"""The control service's HTTP API: an operator's command, the command log, relay truth and
+group commands' progress."""
 
 from __future__ import annotations
 
@@ -6,27 +7,52 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import CommandAction
 
-# Trip or close the relay, or switch the meter's own hold-power (保电) on or off.
-OperatorAction = Literal["trip", "close", "hold_on", "hold_off"]
+# Trip or close the relay, switch the meter's own hold-power (保电) on or off, set its
+# clock to the time the command is sealed, or set its two credit alarm levels.
+OperatorAction = Literal["trip", "close", "hold_on", "hold_off", "time_set", "alarm_thresholds"]
 
 
-class CommandBody(BaseModel):
-    """What an operator asks of a meter's relay on the public API."""
+class AlarmThresholds(BaseModel):
+    """A local-prepaid meter's two credit alarm levels (yuan): it warns when its credit falls
+    to ``first``, and again, more urgently, at the lower ``second``."""
 
+    first: Decimal = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
+    second: Decimal = Field(ge=0, le=Decimal("99999999.99"), decimal_places=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlarmThresholds:
+        if self.second > self.first:
+            raise ValueError("second may not be above first")
+        return self
+
+
+class _Parameters(BaseModel):
     action: OperatorAction
+    # The levels of an ``alarm_thresholds`` command (required for it, refused for others).
+    alarm_thresholds: AlarmThresholds | None = None
+
+    @model_validator(mode="after")
+    def _parameters(self) -> _Parameters:
+        if (self.alarm_thresholds is not None) != (self.action == "alarm_thresholds"):
+            raise ValueError("alarm_thresholds is given with action alarm_thresholds, and only")
+        return self
+
+
+class CommandBody(_Parameters):
+    """What an operator asks of a meter on the public API."""
+
     reason: str = Field(default="operator command", max_length=400)
 
 
-class OperatorCommand(BaseModel):
-    """A relay command an operator gives, as the gateway passes it to control."""
+class OperatorCommand(_Parameters):
+    """A command an operator gives, as the gateway passes it to control."""
 
     meter_id: Identifier
-    action: OperatorAction
     operator: str = Field(min_length=1, max_length=64)
     reason: str = Field(default="operator command", max_length=400)
 
@@ -40,6 +66,8 @@ class CommandView(BaseModel):
     # A purchase's amount (yuan) and count; null for relay commands.
     amount: Decimal | None = None
     purchase_count: int | None = None
+    # The levels an ``alarm_thresholds`` command sets; null for the others.
+    alarm_thresholds: AlarmThresholds | None = None
     origin: str
     reason: str
     status: str
