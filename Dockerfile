@@ -64,9 +64,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-# 8000 gateway / standalone; 8101-8104 the services' internal APIs; 9100 the gateway's
+# 8000 gateway / standalone; 8101-8105 the services' internal APIs; 9100 the gateway's
 # metrics; 9502 the collector's listener where DTUs dial in; 15020+ the simulator.
-EXPOSE 8000 8101 8102 8103 8104 9100 9502
+EXPOSE 8000 8101 8102 8103 8104 8105 9100 9502
 
 # No HEALTHCHECK here: each process listens on its own port (and the simulator speaks
 # Modbus, not HTTP), so compose and Kubernetes define the probe per service on /healthz.

@@ -21,6 +21,8 @@ export PREPAID_COLLECTOR_URL=${PREPAID_COLLECTOR_URL:-http://127.0.0.1:8101}
 export PREPAID_BILLING_URL=${PREPAID_BILLING_URL:-http://127.0.0.1:8102}
 export PREPAID_CONTROL_URL=${PREPAID_CONTROL_URL:-http://127.0.0.1:8103}
 export PREPAID_PAYMENTS_URL=${PREPAID_PAYMENTS_URL:-http://127.0.0.1:8104}
+# Notifications is called by no other service: only its port (its internal API and /metrics).
+PREPAID_NOTIFICATIONS_PORT=${PREPAID_NOTIFICATIONS_PORT:-8105}
 
 "$BIN/python" - <<'PY'
 import asyncio, os
@@ -68,6 +70,8 @@ for svc in collector:$PREPAID_COLLECTOR_URL billing:$PREPAID_BILLING_URL \
     supervise "${svc%%:*}" env PREPAID_SERVICE_PORT="${svc##*:}" "$BIN/python" -m "${svc%%:*}" &
     pids+=($!)
 done
+supervise notifications env PREPAID_SERVICE_PORT="$PREPAID_NOTIFICATIONS_PORT" \
+    "$BIN/python" -m notifications & pids+=($!)
 supervise gateway "$BIN/python" -m gateway & pids+=($!)
 
 for _ in $(seq 1 60); do

@@ -167,7 +167,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     database = f"prepaid_dash_{run_id}"
     prefix = f"dash-{run_id}"
     ports = {
-        name: free_port() for name in ("gateway", "collector", "billing", "control", "payments")
+        name: free_port()
+        for name in ("gateway", "collector", "billing", "control", "payments", "notifications")
     }
     sim_base = free_port_range(SIM_DTUS)
     env = {
@@ -180,8 +181,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         **{
             f"PREPAID_{name.upper()}_URL": f"http://127.0.0.1:{port}"
             for name, port in ports.items()
-            if name != "gateway"
+            if name not in ("gateway", "notifications")
         },
+        "PREPAID_NOTIFICATIONS_PORT": str(ports["notifications"]),
         # No fixed DTU listener port beside other runs; quick polls and site measurements.
         "PREPAID_COLLECTOR_LISTEN_PORT": "0",
         "PREPAID_POLL_INTERVAL_SECONDS": "1",

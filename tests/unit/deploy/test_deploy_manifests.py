@@ -56,6 +56,7 @@ EXPECTED_MODULES = {
     "billing",
     "control",
     "payments",
+    "notifications",
     "gateway",
     "simulator",
     "standalone.seed",
