@@ -23,12 +23,16 @@ MIX = {"reference-prepaid": 1.0}
 
 
 @pytest.fixture
-async def api(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    backend: tuple[str, str], bus_prefix: str, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    database_url, amqp_url = backend
     product = Standalone(
         StandaloneSettings(
             data_dir=tmp_path / "data",
-            database_url=sqlite_url,
-            amqp_url="",
+            database_url=database_url,
+            amqp_url=amqp_url,
+            bus_prefix=bus_prefix,
             simulator=False,
             demo_data=False,
             collector_listen_port=0,
@@ -293,7 +297,6 @@ async def test_every_state_says_why_and_a_meter_is_back_within_one_interval_of_i
         assert "offline" in refused.json()["detail"]
 
         # Down long enough for the old doubling back-off to reach several intervals.
-        time.sleep(0)  # noqa: ASYNC251 - marks the outage's length below, nothing waits here
         outage = await wait_until(_attempts_after(api, 5), timeout=30)
         assert outage
         stamp = (await meter(api, "DTU0001-01"))["last_reading"]["read_at"]
