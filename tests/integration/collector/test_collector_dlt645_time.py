@@ -150,14 +150,20 @@ async def test_a_refused_password_is_not_sent_again(sqlite_url: str) -> None:
         assert meter.relay == "closed"
 
 
-async def test_a_clock_anomaly_is_on_the_operators_list(sqlite_url: str, tmp_path: Path) -> None:
+async def test_a_clock_anomaly_is_on_the_operators_list(
+    backend: tuple[str, str], bus_prefix: str, tmp_path: Path
+) -> None:
+    # The standalone product, on both backends: the meter time settings reach its collector
+    # and billing takes the collector's clock anomaly onto the operators' list.
+    database_url, amqp_url = backend
     clock = site_clock()
     meter = dlt_meter(clock, 6, off=timedelta(hours=2))
     dtu = SimulatedDtu("TA", [meter], host="127.0.0.1", port=0, kind="rtu-over-tcp")
     settings = StandaloneSettings(
         data_dir=tmp_path,
-        database_url=sqlite_url,
-        amqp_url="",
+        database_url=database_url,
+        amqp_url=amqp_url,
+        bus_prefix=bus_prefix,
         simulator=False,
         demo_data=False,
         poll_interval_seconds=0.2,
