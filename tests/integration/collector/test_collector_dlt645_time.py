@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from collector.profiles import SHIPPED_PROFILES_DIR
 from prepaid_common.contracts import AnomalyV1
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
@@ -159,8 +160,16 @@ async def test_a_clock_anomaly_is_on_the_operators_list(
     clock = site_clock()
     meter = dlt_meter(clock, 6, off=timedelta(hours=2))
     dtu = SimulatedDtu("TA", [meter], host="127.0.0.1", port=0, kind="rtu-over-tcp")
+    # PREPAID_PROFILES_DIR is honoured too: the meter is registered with a site's profile.
+    site = tmp_path / "profiles"
+    site.mkdir()
+    shipped = (SHIPPED_PROFILES_DIR / "dlt645-2007.toml").read_text(encoding="utf-8")
+    renamed = shipped.replace('name = "dlt645-2007"', 'name = "site-dlt645"')
+    assert renamed != shipped
+    (site / "site-dlt645.toml").write_text(renamed, encoding="utf-8")
     settings = StandaloneSettings(
         data_dir=tmp_path,
+        profiles_dir=site,
         database_url=database_url,
         amqp_url=amqp_url,
         bus_prefix=bus_prefix,
@@ -178,8 +187,13 @@ async def test_a_clock_anomaly_is_on_the_operators_list(
     await product.start()
     try:
         async with admin_client(product) as api:
-            registered = await api.post("/api/v1/dtus", json=dtu.registration())
+            registration = dtu.registration()  # once it listens (its port)
+            for entry in registration["meters"]:
+                entry["profile"] = "site-dlt645"
+            registered = await api.post("/api/v1/dtus", json=registration)
             assert registered.status_code == 201, registered.text
+            shown = (await api.get("/api/v1/meters")).json()["items"]
+            assert [(m["id"], m["profile"]) for m in shown] == [("T-06", "site-dlt645")]
 
             async def listed() -> list[dict[str, Any]]:
                 response = await api.get("/api/v1/anomalies", params={"kind": "clock"})
