@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import openpyxl  # type: ignore[import-untyped]
@@ -94,6 +95,11 @@ async def setup(api: httpx.AsyncClient) -> None:
         json={"amount": "35.25", "key": "old-debt", "reason": "旧欠费"},
     )
     assert arrears.status_code == 201, arrears.text
+    # A counter top-up reaches the ledger through the bus: wait until it is posted.
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await api.get("/api/v1/accounts/RA1")).json()["balance"] != "100.50":
+        assert asyncio.get_running_loop().time() < deadline, "the top-up was never posted"
+        await asyncio.sleep(0.1)
 
 
 def sheet_cells(data: bytes) -> list[tuple[Any, ...]]:
@@ -202,3 +208,41 @@ async def test_a_format_nobody_offers_is_a_422_problem(
     bad = await api.get(f"/api/v1/accounts/RA1/statements/{month}", params={"format": "doc"})
     assert bad.status_code == 422
     assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_daily_and_monthly_sales_by_channel_and_operator_as_xlsx_and_pdf(
+    api: httpx.AsyncClient,
+) -> None:
+    await setup(api)
+    refund = await api.post(
+        "/api/v1/accounts/RA1/refunds",
+        json={"amount": "10.00", "key": "refund-1", "reason": "退款", "method": "cash"},
+    )
+    assert refund.status_code == 201, refund.text
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    params = {"from": today, "to": today}
+    report = (await api.get("/api/v1/reports/sales", params=params)).json()
+    assert [(r["period"], r["channel"], r["operator"], r["payments"]) for r in report["items"]] == [
+        (today, "cash", "admin", 1)
+    ]
+    row = report["items"][0]
+    assert (Decimal(row["received"]), Decimal(row["refunded"]), Decimal(row["net"])) == (
+        Decimal("100.50"),
+        Decimal("10.00"),
+        Decimal("90.50"),
+    )
+    assert {k: Decimal(v) for k, v in report["by_channel"].items()} == {"cash": Decimal("90.50")}
+    cells = sheet_cells(await download(api, "/api/v1/reports/sales", "xlsx", **params))
+    sold = row_starting(cells, today)
+    assert (sold[1].value, sold[2].value, sold[3].value) == ("现金 cash", "admin", 1)
+    assert sold[6].value in (Decimal("90.50"), 90.5)
+    assert sold[6].number_format == "0.00"
+    text = pdf_text(await download(api, "/api/v1/reports/sales", "pdf", **params))
+    for wanted in ("收款报表", "现金", "admin", "100.50", "90.50"):
+        assert wanted in text, (wanted, text)
+    monthly = (
+        await api.get("/api/v1/reports/sales", params={**params, "granularity": "month"})
+    ).json()
+    assert [r["period"] for r in monthly["items"]] == [today[:7]]
+    backwards = await api.get("/api/v1/reports/sales", params={"from": today, "to": "2000-01-01"})
+    assert backwards.status_code == 422

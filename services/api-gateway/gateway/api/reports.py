@@ -15,7 +15,9 @@ from prepaid_common.contracts.api.billing import (
     Statement,
     UsageReport,
 )
+from prepaid_common.contracts.api.sales import SalesReport
 from prepaid_common.contracts.dates import IsoDate
+from prepaid_common.errors import Invalid
 
 from gateway.api.deps import (
     Billing,
@@ -31,6 +33,7 @@ from gateway.documents.layout import Document
 from gateway.documents.pdf import PDF_MEDIA_TYPE, render_pdf
 from gateway.documents.reports import (
     dunning_document,
+    sales_document,
     statement_document,
     tripped_document,
     usage_document,
@@ -167,3 +170,27 @@ async def tripped_accounts(
             break
     data = Items[AccountView](items=tripped)
     return _answer(request, file_format, data, lambda: tripped_document(tripped))
+
+
+@router.get("/reports/sales", response_model=SalesReport, responses=FILE_RESPONSES)
+async def sales(
+    request: Request,
+    principal: StaffUser,
+    billing: Billing,
+    start: Annotated[IsoDate, Query(alias="from", description="First day (YYYY-MM-DD)")],
+    end: Annotated[IsoDate, Query(alias="to", description="Last day (YYYY-MM-DD)")],
+    granularity: Granularity = "day",
+    file_format: FormatQuery = None,
+) -> Any:
+    """Daily or monthly sales (收款报表) by channel and operator, from the ledger; as JSON,
+    XLSX or PDF."""
+    if end < start:
+        raise Invalid("'to' is before 'from'")
+    data = SalesReport.model_validate(
+        await billing.get(
+            "/internal/sales",
+            **{"from": start.isoformat(), "to": end.isoformat()},
+            granularity=granularity,
+        )
+    )
+    return _answer(request, file_format, data, lambda: sales_document(data))

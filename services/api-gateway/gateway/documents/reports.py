@@ -13,6 +13,7 @@ from prepaid_common.contracts.api.billing import (
     Statement,
     UsageReport,
 )
+from prepaid_common.contracts.api.sales import SalesReport
 
 from gateway.documents.layout import Cell, Column, Document, Fact, Table
 
@@ -159,6 +160,68 @@ def tripped_document(accounts: Sequence[AccountView]) -> Document:
                 ),
                 rows=rows,
             )
+        ],
+    )
+
+
+CHANNELS = {"cash": "现金 cash", "wechat": "微信 WeChat Pay", "alipay": "支付宝 Alipay"}
+
+
+def sales_document(report: SalesReport) -> Document:
+    """Daily or monthly sales (收款报表) by channel and operator, with totals by channel."""
+    rows: list[tuple[Cell, ...]] = [
+        (
+            r.period,
+            CHANNELS.get(r.channel, r.channel),
+            r.operator,
+            r.payments,
+            r.received,
+            r.refunded,
+            r.net,
+        )
+        for r in report.items
+    ]
+    per = "日报 daily" if report.granularity == "day" else "月报 monthly"
+    channels: list[tuple[Cell, ...]] = [
+        (CHANNELS.get(channel, channel), net) for channel, net in report.by_channel.items()
+    ]
+    return Document(
+        title=f"收款报表 Sales ({per})",
+        name=f"sales-{report.granularity}-{report.start}-{report.end}",
+        facts=[
+            Fact("起 From", report.start),
+            Fact("止 To", report.end),
+            Fact("净收款 Net received (元)", report.total, "money"),
+        ],
+        tables=[
+            Table(
+                heading="按渠道和操作员 By channel and operator",
+                columns=(
+                    Column("日期 Period"),
+                    Column("渠道 Channel", width=18),
+                    Column("操作员 Operator"),
+                    Column("笔数 Payments", "integer"),
+                    Column("收款 Received (元)", "money"),
+                    Column("退款 Refunded (元)", "money"),
+                    Column("净额 Net (元)", "money"),
+                ),
+                rows=rows,
+                total=(
+                    "合计 Total",
+                    None,
+                    None,
+                    sum(r.payments for r in report.items),
+                    sum((r.received for r in report.items), Decimal("0.00")),
+                    sum((r.refunded for r in report.items), Decimal("0.00")),
+                    report.total,
+                ),
+            ),
+            Table(
+                heading="按渠道合计（与账本清算科目核对）By channel (ledger clearing)",
+                columns=(Column("渠道 Channel", width=18), Column("净额 Net (元)", "money")),
+                rows=channels,
+                total=("合计 Total", report.total),
+            ),
         ],
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing.api import accounts, checks, meters, money, reports, supply, tariffs
+from billing.api import accounts, checks, meters, money, reports, sales, supply, tariffs
 from billing.operations import BillingOperations
 from billing.store.queries import BillingQueries
 
@@ -23,4 +23,5 @@ def build_routers(operations: BillingOperations, queries: BillingQueries) -> lis
         supply.router(operations.supply, queries),
         reports.router(queries),
         checks.router(queries),
+        sales.router(queries),
     ]
