@@ -46,6 +46,9 @@ bench-payments: venv ## Provider notifications verified and credited by one paym
 bench-control: venv ## Seal and open CPU per command; relays converging with 5% of relay writes ignored (bench-results/control.json; ~3 min)
 	$(BIN)/python benchmarks/bench_control.py $(BENCH_ARGS)
 
+bench-import: venv ## Bulk import of 10,000 meters with their accounts through the public API (bench-results/import.json; ~1.5 min)
+	$(BIN)/python benchmarks/bench_import.py $(BENCH_ARGS)
+
 bench-collector: venv ## Collector vs the simulator: physical limit, city scale, pymodbus, faults (bench-results/collector.json; ~30 min)
 	$(BIN)/python benchmarks/bench_collector.py $(BENCH_ARGS)
 
@@ -68,4 +71,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-collector chaos fuzz lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-import bench-collector chaos fuzz lint format clean
