@@ -229,6 +229,9 @@ class PaymentSucceededV1(Message):
     method: Literal["cash", "wechat", "alipay"]
     reference: str
     at: datetime
+    # Who took the money (the cashier's user name at the counter); optional, so older
+    # messages still open (the ledger then says "system").
+    operator: str | None = Field(default=None, max_length=64)
 
     def routing_key(self) -> str:
         return f"{self.TYPE}.{self.account_id}"

@@ -315,11 +315,32 @@ class GatewayOperations:
     async def record_audit(
         self, *, actor: str, action: str, target: str, detail: Mapping[str, Any]
     ) -> None:
-        """Append an operator action to the audit log."""
+        """Append an operator action to the audit log.
+
+        The operator of record is the authenticated ``actor``: an ``operator`` a client put
+        in a request body never reaches the log (it is replaced by the actor).
+        """
+        kept = dict(detail)
+        if "operator" in kept:
+            kept["operator"] = actor
         async with self.store.unit_of_work() as uow:
             await store.append_audit(
-                uow.session, at=utcnow(), actor=actor, action=action, target=target, detail=detail
+                uow.session,
+                at=utcnow(),
+                actor=actor,
+                action=action,
+                target=target[:200],
+                detail=kept,
             )
+
+    async def record_refusal(self, *, actor: str, method: str, path: str, why: str) -> None:
+        """Audit a request refused to an authenticated caller (a role or scope it lacks)."""
+        await self.record_audit(
+            actor=actor,
+            action="access.refused",
+            target=f"{method} {path}"[:200],
+            detail={"method": method, "path": path[:200], "why": why[:200]},
+        )
 
     async def audit_page(self, *, limit: int, offset: int) -> AuditPage:
         """Return operator actions, newest first."""

@@ -14,8 +14,10 @@ from billing.decisions import SupplyDecisions
 from billing.handlers import BillingHandlers
 from billing.operations import BillingOperations
 from billing.operations.accounts import AccountOperations
+from billing.operations.imports import ImportOperations
 from billing.operations.meters import MeterOperations
 from billing.operations.money import MoneyOperations
+from billing.operations.site_office import SiteOfficeOperations
 from billing.operations.supply import SupplyOperations
 from billing.operations.tariffs import TariffOperations
 from billing.positions import PositionCache
@@ -44,6 +46,8 @@ def wire(service: S, settings: BillingSettings) -> S:
         meters=MeterOperations(store=store, decisions=decisions),
         supply=SupplyOperations(store=store, reference=reference, decisions=decisions),
         money=MoneyOperations(store=store, decisions=decisions),
+        imports=ImportOperations(store=store, tariffs=tariffs, decisions=decisions),
+        site_office=SiteOfficeOperations(store=store, decisions=decisions),
     )
     service.attach(
         BillingParts(
@@ -61,6 +65,7 @@ def wire(service: S, settings: BillingSettings) -> S:
                 store=store,
                 reference=reference,
                 decisions=decisions,
+                site_office=operations.site_office,
                 retention_days=settings.billing_reading_retention_days,
                 interval=settings.billing_sweep_interval_seconds,
             ),

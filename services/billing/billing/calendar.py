@@ -15,11 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from billing import partitions
 from billing.decisions import SupplyDecisions
 from billing.domain import ledger
+from billing.domain.calendar_charges import monthly_charge_for, recoverable_debt
 from billing.domain.rating import version_at
+from billing.operations.site_office import SiteOfficeOperations
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import site_office as site_store
 from billing.store import site_state
-from billing.store.balances import arrears_of
+from billing.store.balances import arrears_of, balance_of
 from billing.store.reference import ReferenceCache
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class BillingCalendar:
         store: ServiceStore,
         reference: ReferenceCache,
         decisions: SupplyDecisions,
+        site_office: SiteOfficeOperations,
         retention_days: int,
         interval: float,
     ) -> None:
@@ -42,6 +46,7 @@ class BillingCalendar:
         self.store = store
         self.reference = reference
         self.decisions = decisions
+        self.site_office = site_office
         self.retention_days = retention_days
         self.interval = interval
         self._partitions_kept_at: float | None = None
@@ -56,9 +61,14 @@ class BillingCalendar:
         now = now or utcnow()
         async with self.store.sessionmaker() as session:
             account_ids = await account_store.account_ids(session)
+            # A moved-out or transferred account owes no more fixed charges or fees.
+            closed = await site_store.closed_ids(session)
         for account_id in account_ids:
+            if account_id in closed:
+                continue
             async with self.store.unit_of_work() as uow:
                 await self._post_calendar_charges(uow, account_id, now)
+                await self.site_office.post_late_fees(uow, account_id, now)
                 await self.decisions.evaluate_account(uow, account_id, now=now)
 
     async def keep_readings(self, now: datetime) -> list[str]:
@@ -102,19 +112,29 @@ class BillingCalendar:
                     what="daily",
                 ),
             )
-        if tariff.monthly_charge > 0:
+        # The month's charge, posted by the first sweep of the month (or of the opening
+        # day): prorated by the days open in the month the account was opened.
+        monthly = monthly_charge_for(
+            amount=tariff.monthly_charge, month=today.replace(day=1), opened=opened
+        )
+        if monthly > 0:
             await ledger_store.post(
                 uow,
                 ledger.fixed_charge(
                     account_id=account_id,
-                    amount=tariff.monthly_charge,
+                    amount=monthly,
                     period=today.strftime("%Y-%m"),
                     what="monthly",
                 ),
             )
         if account.debt_daily > 0:
-            owed = -(await arrears_of(session, account_id))
-            amount = min(owed, account.debt_daily)
+            # Only from credit the balance can bear: recovery never cuts a meter itself.
+            amount = recoverable_debt(
+                daily=account.debt_daily,
+                owed=-(await arrears_of(session, account_id)),
+                balance=await balance_of(session, account_id),
+                trip_line=account.trip_line,
+            )
             if amount > 0:
                 await ledger_store.post(
                     uow,

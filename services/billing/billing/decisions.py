@@ -10,6 +10,7 @@ from typing import Any
 from prepaid_common.contracts import RelayRequestedV1, SupplyDecidedV1, utcnow
 from prepaid_common.contracts.messages import BalanceLowV1, CutImminentV1
 from prepaid_common.outbox import UnitOfWork
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.domain import ledger
 from billing.domain.money import ZERO
@@ -24,6 +25,7 @@ from billing.domain.supply import (
 from billing.metrics import SUPPLY_DECISIONS
 from billing.store import accounts as account_store
 from billing.store import meters as meter_store
+from billing.store import site_office as site_store
 from billing.store import supply as supply_store
 from billing.store.anomalies import record_anomaly
 from billing.store.balances import balance_of, balances_of
@@ -76,6 +78,7 @@ class SupplyDecisions:
         if not account.protected and groups:
             shed_by = await supply_store.shedding_group(session, groups)
         friendly = is_friendly(policy, now)
+        overdue = account.mode == "postpaid" and await _postpaid_overdue(session, account_id, now)
         cut_line = account.trip_line - account.overdraft_limit
         # The second warning level, said while a meter is still on (the notifications
         # service keeps one message per crossing); a cut account says nothing again.
@@ -93,6 +96,8 @@ class SupplyDecisions:
                     held=held,
                     shed_by=shed_by,
                     friendly=friendly,
+                    friendly_debt_limit=account.friendly_debt_limit,
+                    overdue=overdue,
                 )
             )
             if reached_cut_line and current == "on" and not announced_level_2:
@@ -192,3 +197,11 @@ class SupplyDecisions:
             )
             if not settled:
                 await self.evaluate_account(uow, account_id, now=evaluate_at[account_id])
+
+
+async def _postpaid_overdue(session: AsyncSession, account_id: str, now: datetime) -> bool:
+    """Whether a postpaid account's terms cut it now for an overdue bill."""
+    terms = await site_store.terms_of(session, account_id)
+    if terms is None or not terms.cut_when_overdue:
+        return False
+    return (await site_store.postpaid_standing(session, account_id, terms, now)).overdue

@@ -236,6 +236,7 @@ class BillingHandlers:
             reference=payment.reference,
             owed=owed,
             debt_share=account.debt_share,
+            operator=payment.operator or "system",
         )
         posted = await ledger_store.post(uow, top_up, announce=True)
         if payment.method == "cash":

@@ -60,6 +60,8 @@ accounts = Table(
     Column("debt_daily", Money(), nullable=False),
     # Spared by group load shedding (hospitals, server rooms, cold stores).
     Column("protected", Boolean, nullable=False),
+    # Friendly hours' debt ceiling: inside them supply stays on down to the cut line less this.
+    Column("friendly_debt_limit", Money(), nullable=False),
     Column("warned", Boolean, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
 )
@@ -275,4 +277,83 @@ top_up_holds = Table(
     Column("credited", Boolean, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+# --- the site office (migration billing_0005_site) ----------------------------------------
+# Who the tenant is and where the premises are: what the front desk searches by.
+account_profiles = Table(
+    "billing_account_profiles",
+    metadata,
+    Column("account_id", String(64), ForeignKey("billing_accounts.id"), primary_key=True),
+    Column("tenant_name", String(100)),
+    Column("phone", String(24)),
+    Column("email", String(255)),
+    Column("building", String(100)),
+    Column("floor", String(100)),
+    Column("room", String(100)),
+    Column("area_m2", ScaledDecimal(2)),
+    Index("ix_billing_account_profiles_place", "building", "floor", "room"),
+)
+
+# An account closed by a move-out (销户) or a transfer (过户): one row, with what was done,
+# so that the same operation key replays the first answer.
+account_closures = Table(
+    "billing_account_closures",
+    metadata,
+    Column("account_id", String(64), ForeignKey("billing_accounts.id"), primary_key=True),
+    Column("key", String(100), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # move_out | transfer
+    Column("successor", String(64)),
+    Column("result", JSON, nullable=False),  # the AccountClosed answer
+    Column("operator", String(64), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=False),
+)
+
+# A cashier's shift closes (收费员日结): the cash the ledger says they took since their last
+# close, against what they counted.
+cashier_shifts = Table(
+    "billing_cashier_shifts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("cashier", String(64), nullable=False),
+    Column("opened_at", UtcDateTime()),
+    Column("closed_at", UtcDateTime(), nullable=False),
+    Column("top_ups", Integer, nullable=False),
+    Column("cash_in", Money(), nullable=False),
+    Column("refunds", Integer, nullable=False),
+    Column("cash_out", Money(), nullable=False),
+    Column("counted_cash", Money(), nullable=False),
+    Column("note", String(400), nullable=False),
+    Index("ix_billing_cashier_shifts_cashier", "cashier", "closed_at"),
+)
+
+postpaid_terms = Table(
+    "billing_postpaid_terms",
+    metadata,
+    Column("account_id", String(64), ForeignKey("billing_accounts.id"), primary_key=True),
+    Column("due_day", Integer, nullable=False),
+    Column("grace_days", Integer, nullable=False),
+    Column("late_fee_rate", ScaledDecimal(6), nullable=False),
+    Column("cut_when_overdue", Boolean, nullable=False),
+)
+
+apportionment_rules = Table(
+    "billing_apportionment_rules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("common_account_id", String(64), ForeignKey("billing_accounts.id"), nullable=False),
+    Column("method", String(16), nullable=False),  # area | consumption
+    Column("members", JSON, nullable=False),  # account ids, in the rule's order
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+apportionment_runs = Table(
+    "billing_apportionment_runs",
+    metadata,
+    Column("rule_id", String(64), ForeignKey("billing_apportionment_rules.id"), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("result", JSON, nullable=False),  # the ApportionmentRun answer
+    Column("posted_at", UtcDateTime(), nullable=False),
 )

@@ -234,7 +234,7 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
     await billing.open(
         "A1", "M1", credit="5", debt_share=Decimal("0.2"), debt_daily=Decimal("1.00")
     )
-    await billing.service.operations.money.post_operator_transaction(
+    first = await billing.service.operations.money.post_operator_transaction(
         ledger.record_arrears(
             account_id="A1",
             amount=Decimal("12.00"),
@@ -243,10 +243,17 @@ async def test_debt_is_recovered_from_top_ups_and_daily(billing: Harness) -> Non
             operator="t",
         )
     )
-    with pytest.raises(Conflict):  # the same operation key again
+    # The same operation key with the same terms is a replay: the first id, nothing twice.
+    again = await billing.service.operations.money.post_operator_transaction(
+        ledger.record_arrears(
+            account_id="A1", amount=Decimal("12.00"), key="old-bill", reason="x", operator="t"
+        )
+    )
+    assert again == first
+    with pytest.raises(Conflict):  # the same operation key with another amount
         await billing.service.operations.money.post_operator_transaction(
             ledger.record_arrears(
-                account_id="A1", amount=Decimal("12.00"), key="old-bill", reason="x", operator="t"
+                account_id="A1", amount=Decimal("13.00"), key="old-bill", reason="x", operator="t"
             )
         )
     await billing.pay("A1", "50.00")  # 10.00 of it goes to the debt

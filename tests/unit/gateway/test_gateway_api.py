@@ -196,8 +196,12 @@ async def test_a_tenant_is_refused_staff_routes_and_the_audit_log(
     async with signed_in(service, "t", "tenant-pass") as tenant:
         assert (await tenant.delete("/api/v1/holds/H1")).status_code == 403
         assert (await tenant.get("/api/v1/audit")).status_code == 403
+    # Refused, nothing done: only the refusals are in the log, each naming who tried what.
     page = await service.operations.audit_page(limit=10, offset=0)
-    assert page.items == []
+    assert sorted((e.actor, e.action, e.target) for e in page.items) == [
+        ("t", "access.refused", "DELETE /api/v1/holds/H1"),
+        ("t", "access.refused", "GET /api/v1/audit"),
+    ]
 
 
 async def test_run_alone_the_gateway_makes_its_first_admin_and_shows_the_password_once(
@@ -238,9 +242,10 @@ def test_every_public_route_answers_a_typed_model(tmp_path: Path) -> None:
         if path.startswith("/api/v1/")
         for method, operation in by_method.items()
     ]
-    # 45, the three dead-letter routes, the payment providers' 7, the users' lifecycle 6,
-    # the API keys' 3
-    assert len(operations) == 64
+    # At least the 64 of the first routers (45, the three dead-letter routes, the payment
+    # providers' 7, the users' lifecycle 6, the API keys' 3): a router left unmounted drops
+    # below; the routes added since are held by docs/api.md (test_api_docs_agree).
+    assert len(operations) >= 64
     untyped = []
     for method, path, operation in operations:
         if path.startswith("/api/v1/webhooks/"):

@@ -192,6 +192,11 @@ class AccountTerms(BaseModel):
     debt_share: Decimal = Field(default=Decimal("0"), ge=0, le=1, max_digits=5, decimal_places=4)
     debt_daily: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
     protected: bool = False
+    # The debt ceiling of friendly hours: inside them a meter stays on only while the
+    # balance is above the cut line less this much (docs/billing.md, "Prepaid rules").
+    friendly_debt_limit: Decimal = Field(
+        default=Decimal("20.00"), ge=0, max_digits=14, decimal_places=2
+    )
 
 
 class OpenAccount(AccountTerms):
@@ -214,6 +219,7 @@ class AccountChanges(BaseModel):
     debt_share: Decimal | None = Field(default=None, ge=0, le=1, max_digits=5, decimal_places=4)
     debt_daily: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     protected: bool | None = None
+    friendly_debt_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     groups: list[str] | None = Field(default=None, max_length=20)
 
 
@@ -376,6 +382,7 @@ class AccountView(BaseModel):
     debt_share: Decimal
     debt_daily: Decimal
     protected: bool
+    friendly_debt_limit: Decimal = Decimal("20.00")
     created_at: datetime
     balance: Decimal
     arrears: Decimal

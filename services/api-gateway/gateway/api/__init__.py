@@ -18,6 +18,7 @@ from gateway.api import (
     orders,
     relays,
     reports,
+    site_office,
     supply,
     tariffs,
     webhooks,
@@ -42,4 +43,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     orders.router,
     webhooks.router,
     imports.router,
+    site_office.router,
 )

@@ -174,15 +174,27 @@ async def top_up(
 async def account_payments(
     principal: CurrentUser,
     payments: Payments,
+    billing: Billing,
     account_id: PathId,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> PaymentPage:
-    """Payments received for the account, newest first."""
+    """Payments received for the account, newest first; a payment whose top-up was
+    reversed (冲正) shows the status ``reversed``."""
     ensure_visible(principal, account_id)
-    return PaymentPage.model_validate(
+    page = PaymentPage.model_validate(
         await payments.get("/internal/payments", account_id=account_id, limit=limit, offset=offset)
     )
+    if page.items:
+        # The ledger knows reversals; payments knows the money came in. Said together here.
+        found = await billing.get(
+            "/internal/reversed-payments", payment_ids=",".join(p.id for p in page.items)
+        )
+        reversed_ids = set(found["items"])
+        for payment in page.items:
+            if payment.id in reversed_ids:
+                payment.status = "reversed"
+    return page
 
 
 @router.get("/anomalies")

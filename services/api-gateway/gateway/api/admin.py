@@ -12,16 +12,19 @@ from prepaid_common.contracts.api.gateway import (
     UserView,
 )
 
-from gateway.api.deps import AdminUser, AuditLog, Limit, Offset, Operations, PathId
+from gateway.api.deps import AdminUser, AuditLog, Billing, Limit, Offset, Operations, PathId
 
 router = APIRouter(tags=["admin"])
 
 
 @router.post("/users", status_code=201)
 async def create_user(
-    principal: AdminUser, operations: Operations, audit: AuditLog, body: UserBody
+    principal: AdminUser, operations: Operations, billing: Billing, audit: AuditLog, body: UserBody
 ) -> UserView:
-    """Create a user; a tenant sees only the listed accounts."""
+    """Create a user; a tenant sees only the listed accounts, which must exist (404)."""
+    # Linked to an account not opened yet, the user would see whoever opened it later.
+    for account_id in body.account_ids:
+        await billing.get(f"/internal/accounts/{account_id}")
     await operations.create_user(
         username=body.username,
         password=body.password,

@@ -80,22 +80,36 @@ async def _current_user(
     route = getattr(request.scope.get("route"), "path", "")
     needed = scope_needed(request.method, route)
     if principal.scopes is not None and needed not in principal.scopes:
-        raise Forbidden(f"this API key lacks the {needed!r} scope")
+        await _refused(
+            request, operations, principal.username, f"this API key lacks the {needed!r} scope"
+        )
     return principal
 
 
 CurrentUser = Annotated[Principal, Depends(_current_user)]
 
 
-def _staff_user(principal: CurrentUser) -> Principal:
+async def _refused(request: Request, operations: GatewayOperations, who: str, why: str) -> None:
+    # A refused attempt is audited (who tried what), then refused.
+    await operations.record_refusal(
+        actor=who, method=request.method, path=request.url.path, why=why
+    )
+    raise Forbidden(why)
+
+
+async def _staff_user(
+    request: Request, principal: CurrentUser, operations: Operations
+) -> Principal:
     if not principal.is_staff:
-        raise Forbidden("operators and admins only")
+        await _refused(request, operations, principal.username, "operators and admins only")
     return principal
 
 
-def _admin_user(principal: CurrentUser) -> Principal:
+async def _admin_user(
+    request: Request, principal: CurrentUser, operations: Operations
+) -> Principal:
     if principal.role != "admin":
-        raise Forbidden("admins only")
+        await _refused(request, operations, principal.username, "admins only")
     return principal
 
 

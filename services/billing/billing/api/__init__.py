@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from billing.api import accounts, checks, meters, money, reports, sales, supply, tariffs
+from billing.api import (
+    accounts,
+    checks,
+    imports,
+    meters,
+    money,
+    reports,
+    sales,
+    site_office,
+    supply,
+    tariffs,
+)
 from billing.operations import BillingOperations
 from billing.store.queries import BillingQueries
 
@@ -24,4 +35,6 @@ def build_routers(operations: BillingOperations, queries: BillingQueries) -> lis
         reports.router(queries),
         checks.router(queries),
         sales.router(queries),
+        imports.router(operations.imports),
+        site_office.router(operations.site_office, queries),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prepaid_common.contracts.api.billing import (
+    Items,
     OperatorMoney,
     PostedTransaction,
     ReversalBody,
@@ -47,6 +48,12 @@ def router(money: MoneyOperations) -> APIRouter:
             transaction_id=transaction_id, reason=body.reason, operator=body.operator
         )
         return PostedTransaction(transaction_id=reversal_id)
+
+    @routes.get("/reversed-payments")
+    async def reversed_payments(payment_ids: str = "") -> Items[str]:
+        # Comma-separated payment ids: those whose top-up was reversed are answered.
+        ids = [p for p in payment_ids.split(",") if p][:500]
+        return Items[str](items=await money.reversed_payments(payment_ids=ids))
 
     @routes.post("/accounts/{account_id}/top-up-check")
     async def top_up_check(account_id: str, body: TopUpCheck) -> TopUpAcceptable:

@@ -30,7 +30,10 @@ def router(queries: BillingQueries) -> APIRouter:
         start: date | None = Query(None, alias="from"),
         end: date | None = Query(None, alias="to"),
         granularity: Literal["day", "month"] = "day",
+        current_binding: bool = False,
     ) -> UsageReport:
+        # ``current_binding``: only the meter's usage by the account it is bound to now, from
+        # the day it was bound (what its tenant may see; not the previous tenant's).
         if (meter_id is None) == (account_id is None):
             raise Invalid("give exactly one of meter_id or account_id")
         return await queries.usage(
@@ -39,6 +42,7 @@ def router(queries: BillingQueries) -> APIRouter:
             start=start,
             end=end,
             granularity=granularity,
+            current_binding=current_binding,
         )
 
     @routes.get("/accounts/{account_id}/statements/{month}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from prepaid_common.errors import Invalid
+from prepaid_common.errors import Conflict, Invalid
 
 from billing.domain.money import FEN, ZERO, round_money
 
@@ -96,8 +96,12 @@ def top_up(
     reference: str,
     owed: Decimal = ZERO,
     debt_share: Decimal = ZERO,
+    operator: str = "system",
 ) -> Transaction:
-    """Credit a tenant with money received, less the share that recovers old debt."""
+    """Credit a tenant with money received, less the share that recovers old debt.
+
+    ``operator``: who took the money (the cashier at the counter; "system" for a provider
+    payment nobody keyed in)."""
     recovered = min(owed, round_money(amount * debt_share)) if owed > 0 else ZERO
     entries = [
         Entry(tenant_ledger(account_id), amount - recovered),
@@ -111,6 +115,7 @@ def top_up(
         kind="top_up",
         account_id=account_id,
         memo=memo,
+        operator=operator,
         entries=tuple(e for e in entries if e.amount != 0),
     )
 
@@ -188,6 +193,32 @@ def ensure_refund_covered(txn: Transaction, *, balance: Decimal) -> None:
     refunded = -txn.amount_for(tenant_ledger(txn.account_id))
     if refunded > balance:
         raise Invalid(f"refund {refunded} exceeds the balance {balance}")
+
+
+def ensure_reversal_covered(txn: Transaction, *, balance: Decimal) -> None:
+    """Refuse a reversal that takes more from the tenant than the balance holds.
+
+    Like a refund, a reversal never takes the balance below zero (nor lower, when it is
+    below zero already): reversing a top-up after the money was refunded or spent would
+    make a debt out of a correction. Refund or record arrears instead, knowingly.
+    """
+    taken = -txn.amount_for(tenant_ledger(txn.account_id))
+    if taken > 0 and taken > max(balance, ZERO):
+        raise Conflict(
+            f"the reversal takes {taken} from a balance of {balance}: it would leave"
+            f" {balance - taken}; refund or record arrears instead"
+        )
+
+
+def same_posting(first: Transaction, again: Transaction) -> bool:
+    """Whether two transactions under one operation key say the same thing (a replay)."""
+    return (
+        first.operation_key == again.operation_key
+        and first.kind == again.kind
+        and first.account_id == again.account_id
+        and sorted((e.ledger_account, e.amount) for e in first.entries)
+        == sorted((e.ledger_account, e.amount) for e in again.entries)
+    )
 
 
 def ensure_reversible(kind: str) -> None:

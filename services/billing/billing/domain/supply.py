@@ -4,10 +4,12 @@ One pure decision per meter, from everything that bears on it. In order of prece
 
 1. hold-power (保电) on the meter, one of its account's groups, or globally: never cut;
 2. group load shedding (unless the account is protected): cut;
-3. postpaid accounts: never cut automatically (operators cut by hand);
+3. postpaid accounts: cut only when a bill is overdue on terms that say so (see
+   ``billing.domain.postpaid``), otherwise never automatically;
 4. prepaid accounts: cut when the balance is at or below ``trip_line - overdraft_limit``,
    except inside friendly hours, when a meter that is on stays on until the window ends
-   (and a meter that is off stays off until a top-up).
+   (and a meter that is off stays off until a top-up), down to the friendly hours' debt
+   ceiling: at or below ``cut line - friendly_debt_limit`` it is cut even then.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class SupplyInputs:
     held: bool = False
     shed_by: str | None = None  # the group whose shedding applies, if any
     friendly: bool = False
+    # How far below the cut line friendly hours let the balance fall (None: no ceiling).
+    friendly_debt_limit: Decimal | None = None
+    # A postpaid bill past its due day and grace, on terms that cut for it.
+    overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,11 +89,18 @@ def decide_supply(inputs: SupplyInputs) -> SupplyDecision:
         return SupplyDecision("on", "hold-power in force")
     if inputs.shed_by is not None:
         return SupplyDecision("off", f"load shedding of group {inputs.shed_by}")
+    if inputs.mode == "postpaid" and inputs.overdue:
+        return SupplyDecision("off", "postpaid bill overdue")
     if inputs.mode == "postpaid":
         return SupplyDecision("on", "postpaid account: no automatic cut")
     cut_line = inputs.trip_line - inputs.overdraft_limit
     if inputs.balance > cut_line:
         return SupplyDecision("on", f"balance {inputs.balance} above cut line {cut_line}")
+    ceiling = None if inputs.friendly_debt_limit is None else cut_line - inputs.friendly_debt_limit
+    if inputs.friendly and ceiling is not None and inputs.balance <= ceiling:
+        return SupplyDecision(
+            "off", f"balance {inputs.balance} at or below the friendly hours' ceiling {ceiling}"
+        )
     if inputs.friendly:
         return SupplyDecision(
             inputs.current, f"balance {inputs.balance} short, but friendly hours: no change"

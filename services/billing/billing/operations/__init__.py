@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from billing.operations.accounts import AccountOperations
+from billing.operations.imports import ImportOperations
 from billing.operations.meters import MeterOperations
 from billing.operations.money import MoneyOperations
+from billing.operations.site_office import SiteOfficeOperations
 from billing.operations.supply import SupplyOperations
 from billing.operations.tariffs import TariffOperations
 
@@ -20,3 +22,5 @@ class BillingOperations:
     meters: MeterOperations
     supply: SupplyOperations
     money: MoneyOperations
+    site_office: SiteOfficeOperations
+    imports: ImportOperations

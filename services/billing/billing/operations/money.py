@@ -15,6 +15,7 @@ from billing.domain import ledger
 from billing.domain.accounts import ensure_top_up_fits
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import site_office as site_store
 from billing.store import top_up_holds
 from billing.store.balances import balance_of
 
@@ -62,9 +63,20 @@ class MoneyOperations:
         )
 
     async def post_operator_transaction(self, txn: ledger.Transaction) -> str:
-        """Post an audited operator transaction (arrears, refund); Conflict if the key was used."""
+        """Post an audited operator transaction (arrears, refund); return its id.
+
+        The same operation key again with the same account, kind and amounts is a replay:
+        the first transaction's id is answered and nothing is posted twice. The key used
+        for anything else is a Conflict.
+        """
         async with self.store.unit_of_work() as uow:
             await account_store.require_account(uow.session, txn.account_id)
+            earlier = await ledger_store.transaction_id_by_key(uow.session, txn.operation_key)
+            if earlier is not None:
+                first = await ledger_store.load_transaction(uow.session, earlier)
+                if first is None or not ledger.same_posting(first, txn):
+                    raise Conflict(f"operation {txn.operation_key} was posted with other terms")
+                return earlier
             if txn.kind == "refund":
                 ledger.ensure_refund_covered(
                     txn, balance=await balance_of(uow.session, txn.account_id)
@@ -82,17 +94,24 @@ class MoneyOperations:
             if original is None:
                 raise NotFound(f"transaction {transaction_id} does not exist")
             ledger.ensure_reversible(original.kind)
-            txn_id = await ledger_store.post(
-                uow,
-                ledger.reversal(
-                    original, original_id=transaction_id, reason=reason, operator=operator
-                ),
-                announce=True,
+            mirror = ledger.reversal(
+                original, original_id=transaction_id, reason=reason, operator=operator
             )
+            if await ledger_store.transaction_id_by_key(uow.session, mirror.operation_key):
+                raise Conflict(f"transaction {transaction_id} was already reversed")
+            ledger.ensure_reversal_covered(
+                mirror, balance=await balance_of(uow.session, original.account_id)
+            )
+            txn_id = await ledger_store.post(uow, mirror, announce=True)
             if txn_id is None:
                 raise Conflict(f"transaction {transaction_id} was already reversed")
             await self.decisions.evaluate_account(uow, original.account_id, now=utcnow())
         return txn_id
+
+    async def reversed_payments(self, *, payment_ids: list[str]) -> list[str]:
+        """Return those of the payments whose top-up was reversed (冲正)."""
+        async with self.store.sessionmaker() as session:
+            return await ledger_store.reversed_payments(session, payment_ids)
 
     async def check_top_up(
         self, *, account_id: str, amount: Decimal, key: str | None = None
@@ -105,6 +124,8 @@ class MoneyOperations:
         async with self.store.unit_of_work() as uow:
             await top_up_holds.lock_account(uow.session, account_id)
             account = await account_store.require_account(uow.session, account_id)
+            if await site_store.is_closed(uow.session, account_id):
+                raise Conflict(f"account {account_id} is closed (moved out or transferred)")
             if key is not None and await top_up_holds.hold_exists(uow.session, account_id, key):
                 return  # asked again for the same receipt: as the first time
             if account.balance_cap is None:

@@ -34,6 +34,7 @@ TERM_COLUMNS: dict[str, Column[Any]] = {
     "debt_share": accounts.c.debt_share,
     "debt_daily": accounts.c.debt_daily,
     "protected": accounts.c.protected,
+    "friendly_debt_limit": accounts.c.friendly_debt_limit,
 }
 
 
@@ -78,6 +79,7 @@ async def insert_account(
             debt_share=terms.debt_share,
             debt_daily=terms.debt_daily,
             protected=terms.protected,
+            friendly_debt_limit=terms.friendly_debt_limit,
             warned=False,
             created_at=now,
         )

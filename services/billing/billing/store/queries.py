@@ -129,9 +129,25 @@ class BillingQueries:
         start: date | None,
         end: date | None,
         granularity: Literal["day", "month"],
+        current_binding: bool = False,
     ) -> UsageReport:
-        """Return energy and cost by day or month."""
+        """Return energy and cost by day or month (of a meter's current binding only, when
+        asked: from the local day it was bound, by the account it is bound to)."""
         async with self.sessions() as session:
+            if current_binding and meter_id is not None:
+                binding = await meters.meter_row(session, meter_id)
+                if binding is None:
+                    return UsageReport(items=[], granularity=granularity)
+                zone = (await reference.load_policy(session)).zone
+                bound_on = binding.bound_at.astimezone(zone).date()
+                return await reports.usage_report(
+                    session,
+                    meter_id=meter_id,
+                    account_id=binding.account_id,
+                    start=bound_on if start is None else max(start, bound_on),
+                    end=end,
+                    granularity=granularity,
+                )
             return await reports.usage_report(
                 session,
                 meter_id=meter_id,

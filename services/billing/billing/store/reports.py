@@ -34,7 +34,8 @@ async def usage_report(
     end: date | None,
     granularity: Literal["day", "month"],
 ) -> UsageReport:
-    """Return energy and cost by local day or month, of one meter or one account."""
+    """Return energy and cost by local day or month, of one meter or one account (or of
+    one meter while bound to one account, given both)."""
     period = daily_usage.c.day if granularity == "day" else func.substr(daily_usage.c.day, 1, 7)
     query = select(
         period.label("period"),
@@ -44,7 +45,7 @@ async def usage_report(
     ).group_by(period)
     if meter_id is not None:
         query = query.where(daily_usage.c.meter_id == meter_id)
-    else:
+    if account_id is not None:
         query = query.where(daily_usage.c.account_id == account_id)
     if start is not None:
         query = query.where(daily_usage.c.day >= start.isoformat())

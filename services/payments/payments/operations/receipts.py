@@ -46,6 +46,7 @@ async def record_payment(
             method=method,
             reference=reference,
             at=at or payment.created_at,
+            operator=operator,
         )
     )
     return payment
