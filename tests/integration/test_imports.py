@@ -361,3 +361,39 @@ async def test_compensating_removal_keeps_a_dtu_that_was_there(
     assert (await apply(api, good_file())).status_code == 503
     assert await counts(api) == (1, 1, 0)
     assert [d["id"] for d in (await api.get("/api/v1/dtus")).json()["items"]] == ["D2"]
+
+
+async def test_the_other_problem_kinds_unreadable_bad_value_conflict_too_many(
+    api: httpx.AsyncClient,
+) -> None:
+    # Not a spreadsheet at all.
+    garbage = await check(api, b"\x00\x01\x02 not a spreadsheet", "import.xlsx")
+    assert [p["code"] for p in garbage["problems"]] == ["unreadable"]
+    rows: list[list[Any]] = [
+        # row 2 and 3: one DTU with two different hosts
+        ["K1", "KD", "10.0.0.8", 502, 1, None, "reference-prepaid", None, None, None, None],
+        ["K2", "KD", "10.0.0.9", 502, 2, None, "reference-prepaid", None, None, None, None],
+        # row 4: a phone number that cannot be one
+        ["K4", "KD", None, None, 4, None, "reference-prepaid", "KA", "户", "call me", 1],
+    ]
+    report = await check(api, workbook(rows))
+    found = {(p["row"], p["column"], p["code"]) for p in report["problems"]}
+    assert found == {(3, "IP", "conflict"), (4, "电话", "bad_value")}
+    # 248 DL/T 645 meters on one RS-485 bus behind one DTU: one more than a bus takes.
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append([*HEADER, "接入方式"])
+    for n in range(1, 249):
+        address = f"{n:012d}"
+        sheet.append(
+            [f"F{n}", "FULL", "10.0.1.1", 9000, None, address, "dlt645-2007"]
+            + [None] * 4
+            + ["rtu-over-tcp"]
+        )
+    out = io.BytesIO()
+    book.save(out)
+    full = await check(api, out.getvalue())
+    assert {(p["row"], p["column"], p["code"]) for p in full["problems"]} == {
+        (249, "集中器", "too_many")
+    }
+    assert await counts(api) == (0, 0, 0)
