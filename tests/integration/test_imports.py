@@ -146,6 +146,8 @@ async def test_template_downloads_as_xlsx_and_csv(api: httpx.AsyncClient) -> Non
     as_csv = await api.get("/api/v1/imports/template", params={"format": "csv"})
     assert as_csv.headers["content-type"].startswith("text/csv")
     assert as_csv.content.decode("utf-8-sig").splitlines()[0].split(",") == headers
+    described = (await api.get("/api/v1/imports/template", params={"format": "json"})).json()
+    assert [c["header"] for c in described["columns"] if c["sheet"] == "meters"] == headers
 
 
 async def test_the_filled_template_imports(api: httpx.AsyncClient) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Header, Query, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from prepaid_common.contracts.api.imports import ImportReport
 from prepaid_common.errors import Invalid
 from prepaid_common.http_errors import problem, problem_responses
+from pydantic import BaseModel
 
 from gateway.api.deps import AdminUser, AuditLog, Billing, Collector, StaffUser
 from gateway.api.downloads import CSV_MEDIA_TYPE, file_response
+from gateway.documents.columns import MAIN_COLUMNS, MAIN_SHEET, TARIFF_COLUMNS, TARIFF_SHEET
 from gateway.documents.template import template_csv, template_xlsx
 from gateway.documents.xlsx import XLSX_MEDIA_TYPE
 from gateway.importing import ImportRefused, apply_import, check_import
@@ -31,16 +33,61 @@ ImportId = Annotated[
 ]
 
 
+class TemplateColumn(BaseModel):
+    """One column of the import template."""
+
+    sheet: str
+    header: str
+    field: str
+    chinese: str
+    english: str
+    aliases: list[str]
+    example: str
+    note: str
+
+
+class ImportTemplate(BaseModel):
+    """The import template's columns, as the XLSX and CSV templates head them."""
+
+    columns: list[TemplateColumn]
+
+
 @router.get(
     "/imports/template",
-    response_class=Response,
-    responses={200: {"content": {XLSX_MEDIA_TYPE: {}, "text/csv": {}}}},
+    response_model=ImportTemplate,
+    responses={
+        200: {
+            "content": {
+                XLSX_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            },
+            "description": "The template as XLSX (default) or CSV; its columns as JSON",
+        }
+    },
 )
 async def import_template(
     principal: StaffUser,
-    file_format: Annotated[Literal["xlsx", "csv"], Query(alias="format")] = "xlsx",
-) -> Response:
-    """The import template (导入模板): the columns an import reads, in Chinese and English."""
+    file_format: Annotated[Literal["xlsx", "csv", "json"], Query(alias="format")] = "xlsx",
+) -> Any:
+    """The import template (导入模板): the columns an import reads, in Chinese and English;
+    ``format=json`` describes them."""
+    if file_format == "json":
+        return ImportTemplate(
+            columns=[
+                TemplateColumn(
+                    sheet=sheet,
+                    header=c.header,
+                    field=c.field,
+                    chinese=c.chinese,
+                    english=c.english,
+                    aliases=list(c.aliases),
+                    example=c.example,
+                    note=c.note,
+                )
+                for sheet, columns in ((MAIN_SHEET, MAIN_COLUMNS), (TARIFF_SHEET, TARIFF_COLUMNS))
+                for c in columns
+            ]
+        )
     if file_format == "csv":
         return file_response(
             template_csv(), filename="import-template.csv", media_type=CSV_MEDIA_TYPE
