@@ -34,6 +34,7 @@ class ModbusMeter:
     relay_open: bool = False
     fault: Fault = "none"
     clock: datetime | None = None
+    serial: int = 0  # 0: the unit id's number (UINT32 at 0x0050, the profile's identity)
 
     def registers(self) -> dict[int, int]:
         words = dict.fromkeys(range(0x0000, 0x0016), 0)
@@ -45,6 +46,7 @@ class ModbusMeter:
             c = self.clock
             for offset, value in enumerate((c.year, c.month, c.day, c.hour, c.minute, c.second)):
                 words[0x0020 + offset] = value
+        words[0x0050], words[0x0051] = divmod(self.serial or 1_000_000 + self.unit, 0x10000)
         return words
 
 
