@@ -108,18 +108,20 @@ async def test_a_dead_replicas_dtus_move_when_its_lease_runs_out(sqlite_url: str
         await records.renew_lease(
             a.service.store, instance="ghost", now=utcnow(), lease_seconds=1.5
         )
-        for dtu_id in DTU_IDS:
-            # Nothing listens there: ownership is what is checked, not readings.
-            await a.register(
+        for n, dtu_id in enumerate(DTU_IDS):
+            # Nothing listens there: ownership is what is checked, not readings. Each DTU
+            # has its own port: one host:port is one DTU (a second is refused, 409).
+            registered = await a.register(
                 {
                     "id": dtu_id,
                     "name": dtu_id,
                     "kind": "modbus-tcp",
                     "host": "127.0.0.1",
-                    "port": 9,
+                    "port": 9 + n,
                     "meters": [],
                 }
             )
+            assert registered.status_code == 201, registered.text
         ghosts = {d for d in DTU_IDS if owner_of(d, ["replica-a", "ghost"]) == "ghost"}
         assert ghosts
         await wait_until(holds(lambda: pollers(a) == set(DTU_IDS) - ghosts), timeout=5)
