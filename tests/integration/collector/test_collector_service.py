@@ -190,6 +190,13 @@ async def test_read_now_and_the_meter_listing(
 ) -> None:
     await collector.register(field_sim.dtus[0].registration())
     meter_id = meter_with(field_sim, "eastron-sdm120")
+
+    async def dtu_online() -> bool:
+        # Read-now on a DTU not (yet) connected answers 409 dtu_offline: wait for the link.
+        listing = (await collector.http.get(f"/internal/meters/{meter_id}")).json()
+        return bool(listing.get("dtu_online"))
+
+    await wait_until(dtu_online)
     response = await collector.http.post(f"/internal/meters/{meter_id}/read")
     assert response.status_code == 200, response.text
     view = response.json()

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import CommandAction, RelayState
@@ -211,7 +211,10 @@ class ReadAllQueued(BaseModel):
 class EnabledBody(BaseModel):
     """Turn polling of a DTU or a meter on or off."""
 
-    enabled: bool
+    model_config = ConfigDict(extra="forbid")
+
+    # Strict: a 0 or "no" is a client's mistake to refuse, not a false to act on.
+    enabled: bool = Field(strict=True)
 
 
 class MoveMeter(BaseModel):
