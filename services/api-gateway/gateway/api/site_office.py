@@ -4,7 +4,6 @@ common-area apportionment (公摊)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -43,6 +42,15 @@ from gateway.api.deps import (
 router = APIRouter(tags=["site office"])
 
 Place = Annotated[str | None, Query(max_length=100)]
+# A time with its zone, as ISO 8601 (what next_before answers): a bare number or a time
+# without a zone is refused here (422), not read as seconds since 1970 or as local time.
+Stamp = Annotated[
+    str | None,
+    Query(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$",
+        description="An ISO 8601 time with its zone",
+    ),
+]
 
 
 @router.put("/accounts/{account_id}/profile")
@@ -99,8 +107,8 @@ async def readings(
     principal: CurrentUser,
     billing: Billing,
     meter_id: PathId,
-    since: datetime | None = None,
-    before: datetime | None = Query(default=None, description="Continue from next_before"),
+    since: Stamp = None,
+    before: Stamp = None,  # continue from next_before
     limit: Limit = 100,
 ) -> ReadingPage:
     """The meter's readings, newest first (抄表记录); a tenant sees only their own meter's,
