@@ -37,7 +37,12 @@ from billing.positions import PositionCache
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
 from billing.store import top_up_holds
-from billing.store.anomalies import keep_anomaly, record_anomaly
+from billing.store.anomalies import (
+    end_reading_episodes,
+    keep_anomaly,
+    record_anomaly,
+    record_reading_anomaly,
+)
 from billing.store.balances import arrears_of, balance_of
 from billing.store.meters import bindings_for_rating
 from billing.store.reference import ReferenceCache
@@ -115,6 +120,8 @@ class BillingHandlers:
         for verdict, count in verdicts.items():
             READINGS_RATED.labels(verdict).inc(count)
         await bulk.update_positions(session, work.positions)
+        # A meter whose reading moved on is out of its episode of refused readings.
+        await end_reading_episodes(session, work.positions.keys(), READING_ANOMALIES)
         await bulk.add_daily_usage(
             session,
             [
@@ -166,8 +173,8 @@ class BillingHandlers:
                 max_power_kw=self.max_power_kw,
             )
             verdicts[rating.verdict.value] += 1
-            if rating.verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE, Verdict.BEFORE_START):
-                await record_anomaly(uow, meter_id, rating.verdict.value, rating.detail)
+            if rating.verdict.value in READING_ANOMALIES:
+                await record_reading_anomaly(uow, meter_id, rating.verdict.value, rating.detail)
                 continue
             if rating.verdict is Verdict.STALE:
                 continue
@@ -290,6 +297,12 @@ class Usage:
     metered_kwh: Decimal = ZERO
     billed_kwh: Decimal = ZERO
     cost: Decimal = ZERO
+
+
+# Readings refused by rating: each meter's run of one kind is one anomaly with a count.
+READING_ANOMALIES = frozenset(
+    verdict.value for verdict in (Verdict.BACKWARDS, Verdict.IMPLAUSIBLE, Verdict.BEFORE_START)
+)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    text,
 )
 
 metadata, plumbing = service_metadata("billing")
@@ -205,8 +206,20 @@ anomalies = Table(
     Column("meter_id", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("detail", String(400), nullable=False),
+    # One row per episode: ``at`` when it began, ``last_at`` when it was last seen,
+    # ``count`` how often; ``ended_at`` NULL while it lasts (see store/anomalies.py).
     Column("at", UtcDateTime(), nullable=False),
+    Column("count", Integer, nullable=False, server_default="1"),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=True),
     Index("ix_billing_anomalies_meter", "meter_id", "at"),
+    Index(
+        "ix_billing_anomalies_open",
+        "meter_id",
+        "kind",
+        postgresql_where=text("ended_at IS NULL"),
+        sqlite_where=text("ended_at IS NULL"),
+    ),
 )
 
 # Local-prepaid meters (the meter keeps its own credit): the price the meter debits, the

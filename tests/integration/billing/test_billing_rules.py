@@ -16,6 +16,7 @@ from billing.service import BillingService
 from billing.store.balances import arrears_of
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import (
+    AnomalyV1,
     Envelope,
     ReadingV1,
     RelayRequestedV1,
@@ -345,6 +346,41 @@ async def test_a_register_going_backwards_is_an_anomaly_not_a_credit(billing: Ha
     assert await billing.balance("A1") == Decimal("9.00")
     found = (await billing.api.get("/internal/anomalies", params={"meter_id": "M1"})).json()
     assert [a["kind"] for a in found["items"]] == ["register_backwards"]
+
+
+async def test_refused_readings_are_one_anomaly_per_episode_with_their_count(
+    billing: Harness,
+) -> None:
+    """A meter that reads another device sends a refused reading every poll: operators see
+    (and the bus announces) one episode with a count, until a reading is accepted again."""
+    announced = billing.capture("anomaly.v1", AnomalyV1)
+    await billing.open("A1", "M1", credit="10")
+    await billing.read("M1", NOW, "500")
+    for minutes, kwh in ((5, "3"), (10, "4"), (15, "5")):
+        await billing.read("M1", NOW + timedelta(minutes=minutes), kwh)
+    await billing.flush()
+    found = (await billing.api.get("/internal/anomalies", params={"meter_id": "M1"})).json()
+    [episode] = found["items"]
+    assert (episode["kind"], episode["count"], episode["ended_at"]) == (
+        "register_backwards",
+        3,
+        None,
+    )
+    assert episode["last_at"] > episode["at"]
+    assert episode["detail"].endswith(" to 5.000 kWh")  # the latest occurrence's
+    assert [a.kind for a in announced if a.meter_id == "M1"] == ["register_backwards"]
+    # A reading accepted again ends the episode; the next refusal opens another.
+    await billing.read("M1", NOW + timedelta(minutes=20), "500.5")
+    await billing.read("M1", NOW + timedelta(minutes=25), "7")
+    await billing.flush()
+    found = (await billing.api.get("/internal/anomalies", params={"meter_id": "M1"})).json()
+    newest, first = found["items"]
+    assert first["id"] == episode["id"]
+    assert first["count"] == 3
+    assert first["ended_at"] is not None
+    assert (newest["count"], newest["ended_at"]) == (1, None)
+    assert [a.kind for a in announced if a.meter_id == "M1"] == ["register_backwards"] * 2
+    assert await billing.balance("A1") == Decimal("9.50")
 
 
 async def test_daily_usage_adds_up_to_the_charges(billing: Harness) -> None:

@@ -554,11 +554,18 @@ class DunningItem(BaseModel):
 
 
 class Anomaly(BaseModel):
+    """One episode of an anomaly: a run of the same condition on one meter, told once."""
+
     id: int
     meter_id: str
     kind: str
-    detail: str
-    at: datetime
+    detail: str  # the latest occurrence's
+    at: datetime  # when the episode began
+    count: int  # occurrences in the episode
+    last_at: datetime  # the latest occurrence
+    # When the episode ended (a reading of the meter accepted again); null while it lasts.
+    # An anomaly told once by its nature (a refused purchase, a low balance) ends as it begins.
+    ended_at: datetime | None
 
 
 class LedgerCheck(BaseModel):

@@ -166,6 +166,8 @@ export async function meterPage(content, id, { api, heading, actions, every }) {
         [
           { label: t("col.time"), value: (a) => when(a.at) },
           { label: t("col.kind"), value: (a) => a.kind },
+          { label: t("col.times"), value: (a) => String(a.count) },
+          { label: t("col.latest"), value: (a) => (a.count > 1 ? when(a.last_at) : "") },
           { label: t("col.detail"), value: (a) => a.detail },
         ],
         anomaly.items,
