@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from prepaid_common.contracts.api.billing import (
     AccountView,
     DunningItem,
@@ -16,6 +16,7 @@ from prepaid_common.contracts.api.billing import (
     UsageReport,
 )
 from prepaid_common.contracts.api.sales import SalesReport
+from prepaid_common.contracts.api.usage import GroupUsageReport
 from prepaid_common.contracts.dates import IsoDate
 from prepaid_common.errors import Invalid
 
@@ -33,6 +34,7 @@ from gateway.documents.layout import Document
 from gateway.documents.pdf import PDF_MEDIA_TYPE, render_pdf
 from gateway.documents.reports import (
     dunning_document,
+    group_usage_document,
     sales_document,
     statement_document,
     tripped_document,
@@ -142,6 +144,43 @@ async def _usage(
     return UsageReport.model_validate(
         await billing.get("/internal/usage", **subject, granularity=granularity, **period)
     )
+
+
+# A group name is free text an operator chose ("block-a", "floor:3", "A栋"); one with a
+# control character cannot be any account's group, and the databases refuse a NUL.
+GroupName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="An account group, as the accounts' `groups` name it",
+        examples=["block-a"],
+    ),
+]
+
+
+@router.get("/groups/{group}/usage", response_model=GroupUsageReport, responses=FILE_RESPONSES)
+async def group_usage(
+    request: Request,
+    principal: StaffUser,
+    billing: Billing,
+    group: GroupName,
+    start: From = None,
+    end: To = None,
+    granularity: Granularity = "day",
+    file_format: FormatQuery = None,
+) -> Any:
+    """The energy report of an account group (用电报表 by group): each account that carries
+    the group, its meters, metered against billed per period and in total, and the group's
+    totals; as JSON, XLSX or PDF. 404 when no account carries the group."""
+    if start is not None and end is not None and end < start:
+        raise Invalid("'to' is before 'from'")
+    period = {"from": start and start.isoformat(), "to": end and end.isoformat()}
+    data = GroupUsageReport.model_validate(
+        await billing.get("/internal/group-usage", group=group, granularity=granularity, **period)
+    )
+    return _answer(request, file_format, data, lambda: group_usage_document(data))
 
 
 @router.get("/dunning", response_model=Items[DunningItem], responses=FILE_RESPONSES)

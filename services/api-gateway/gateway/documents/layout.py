@@ -44,6 +44,9 @@ class Table:
     columns: tuple[Column, ...]
     rows: list[tuple[Cell, ...]]
     total: tuple[Cell, ...] | None = None
+    # In a workbook, the sheet of its own the table goes on (tables naming the same sheet
+    # share it); None: the first sheet, under the facts. A PDF prints every table in order.
+    sheet: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The reports people print or open in Excel, as ``Document``s: the monthly statement
-(打印账单), the dunning notice (催缴单), the energy report (用电报表) and the list of tripped
-accounts (断电户清单). Headings are in Chinese with English after them."""
+(打印账单), the dunning notice (催缴单), the energy report (用电报表) of a meter, an account
+or a group, the list of tripped accounts (断电户清单) and the sales report (收款报表) with the
+cashiers' shifts. Headings are in Chinese with English after them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from prepaid_common.contracts.api.billing import (
     Statement,
     UsageReport,
 )
-from prepaid_common.contracts.api.sales import SalesReport
+from prepaid_common.contracts.api.sales import CashReconciliation, SalesReport
+from prepaid_common.contracts.api.usage import GroupUsageReport, UsageFigures
 
 from gateway.documents.layout import Cell, Column, Document, Fact, Table
 
@@ -132,6 +134,76 @@ def usage_document(report: UsageReport, *, subject: str, subject_id: str) -> Doc
     )
 
 
+def group_usage_document(report: GroupUsageReport) -> Document:
+    """The energy report of an account group: a row per account (with its meters), a row
+    per meter, each account's periods, and the group's periods and totals."""
+    energy = (
+        Column("表计电量 Metered (kWh)", "energy"),
+        Column("计费电量 Billed (kWh)", "energy"),
+        Column("差额 Difference (kWh)", "energy"),
+        Column("电费 Cost (元)", "money"),
+    )
+    total = ("合计 Total", *_figures(report))
+    per = "按日 daily" if report.granularity == "day" else "按月 monthly"
+    return Document(
+        title=f"分组用电报表 Group energy report ({per})",
+        name=f"energy-group-{_safe(report.group)}",
+        facts=[
+            Fact("分组 Group", report.group),
+            Fact("起 From", report.start or "—"),
+            Fact("止 To", report.end or "—"),
+            Fact("户数 Accounts", len(report.accounts), "integer"),
+            Fact("表计电量 Metered (kWh)", report.metered_kwh, "energy"),
+            Fact("计费电量 Billed (kWh)", report.billed_kwh, "energy"),
+            Fact("电费 Cost (元)", report.cost, "money"),
+        ],
+        tables=[
+            Table(
+                heading="按户 By account",
+                columns=(
+                    Column("户号 Account"),
+                    Column("户名 Name", width=24),
+                    Column("表号 Meters", width=24),
+                    *energy,
+                ),
+                rows=[
+                    (a.account_id, a.name, ", ".join(m.meter_id for m in a.meters), *_figures(a))
+                    for a in report.accounts
+                ],
+                total=("合计 Total", None, None, *_figures(report)),
+            ),
+            Table(
+                heading="按表 By meter",
+                columns=(Column("户号 Account"), Column("表号 Meter"), *energy),
+                rows=[
+                    (a.account_id, m.meter_id, *_figures(m))
+                    for a in report.accounts
+                    for m in a.meters
+                ],
+                total=("合计 Total", None, *_figures(report)),
+            ),
+            Table(
+                heading="按户按期 By account and period",
+                columns=(Column("户号 Account"), Column("日期 Period"), *energy),
+                rows=[
+                    (a.account_id, p.period, *_figures(p)) for a in report.accounts for p in a.items
+                ],
+                total=("合计 Total", None, *_figures(report)),
+            ),
+            Table(
+                heading="分组按期 Group by period",
+                columns=(Column("日期 Period"), *energy),
+                rows=[(p.period, *_figures(p)) for p in report.items],
+                total=total,
+            ),
+        ],
+    )
+
+
+def _figures(figures: UsageFigures) -> tuple[Cell, ...]:
+    return (figures.metered_kwh, figures.billed_kwh, figures.difference_kwh, figures.cost)
+
+
 def tripped_document(accounts: Sequence[AccountView]) -> Document:
     """The tripped accounts (断电户清单): accounts with a meter whose supply is off."""
     rows: list[tuple[Cell, ...]] = [
@@ -192,6 +264,7 @@ def sales_document(report: SalesReport) -> Document:
             Fact("起 From", report.start),
             Fact("止 To", report.end),
             Fact("净收款 Net received (元)", report.total, "money"),
+            Fact("现金与日结 Cash vs shifts", _verdict(report.cash)),
         ],
         tables=[
             Table(
@@ -222,8 +295,97 @@ def sales_document(report: SalesReport) -> Document:
                 rows=channels,
                 total=("合计 Total", report.total),
             ),
+            *_shift_tables(report.cash),
         ],
     )
+
+
+SHIFTS_SHEET = "收费员日结 Cashier shifts"
+
+
+def _verdict(cash: CashReconciliation) -> str:
+    if cash.agrees:
+        return "一致 agrees"
+    return "不一致 does not agree"
+
+
+def _shift_tables(cash: CashReconciliation) -> list[Table]:
+    """The cashiers' shifts closed in the span and the counter's cash set against them."""
+    shifts: list[tuple[Cell, ...]] = [
+        (
+            s.cashier,
+            s.opened_at,
+            s.closed_at,
+            s.expected_cash,
+            s.counted_cash,
+            s.difference,
+            s.note,
+        )
+        for s in cash.shifts
+    ]
+    cashiers: list[tuple[Cell, ...]] = [
+        (c.cashier, c.shifts, c.expected_cash, c.counted_cash, c.difference)
+        for c in cash.by_cashier
+    ]
+    reconciliation: list[tuple[Cell, ...]] = [
+        ("柜台现金 Counter cash (ledger)", cash.counter_cash),
+        ("日结应收 Shifts' expected cash", cash.expected_cash),
+        # Subtracted from zero: a negated 0.00 would print as -0.00.
+        ("减：期前收取 Less: taken before the span", Decimal("0.00") - cash.before_span),
+        ("加：未日结 Add: not yet closed", cash.not_yet_closed),
+        ("加：不计入日结 Add: outside shifts (冲正 reversals)", cash.outside_shifts),
+        (f"结论 Result: {_verdict(cash)}", None),
+    ]
+    return [
+        Table(
+            heading="日结明细 Shifts closed in the span",
+            columns=(
+                Column("收费员 Cashier"),
+                Column("开班 Opened", "datetime", width=20),
+                Column("日结 Closed", "datetime", width=20),
+                Column("应收 Expected (元)", "money"),
+                Column("实收 Counted (元)", "money"),
+                Column("差额 Difference (元)", "money"),
+                Column("备注 Note", width=24),
+            ),
+            rows=shifts,
+            total=(
+                "合计 Total",
+                None,
+                None,
+                cash.expected_cash,
+                cash.counted_cash,
+                cash.difference,
+                None,
+            ),
+            sheet=SHIFTS_SHEET,
+        ),
+        Table(
+            heading="按收费员 By cashier",
+            columns=(
+                Column("收费员 Cashier"),
+                Column("日结次数 Shifts", "integer"),
+                Column("应收 Expected (元)", "money"),
+                Column("实收 Counted (元)", "money"),
+                Column("差额 Difference (元)", "money"),
+            ),
+            rows=cashiers,
+            total=(
+                "合计 Total",
+                sum(c.shifts for c in cash.by_cashier),
+                cash.expected_cash,
+                cash.counted_cash,
+                cash.difference,
+            ),
+            sheet=SHIFTS_SHEET,
+        ),
+        Table(
+            heading="现金核对 Counter cash against the shifts",
+            columns=(Column("项目 Item", width=40), Column("金额 Amount (元)", "money")),
+            rows=reconciliation,
+            sheet=SHIFTS_SHEET,
+        ),
+    ]
 
 
 def _safe(identifier: str) -> str:

@@ -18,6 +18,7 @@ from gateway.documents.layout import (
     CellKind,
     Column,
     Document,
+    Table,
     local,
 )
 
@@ -28,40 +29,60 @@ _NOT_IN_TITLES = str.maketrans({c: "_" for c in "[]:*?/\\"})
 
 
 def render_xlsx(document: Document) -> bytes:
-    """Return the document as an XLSX workbook: one sheet, facts above the tables."""
+    """Return the document as an XLSX workbook: facts and tables on the first sheet, and
+    each table that names a sheet of its own on that sheet."""
     book = Workbook()
     sheet = book.active
     assert sheet is not None
-    sheet.title = document.title.translate(_NOT_IN_TITLES)[:31] or "report"
+    sheet.title = _sheet_title(document.title)
     sheet.append([document.title])
     sheet.cell(row=1, column=1).font = Font(bold=True, size=14)
     for fact in document.facts:
         sheet.append([fact.label])
         _write(sheet, sheet.max_row, 2, fact.value, fact.kind, document)
-    widths: dict[int, int] = {1: 16, 2: 16}
+    # Column widths by sheet title; a sheet is here once something is written on it.
+    widths: dict[str, dict[int, int]] = {sheet.title: {1: 16, 2: 16}}
     for table in document.tables:
-        sheet.append([])
-        sheet.append([table.heading])
-        sheet.cell(row=sheet.max_row, column=1).font = _BOLD
-        sheet.append([column.header for column in table.columns])
-        header_row = sheet.max_row
-        for index, column in enumerate(table.columns, start=1):
-            sheet.cell(row=header_row, column=index).font = _BOLD
-            sheet.cell(row=header_row, column=index).alignment = Alignment(wrap_text=True)
-            widths[index] = max(widths.get(index, 0), column.width)
-        for row in table.rows:
-            _write_row(sheet, row, table.columns, document)
-        if table.total is not None:
-            _write_row(sheet, table.total, table.columns, document)
-            for index in range(1, len(table.columns) + 1):
-                sheet.cell(row=sheet.max_row, column=index).font = _BOLD
+        target = sheet
+        if table.sheet is not None:
+            title = _sheet_title(table.sheet)
+            if title not in book.sheetnames:
+                book.create_sheet(title)
+            target = book[title]
+        if target.title in widths:
+            target.append([])
+        _write_table(target, table, document, widths.setdefault(target.title, {}))
     for note in document.notes:
         sheet.append([note])
-    for index, width in widths.items():
-        sheet.column_dimensions[get_column_letter(index)].width = width
+    for title, columns in widths.items():
+        for index, width in columns.items():
+            book[title].column_dimensions[get_column_letter(index)].width = width
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _sheet_title(text: str) -> str:
+    return text.translate(_NOT_IN_TITLES)[:31] or "report"
+
+
+def _write_table(
+    sheet: Worksheet, table: Table, document: Document, widths: dict[int, int]
+) -> None:
+    sheet.append([table.heading])
+    sheet.cell(row=sheet.max_row, column=1).font = _BOLD
+    sheet.append([column.header for column in table.columns])
+    header_row = sheet.max_row
+    for index, column in enumerate(table.columns, start=1):
+        sheet.cell(row=header_row, column=index).font = _BOLD
+        sheet.cell(row=header_row, column=index).alignment = Alignment(wrap_text=True)
+        widths[index] = max(widths.get(index, 0), column.width)
+    for row in table.rows:
+        _write_row(sheet, row, table.columns, document)
+    if table.total is not None:
+        _write_row(sheet, table.total, table.columns, document)
+        for index in range(1, len(table.columns) + 1):
+            sheet.cell(row=sheet.max_row, column=index).font = _BOLD
 
 
 def _write_row(

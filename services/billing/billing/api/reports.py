@@ -14,8 +14,10 @@ from prepaid_common.contracts.api.billing import (
     UsageReport,
     Window,
 )
+from prepaid_common.contracts.api.usage import GroupUsageReport
 from prepaid_common.errors import Invalid
 
+from billing.store.group_usage import group_usage_report
 from billing.store.queries import BillingQueries
 
 
@@ -44,6 +46,23 @@ def router(queries: BillingQueries) -> APIRouter:
             granularity=granularity,
             current_binding=current_binding,
         )
+
+    @routes.get("/group-usage")
+    async def group_usage(
+        group: str = Query(min_length=1, max_length=100),
+        start: date | None = Query(None, alias="from"),
+        end: date | None = Query(None, alias="to"),
+        granularity: Literal["day", "month"] = "day",
+    ) -> GroupUsageReport:
+        """The usage of every account in a group, as each account's report has it, with
+        the group's per period and in total (the group is a query parameter: its name is
+        free text, which a query string carries whatever it holds)."""
+        if start is not None and end is not None and end < start:
+            raise Invalid("'to' is before 'from'")
+        async with queries.sessions() as session:
+            return await group_usage_report(
+                session, group=group, start=start, end=end, granularity=granularity
+            )
 
     @routes.get("/accounts/{account_id}/statements/{month}")
     async def statement(account_id: str, month: str) -> Statement:
