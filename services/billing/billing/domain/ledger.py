@@ -24,9 +24,12 @@ REVENUE_FIXED = "revenue:fixed"
 ARREARS_ADJUSTMENT = "adjustment:arrears"
 
 
+TENANT_PREFIX = "tenant:"
+
+
 def tenant_ledger(account_id: str) -> str:
     """Name of the ledger account that holds a tenant's prepaid balance."""
-    return f"tenant:{account_id}"
+    return f"{TENANT_PREFIX}{account_id}"
 
 
 def arrears_ledger(account_id: str) -> str:

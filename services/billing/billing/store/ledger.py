@@ -21,11 +21,22 @@ from billing.domain.money import ZERO
 from billing.ids import new_ids
 from billing.metrics import TRANSACTIONS_POSTED, count_money_in
 from billing.store.balances import balance_of
+from billing.store.locks import lock_meters_of
 from billing.tables import balances, entries, transactions
 
 
 async def post(uow: UnitOfWork, txn: ledger.Transaction, *, announce: bool = False) -> str | None:
-    """Post a transaction unless its operation key was already posted; return its id."""
+    """Post a transaction unless its operation key was already posted; return its id.
+
+    The meters of the tenants it moves are locked first (the order in store/locks.py)."""
+    await lock_meters_of(
+        uow.session,
+        (
+            entry.ledger_account.removeprefix(ledger.TENANT_PREFIX)
+            for entry in txn.entries
+            if entry.ledger_account.startswith(ledger.TENANT_PREFIX)
+        ),
+    )
     posted = await post_many(uow, [txn])
     txn_id = posted.get(txn.operation_key)
     if txn_id is not None and announce:

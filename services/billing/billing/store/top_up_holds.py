@@ -9,15 +9,14 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.domain.money import ZERO
-from billing.tables import accounts, top_up_holds
+from billing.store import locks
+from billing.tables import top_up_holds
 
 
 async def lock_account(session: AsyncSession, account_id: str) -> None:
-    """Hold the account's row until the transaction ends: cap checks and credits queue up."""
-    # PostgreSQL: a row lock; SQLite's transactions are already serialised (BEGIN IMMEDIATE).
-    await session.execute(
-        select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
-    )
+    """Hold the account's row (and, before it, its meters': store/locks.py) until the
+    transaction ends: cap checks and credits queue up."""
+    await locks.lock_account(session, account_id)
 
 
 async def hold_exists(session: AsyncSession, account_id: str, key: str) -> bool:
