@@ -68,3 +68,21 @@ async def test_a_refund_waits_for_a_batch_holding_the_meter_instead_of_deadlocki
         await watcher.close()
     assert answer.status_code == 201, answer.text
     assert await billing.balance("A1") == Decimal("0.00")
+
+
+async def test_two_refunds_racing_for_the_same_credit_cannot_both_take_it(
+    billing: BillingHarness,
+) -> None:
+    await billing.open_account("A1", "M1", credit="10")
+    await billing.flush()
+    answers = await asyncio.gather(
+        *(
+            billing.api.post(
+                "/internal/accounts/A1/refunds",
+                json={"amount": "10.00", "key": key, "reason": "test", "operator": "test"},
+            )
+            for key in ("r-1", "r-2", "r-3")
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [201, 422, 422], [a.text for a in answers]
+    assert await billing.balance("A1") == Decimal("0.00")

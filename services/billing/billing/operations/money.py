@@ -15,8 +15,8 @@ from billing.domain import ledger
 from billing.domain.accounts import ensure_top_up_fits
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import locks, top_up_holds
 from billing.store import site_office as site_store
-from billing.store import top_up_holds
 from billing.store.balances import balance_of
 
 # How long headroom stays held for cash let through but not (yet) recorded by payments.
@@ -70,6 +70,8 @@ class MoneyOperations:
         for anything else is a Conflict.
         """
         async with self.store.unit_of_work() as uow:
+            # Locked before the balance is read: two refunds cannot both see the same credit.
+            await locks.lock_account(uow.session, txn.account_id)
             await account_store.require_account(uow.session, txn.account_id)
             earlier = await ledger_store.transaction_id_by_key(uow.session, txn.operation_key)
             if earlier is not None:
@@ -94,6 +96,8 @@ class MoneyOperations:
             if original is None:
                 raise NotFound(f"transaction {transaction_id} does not exist")
             ledger.ensure_reversible(original.kind)
+            # Locked before the key and the balance are read: one reversal, fully covered.
+            await locks.lock_account(uow.session, original.account_id)
             mirror = ledger.reversal(
                 original, original_id=transaction_id, reason=reason, operator=operator
             )
