@@ -45,6 +45,7 @@ from billing.domain.rating import (
 )
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import locks
 from billing.store import meters as meter_store
 from billing.store import site_office as site_store
 from billing.store import tariffs as tariff_store
@@ -71,6 +72,8 @@ class SiteOfficeOperations:
         """Close an account: final readings charged, credit refunded or kept, meters released
         (cut: nobody pays for a vacant unit) and ready for the next tenant."""
         async with self.store.unit_of_work() as uow:
+            # Locked before anything is read: a refund or top-up racing the closure waits.
+            await locks.lock_account(uow.session, account_id)
             replay = await self._replay(uow, account_id, body.key, "move_out")
             if replay is not None:
                 return replay
@@ -103,6 +106,8 @@ class SiteOfficeOperations:
         opened on the same terms with the meters, each starting from its final reading."""
         new = body.new_account
         async with self.store.unit_of_work() as uow:
+            # Locked before anything is read: a refund or top-up racing the closure waits.
+            await locks.lock_account(uow.session, account_id)
             replay = await self._replay(uow, account_id, body.key, "transfer")
             if replay is not None:
                 return replay
