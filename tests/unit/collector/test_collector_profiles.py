@@ -129,7 +129,7 @@ def test_every_market_model_ships_and_is_documented() -> None:
         assert f"| `{name}` |" in documented, name
         if name not in ("reference-prepaid", "secure-prepaid"):  # the project's own
             assert profile.unverified, f"{name} lists nothing unverified"
-    assert any("0x401E" in fact for fact in profiles["chint-dtsu666"].unverified)
+    assert any("0x101E" in fact for fact in profiles["chint-dtsu666"].unverified)
     dlt = profiles["dlt645-2007"]
     assert isinstance(dlt, Dlt645Profile)
     assert (dlt.has_relay, dlt.clock, dlt.clock_max_set_seconds) == (True, True, 600)
