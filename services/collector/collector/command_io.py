@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, tzinfo
+from decimal import Decimal
 
 from prepaid_common.contracts import RelayAction, RelayState
 from prepaid_common.outbox import ServiceStore
@@ -24,6 +25,7 @@ from collector.domain import (
     decode_relay,
     expected_relay,
     local_credit_blocks,
+    purchase_not_due,
     registers_from_blocks,
 )
 from collector.domain.secure import (
@@ -74,6 +76,14 @@ async def deliver_sealed(
     except RefusedCommand as refusal:
         return await _refused(store, command, refusal.kind, refusal.reason, at=at, where="")
     try:
+        purchase_count = command.purchase_count
+        if purchase_count is not None and profile.local_credit is not None:
+            # As for plain meters (meter_io.push_purchase): a count the meter has already
+            # would be answered "already have it" whoever took it; billing weighs the credit.
+            _credit, count_before = await _local_credit(link, meter, profile)
+            not_due = purchase_not_due(purchase_count, count_before)
+            if not_due is not None:
+                return CommandOutcome(succeeded=False, error=not_due)
         await link.write_many(meter.unit_id, spec.envelope, write.words)
         words = await link.read(meter.unit_id, profile.read_function, ReadBlock(spec.result, 3))
         verdict = read_verdict(words, sent_counter=write.counter)
@@ -137,15 +147,21 @@ async def _confirm(
             )
         return CommandOutcome(succeeded=True, relay=relay)
     if command.action == "credit" and profile.local_credit is not None:
-        blocks = local_credit_blocks(profile)
-        results = [await link.read(meter.unit_id, profile.read_function, b) for b in blocks]
-        _credit, count = decode_local_credit(profile, registers_from_blocks(blocks, results))
+        _credit, count = await _local_credit(link, meter, profile)
         if count != command.purchase_count:
             return CommandOutcome(
                 succeeded=False,
                 error=f"purchase count is {count} after pushing {command.purchase_count}",
             )
     return CommandOutcome(succeeded=True)
+
+
+async def _local_credit(
+    link: BusLink, meter: MeterConfig, profile: MeterProfile
+) -> tuple[Decimal, int]:
+    blocks = local_credit_blocks(profile)
+    results = [await link.read(meter.unit_id, profile.read_function, b) for b in blocks]
+    return decode_local_credit(profile, registers_from_blocks(blocks, results))
 
 
 async def write_registers(

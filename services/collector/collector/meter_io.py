@@ -16,6 +16,7 @@ from collector.domain import (
     DecodedReading,
     Dlt645Profile,
     ImplausibleValue,
+    MeterProfile,
     Profile,
     Purchase,
     ReadBlock,
@@ -26,6 +27,7 @@ from collector.domain import (
     dlt645,
     local_credit_blocks,
     local_credit_profile,
+    purchase_not_due,
     purchase_words,
     registers_from_blocks,
     relay_command_value,
@@ -234,17 +236,34 @@ async def set_hold_power(
         raise ImplausibleValue(str(error)) from None
 
 
+class PurchaseNotDue(Exception):
+    """The meter shows the purchase's count already: nothing was written."""
+
+
 async def push_purchase(
     link: BusLink, meter: MeterConfig, profile: Profile, purchase: Purchase
 ) -> tuple[Decimal, int]:
-    """Write a purchase (one FC16 request) and return the (credit, count) the meter then shows.
+    """Read the meter's count, write a purchase (one FC16 request) and return the (credit,
+    count) the meter then shows.
 
-    MeterRefused is the meter refusing the purchase count; RefusedCommand a model that keeps
-    no local credit or values its registers cannot hold.
+    PurchaseNotDue if the meter has the count already (see ``purchase_not_due``); MeterRefused
+    is the meter refusing the purchase count; RefusedCommand a model that keeps no local
+    credit or values its registers cannot hold.
     """
     model = local_credit_profile(profile)
     address, words = purchase_words(model, purchase)
+    _credit, count_before = await read_local_credit(link, meter, model)
+    not_due = purchase_not_due(purchase.count, count_before)
+    if not_due is not None:
+        raise PurchaseNotDue(not_due)
     await link.write_many(meter.unit_id, address, words)
+    return await read_local_credit(link, meter, model)
+
+
+async def read_local_credit(
+    link: BusLink, meter: MeterConfig, model: MeterProfile
+) -> tuple[Decimal, int]:
+    """Return the (credit, purchase count) a local-prepaid meter shows now."""
     blocks = local_credit_blocks(model)
     results = [await link.read(meter.unit_id, model.read_function, block) for block in blocks]
     return decode_local_credit(model, registers_from_blocks(blocks, results))

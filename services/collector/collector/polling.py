@@ -713,6 +713,9 @@ class DtuPoller:
         except LinkDown as error:
             self._drop_link(str(error))
             return CommandOutcome(succeeded=False, error=f"{DTU_OFFLINE}: {error}")
+        except meter_io.PurchaseNotDue as not_due:
+            # Not written; retryable: billing weighs the meter's credit at its next reading.
+            return CommandOutcome(succeeded=False, error=str(not_due))
         except MeterRefused as error:
             # The meter takes only its count + 1 (or its own count again): a refusal is final.
             error_text = f"meter refused purchase {purchase.count}: {error}"

@@ -9,6 +9,7 @@ from billing.domain.local_credit import (
     MeterShows,
     Pushed,
     compare,
+    credit_shows,
     next_purchase_count,
 )
 from hypothesis import given
@@ -58,7 +59,9 @@ def test_a_purchase_the_ledger_never_pushed_is_a_count_mismatch() -> None:
     result = compare(BASELINE, pushed, shows(6, "60.00"), price=None, tolerance=TOLERANCE)
     assert result.count is not None
     assert result.count.kind == "purchase_count_mismatch"
-    assert result.count.detail == ("meter shows purchase count 6; the ledger pushed up to 5")
+    assert result.count.detail == (
+        "meter shows purchase count 6; the ledger pushed up to 5 (1 purchase made elsewhere)"
+    )
     # Nothing pushed since the baseline at all.
     lone = compare(BASELINE, [], shows(5, "10.00"), price=None, tolerance=TOLERANCE)
     assert lone.count is not None
@@ -106,6 +109,48 @@ def test_energy_used_since_the_baseline_lowers_what_the_meter_may_show() -> None
     assert "15.00 used" in result.credit.detail
     # Without a price the check cannot know what was used, and allows it.
     assert compare(BASELINE, pushed, meter, price=None, tolerance=TOLERANCE).credit is None
+
+
+def test_credit_below_the_ledger_is_a_mismatch_where_the_price_is_known() -> None:
+    pushed = [Pushed(5, Decimal("50.00"), later(1))]
+    # 10 kWh at 1.50 used: 45.00 expected; 44.90 is within the tolerance, 44.89 is not.
+    within = shows(5, "44.90", kwh="110.000")
+    assert (
+        compare(BASELINE, pushed, within, price=Decimal("1.5"), tolerance=TOLERANCE).credit is None
+    )
+    short = compare(
+        BASELINE,
+        pushed,
+        shows(5, "44.89", kwh="110.000"),
+        price=Decimal("1.5"),
+        tolerance=TOLERANCE,
+    )
+    assert short.credit is not None
+    assert short.credit.detail == (
+        "meter shows 44.89 yuan of credit; the ledger expects 45.00 "
+        "(purchases 50.00 since count 4, 15.00 used), 0.11 missing"
+    )
+    # Without a price, what was used is unknown: less credit is no mismatch.
+    meter = shows(5, "1.00", kwh="110.000")
+    assert compare(BASELINE, pushed, meter, price=None, tolerance=TOLERANCE).credit is None
+
+
+def test_the_credit_shows_a_purchase_only_if_its_money_is_there() -> None:
+    before = shows(4, "10.00", kwh="100.000", minutes=5)
+    ours = [Pushed(5, Decimal("20.00"))]
+    price = Decimal("1.5")
+    # Ours: +20.00, less 2 kWh at 1.50 used since the reading before.
+    took_ours = shows(5, "27.00", kwh="102.000")
+    assert credit_shows(before, ours, took_ours, price=price, tolerance=TOLERANCE)
+    # Count 5 taken by a purchase of 3.00 made elsewhere: the count moved, the money did not.
+    elsewhere = shows(5, "10.00", kwh="102.000")
+    assert not credit_shows(before, ours, elsewhere, price=price, tolerance=TOLERANCE)
+    # Judged from the reading before, not the baseline: a meter already short stays judged
+    # on this step alone.
+    drifted = shows(4, "4.00", kwh="100.000", minutes=5)
+    assert credit_shows(
+        drifted, ours, shows(5, "21.00", kwh="102.000"), price=price, tolerance=TOLERANCE
+    )
 
 
 def test_only_purchases_the_meter_counts_are_in_its_credit() -> None:
@@ -199,3 +244,28 @@ def test_credit_beyond_the_tolerance_is_always_flagged(
     assert result.count is None
     assert result.credit is not None
     assert result.allowed_credit == allowed
+
+
+@given(
+    fen=amounts,
+    used_wh=kwh,
+    price=st.integers(min_value=1, max_value=50_000),
+    missing=st.integers(min_value=11, max_value=10_000_000),
+)
+def test_credit_short_beyond_the_tolerance_is_always_flagged_where_the_price_is_known(
+    fen: list[int], used_wh: int, price: int, missing: int
+) -> None:
+    unit_price = Decimal(price).scaleb(-4)
+    pushed = [Pushed(5 + i, Decimal(f).scaleb(-2), later(i + 1)) for i, f in enumerate(fen)]
+    used = Decimal(used_wh).scaleb(-3)
+    allowed = BASELINE.credit + sum((p.amount for p in pushed), Decimal(0)) - used * unit_price
+    short = MeterShows(
+        4 + len(fen),
+        floor_fen(allowed) - Decimal(missing).scaleb(-2),
+        BASELINE.energy_kwh + used,
+        later(100),
+    )
+    result = compare(BASELINE, pushed, short, price=unit_price, tolerance=TOLERANCE)
+    assert result.count is None
+    assert result.credit is not None
+    assert "missing" in result.credit.detail

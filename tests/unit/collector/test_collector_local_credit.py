@@ -23,6 +23,7 @@ from collector.domain import (
     parse_profile,
     plain_envelope,
     purchase_landed,
+    purchase_not_due,
     purchase_words,
 )
 from collector.profiles import load_profiles
@@ -197,6 +198,19 @@ def test_the_read_back_count_says_whether_the_purchase_landed() -> None:
     purchase = Purchase(Decimal("50.00"), 5)
     assert purchase_landed(purchase, 5) is None
     assert purchase_landed(purchase, 4) == "purchase count is 4 after pushing purchase 5"
+
+
+def test_a_purchase_is_not_written_to_a_meter_that_shows_its_count_already() -> None:
+    # Its next count: written. Behind: written, and the meter refuses it (final).
+    assert purchase_not_due(5, 4) is None
+    assert purchase_not_due(5, 2) is None
+    # Its count or beyond: "already have it" would add nothing, whoever took the count.
+    assert purchase_not_due(5, 5) == (
+        "meter already shows purchase count 5; purchase 5 not written"
+    )
+    assert purchase_not_due(5, 7) == (
+        "meter already shows purchase count 7; purchase 5 not written"
+    )
 
 
 def test_control_seals_a_purchase_that_the_collector_opens() -> None:

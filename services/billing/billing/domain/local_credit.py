@@ -11,9 +11,12 @@ was flagged, or after an operator re-synchronised it):
 * a count below a purchase confirmed before the reading was taken is a purchase lost;
 * credit above baseline credit + the purchases the meter's count says it took - the
   energy measured since x the meter's own price (with a tolerance for the display's
-  truncation) is credit from nowhere.
+  truncation) is credit from nowhere; credit below it, where that price is known, is
+  credit lost (a purchase the meter never added, or a meter debiting more than its price).
 
-A purchase pushed but not confirmed yet is none of these.
+A purchase pushed but not confirmed yet is none of these. Whether a purchase the meter's
+count includes really added its money is weighed on the credit (``credit_shows``): a meter
+that already had the count answers a write of it "already have it", whoever charged it.
 """
 
 from __future__ import annotations
@@ -95,9 +98,13 @@ def compare(
     pushed_up_to = max([baseline.count, *(p.count for p in pushed)])
     count_finding = None
     if shown.count > pushed_up_to:
+        # Charged at the meter by another vending system (or a cheat): surfaced, and the
+        # next push counts from the meter's count.
+        elsewhere = shown.count - pushed_up_to
         count_finding = Finding(
             "purchase_count_mismatch",
-            f"meter shows purchase count {shown.count}; the ledger pushed up to {pushed_up_to}",
+            f"meter shows purchase count {shown.count}; the ledger pushed up to {pushed_up_to}"
+            f" ({elsewhere} purchase{'s' if elsewhere > 1 else ''} made elsewhere)",
         )
     else:
         lost = [
@@ -113,15 +120,51 @@ def compare(
                 "purchase_count_mismatch",
                 f"meter shows purchase count {shown.count}; it had {expected} already",
             )
-    taken = sum((p.amount for p in pushed if baseline.count < p.count <= shown.count), start=ZERO)
-    consumed = max(ZERO, shown.energy_kwh - baseline.energy_kwh) * (price or ZERO)
-    allowed = baseline.credit + taken - consumed
+    taken, consumed, allowed = _expected_credit(baseline, pushed, shown, price)
     credit_finding = None
+    since = f"(purchases {taken} since count {baseline.count}, {round_money(consumed)} used)"
     if shown.credit > allowed + tolerance:
         credit_finding = Finding(
             "local_credit_mismatch",
             f"meter shows {shown.credit} yuan of credit; the ledger allows at most "
-            f"{round_money(allowed)} (purchases {taken} since count {baseline.count}, "
-            f"{round_money(consumed)} used)",
+            f"{round_money(allowed)} {since}",
+        )
+    elif price is not None and shown.credit < allowed - tolerance:
+        # Only with the meter's price: without it the check cannot know what was used.
+        credit_finding = Finding(
+            "local_credit_mismatch",
+            f"meter shows {shown.credit} yuan of credit; the ledger expects "
+            f"{round_money(allowed)} {since}, {round_money(allowed - shown.credit)} missing",
         )
     return Comparison(count_finding, credit_finding, allowed, shown.count)
+
+
+def credit_shows(
+    before: MeterShows,
+    pushed: Sequence[Pushed],
+    shown: MeterShows,
+    *,
+    price: Decimal,
+    tolerance: Decimal,
+) -> bool:
+    """True if the meter's credit went up by the purchases its count took since ``before``
+    (an earlier read-back), less what it used meanwhile at ``price``.
+
+    A meter answers a purchase whose count it already has "already have it", so a count
+    alone cannot tell our purchase from one made at the meter by another vending system
+    under the same count: only the money can. Weighed from the read-back just before, not
+    from the baseline, so that a meter that has drifted (a standing mismatch) is judged on
+    this step alone. A purchase made elsewhere for at least our amount is taken as ours:
+    the meter then holds at least the money, and the surplus is a credit mismatch.
+    """
+    _taken, _consumed, expected = _expected_credit(before, pushed, shown, price)
+    return shown.credit >= expected - tolerance
+
+
+def _expected_credit(
+    start: MeterShows, pushed: Sequence[Pushed], shown: MeterShows, price: Decimal | None
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Return (purchases taken, money used, credit expected) from ``start`` to ``shown``."""
+    taken = sum((p.amount for p in pushed if start.count < p.count <= shown.count), start=ZERO)
+    consumed = max(ZERO, shown.energy_kwh - start.energy_kwh) * (price or ZERO)
+    return taken, consumed, start.credit + taken - consumed

@@ -53,6 +53,7 @@ from collector.domain.purchases import (
     local_credit_blocks,
     local_credit_profile,
     purchase_landed,
+    purchase_not_due,
     purchase_words,
 )
 
@@ -95,6 +96,7 @@ __all__ = [
     "plan_profile_reads",
     "plan_reads",
     "purchase_landed",
+    "purchase_not_due",
     "purchase_words",
     "registers_from_blocks",
     "relay_command_value",

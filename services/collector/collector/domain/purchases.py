@@ -4,6 +4,11 @@ A local-prepaid meter keeps its own credit. Each purchase carries the meter's ne
 count; the meter takes only its count + 1, treats its own count again as a retried write
 (success, nothing added) and refuses anything else. So a purchase may be written any number
 of times, and the count read back afterwards says whether the meter has it.
+
+Except when the count was taken by a purchase made at the meter by another vending system:
+the meter answers "already have it" just the same, and never adds our money. So the count is
+read before writing: a meter that shows the purchase's count already is not written to, and
+billing weighs the meter's credit to tell whose purchase it has.
 """
 
 from __future__ import annotations
@@ -59,6 +64,18 @@ def local_credit_blocks(profile: MeterProfile) -> list[ReadBlock]:
     """Return the reads that get a meter's credit and purchase count back."""
     spans = [(spec.address, spec.words) for spec in profile.local_credit_reads()]
     return plan_reads(spans, max_gap=profile.max_gap)
+
+
+def purchase_not_due(purchase_count: int, count_before: int) -> str | None:
+    """Return why a purchase is not written to a meter showing ``count_before`` (None: write
+    it). Not a refusal: the meter may have it from an earlier attempt whose answer was lost,
+    or another purchase took the count; billing tells which by the credit."""
+    if count_before >= purchase_count:
+        return (
+            f"meter already shows purchase count {count_before}; "
+            f"purchase {purchase_count} not written"
+        )
+    return None
 
 
 def purchase_landed(purchase: Purchase, count_after: int) -> str | None:
