@@ -7,7 +7,8 @@ meter over Modbus TCP (FC16); the meter's count and credit come back in its read
 agree with the ledger. A meter charged behind the ledger's back (its count or credit
 bumped, as a cheat would) shows as anomalies through the API; a purchase made at the meter
 by another vending system is surfaced and the next top-up counts past it; a purchase the
-meter refuses is surfaced too, and an operator's re-sync recovers.
+meter refuses is surfaced too, and an operator's re-sync recovers. A model that cannot take
+purchases is not made local-prepaid.
 """
 
 from __future__ import annotations
@@ -286,3 +287,28 @@ async def test_a_refused_purchase_is_surfaced_and_a_resync_recovers(
     view = await compared_after(api, meter_id, 2)
     assert view["purchases"][0]["status"] == "delivered"
     assert view["baseline"]["purchase_count"] == 1
+
+
+async def test_a_model_without_credit_registers_is_not_made_local_prepaid(
+    product: Standalone, api: httpx.AsyncClient
+) -> None:
+    """Issue 19 (d): its purchases would wait for ever; refused, naming what it lacks."""
+    assert product.simulator is not None
+    plain = next(m for m in product.simulator.meters if m.profile != "reference-prepaid")
+    response = await api.post(
+        f"/api/v1/accounts/ACC-{plain.meter_id}/meters",
+        json={"meter_id": plain.meter_id, "local_prepaid": True},
+    )
+    assert response.status_code == 409, response.text
+    problem = response.json()
+    assert problem["code"] == "conflict"
+    assert f"profile {plain.profile}" in problem["detail"]
+    assert "lacks the credit capability" in problem["detail"]
+    missing = await api.get(f"/api/v1/meters/{plain.meter_id}/local-credit")
+    assert missing.status_code == 404
+    # Binding it again without the flag is still fine.
+    await ok(
+        await api.post(
+            f"/api/v1/accounts/ACC-{plain.meter_id}/meters", json={"meter_id": plain.meter_id}
+        )
+    )

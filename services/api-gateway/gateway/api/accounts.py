@@ -13,8 +13,11 @@ from prepaid_common.contracts.api.billing import (
     Page,
     Window,
 )
+from prepaid_common.contracts.api.collector import MeterView
 from prepaid_common.contracts.api.gateway import BindingBody
 from prepaid_common.contracts.api.payments import PaymentPage, PaymentView, TopUpBody
+from prepaid_common.errors import Conflict
+from prepaid_common.http_errors import problem_responses
 
 from gateway.api.deps import (
     AuditLog,
@@ -31,6 +34,7 @@ from gateway.api.deps import (
 )
 
 router = APIRouter(tags=["accounts"])
+_PROBLEM = problem_responses(409)[409]
 
 
 @router.post(
@@ -101,7 +105,14 @@ async def account_ledger(
 @router.post(
     "/accounts/{account_id}/meters",
     status_code=201,
-    responses={200: {"model": MeterBound, "description": "Bound before: its terms changed"}},
+    responses={
+        200: {"model": MeterBound, "description": "Bound before: its terms changed"},
+        409: {
+            **_PROBLEM,
+            "description": "Bound to another account, a second local-prepaid meter, or "
+            "local-prepaid asked of a model that cannot take purchases",
+        },
+    },
 )
 async def bind_meter(
     principal: StaffUser,
@@ -114,8 +125,16 @@ async def bind_meter(
 ) -> MeterBound:
     """Bind a meter to the account; its consumption is then charged there.
 
-    Binding it again changes only whether it is local-prepaid and its local price."""
-    await collector.get(f"/internal/meters/{body.meter_id}")
+    Binding it again changes only whether it is local-prepaid and its local price; a model
+    without the credit capability cannot be local-prepaid (409)."""
+    meter = MeterView.model_validate(await collector.get(f"/internal/meters/{body.meter_id}"))
+    # Billing does not know meter models: refused here, or its purchases would wait forever
+    # for a meter that has no registers to take them.
+    if body.local_prepaid and meter.commands is not None and "credit" not in meter.commands:
+        raise Conflict(
+            f"meter {body.meter_id} (profile {meter.profile}) cannot be local-prepaid: its "
+            "model lacks the credit capability (local credit registers that take purchases)"
+        )
     status, binding = await billing.post(
         "/internal/meter-bindings",
         json={**as_operator(body, principal), "account_id": account_id},
