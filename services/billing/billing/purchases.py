@@ -590,7 +590,7 @@ def _settle_pushes(
     if price is None:
         # Without the meter's price its credit cannot be weighed: the count decides, unless
         # the meter is ahead of every push (then its count says nothing about ours).
-        landed = comparison.count is None
+        landed = all(comparison.confirms(p.count) for p in unsure if p.count is not None)
     else:
         # A count the meter showed already at the read-back before was not reached by this
         # push (it would have been weighed then): made elsewhere, whatever the credit says.
