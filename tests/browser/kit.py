@@ -16,6 +16,7 @@ from collector.profiles import load_profiles
 from playwright.sync_api import Browser, Page, Playwright
 from simulator import FieldSimulator
 from standalone.seed import DemoDtu, DemoMeter, account_for, choose_low_credit
+from testkit.processes import wait_for_demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
@@ -100,6 +101,7 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, log: Path) ->
                 timeout=2,
             )
             if response.status_code == 200:
+                wait_for_demo_data(process, log)
                 return
         except httpx.TransportError:
             pass

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from simulator import FieldSimulator
 from standalone.seed import DemoDtu, DemoMeter, account_for, choose_low_credit
+from testkit.processes import wait_for_demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -92,6 +93,7 @@ def start_product(data_dir: Path, port: int) -> Running:
             raise AssertionError(f"standalone exited early:\n{log.read_text()[-4000:]}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                wait_for_demo_data(process, log)
                 return Running(process, url, log)
         except httpx.TransportError:
             pass

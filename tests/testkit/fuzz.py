@@ -26,6 +26,8 @@ from pathlib import Path
 
 import httpx
 
+from testkit.processes import wait_for_demo_data
+
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "fuzz admin passphrase 1"
 # Operations whose success would revoke the fuzzer's own token (see the module's docstring):
@@ -88,6 +90,7 @@ def standalone_product(data_dir: Path) -> Iterator[str]:
                 raise RuntimeError(f"standalone did not start:\n{log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    wait_for_demo_data(process, log)
                     break
             except httpx.TransportError:
                 pass

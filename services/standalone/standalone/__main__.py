@@ -12,9 +12,31 @@ from fastapi import FastAPI
 from prepaid_common.logs import configure_logging
 
 from standalone.app import Standalone
+from standalone.seed import DEMO_DATA_READY, low_credit_accounts
 from standalone.settings import StandaloneSettings
 
 log = logging.getLogger("standalone")
+
+
+async def _announce_demo_data(product: Standalone) -> None:
+    """Say when the demo data is in (or why not), and where to try a payment."""
+    if product.seeding is None:
+        return
+    try:
+        await product.seeding
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("loading the demo data failed; the product runs without it")
+        return
+    lines = [f"{DEMO_DATA_READY}: {len(product.low_credit_accounts)} low-credit accounts to trip."]
+    if product.demo_order is not None:
+        lines.append(
+            f"  Pay demo:   open {product.demo_order['pay_url']} to pay "
+            f"{product.demo_order['amount']} into {product.demo_order['account_id']} "
+            "(the QR code's URL: the fake notifies, the relay closes)"
+        )
+    print("\n".join(lines) + "\n", flush=True)
 
 
 async def main() -> None:
@@ -24,7 +46,8 @@ async def main() -> None:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        credentials = await product.start()
+        # The API serves at once; a first start loads the demo data meanwhile.
+        credentials = await product.start(seed_in_background=True)
         url = f"http://127.0.0.1:{settings.http_port}"
         lines = [
             "",
@@ -56,20 +79,21 @@ async def main() -> None:
                 f"  Tenants:    tenant1..tenant3 / {credentials.tenant_password}"
                 f"   (phone site: sign in as tenant1 at {url}/m/)"
             )
-            if product.low_credit_accounts:
-                lines.append("  Low credit: " + ", ".join(product.low_credit_accounts[:4]) + " ...")
+            low = low_credit_accounts(product.demo_layout())
+            if settings.demo_data and low:
+                lines.append("  Low credit: " + ", ".join(low[:4]) + " ...")
         if product.demo_payments is not None:
             lines.append(f"  Payments:   fake WeChat Pay and Alipay at {product.demo_payments.url}")
-        if product.demo_order is not None:
+        if product.seeding is not None:
             lines.append(
-                f"  Pay demo:   open {product.demo_order['pay_url']} to pay "
-                f"{product.demo_order['amount']} into {product.demo_order['account_id']} "
-                "(the QR code's URL: the fake notifies, the relay closes)"
+                "  Demo data:  loading in the background (the console shows it as it comes)"
             )
         print("\n".join(lines) + "\n", flush=True)
+        announced = asyncio.create_task(_announce_demo_data(product), name="demo-data-ready")
         try:
             yield
         finally:
+            announced.cancel()
             await product.stop()
 
     product.app.router.lifespan_context = lifespan

@@ -6,9 +6,12 @@ same calls as in a cluster, without sockets.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -26,7 +29,7 @@ from prepaid_common.service import SERVICE_CREDENTIAL_HEADER, Service
 from simulator import FieldSimulator
 
 from standalone.demo_payments import DemoPayments, start_demo_order
-from standalone.seed import DemoDtu, DemoMeter, seed_demo
+from standalone.seed import DemoDtu, DemoMeter, low_credit_accounts, seed_demo
 from standalone.settings import StandaloneSettings
 
 log = logging.getLogger(__name__)
@@ -114,10 +117,12 @@ class Standalone:
             self.gateway,
         ]
         self.simulator: FieldSimulator | None = None
+        self.seeding: asyncio.Task[None] | None = None  # demo data loading in the background
         self.app: FastAPI = self.gateway.public_app()
 
-    async def start(self) -> Credentials:
-        """Migrate, start every service and the simulator, load demo data."""
+    async def start(self, *, seed_in_background: bool = False) -> Credentials:
+        """Migrate, start every service and the simulator, load demo data (then, or with
+        ``seed_in_background`` while the API already serves: ``make run``)."""
         if self.demo_payments is not None:
             await self.demo_payments.start()
         for service in self.services:
@@ -141,7 +146,10 @@ class Standalone:
             )
             await self.simulator.start()
             if self.settings.demo_data:
-                await self._seed(credentials)
+                if seed_in_background:
+                    self.seeding = asyncio.create_task(self._seed(credentials), name="demo-data")
+                else:
+                    await self._seed(credentials)
         return credentials
 
     def _tenant_password(self) -> str:
@@ -155,9 +163,10 @@ class Standalone:
         path.chmod(0o600)
         return password
 
-    async def _seed(self, credentials: Credentials) -> None:
+    def demo_layout(self) -> list[DemoDtu]:
+        """The simulator's DTUs and meters as the demo data registers them."""
         assert self.simulator is not None
-        layout = [
+        return [
             DemoDtu(
                 dtu.dtu_id,
                 dtu.host,
@@ -166,22 +175,48 @@ class Standalone:
             )
             for dtu in self.simulator.dtus
         ]
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url="http://gateway.local", timeout=60
-        ) as client:
-            # In process we may sign for the admin ourselves: no password needs keeping.
-            token = await self.gateway.operations.token_for(
-                username="admin", ttl=timedelta(minutes=10)
-            )
-            client.headers["Authorization"] = f"Bearer {token.access_token}"
+
+    async def _seed(self, credentials: Credentials) -> None:
+        layout = self.demo_layout()
+        # What was loaded, kept beside the database: a restart onto the same field loads
+        # nothing again (a 2,000-meter site spent minutes re-checking every account).
+        marker = self.settings.data_dir / "demo-data.json"
+        loaded = json.dumps([asdict(dtu) for dtu in layout], sort_keys=True)
+        if marker.exists() and marker.read_text() == loaded:
+            self.low_credit_accounts = low_credit_accounts(layout)
+            log.info("demo data already loaded", extra={"meters": _meters_in(layout)})
+        else:
+            await self._load_demo_data(layout, credentials)
+            marker.write_text(loaded)
+            log.info("demo data loaded", extra={"meters": _meters_in(layout)})
+        if self.demo_payments is not None and self.low_credit_accounts:
+            async with await self._admin_client() as client:
+                self.demo_order = await start_demo_order(client, self.low_credit_accounts[0])
+
+    async def _admin_client(self) -> httpx.AsyncClient:
+        """A client of the public API in process, signed in as the admin. In process we may
+        sign for the admin ourselves: no password needs keeping. An hour covers the largest
+        site's first load (a token that expired mid-way made the seeding die on its own 401)."""
+        token = await self.gateway.operations.token_for(username="admin", ttl=timedelta(hours=1))
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app),
+            base_url="http://gateway.local",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token.access_token}"},
+        )
+
+    async def _load_demo_data(self, layout: list[DemoDtu], credentials: Credentials) -> None:
+        async with await self._admin_client() as client:
             self.low_credit_accounts = await seed_demo(
                 client, layout, tenant_password=credentials.tenant_password
             )
-            if self.demo_payments is not None and self.low_credit_accounts:
-                self.demo_order = await start_demo_order(client, self.low_credit_accounts[0])
 
     async def stop(self) -> None:
         """Stop the simulator, the services and the bus; close the database."""
+        if self.seeding is not None and not self.seeding.done():
+            self.seeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.seeding
         if self.simulator is not None:
             await self.simulator.stop()
         for service in reversed(self.services):
@@ -191,3 +226,7 @@ class Standalone:
         await self.bus.close()
         await self.upstreams.aclose()
         await self.engine.dispose()
+
+
+def _meters_in(layout: list[DemoDtu]) -> int:
+    return sum(len(dtu.meters) for dtu in layout)
