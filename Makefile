@@ -46,6 +46,12 @@ bench-payments: venv ## Provider notifications verified and credited by one paym
 bench-control: venv ## Seal and open CPU per command; relays converging with 5% of relay writes ignored (bench-results/control.json; ~3 min)
 	$(BIN)/python benchmarks/bench_control.py $(BENCH_ARGS)
 
+bench-relay-latency: venv ## Money to relay reported, on 10,000 polled meters at 9600 baud: trip, top-up, paid notification, a 1,000-account mass event (bench-results/relay-latency.json; ~20 min)
+	$(BIN)/python benchmarks/bench_relay_latency.py $(BENCH_ARGS)
+
+bench-site: venv ## The standalone product with 2,000 meters: first start, every meter read, memory, restart (bench-results/site.json; ~5 min)
+	$(BIN)/python benchmarks/bench_site.py $(BENCH_ARGS)
+
 bench-import: venv ## Bulk import of 10,000 meters with their accounts through the public API (bench-results/import.json; ~1.5 min)
 	$(BIN)/python benchmarks/bench_import.py $(BENCH_ARGS)
 
@@ -71,4 +77,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-import bench-collector chaos fuzz lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-relay-latency bench-site bench-import bench-collector chaos fuzz lint format clean
