@@ -16,6 +16,7 @@ from billing.domain.meter_swap import TRUSTED_MAX_POWER_KW, carried_position, fi
 from billing.domain.rating import position_from_json, position_to_json, rate_reading
 from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
+from billing.store import locks
 from billing.store import meters as meter_store
 from billing.store.reference import load_policy, load_tariff_versions
 
@@ -46,6 +47,9 @@ class MeterOperations:
         """
         try:
             async with self.store.unit_of_work() as uow:
+                # The account's meters, then its row (store/locks.py): flagging reads and
+                # queues its balance, and the supply decision writes its meters.
+                await locks.lock_account(uow.session, account_id)
                 await account_store.require_account(uow.session, account_id)
                 bound = await meter_store.bound_account(uow.session, meter_id)
                 if bound is not None and bound != account_id:
