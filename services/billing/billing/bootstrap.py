@@ -47,7 +47,9 @@ def wire(service: S, settings: BillingSettings) -> S:
         supply=SupplyOperations(store=store, reference=reference, decisions=decisions),
         money=MoneyOperations(store=store, decisions=decisions),
         imports=ImportOperations(store=store, tariffs=tariffs, decisions=decisions),
-        site_office=SiteOfficeOperations(store=store, decisions=decisions),
+        site_office=SiteOfficeOperations(
+            store=store, decisions=decisions, site_name=settings.site_name
+        ),
     )
     service.attach(
         BillingParts(

@@ -19,6 +19,8 @@ class BillingSettings(CommonSettings):
 
     # The internal API's port when billing runs alone.
     service_port: int = Field(default=8102, ge=1, le=65535)
+    # The site's name at the head of receipts (PREPAID_SITE_NAME); empty: none printed.
+    site_name: str = Field(default="", max_length=100)
     # Raw readings older than this are dropped (whole monthly partitions on PostgreSQL);
     # the daily roll-ups (billing_daily_usage) are kept.
     billing_reading_retention_days: int = Field(default=400, ge=1)

@@ -46,6 +46,10 @@ def internal_router(
             store, account_id=account_id, limit=limit, offset=offset
         )
 
+    @router.get("/payments/{payment_id}")
+    async def get_payment(payment_id: str) -> PaymentView:
+        return await operations.get_payment(store, payment_id=payment_id)
+
     @router.get("/channels")
     async def channels() -> list[ChannelState]:
         return providers.states()

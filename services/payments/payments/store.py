@@ -23,6 +23,12 @@ async def payment_by_reference(
     return None if row is None else PaymentView(**row._mapping)
 
 
+async def payment_by_id(session: AsyncSession, payment_id: str) -> PaymentView | None:
+    """Return a payment by its id, or None."""
+    row = (await session.execute(select(payments).where(payments.c.id == payment_id))).first()
+    return None if row is None else PaymentView(**row._mapping)
+
+
 async def insert_payment(session: AsyncSession, payment: PaymentView) -> None:
     """Write a new payment (the unique reference refuses a second one)."""
     row: dict[str, Any] = payment.model_dump(exclude={"replayed"})

@@ -1,13 +1,15 @@
 """The site office (物业营业厅): tenants and premises, move-out (销户) and transfer (过户), the
-readings history (抄表记录), the cashier's shift close (收费员日结), postpaid terms and bills,
-common-area apportionment (公摊)."""
+readings history (抄表记录), the cashier's shift close (收费员日结), receipts (收据), postpaid
+terms and bills, common-area apportionment (公摊)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from prepaid_common.contracts.api.billing import Items
+from prepaid_common.contracts.api.payments import PaymentView
+from prepaid_common.contracts.api.receipts import PaymentReceipt, ReceiptRequest
 from prepaid_common.contracts.api.site_office import (
     AccountClosed,
     ApportionmentRule,
@@ -34,10 +36,14 @@ from gateway.api.deps import (
     Limit,
     Offset,
     PathId,
+    Payments,
     StaffUser,
     as_operator,
     ensure_visible,
 )
+from gateway.api.downloads import file_response, wanted_format
+from gateway.documents.pdf import PDF_MEDIA_TYPE, render_pdf
+from gateway.documents.receipts import receipt_document
 
 router = APIRouter(tags=["site office"])
 
@@ -198,6 +204,55 @@ async def shifts(
         cashier = principal.username
     return Items[ShiftView].model_validate(
         await billing.get("/internal/cashier-shifts", cashier=cashier, limit=limit)
+    )
+
+
+ReceiptFormat = Annotated[
+    Literal["json", "pdf"] | None,
+    Query(alias="format", description="json (default) or pdf; or ask by the Accept header"),
+]
+
+
+@router.get(
+    "/payments/{payment_id}/receipt",
+    response_model=PaymentReceipt,
+    responses={
+        200: {
+            "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON, or the receipt as a PDF to print (?format=pdf or Accept)",
+        }
+    },
+)
+async def payment_receipt(
+    request: Request,
+    principal: CurrentUser,
+    payments: Payments,
+    billing: Billing,
+    payment_id: PathId,
+    file_format: ReceiptFormat = None,
+) -> Any:
+    """The receipt of a payment (收据): number, account and premises, the amount in figures
+    and in Chinese capitals, the channel, the cashier or the provider's transaction id, the
+    time in the site's zone and the balance after; a reversed payment's says it is void. A
+    payment id is what a top-up answers as ``id``; a tenant sees only their own."""
+    try:
+        payment = PaymentView.model_validate(await payments.get(f"/internal/payments/{payment_id}"))
+    except NotFound:
+        payment = None
+    # Someone else's payment is missing to a tenant, and the answer names no account.
+    if payment is None or not principal.may_see_account(payment.account_id):
+        raise NotFound(f"payment {payment_id} does not exist")
+    _, answer = await billing.post(
+        "/internal/receipts",
+        json=ReceiptRequest.model_validate(payment.model_dump()).model_dump(mode="json"),
+    )
+    receipt = PaymentReceipt.model_validate(answer)
+    # An Accept of a spreadsheet gets JSON: a receipt is printed, not added up.
+    if wanted_format(request, file_format) != "pdf":
+        return receipt
+    document = receipt_document(receipt)
+    return file_response(
+        render_pdf(document), filename=f"{document.name}.pdf", media_type=PDF_MEDIA_TYPE
     )
 
 

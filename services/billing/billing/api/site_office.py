@@ -1,5 +1,5 @@
 """The site office's routes: profiles and search, readings history, move-out and transfer,
-cashier shifts, postpaid terms and bills, apportionment rules and runs."""
+cashier shifts, receipts, postpaid terms and bills, apportionment rules and runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from prepaid_common.contracts.api.billing import Items
+from prepaid_common.contracts.api.receipts import PaymentReceipt, ReceiptRequest
 from prepaid_common.contracts.api.site_office import (
     AccountClosed,
     ApportionmentRule,
@@ -36,6 +37,11 @@ def router(office: SiteOfficeOperations, queries: BillingQueries) -> APIRouter:
     """Return the site office's routes."""
     routes = APIRouter(prefix="/internal")
     sessions = queries.sessions
+
+    @routes.post("/receipts")
+    async def receipt(body: ReceiptRequest) -> PaymentReceipt:
+        # A read: the payment comes from payments (through the gateway), the rest from here.
+        return await office.receipt(payment=body)
 
     @routes.put("/accounts/{account_id}/profile")
     async def set_profile(account_id: str, body: TenantProfile) -> TenantProfile:

@@ -1,5 +1,6 @@
 """The site office's use cases: tenant profiles, move-out (销户) and transfer (过户), the
-cashier's shift close (收费员日结), postpaid terms and bills, common-area apportionment (公摊).
+cashier's shift close (收费员日结), receipts (收据), postpaid terms and bills, common-area
+apportionment (公摊).
 
 Move-out and transfer are each one unit of work: final readings charged, credit settled,
 meters released or handed over, the account closed. Their operation key replays the first
@@ -13,6 +14,7 @@ from decimal import Decimal
 
 from prepaid_common.contracts import SupplyDecidedV1, utcnow
 from prepaid_common.contracts.api.billing import AccountTerms
+from prepaid_common.contracts.api.receipts import PaymentReceipt, ReceiptRequest
 from prepaid_common.contracts.api.site_office import (
     AccountClosed,
     ApportionmentRule,
@@ -32,7 +34,7 @@ from prepaid_common.outbox import ServiceStore, UnitOfWork
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.decisions import SupplyDecisions
-from billing.domain import ledger, lifecycle, postpaid
+from billing.domain import ledger, lifecycle, postpaid, receipts
 from billing.domain.apportionment import share_transaction, split_by_weight
 from billing.domain.meter_swap import TRUSTED_MAX_POWER_KW, final_reading
 from billing.domain.money import ZERO
@@ -47,6 +49,7 @@ from billing.store import accounts as account_store
 from billing.store import ledger as ledger_store
 from billing.store import locks
 from billing.store import meters as meter_store
+from billing.store import receipts as receipt_store
 from billing.store import site_office as site_store
 from billing.store import tariffs as tariff_store
 from billing.store.balances import balance_of
@@ -56,9 +59,13 @@ from billing.store.reference import load_policy, load_tariff_versions
 class SiteOfficeOperations:
     """What the front desk does with accounts, cash and common areas."""
 
-    def __init__(self, *, store: ServiceStore, decisions: SupplyDecisions) -> None:
+    def __init__(
+        self, *, store: ServiceStore, decisions: SupplyDecisions, site_name: str = ""
+    ) -> None:
         self.store = store
         self.decisions = decisions
+        # Printed at the head of receipts; empty: not configured.
+        self.site_name = site_name
 
     # --- profiles ---------------------------------------------------------------------
     async def set_profile(self, *, account_id: str, profile: TenantProfile) -> TenantProfile:
@@ -66,6 +73,24 @@ class SiteOfficeOperations:
             await account_store.require_account(uow.session, account_id)
             await site_store.save_profile(uow.session, account_id, profile)
         return profile
+
+    # --- receipts ---------------------------------------------------------------------
+    async def receipt(self, *, payment: ReceiptRequest) -> PaymentReceipt:
+        """The receipt of a payment (收据): the account and premises, the amount in capitals,
+        and what the ledger posted for it (the balance after, a reversal)."""
+        async with self.store.sessionmaker() as session:
+            account = await account_store.require_account(session, payment.account_id)
+            profile = await site_store.profile_of(session, payment.account_id)
+            posting = await receipt_store.top_up_posting(session, payment.id)
+            policy = await load_policy(session)
+        return receipts.compose_receipt(
+            payment,
+            account_name=account.name,
+            profile=profile,
+            posting=posting,
+            zone=policy.zone,
+            site_name=self.site_name,
+        )
 
     # --- move-out and transfer ----------------------------------------------------------
     async def move_out(self, *, account_id: str, body: MoveOutBody) -> AccountClosed:

@@ -4,6 +4,6 @@
 reconciliation and bills; ``webhooks``: the providers' notifications; ``refunds``.
 """
 
-from payments.operations.counter import list_payments, record_counter_top_up
+from payments.operations.counter import get_payment, list_payments, record_counter_top_up
 
-__all__ = ["list_payments", "record_counter_top_up"]
+__all__ = ["get_payment", "list_payments", "record_counter_top_up"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from prepaid_common.contracts.api.payments import PaymentPage, PaymentView, TopUpRequest
+from prepaid_common.errors import NotFound
 from prepaid_common.outbox import ServiceStore
 from sqlalchemy.exc import IntegrityError
 
@@ -71,3 +72,12 @@ async def list_payments(
             session, account_id=account_id, limit=limit, offset=offset
         )
     return PaymentPage(items=items, limit=limit, offset=offset)
+
+
+async def get_payment(service_store: ServiceStore, *, payment_id: str) -> PaymentView:
+    """Return one payment, whatever the way it came; NotFound if there is none."""
+    async with service_store.sessionmaker() as session:
+        payment = await store.payment_by_id(session, payment_id)
+    if payment is None:
+        raise NotFound(f"payment {payment_id} does not exist")
+    return payment
