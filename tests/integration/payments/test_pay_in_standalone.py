@@ -105,6 +105,13 @@ async def _pay_every_channel(running: Standalone, url: str) -> None:
             "10.00",
             "50.00",
         ]
+        # A provider payment's receipt (收据) names the provider's transaction, no cashier.
+        items = (await api.get(f"/api/v1/accounts/{account}/payments")).json()["items"]
+        wechat = next(p for p in items if p["method"] == "wechat" and p["amount"] == "50.00")
+        receipt = (await api.get(f"/api/v1/payments/{wechat['id']}/receipt")).json()
+        assert (receipt["channel"], receipt["amount_in_words"]) == ("wechat", "伍拾元整")
+        assert receipt["transaction_id"] == wechat["reference"]
+        assert (receipt["cashier"], receipt["counter_receipt"]) == (None, None)
         after = Decimal((await api.get(f"/api/v1/accounts/{account}")).json()["balance"])
         # Consumption goes on meanwhile; 90.00 in, and never 90.00 twice.
         assert before < after <= before + Decimal("90.00")
