@@ -26,6 +26,7 @@ from collector import command_io, identity_io, meter_io, records
 from collector.domain import (
     EXPIRED,
     CommandOpener,
+    DecodedReading,
     Dlt645Profile,
     ImplausibleValue,
     MeterProfile,
@@ -43,7 +44,7 @@ from collector.domain import (
 )
 from collector.domain.identity import identity_mismatch
 from collector.domain.link import choose_work, link_looks_dead, reconnect_delay
-from collector.domain.states import IDENTITY, LINK, link_reason
+from collector.domain.states import IDENTITY, LINK, LOAD, link_reason
 from collector.domain.stream import InboundStream
 from collector.links import BusLink, LinkDown, MeterGarbled, MeterRefused, MeterSilent, RawLink
 from collector.meter_clock import MeterClocks
@@ -129,6 +130,8 @@ class DtuPoller:
         # or since their place changed; identities learned on first contact, until reload.
         self._identity_checked: set[str] = set()
         self._identities: dict[str, str] = {}
+        # Meters that may have a load alarm kept (cleared when a reading shows none).
+        self._load_alarmed: set[str] = set()
         self._meter_outages: set[str] = set()
         self._stopping = False
         # A dial-in DTU's loop ends with its connection: the next one may reach another replica.
@@ -288,9 +291,11 @@ class DtuPoller:
             if self._meters.get(meter.id) not in (None, meter):
                 self._identity_checked.discard(meter.id)
                 self._identities.pop(meter.id, None)
-        self._stated |= await records.meters_with_states(
+        with_states = await records.meters_with_states(
             self._store, (meter.id for meter in config.meters)
         )
+        self._stated |= with_states
+        self._load_alarmed |= with_states
         self._config = config
         self.meter_ids = frozenset(meter.id for meter in config.meters)
         self._meters = {meter.id: meter for meter in config.meters}
@@ -432,7 +437,41 @@ class DtuPoller:
             # Whoever asked reads the meter's view next: it must show this reading.
             await self._sink.settled(self._last_ticket)
         _settle(future, None)
+        await self._watch_load(meter, reading)
         await self._keep_clock(meter, profile)
+
+    async def _watch_load(self, meter: MeterConfig, reading: DecodedReading) -> None:
+        """Keep the meter's own load alarm as a state; operators hear of it once an episode.
+
+        The meter raised it when it opened its relay for a power above its limit or for a
+        malicious load; it stands (and each poll counts it) until a close clears it.
+        """
+        alarm = reading.load_alarm
+        if alarm is None:
+            if meter.id in self._load_alarmed:
+                self._load_alarmed.discard(meter.id)
+                await records.clear_meter_state(self._store, meter.id, kinds=[LOAD])
+            return
+        self._load_alarmed.add(meter.id)
+        why = (
+            "a malicious load (resistive load signature)"
+            if alarm == "malicious_load"
+            else f"power above its limit of {reading.power_limit_kw} kW"
+        )
+        detail = f"meter {meter.id} opened its relay itself for {why}"
+        if await records.set_meter_state(
+            self._store,
+            meter_id=meter.id,
+            kind=LOAD,
+            reason=alarm,
+            detail=detail,
+            at=utcnow(),
+            anomaly=True,
+        ):
+            log.warning(
+                "a meter tripped itself on its load alarm",
+                extra={"dtu_id": self.dtu_id, "meter_id": meter.id, "alarm": alarm},
+            )
 
     async def _meter_failed(self, meter: MeterConfig, error: Exception) -> None:
         if isinstance(error, MeterGarbled):
@@ -559,9 +598,12 @@ class DtuPoller:
             outcome = await self._execute(command)
             executed = time.monotonic()
             COMMANDS.labels(_command_result(outcome)).inc()
-            # A reading queued before the command must not overwrite the relay it left.
-            await self._sink.settled(self._last_ticket)
-            await records.finish_command(self._store, command, outcome, at=utcnow())
+            finished_at = utcnow()
+            # A reading queued before the command must not overwrite the relay it left: the
+            # sink keeps the stored relay for readings taken before now (no wait for it).
+            if outcome.relay is not None:
+                self._sink.relay_set(command.meter_id, finished_at)
+            await records.finish_command(self._store, command, outcome, at=finished_at)
             # Where a command's time goes on the collector: waiting for its bus (the poll in
             # flight, the commands ahead of it), the bus itself (write and read-back), and
             # recording the result (readings queued before it, the result's transaction).
@@ -732,7 +774,7 @@ class DtuPoller:
 
 
 # Commands a Modbus meter takes in its registers (command_io), beyond relay and purchases.
-_REGISTER_COMMANDS = ("hold_on", "hold_off", "time_set", "alarm_thresholds")
+_REGISTER_COMMANDS = ("hold_on", "hold_off", "time_set", "alarm_thresholds", "power_limit")
 
 
 def _link_settings(config: BusConfig) -> tuple[object, ...]:

@@ -13,12 +13,13 @@ from collector import records
 from collector.domain import DecodedReading
 from collector.reading_sink import PollOutcome, ReadingSink, write_outcomes
 from collector.service import CollectorService
+from collector.tables import meters
 from prepaid_common.bus import InProcessBus
 from prepaid_common.contracts import utcnow
 from prepaid_common.contracts.api.collector import DtuRegistration
 from prepaid_common.db import create_engine
 from prepaid_common.outbox import ServiceStore
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 
 @pytest.fixture
@@ -176,3 +177,27 @@ async def test_a_busy_dtu_row_is_written_once_per_interval(store: ServiceStore) 
     meter = await records.get_meter(store, "B1-01")
     assert meter.last_reading is not None
     assert meter.last_reading.energy_kwh == Decimal("2.000")
+
+
+async def test_a_reading_taken_before_a_commands_read_back_keeps_the_relay_it_left(
+    store: ServiceStore,
+) -> None:
+    """A command records its result without waiting for the readings queued before it; a
+    reading taken before the read-back must not put the old relay back, a later one does."""
+    at = utcnow()
+    await write_outcomes(store, [PollOutcome("B1", "B1-01", at, reading("1.000"))])
+    # The command trips the relay (read back at +2 s, recorded by finish_command).
+    async with store.unit_of_work() as uow:
+        await uow.session.execute(update(meters).where(meters.c.id == "B1-01").values(relay="open"))
+    fence = {"B1-01": at + timedelta(seconds=2)}
+    stale = PollOutcome("B1", "B1-01", at + timedelta(seconds=1), reading("1.100"))
+    await write_outcomes(store, [stale], relay_set_at=fence)
+    meter = await records.get_meter(store, "B1-01")
+    assert meter.relay == "open"
+    assert meter.last_reading is not None
+    assert meter.last_reading.energy_kwh == Decimal("1.100")  # the rest of it is kept
+    assert "B1-01" in fence
+    newer = PollOutcome("B1", "B1-01", at + timedelta(seconds=3), reading("1.200"))
+    await write_outcomes(store, [newer], relay_set_at=fence)
+    assert (await records.get_meter(store, "B1-01")).relay == "closed"
+    assert fence == {}  # a newer reading is in: the fence is dropped
