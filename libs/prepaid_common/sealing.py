@@ -60,6 +60,7 @@ CommandKind = Literal[
     "time_set",
     "credit",
     "alarm_thresholds",
+    "power_limit",
 ]
 COMMAND_CODES: dict[CommandKind, int] = {
     "trip": 0x1A,
@@ -69,6 +70,7 @@ COMMAND_CODES: dict[CommandKind, int] = {
     "time_set": 0x08,
     "credit": 0x40,
     "alarm_thresholds": 0x41,
+    "power_limit": 0x42,
 }
 _KINDS_BY_CODE = {code: kind for kind, code in COMMAND_CODES.items()}
 

@@ -19,10 +19,11 @@ RelayState = Literal["open", "closed"]
 TouPeriod = Literal["sharp", "peak", "flat", "valley"]
 RelayAction = Literal["trip", "close"]
 # What a command does at the meter: switch the relay, push a purchase (local credit),
-# switch hold-power (保电: the meter refuses trips while it is on), set its clock, or set
-# the two credit levels its alarm sounds at.
+# switch hold-power (保电: the meter refuses trips while it is on), set its clock, set
+# the two credit levels its alarm sounds at, or set the power limit (限功率, kW) above which
+# the meter trips its own relay.
 CommandAction = Literal[
-    "trip", "close", "credit", "hold_on", "hold_off", "time_set", "alarm_thresholds"
+    "trip", "close", "credit", "hold_on", "hold_off", "time_set", "alarm_thresholds", "power_limit"
 ]
 
 

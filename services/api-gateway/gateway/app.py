@@ -20,8 +20,8 @@ from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from gateway.api import PREFIX, ROUTERS
 from gateway.api.deps import ApiContext
-from gateway.idempotency import EXEMPT_PREFIXES, MAX_KEY_LENGTH, IdempotencyKeys
 from gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
+from gateway.idempotency import MAX_KEY_LENGTH, IdempotencyKeys, keyed
 from gateway.operations import GatewayOperations
 from gateway.upstream import Upstreams
 from gateway.web import install_front_ends
@@ -90,7 +90,8 @@ def install_local_docs(app: FastAPI) -> None:
 
 
 def openapi_with_idempotency_keys(app: FastAPI) -> dict[str, Any]:
-    """Return the OpenAPI document with the Idempotency-Key header on every keyed POST."""
+    """Return the OpenAPI document with the Idempotency-Key header on every keyed POST (and
+    command-issuing PUT)."""
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title,
@@ -98,11 +99,14 @@ def openapi_with_idempotency_keys(app: FastAPI) -> dict[str, Any]:
             description=app.description,
             routes=app.routes,
         )
-        for path, methods in schema["paths"].items():
-            post = methods.get("post")
-            if post is None or not path.startswith("/api/v1/") or path.startswith(EXEMPT_PREFIXES):
-                continue
-            post.setdefault("parameters", []).append(
+        keyed_operations = [
+            operation
+            for path, methods in schema["paths"].items()
+            for method, operation in methods.items()
+            if keyed(method.upper(), path)
+        ]
+        for operation in keyed_operations:
+            operation.setdefault("parameters", []).append(
                 {
                     "name": IDEMPOTENCY_HEADER,
                     "in": "header",

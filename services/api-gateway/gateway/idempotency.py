@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on the public API's POSTs: the first answer is kept and given again.
+"""``Idempotency-Key`` on the public API's POSTs (and the PUTs that issue a meter command):
+the first answer is kept and given again.
 
 Per principal and key, for a day: the same key with the same request gets the first answer
 again (``Idempotent-Replayed: true``) without doing anything twice; with another request, or
@@ -21,6 +22,15 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200
 # Posts that create nothing a retry could duplicate, or that are not the caller's to repeat.
 EXEMPT_PREFIXES = ("/api/v1/auth/", "/api/v1/webhooks/")
+# PUTs that issue a meter command each time (a repeat would send it again): keyed like POSTs.
+KEYED_PUT_SUFFIXES = ("/power-limit",)
+
+
+def keyed(method: str, path: str) -> bool:
+    """Whether a request to the public API takes an Idempotency-Key."""
+    if not path.startswith("/api/v1/") or path.startswith(EXEMPT_PREFIXES):
+        return False
+    return method == "POST" or (method == "PUT" and path.endswith(KEYED_PUT_SUFFIXES))
 
 
 class IdempotencyKeys:
@@ -35,12 +45,8 @@ class IdempotencyKeys:
         headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
         key_bytes = headers.get(HEADER.lower().encode())
         path: str = scope.get("path", "")
-        if (
-            key_bytes is None
-            or scope.get("method") != "POST"
-            or not path.startswith("/api/v1/")
-            or path.startswith(EXEMPT_PREFIXES)
-        ):
+        method: str = scope.get("method", "")
+        if key_bytes is None or not keyed(method, path):
             await self.app(scope, receive, send)
             return
         key = key_bytes.decode("latin-1")
@@ -54,9 +60,9 @@ class IdempotencyKeys:
             await self.app(scope, receive, send)
             return
         body = await _read(receive)
-        request_hash = hashlib.sha256(
-            b"POST " + path.encode() + b"?" + scope.get("query_string", b"") + b"\n" + body
-        ).hexdigest()
+        query: bytes = scope.get("query_string", b"")
+        request = f"{method} {path}?".encode() + query + b"\n" + body
+        request_hash = hashlib.sha256(request).hexdigest()
         kept = await self.operations.kept_answer(principal=principal, key=key)
         if kept is not None:
             kept_hash, status, kept_body = kept

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from prepaid_common.contracts.api.gateway import PublicMeter, PublicMeterPage
+from prepaid_common.contracts.api.control import CommandPage
+from prepaid_common.contracts.api.gateway import PowerLimitState, PublicMeter, PublicMeterPage
 from prepaid_common.errors import NotFound
 
 from gateway.domain import Principal
@@ -48,10 +49,32 @@ async def meter_page(
 
 
 async def visible_meter(
-    *, principal: Principal, collector: Upstream, billing: Upstream, meter_id: str
+    *,
+    principal: Principal,
+    collector: Upstream,
+    billing: Upstream,
+    meter_id: str,
+    control: Upstream | None = None,
 ) -> PublicMeter:
-    """Return one meter, refused as missing if the caller may not see it."""
+    """Return one meter, refused as missing if the caller may not see it; with ``control``,
+    a model with a power limit shows the limit last asked beside the one it reports."""
     meter = (await with_accounts(billing, [await collector.get(f"/internal/meters/{meter_id}")]))[0]
     if not principal.may_see_account(meter.account_id):
         raise NotFound(f"meter {meter_id} does not exist")
+    if control is not None and meter.commands is not None and "power_limit" in meter.commands:
+        meter.power_limit = await _power_limit(control, meter)
     return meter
+
+
+async def _power_limit(control: Upstream, meter: PublicMeter) -> PowerLimitState:
+    page = CommandPage.model_validate(
+        await control.get("/internal/commands", meter_id=meter.id, action="power_limit", limit=1)
+    )
+    asked = page.items[0] if page.items else None
+    return PowerLimitState(
+        asked_kw=None if asked is None else asked.power_limit_kw,
+        asked_at=None if asked is None else asked.created_at,
+        command_id=None if asked is None else asked.id,
+        status=None if asked is None else asked.status,
+        reported_kw=None if meter.last_reading is None else meter.last_reading.power_limit_kw,
+    )

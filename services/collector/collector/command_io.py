@@ -1,6 +1,6 @@
 """Carrying out the commands that are not a relay switch or a register purchase: a sealed
-envelope handed to a meter that verifies it itself, hold-power, alarm levels and a time set
-on Modbus meters that take them in registers.
+envelope handed to a meter that verifies it itself, hold-power, alarm levels, a power limit
+and a time set on Modbus meters that take them in registers.
 
 Each returns the command's outcome; ``LinkDown`` is left to the bus loop (it reconnects).
 """
@@ -36,6 +36,8 @@ from collector.domain.secure import (
     hold_power_on,
     hold_power_value,
     local_time,
+    power_limit_read,
+    power_limit_words,
     read_verdict,
     sealed_write,
     within,
@@ -172,8 +174,8 @@ async def write_registers(
     *,
     zone: tzinfo | None,
 ) -> CommandOutcome:
-    """Carry out hold-power, alarm levels or a time set by writing the model's registers,
-    then read them back: success only when the meter shows what was asked."""
+    """Carry out hold-power, alarm levels, a power limit or a time set by writing the model's
+    registers, then read them back: success only when the meter shows what was asked."""
     try:
         if opened.action in ("hold_on", "hold_off"):
             return await _hold_power(link, meter, profile, on=opened.action == "hold_on")
@@ -181,6 +183,8 @@ async def write_registers(
             return await _alarm_levels(link, meter, profile, opened)
         if opened.action == "time_set":
             return await _time_set(link, meter, profile, opened, zone=zone)
+        if opened.action == "power_limit":
+            return await _power_limit(link, meter, profile, opened)
     except RefusedCommand as refusal:
         return CommandOutcome(succeeded=False, error=refusal.reason, retryable=False)
     except MeterRefused as error:
@@ -220,6 +224,20 @@ async def _alarm_levels(
         return CommandOutcome(
             succeeded=False, error=f"alarm levels are {shown.first}, {shown.second} after the write"
         )
+    return CommandOutcome(succeeded=True)
+
+
+async def _power_limit(
+    link: BusLink, meter: MeterConfig, profile: MeterProfile, opened: OpenedCommand
+) -> CommandOutcome:
+    if opened.power_limit_kw is None:
+        raise RefusedCommand("power_limit without a limit")
+    address, words = power_limit_words(profile, opened.power_limit_kw)
+    await link.write_many(meter.unit_id, address, words)
+    back = await link.read(meter.unit_id, profile.read_function, ReadBlock(address, len(words)))
+    shown = power_limit_read(profile, back)
+    if shown != opened.power_limit_kw:
+        return CommandOutcome(succeeded=False, error=f"power limit is {shown} kW after the write")
     return CommandOutcome(succeeded=True)
 
 

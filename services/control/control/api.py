@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Header, Query
+from prepaid_common.contracts import CommandAction
 from prepaid_common.contracts.api.control import (
     BatchProgress,
     CommandPage,
@@ -39,10 +40,13 @@ def internal_router(store: ServiceStore, handlers: CommandHandlers) -> APIRouter
     @router.get("/commands")
     async def list_commands(
         meter_id: str | None = None,
+        action: CommandAction | None = None,
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> CommandPage:
-        return await operations.list_commands(store, meter_id=meter_id, limit=limit, offset=offset)
+        return await operations.list_commands(
+            store, meter_id=meter_id, limit=limit, offset=offset, action=action
+        )
 
     @router.get("/relays")
     async def list_relays(

@@ -1,4 +1,5 @@
-"""Pure rules of commands (relay switches, hold-power, purchases, time sets, alarm levels):
+"""Pure rules of commands (relay switches, hold-power, purchases, time sets, alarm levels,
+power limits):
 their life cycle, how they are sealed, and when a meter whose relay disagrees with its
 decided supply is asked again."""
 
@@ -37,6 +38,8 @@ class CommandToSeal:
     algorithm: Algorithm = "3des"
     # The levels an ``alarm_thresholds`` command sets.
     alarm_thresholds: AlarmThresholds | None = None
+    # The limit (kW) a ``power_limit`` command sets.
+    power_limit_kw: Decimal | None = None
 
 
 def command_payload(command: CommandToSeal) -> dict[str, object]:
@@ -55,6 +58,8 @@ def command_payload(command: CommandToSeal) -> dict[str, object]:
     if command.alarm_thresholds is not None:
         payload["first"] = str(command.alarm_thresholds.first)
         payload["second"] = str(command.alarm_thresholds.second)
+    if command.power_limit_kw is not None:
+        payload["kw"] = str(command.power_limit_kw)
     return payload
 
 

@@ -70,6 +70,7 @@ class CommandHandlers:
         purchase_count: int | None = None,
         batch: str | None = None,
         alarm_thresholds: AlarmThresholds | None = None,
+        power_limit_kw: Decimal | None = None,
     ) -> str:
         """Log a command and send it to the collector, in the caller's transaction."""
         now = utcnow()
@@ -90,6 +91,7 @@ class CommandHandlers:
             updated_at=now,
             batch=batch,
             alarm_thresholds=alarm_thresholds,
+            power_limit_kw=power_limit_kw,
         )
         await store.insert_command(uow.session, command)
         await self._send(uow, command, issued_at=now)
@@ -261,6 +263,7 @@ class CommandHandlers:
             counter,
             algorithm,
             command.alarm_thresholds,
+            command.power_limit_kw,
         )
         await uow.emit(
             CommandRequestV1(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+from prepaid_common.contracts import CommandAction
 from prometheus_client import Counter, Histogram
 
 COMMANDS = Counter(
@@ -27,6 +30,6 @@ COMMAND_SECONDS = Histogram(
 )
 
 # Created at 0 for every action, so that panels and alerts see 0, not no data.
-for _action in ("trip", "close", "credit", "hold_on", "hold_off", "time_set", "alarm_thresholds"):
+for _action in get_args(CommandAction):
     RELAY_REISSUES.labels(_action)
     COMMAND_SECONDS.labels(_action)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prepaid_common.contracts import utcnow
+from prepaid_common.contracts import CommandAction, utcnow
 from prepaid_common.contracts.api.control import (
     BatchProgress,
     CommandPage,
@@ -39,8 +39,19 @@ async def issue_operator_command(
             if done is not None:
                 earlier = await store.command_by_id(uow.session, done)
                 assert earlier is not None
-                asked = (command.meter_id, command.action, command.alarm_thresholds)
-                if (earlier.meter_id, earlier.action, earlier.alarm_thresholds) != asked:
+                asked = (
+                    command.meter_id,
+                    command.action,
+                    command.alarm_thresholds,
+                    command.power_limit_kw,
+                )
+                done_before = (
+                    earlier.meter_id,
+                    earlier.action,
+                    earlier.alarm_thresholds,
+                    earlier.power_limit_kw,
+                )
+                if done_before != asked:
                     raise Conflict("this Idempotency-Key was used for another command")
                 return earlier.view()
         if command.action in ("trip", "close"):
@@ -57,6 +68,7 @@ async def issue_operator_command(
             reason=command.reason,
             request_id=request_id,
             alarm_thresholds=command.alarm_thresholds,
+            power_limit_kw=command.power_limit_kw,
         )
     return await get_command(service_store, command_id=command_id)
 
@@ -71,11 +83,18 @@ async def get_command(service_store: ServiceStore, *, command_id: str) -> Comman
 
 
 async def list_commands(
-    service_store: ServiceStore, *, meter_id: str | None, limit: int, offset: int
+    service_store: ServiceStore,
+    *,
+    meter_id: str | None,
+    limit: int,
+    offset: int,
+    action: CommandAction | None = None,
 ) -> CommandPage:
-    """Return a page of commands (one meter's, or all), newest first."""
+    """Return a page of commands (one meter's, or all; of one action, or all), newest first."""
     async with service_store.sessionmaker() as session:
-        found = await store.command_page(session, meter_id=meter_id, limit=limit, offset=offset)
+        found = await store.command_page(
+            session, meter_id=meter_id, limit=limit, offset=offset, action=action
+        )
     return CommandPage(items=[command.view() for command in found], limit=limit, offset=offset)
 
 

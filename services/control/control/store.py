@@ -88,12 +88,19 @@ async def mark_expired(session: AsyncSession, command_id: str, *, error: str, at
 
 
 async def command_page(
-    session: AsyncSession, *, meter_id: str | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    meter_id: str | None,
+    limit: int,
+    offset: int,
+    action: str | None = None,
 ) -> list[StoredCommand]:
-    """Return a page of commands (one meter's, or all), newest first."""
+    """Return a page of commands (one meter's, or all; of one action, or all), newest first."""
     query = select(commands).order_by(commands.c.created_at.desc(), commands.c.id)
     if meter_id is not None:
         query = query.where(commands.c.meter_id == meter_id)
+    if action is not None:
+        query = query.where(commands.c.action == action)
     rows = await session.execute(query.limit(limit).offset(offset))
     return [_stored(row) for row in rows.all()]
 

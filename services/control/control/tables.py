@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prepaid_common.db import Money, UtcDateTime
+from prepaid_common.db import Money, ScaledDecimal, UtcDateTime
 from prepaid_common.service import service_metadata
 from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, String, Table
 
@@ -13,7 +13,8 @@ commands = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("meter_id", String(64), nullable=False),
-    # trip, close, credit, hold_on, hold_off, time_set, alarm_thresholds (control_0005).
+    # trip, close, credit, hold_on, hold_off, time_set, alarm_thresholds (control_0005),
+    # power_limit.
     Column("action", String(20), nullable=False),
     # "billing" for automatic requests, "operator:<name>" for people.
     Column("origin", String(100), nullable=False),
@@ -32,6 +33,8 @@ commands = Table(
     # The credit alarm levels an ``alarm_thresholds`` command sets (yuan); None otherwise.
     Column("alarm_first", Money(), nullable=True),
     Column("alarm_second", Money(), nullable=True),
+    # The power limit (kW, two decimals) a ``power_limit`` command sets (control_0006).
+    Column("power_limit_kw", ScaledDecimal(2), nullable=True),
     # The group command (``shed:<id>``, ``shed:<id>:end``) it belongs to, for its progress.
     Column("batch", String(100), nullable=True),
     Index("ix_control_commands_meter", "meter_id", "created_at"),

@@ -90,6 +90,15 @@ class SimulatedMeter:
         self.local_price: Decimal | None = None
         # The two credit alarm levels (yuan): the meter warns at the first, again at the second.
         self.alarm_thresholds = (Decimal("0.00"), Decimal("0.00"))
+        # The power limit (限功率, kW; None: no limit). The meter opens its relay itself when
+        # it finds the power above the limit, and raises its overload alarm until a close.
+        self.power_limit_kw: Decimal | None = None
+        self.overload = False
+        # A resistive load switched on (a heater, a kettle: power factor 1), kW on top of the
+        # household's. The meter recognises its signature (恶性负载识别) and trips, raising its
+        # malicious-load alarm until a close; a test or an operator switches it.
+        self.resistive_load_kw = 0.0
+        self.malicious_load = False
         # A secure meter's element (simulator.secure): it verifies sealed commands itself.
         self.secure: SecureElement | None = None
         self._opened_for_credit = False
@@ -141,6 +150,9 @@ class SimulatedMeter:
         self._advance()
         self._relay = value
         self._opened_for_credit = False  # a command decides now, not the credit
+        if value == "closed":
+            # A close re-arms the load protection: the alarms stand until then.
+            self.overload = self.malicious_load = False
 
     def switch_relay(self, value: Relay) -> None:
         """Carry out a relay command, unless the meter silently ignores this one."""
@@ -159,7 +171,7 @@ class SimulatedMeter:
         """Return the active power drawn now (zero while the relay is open)."""
         if self._relay == "open":
             return 0.0
-        return self._hourly_kw[hour_of_day(self._clock.seconds())]
+        return self._hourly_kw[hour_of_day(self._clock.seconds())] + self.resistive_load_kw
 
     def meter_time(self) -> datetime:
         """Return the meter's own clock (simulated time, what was set on it, its drift)."""
@@ -223,6 +235,20 @@ class SimulatedMeter:
             self._advance_to(resets_at)
             self._energy = dict.fromkeys(PERIODS, 0.0)
         self._advance_to(now)
+        self._protect_load()
+
+    def _protect_load(self) -> None:
+        """Trip for a malicious load or a power above the limit, as the meter sees it now.
+
+        Checked whenever the meter is looked at (each poll or command): the load drawn in
+        between is integrated as drawn, as a real meter's few-second delay would let it be.
+        """
+        if self._relay != "closed":
+            return
+        if self.resistive_load_kw > 0:
+            self._relay, self.malicious_load = "open", True
+        elif self.power_limit_kw is not None and self.power_limit_kw < self.power_kw():
+            self._relay, self.overload = "open", True
 
     def _advance_to(self, now: float) -> None:
         if now <= self._integrated_until:

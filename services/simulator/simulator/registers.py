@@ -116,7 +116,6 @@ class ReferencePrepaidMap(RegisterMap):
     VOLTAGE = 0x000A
     CURRENT = 0x000B
     POWER = 0x000C
-    RESERVED = (0x000E, 0x000F)
     RELAY_STATE = 0x0010
     RELAY_COMMAND = 0x0011
     CREDIT = 0x0012
@@ -130,6 +129,13 @@ class ReferencePrepaidMap(RegisterMap):
     # The credit alarm levels: two INT32 x0.01 yuan (first, then second), one FC16 write.
     ALARMS = 0x0034
     ALARM_WORDS = 4
+    # The power limit: UINT32 x0.01 kW (0: no limit), FC16, where two reserved registers
+    # were (inside the block every poll reads); status bits 2 and 3 are the overload and
+    # malicious-load alarms.
+    POWER_LIMIT = 0x000E
+    POWER_LIMIT_WORDS = 2
+    OVERLOAD_BIT = 2
+    MALICIOUS_LOAD_BIT = 3
     TRIP = 0x001A
     CLOSE = 0x001B
     # Written to the relay command register: hold-power (保电) on and off.
@@ -143,6 +149,7 @@ class ReferencePrepaidMap(RegisterMap):
             *range(CLOCK, CLOCK + 6),
             *range(PURCHASE, PURCHASE + PURCHASE_WORDS),
             *range(ALARMS, ALARMS + ALARM_WORDS),
+            *range(POWER_LIMIT, POWER_LIMIT + POWER_LIMIT_WORDS),
         }
     )
 
@@ -157,7 +164,6 @@ class ReferencePrepaidMap(RegisterMap):
             (self.CURRENT, uint16_word(round(sample.current_a * 100))),
         ]
         words += _pair(self.POWER, int32_words(round(sample.power_kw * 1000)))
-        words += [(address, 0) for address in self.RESERVED]
         words += [
             (self.RELAY_STATE, self.RELAY_OPEN if sample.relay == "open" else self.RELAY_CLOSED),
             (self.RELAY_COMMAND, 0),
@@ -166,15 +172,22 @@ class ReferencePrepaidMap(RegisterMap):
         words += _pair(self.CREDIT, int32_words(math.floor(meter.local_credit * 100)))
         words += [
             (self.PURCHASE_COUNT, uint16_word(meter.purchase_count)),
-            (self.STATUS, _status_word(sample)),
+            (self.STATUS, _status_word(sample) | self._load_alarms(meter)),
         ]
         words += list(enumerate(_clock_words(sample.clock), start=self.CLOCK))
         words += [(self.PURCHASE + offset, 0) for offset in range(self.PURCHASE_WORDS)]
         first, second = meter.alarm_thresholds
         words += _pair(self.ALARMS, int32_words(math.floor(first * 100)))
         words += _pair(self.ALARMS + 2, int32_words(math.floor(second * 100)))
+        limit = meter.power_limit_kw or Decimal(0)
+        words += _pair(self.POWER_LIMIT, uint32_words(int(limit * 100)))
         words += _pair(self.SERIAL, uint32_words(meter.serial))
         return dict(words)
+
+    def _load_alarms(self, meter: SimulatedMeter) -> int:
+        return (meter.overload << self.OVERLOAD_BIT) | (
+            meter.malicious_load << self.MALICIOUS_LOAD_BIT
+        )
 
     def apply(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
         # Check everything first: a rejected request changes nothing.
@@ -183,6 +196,9 @@ class ReferencePrepaidMap(RegisterMap):
             return
         if any(self.ALARMS <= a < self.ALARMS + self.ALARM_WORDS for a in words):
             self._alarms(meter, words)
+            return
+        if any(self.POWER_LIMIT <= a < self.POWER_LIMIT + self.POWER_LIMIT_WORDS for a in words):
+            self._power_limit(meter, words)
             return
         command = words.pop(self.RELAY_COMMAND, None)
         if command in (self.HOLD_ON, self.HOLD_OFF):
@@ -232,6 +248,15 @@ class ReferencePrepaidMap(RegisterMap):
         if second < 0 or first < second:
             raise ModbusError(ILLEGAL_DATA_VALUE)
         meter.alarm_thresholds = (first, second)
+
+    def _power_limit(self, meter: SimulatedMeter, words: dict[int, int]) -> None:
+        """Take the power limit written as one block (0 lifts it)."""
+        block = range(self.POWER_LIMIT, self.POWER_LIMIT + self.POWER_LIMIT_WORDS)
+        if set(words) != set(block):
+            raise ModbusError(ILLEGAL_DATA_VALUE)
+        high, low = (words[a] for a in block)
+        hundredths = (high << 16) | low
+        meter.power_limit_kw = Decimal(hundredths).scaleb(-2) if hundredths else None
 
 
 class SecurePrepaidMap(ReferencePrepaidMap):
@@ -294,6 +319,13 @@ def _carry_out(meter: SimulatedMeter, element: SecureElement, command: Command) 
                 element.refuse("not_executed", f"alarm levels {first}, {second}")
                 return
             meter.alarm_thresholds = (first, second)
+        elif command.kind == "power_limit":
+            kw = Decimal(str(payload["kw"]))
+            # Its register holds hundredths of a kW: a finer limit is not one it can keep.
+            if not kw.is_finite() or kw <= 0 or kw != kw.quantize(Decimal("0.01")):
+                element.refuse("not_executed", f"power limit {kw} kW")
+                return
+            meter.power_limit_kw = kw
     except PurchaseRefused as refused:
         element.refuse("purchase_refused", str(refused))
     except (KeyError, ValueError, TypeError, ArithmeticError) as error:

@@ -1,4 +1,5 @@
-"""Hold-power, alarm levels and time sets on a plain Modbus meter, over real sockets.
+"""Hold-power, alarm levels, power limits and time sets on a plain Modbus meter, over real
+sockets.
 
 The reference prepaid meter takes these commands in its registers: the collector opens the
 envelope (here its development opener), writes the registers and reads them back; success
@@ -71,7 +72,7 @@ async def run(
     return await collector.result_of(command_id)
 
 
-async def test_hold_power_alarm_levels_and_time_set_are_written_and_read_back(
+async def test_hold_power_alarm_levels_power_limit_and_time_set_are_written_and_read_back(
     collector: Collector, field_sim: FieldSimulator
 ) -> None:
     meter = field_sim.dtus[0].meters[0]
@@ -87,6 +88,10 @@ async def test_hold_power_alarm_levels_and_time_set_are_written_and_read_back(
     set_levels = await run(collector, meter, "alarm_thresholds", alarms=levels)
     assert set_levels.succeeded, set_levels.error
     assert meter.alarm_thresholds == (Decimal("20.00"), Decimal("5.50"))
+
+    limited = await run(collector, meter, "power_limit", power_limit_kw=Decimal("3.50"))
+    assert limited.succeeded, limited.error
+    assert meter.power_limit_kw == Decimal("3.50")
 
     meter.set_meter_time(meter.meter_time() - timedelta(hours=3))
     wanted = utcnow()
@@ -107,3 +112,8 @@ async def test_levels_that_do_not_fit_the_meter_are_refused_without_a_write(
     assert not result.succeeded
     assert not result.retryable
     assert meter.alarm_thresholds == (Decimal("0.00"), Decimal("0.00"))
+    # Nor a power limit finer than its x0.01 kW register.
+    limit = await run(collector, meter, "power_limit", power_limit_kw=Decimal("3.505"))
+    assert not limit.succeeded
+    assert not limit.retryable
+    assert meter.power_limit_kw is None

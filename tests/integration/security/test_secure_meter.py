@@ -185,6 +185,15 @@ async def test_every_kind_of_genuine_command_is_carried_out_by_the_meter(
     assert meter.secure.last_counter == 8
     assert not meter.secure.refusals[1:]  # only the trip under hold-power was not carried out
 
+    limited = await run(keyless, meter, "power_limit", 9, kw="3.50")
+    assert limited.succeeded, limited.error
+    assert meter.power_limit_kw == Decimal("3.50")
+    # Genuine, but finer than the meter's 0.01 kW register: not executed, the limit kept.
+    finer = await run(keyless, meter, "power_limit", 10, kw="3.505")
+    assert not finer.succeeded
+    assert "not_executed" in finer.error
+    assert meter.power_limit_kw == Decimal("3.50")
+
 
 def forged(meter_id: str, command_id: str) -> str:
     """Sealed with a key that is not the site's."""

@@ -35,9 +35,10 @@ def test_input_order_and_duplicates_do_not_matter() -> None:
 
 def test_shipped_profiles_plan() -> None:
     profiles = load_profiles()
-    # Energy, TOU, V, A, power, two reserved words, the relay state, the relay command
-    # register (reads as 0), local credit and purchase count: one read.
-    assert plan_profile_reads(profiles["reference-prepaid"]) == [ReadBlock(0x0000, 0x15)]
+    # Energy, TOU, V, A, power, the power limit, the relay state, the relay command
+    # register (reads as 0), local credit, purchase count and the status word (load
+    # alarms): one read.
+    assert plan_profile_reads(profiles["reference-prepaid"]) == [ReadBlock(0x0000, 0x16)]
     assert plan_profile_reads(profiles["acrel-ddsy1352"]) == [ReadBlock(0x0000, 0x0E)]
     assert plan_profile_reads(profiles["eastron-sdm120"]) == [
         ReadBlock(0x00, 2),

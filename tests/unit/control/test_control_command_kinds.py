@@ -1,5 +1,6 @@
 """Every command kind sealed by control opens at the point of execution with what it needs:
-a time set its time, alarm levels both levels, a purchase its amount and count."""
+a time set its time, alarm levels both levels, a power limit its kW, a purchase its amount
+and count."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def test_every_kind_opens_at_the_collector_with_its_parameters(sealed: str) -> N
         ("time_set", {}),
         ("credit", {"amount": Decimal("50.00"), "purchase_count": 3}),
         ("alarm_thresholds", {"alarm_thresholds": LEVELS}),
+        ("power_limit", {"power_limit_kw": Decimal("3.50")}),
     ]
     sealer = PlainCommandSealer() if sealed == "plain" else EnvelopeSealer(RING)
     opener = PlainCommandOpener() if sealed == "plain" else SealedCommandOpener(RING)
@@ -70,9 +72,28 @@ def test_every_kind_opens_at_the_collector_with_its_parameters(sealed: str) -> N
         assert opened.alarms == (
             AlarmLevels(Decimal("20.00"), Decimal("5.00")) if action == "alarm_thresholds" else None
         )
+        assert opened.power_limit_kw == (Decimal("3.50") if action == "power_limit" else None)
         if action == "credit":
             assert opened.purchase is not None
             assert (opened.purchase.amount, opened.purchase.count) == (Decimal("50.00"), 3)
+
+
+def test_a_power_limit_is_sealed_with_the_command_and_belongs_to_its_action() -> None:
+    assert command_payload(to_seal("power_limit", power_limit_kw=Decimal("3.50"))) == {
+        "command_id": "c1",
+        "kw": "3.50",
+    }
+    with pytest.raises(ValidationError, match="power_limit_kw is given with"):
+        CommandBody(action="power_limit")
+    with pytest.raises(ValidationError, match="power_limit_kw is given with"):
+        CommandBody.model_validate({"action": "trip", "power_limit_kw": "3.50"})
+    for bad in ("0", "-1", "3.505", "1000", "NaN", "Infinity"):
+        with pytest.raises(ValidationError):
+            CommandBody.model_validate({"action": "power_limit", "power_limit_kw": bad})
+    command = OperatorCommand.model_validate(
+        {"meter_id": "M-1", "action": "power_limit", "operator": "op", "power_limit_kw": "3.5"}
+    )
+    assert command.power_limit_kw == Decimal("3.5")
 
 
 def test_alarm_levels_are_ordered_and_belong_to_their_action() -> None:

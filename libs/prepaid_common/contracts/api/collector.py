@@ -100,6 +100,9 @@ class LastReading(BaseModel):
     voltage_v: Decimal | None = None
     current_a: Decimal | None = None
     relay: RelayState | None = None
+    # The power limit the meter holds (kW), as read back with the reading; null for a model
+    # without one, or a meter with no limit set.
+    power_limit_kw: Decimal | None = None
 
 
 # Why a meter is not answering or not billed: the reasons the collector tells apart.
@@ -113,6 +116,8 @@ MeterStateReason = Literal[
     "dtu_offline",
     "identity_mismatch",
     "clock",
+    "overload",
+    "malicious_load",
 ]
 
 
@@ -142,7 +147,7 @@ class MeterView(BaseModel):
     dtu_online: bool
     relay: RelayState | None
     # The commands its model carries out (trip, close, hold_on, hold_off, time_set, credit,
-    # alarm_thresholds); null where the collector did not say.
+    # alarm_thresholds, power_limit); null where the collector did not say.
     commands: list[CommandAction] | None = None
     # "ok", "disabled", or the reason of its most pressing condition (see ``states``).
     state: str = "ok"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -13,8 +13,15 @@ from prepaid_common.contracts.identifiers import Identifier
 from prepaid_common.contracts.messages import CommandAction
 
 # Trip or close the relay, switch the meter's own hold-power (保电) on or off, set its
-# clock to the time the command is sealed, or set its two credit alarm levels.
-OperatorAction = Literal["trip", "close", "hold_on", "hold_off", "time_set", "alarm_thresholds"]
+# clock to the time the command is sealed, set its two credit alarm levels, or set its
+# power limit (kW; the meter trips its own relay above it).
+OperatorAction = Literal[
+    "trip", "close", "hold_on", "hold_off", "time_set", "alarm_thresholds", "power_limit"
+]
+
+# A power limit (kW): two decimals, as the meters' x0.01 kW registers hold it; above zero
+# (a limit of nothing would trip every load) and below what a household supply carries.
+PowerLimitKw = Annotated[Decimal, Field(gt=0, le=Decimal("999.99"), decimal_places=2)]
 
 
 class AlarmThresholds(BaseModel):
@@ -35,11 +42,15 @@ class _Parameters(BaseModel):
     action: OperatorAction
     # The levels of an ``alarm_thresholds`` command (required for it, refused for others).
     alarm_thresholds: AlarmThresholds | None = None
+    # The limit of a ``power_limit`` command (required for it, refused for others).
+    power_limit_kw: PowerLimitKw | None = None
 
     @model_validator(mode="after")
     def _parameters(self) -> _Parameters:
         if (self.alarm_thresholds is not None) != (self.action == "alarm_thresholds"):
             raise ValueError("alarm_thresholds is given with action alarm_thresholds, and only")
+        if (self.power_limit_kw is not None) != (self.action == "power_limit"):
+            raise ValueError("power_limit_kw is given with action power_limit, and only")
         return self
 
 
@@ -47,6 +58,13 @@ class CommandBody(_Parameters):
     """What an operator asks of a meter on the public API."""
 
     reason: str = Field(default="operator command", max_length=400)
+
+
+class PowerLimitBody(BaseModel):
+    """The power limit (kW) a meter is to trip its own relay above, on the public API."""
+
+    kw: PowerLimitKw
+    reason: str = Field(default="power limit", max_length=400)
 
 
 class OperatorCommand(_Parameters):
@@ -68,6 +86,8 @@ class CommandView(BaseModel):
     purchase_count: int | None = None
     # The levels an ``alarm_thresholds`` command sets; null for the others.
     alarm_thresholds: AlarmThresholds | None = None
+    # The limit (kW) a ``power_limit`` command sets; null for the others.
+    power_limit_kw: Decimal | None = None
     origin: str
     reason: str
     status: str

@@ -135,10 +135,25 @@ class AuditPage(BaseModel):
 
 
 # --- meters as the public sees them ----------------------------------------------------
+class PowerLimitState(BaseModel):
+    """A meter's power limit (kW): the one last asked for, and the one the meter reports."""
+
+    # The newest power_limit command's limit, when it was asked and where it stands
+    # (sent, succeeded, failed, expired); null before any was asked.
+    asked_kw: Decimal | None
+    asked_at: datetime | None
+    command_id: str | None
+    status: str | None
+    # Read back from the meter with its last reading (null: no limit set, or not yet read).
+    reported_kw: Decimal | None
+
+
 class PublicMeter(MeterView):
     """A meter from the collector with the account billing has it bound to (null: none)."""
 
     account_id: str | None
+    # One meter's view (GET /meters/{id}) of a model with a power limit; null otherwise.
+    power_limit: PowerLimitState | None = None
 
 
 class PublicMeterPage(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import APIRouter
 from prepaid_common.contracts.api.billing import (
     Items,
@@ -12,7 +14,13 @@ from prepaid_common.contracts.api.billing import (
     Window,
 )
 from prepaid_common.contracts.api.collector import MeterView, ReadAllQueued
-from prepaid_common.contracts.api.control import CommandBody, CommandPage, CommandView
+from prepaid_common.contracts.api.control import (
+    CommandBody,
+    CommandPage,
+    CommandView,
+    OperatorAction,
+    PowerLimitBody,
+)
 from prepaid_common.contracts.api.gateway import PublicMeter, PublicMeterPage
 from prepaid_common.errors import Conflict, ServiceError
 from prepaid_common.http_errors import problem_responses
@@ -52,11 +60,20 @@ async def list_meters(
 
 @router.get("/meters/{meter_id}")
 async def get_meter(
-    principal: CurrentUser, collector: Collector, billing: Billing, meter_id: PathId
+    principal: CurrentUser,
+    collector: Collector,
+    billing: Billing,
+    control: Control,
+    meter_id: PathId,
 ) -> PublicMeter:
-    """One meter."""
+    """One meter; a model with a power limit shows the limit last asked and the one the
+    meter reports."""
     return await visible_meter(
-        principal=principal, collector=collector, billing=billing, meter_id=meter_id
+        principal=principal,
+        collector=collector,
+        billing=billing,
+        meter_id=meter_id,
+        control=control,
     )
 
 
@@ -107,23 +124,64 @@ async def command_meter(
 ) -> CommandView:
     """Command a meter: trip, close, hold-power on or off, set its clock, or set its credit
     alarm levels; 409 when its model cannot carry the command out (nothing is queued)."""
+    return await _issue(
+        principal.username,
+        collector,
+        control,
+        audit,
+        meter_id,
+        body.action,
+        body.model_dump(mode="json", exclude_none=True),
+    )
+
+
+@router.put(
+    "/meters/{meter_id}/power-limit",
+    status_code=202,
+    responses={409: {**_PROBLEM, "description": "Its model has no power limit"}},
+)
+async def set_power_limit(
+    principal: StaffUser,
+    collector: Collector,
+    control: Control,
+    audit: AuditLog,
+    meter_id: PathId,
+    body: PowerLimitBody,
+) -> CommandView:
+    """Write a power limit (限功率, kW) to a meter whose model has one: the meter trips its
+    own relay when its power goes above it. 409 naming the profile when its model has none
+    (nothing is queued); the command's read-back is its success."""
+    parameters = {"action": "power_limit", "power_limit_kw": str(body.kw), "reason": body.reason}
+    return await _issue(
+        principal.username, collector, control, audit, meter_id, "power_limit", parameters
+    )
+
+
+async def _issue(
+    operator: str,
+    collector: Collector,
+    control: Control,
+    audit: AuditLog,
+    meter_id: str,
+    action: OperatorAction,
+    parameters: Mapping[str, object],
+) -> CommandView:
     meter = MeterView.model_validate(await collector.get(f"/internal/meters/{meter_id}"))
-    if meter.commands is not None and body.action not in meter.commands:
+    if meter.commands is not None and action not in meter.commands:
         can = ", ".join(meter.commands) or "none"
         raise Conflict(
-            f"meter {meter_id} (profile {meter.profile}) cannot carry out {body.action}; "
+            f"meter {meter_id} (profile {meter.profile}) cannot carry out {action}; "
             f"its model takes: {can}"
         )
     _, answer = await control.post(
         "/internal/commands",
-        json={
-            **body.model_dump(mode="json", exclude_none=True),
-            "meter_id": meter_id,
-            "operator": principal.username,
-        },
+        json={**parameters, "meter_id": meter_id, "operator": operator},
     )
     command = CommandView.model_validate(answer)
-    await audit.record(f"meter.{body.action}", meter_id, {"command_id": command.id})
+    details: dict[str, object] = {"command_id": command.id}
+    if command.power_limit_kw is not None:
+        details["kw"] = str(command.power_limit_kw)
+    await audit.record(f"meter.{action}", meter_id, details)
     return command
 
 

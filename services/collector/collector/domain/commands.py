@@ -55,7 +55,8 @@ class AlarmLevels:
 @dataclass(frozen=True)
 class OpenedCommand:
     """What a verified envelope authorises: a relay action, a purchase (``credit``), a
-    time to set (``time_set``, UTC) or alarm levels (``alarm_thresholds``)."""
+    time to set (``time_set``, UTC), alarm levels (``alarm_thresholds``) or a power limit
+    (``power_limit``, kW)."""
 
     command_id: str
     action: CommandAction
@@ -64,6 +65,7 @@ class OpenedCommand:
     counter: int | None = None
     time: datetime | None = None
     alarms: AlarmLevels | None = None
+    power_limit_kw: Decimal | None = None
 
 
 class CommandOpener(Protocol):
@@ -92,6 +94,8 @@ class _PlainEnvelope(BaseModel):
     time: AwareDatetime | None = None
     first: Decimal | None = Field(default=None, ge=0)
     second: Decimal | None = Field(default=None, ge=0)
+    # A power limit (kW).
+    kw: Decimal | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _purchase(self) -> _PlainEnvelope:
@@ -103,6 +107,8 @@ class _PlainEnvelope(BaseModel):
         levels = (self.first is not None, self.second is not None)
         if levels != ((True, True) if self.action == "alarm_thresholds" else (False, False)):
             raise ValueError("an alarm_thresholds command, and only one, carries first and second")
+        if (self.kw is not None) != (self.action == "power_limit"):
+            raise ValueError("a power_limit command, and only one, carries kw")
         return self
 
 
@@ -132,6 +138,7 @@ class PlainCommandOpener:
             purchase=purchase,
             time=command.time,
             alarms=alarms,
+            power_limit_kw=command.kw,
         )
 
 
@@ -143,6 +150,7 @@ _SEALED_ACTIONS: dict[str, CommandAction] = {
     "hold_off": "hold_off",
     "time_set": "time_set",
     "alarm_thresholds": "alarm_thresholds",
+    "power_limit": "power_limit",
 }
 
 
@@ -177,7 +185,7 @@ class SealedCommandOpener:
         command_id = payload.get("command_id")
         if action is None or not isinstance(command_id, str):
             raise RefusedCommand(f"refused: {command.kind} is not executed here", "malformed")
-        purchase, time, alarms = None, None, None
+        purchase, time, alarms, kw = None, None, None, None
         try:
             if action == "credit":
                 purchase = Purchase(Decimal(payload["amount"]), int(payload["purchase_count"]))
@@ -187,6 +195,10 @@ class SealedCommandOpener:
                     raise ValueError("a time set's time carries its zone")
             elif action == "alarm_thresholds":
                 alarms = AlarmLevels(Decimal(payload["first"]), Decimal(payload["second"]))
+            elif action == "power_limit":
+                kw = Decimal(payload["kw"])
+                if not kw.is_finite() or kw <= 0:
+                    raise ValueError("a power limit is a positive number of kW")
         except (KeyError, ValueError, ArithmeticError, TypeError):
             raise RefusedCommand(f"refused: {action} unreadable", "malformed") from None
         # Taken even if the write then fails: a retry comes with a counter of its own.
@@ -198,6 +210,7 @@ class SealedCommandOpener:
             counter=command.counter,
             time=time,
             alarms=alarms,
+            power_limit_kw=kw,
         )
 
 
@@ -211,6 +224,7 @@ def plain_envelope(
     purchase_count: int | None = None,
     time: datetime | None = None,
     alarms: AlarmLevels | None = None,
+    power_limit_kw: Decimal | None = None,
 ) -> str:
     """Build the envelope PlainCommandOpener accepts (tests and development tools)."""
     fields: dict[str, object] = {
@@ -227,6 +241,8 @@ def plain_envelope(
         fields["time"] = time.isoformat()
     if alarms is not None:
         fields["first"], fields["second"] = str(alarms.first), str(alarms.second)
+    if power_limit_kw is not None:
+        fields["kw"] = str(power_limit_kw)
     return json.dumps(fields)
 
 
@@ -265,6 +281,8 @@ def supported_commands(profile: Profile) -> tuple[CommandAction, ...]:
         kinds.append("credit")
     if profile.alarm_thresholds is not None:
         kinds.append("alarm_thresholds")
+    if profile.power_limit is not None:
+        kinds.append("power_limit")
     return tuple(kinds)
 
 
@@ -276,6 +294,7 @@ _MISSING: dict[str, str] = {
     "time_set": "has no clock to set",
     "credit": "keeps no local credit",
     "alarm_thresholds": "has no alarm thresholds",
+    "power_limit": "has no power limit",
 }
 
 

@@ -11,6 +11,7 @@ from prepaid_common.contracts import RelayState
 
 from collector.domain.profiles import (
     Dlt645Profile,
+    LoadAlarm,
     MeterProfile,
     RegisterSpec,
     TouPeriod,
@@ -41,6 +42,10 @@ class DecodedReading:
     # A local-prepaid meter's own credit (yuan) and purchase count.
     local_credit: Decimal | None = None
     purchase_count: int | None = None
+    # The power limit the meter holds (kW; None: it has no limit register, or 0 = none set)
+    # and the load alarm it raises ("overload", "malicious_load"; None: none standing).
+    power_limit_kw: Decimal | None = None
+    load_alarm: LoadAlarm | None = None
 
 
 def decode_value(words: Sequence[int], spec: RegisterSpec, word_order: WordOrder) -> Decimal:
@@ -138,6 +143,9 @@ class ReadingDecoder:
             else (value_reader(profile.pt_ratio, order), value_reader(profile.ct_ratio, order))
         )
         self._local_credit = None if profile.local_credit is None else _credit_readers(profile)
+        limit = profile.power_limit
+        self._power_limit = None if limit is None else value_reader(limit.limit, order)
+        self._load_alarms = None if limit is None else limit.alarms
 
     def __call__(self, registers: Mapping[int, int]) -> DecodedReading:
         """Decode a poll's registers; raise ImplausibleValue for garbage."""
@@ -170,9 +178,29 @@ class ReadingDecoder:
             tou_kwh={period: energy(read) for period, read in self._tou} or None,
             local_credit=local_credit,
             purchase_count=purchase_count,
+            power_limit_kw=self._limit(registers),
+            load_alarm=self._load_alarm(registers),
         )
         check_plausible(reading, self.profile)
         return reading
+
+    def _limit(self, registers: Mapping[int, int]) -> Decimal | None:
+        if self._power_limit is None:
+            return None
+        kw = self._power_limit(registers)
+        return kw if kw > 0 else None
+
+    def _load_alarm(self, registers: Mapping[int, int]) -> LoadAlarm | None:
+        alarms = self._load_alarms
+        if alarms is None:
+            return None
+        word = registers[alarms.state]
+        # A malicious load is the more specific finding: named first when both stand.
+        if alarms.malicious_bit is not None and word >> alarms.malicious_bit & 1:
+            return "malicious_load"
+        if word >> alarms.overload_bit & 1:
+            return "overload"
+        return None
 
 
 # Decoders by profile object (kept alive with it, so an id is never reused for another).

@@ -10,7 +10,8 @@ from collector.domain.decoding import DecodedReading
 
 
 def reading_detail_text(reading: DecodedReading) -> str | None:
-    """Return the reading's TOU registers, voltage and current as JSON (None: it has none)."""
+    """Return the reading's TOU registers, voltage, current and power limit as JSON (None:
+    it has none)."""
     detail: dict[str, Any] = {}
     if reading.tou_kwh:
         detail["tou_kwh"] = {period: str(value) for period, value in reading.tou_kwh.items()}
@@ -18,6 +19,8 @@ def reading_detail_text(reading: DecodedReading) -> str | None:
         detail["voltage_v"] = str(reading.voltage_v)
     if reading.current_a is not None:
         detail["current_a"] = str(reading.current_a)
+    if reading.power_limit_kw is not None:
+        detail["power_limit_kw"] = str(reading.power_limit_kw)
     return json.dumps(detail, sort_keys=True) if detail else None
 
 
@@ -32,7 +35,7 @@ def reading_detail_from_text(text: str | None) -> dict[str, Any]:
     detail: dict[str, Any] = {}
     if isinstance(kept.get("tou_kwh"), dict):
         detail["tou_kwh"] = {period: Decimal(value) for period, value in kept["tou_kwh"].items()}
-    for name in ("voltage_v", "current_a"):
+    for name in ("voltage_v", "current_a", "power_limit_kw"):
         if kept.get(name) is not None:
             detail[name] = Decimal(kept[name])
     return detail

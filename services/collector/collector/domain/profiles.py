@@ -24,6 +24,8 @@ DataType = Literal["uint16", "int16", "uint32", "int32", "float32"]
 WordOrder = Literal["big", "little"]
 Quantity = Literal["energy_kwh", "power_kw", "voltage_v", "current_a"]
 TouPeriod = Literal["sharp", "peak", "flat", "valley"]
+# A meter's own load alarms: it tripped for power above its limit, or for a malicious load.
+LoadAlarm = Literal["overload", "malicious_load"]
 
 WORDS: dict[str, int] = {"uint16": 1, "int16": 1, "uint32": 2, "int32": 2, "float32": 2}
 MAX_READ_REGISTERS = 125
@@ -118,6 +120,37 @@ class HoldPowerSpec(_Strict):
     def _check(self) -> HoldPowerSpec:
         if self.on == self.off:
             raise ValueError("on and off must be different values")
+        return self
+
+
+class LoadAlarmSpec(_Strict):
+    """Where a meter raises its load alarms: bits of a status register, set while the alarm
+    stands (the meter tripped itself for overload, or saw a malicious load's signature)."""
+
+    state: Address
+    overload_bit: int = Field(ge=0, le=15)
+    # 恶性负载识别: a meter that recognises resistive heaters (and the like) by their
+    # signature; None for a meter that only limits power.
+    malicious_bit: int | None = Field(default=None, ge=0, le=15)
+
+    @model_validator(mode="after")
+    def _check(self) -> LoadAlarmSpec:
+        if self.malicious_bit == self.overload_bit:
+            raise ValueError("overload_bit and malicious_bit must be different bits")
+        return self
+
+
+class PowerLimitSpec(_Strict):
+    """The power limit (限功率, kW) a meter trips its own relay above: one writable integer
+    register, read back after a write and with every poll; and its load alarms, if any."""
+
+    limit: RegisterSpec
+    alarms: LoadAlarmSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> PowerLimitSpec:
+        if self.limit.type == "float32":
+            raise ValueError("limit: a power limit is written as an integer, not float32")
         return self
 
 
@@ -274,6 +307,9 @@ class MeterProfile(_Strict):
     # Hold-power (保电) and the credit alarm levels, on models that take them in registers.
     hold_power: HoldPowerSpec | None = None
     alarm_thresholds: AlarmThresholdsSpec | None = None
+    # The power limit register (and load alarm bits), on models that have one; read with
+    # every poll. A plain meter takes the limit in it; a secure one by envelope only.
+    power_limit: PowerLimitSpec | None = None
     # A meter that verifies sealed envelopes itself: every command goes to it sealed.
     secure: SecureSpec | None = None
     # Where the meter tells its serial number (models that have one).
@@ -296,6 +332,11 @@ class MeterProfile(_Strict):
         spans += [(spec.address, spec.words) for spec in self._ratios()]
         if self.local_credit is not None:
             spans += [(spec.address, spec.words) for spec in self.local_credit_reads()]
+        if self.power_limit is not None:
+            limit = self.power_limit.limit
+            spans.append((limit.address, limit.words))
+            if self.power_limit.alarms is not None:
+                spans.append((self.power_limit.alarms.state, 1))
         return spans
 
     def local_credit_reads(self) -> list[RegisterSpec]:
@@ -322,6 +363,9 @@ class MeterProfile(_Strict):
                 (f"local_credit.{label}", s.address, s.words)
                 for label, s in self.local_credit.named()
             ]
+        if self.power_limit is not None:
+            limit = self.power_limit.limit
+            named.append(("power_limit.limit", limit.address, limit.words))
         for label, address, words in named:
             for register in range(address, address + words):
                 if register in taken:

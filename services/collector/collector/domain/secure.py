@@ -1,5 +1,6 @@
 """Commands that go to a meter's registers beyond the relay and purchases: sealed envelopes
-for meters that verify them themselves, hold-power, alarm levels and the clock.
+for meters that verify them themselves, hold-power, alarm levels, the power limit and the
+clock.
 
 A secure meter (a profile with ``[secure]``) is the point of execution: the collector holds
 no key for it, writes the envelope control sealed unchanged, and reads back what the meter
@@ -13,6 +14,7 @@ import binascii
 import struct
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from decimal import Decimal
 
 from prepaid_common.sealing import (
     METER_RESULTS_BY_CODE,
@@ -125,6 +127,28 @@ def alarm_levels_read(profile: MeterProfile, words: list[int]) -> AlarmLevels:
     first = decode_value(words[: spec.first.words], spec.first, profile.word_order)
     second = decode_value(words[spec.first.words :], spec.second, profile.word_order)
     return AlarmLevels(first, second)
+
+
+def power_limit_words(profile: MeterProfile, kw: Decimal) -> tuple[int, list[int]]:
+    """Return (address, words) of the write that sets the power limit.
+
+    RefusedCommand if the model has none or the limit does not fit its register.
+    """
+    spec = profile.power_limit
+    if spec is None:
+        raise RefusedCommand(f"profile {profile.name} has no power limit")
+    register = spec.limit
+    raw = kw / register.scale
+    if kw <= 0 or raw != raw.to_integral_value() or raw > _ALARM_LIMITS[register.type]:
+        raise RefusedCommand(f"power limit {kw} kW does not fit a {register.type}")
+    return register.address, encode_value(kw, register, profile.word_order)
+
+
+def power_limit_read(profile: MeterProfile, words: list[int]) -> Decimal:
+    """Decode the power limit (kW) read back from its register."""
+    spec = profile.power_limit
+    assert spec is not None
+    return decode_value(words, spec.limit, profile.word_order)
 
 
 def local_time(moment: datetime, zone: tzinfo | None) -> datetime:

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 LINK = "link"
 IDENTITY = "identity"
 CLOCK = "clock"
+# The meter's own load alarm (overload, malicious_load): it opened its relay itself.
+LOAD = "load"
 
 # The order in which a meter's summary state names its conditions: the most pressing first.
 _PRESSING = ("identity_mismatch", "dtu_offline", "no_reply", "wrong_unit_id", "crc_error")
