@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,6 +19,8 @@ from pydantic import SecretStr
 from standalone.app import Standalone
 from standalone.settings import StandaloneSettings
 from testkit import wait_until
+
+SITE_ZONE = ZoneInfo("Asia/Shanghai")  # the site policy's default time zone
 
 ADMIN = "edges-visibility-admin"
 
@@ -178,8 +181,12 @@ async def test_a_new_tenant_of_a_reused_meter_sees_only_its_own_usage(
     swap = {"new_meter_id": "M2", "old_final_kwh": "140.000", "new_start_kwh": "0.000"}
     await ok(await api.post("/api/v1/meters/M1/swap", json=swap))
     await ok(await api.post("/api/v1/accounts/NEW/meters", json={"meter_id": "M1"}), 201)
-    await read(product, "M1", now - timedelta(minutes=20), "140.000")
-    await read(product, "M1", now - timedelta(minutes=10), "145.000")
+    # Both on the site's local day of the binding (Asia/Shanghai by default): a tenant sees
+    # usage from that day on, and "20 minutes ago" just after local midnight is the day before.
+    midnight = now.astimezone(SITE_ZONE).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = max(now - timedelta(minutes=20), midnight + timedelta(seconds=1))
+    await read(product, "M1", first, "140.000")
+    await read(product, "M1", first + (now - first) / 2, "145.000")
 
     async def new_usage() -> bool:
         usage = await ok(await api.get("/api/v1/accounts/NEW/usage"))
