@@ -742,13 +742,21 @@ async def mass_event(
         seen = await seen_task
     await asyncio.sleep(1.0)
     crossings = []
+    crossed: dict[str, float] = {}
     for account in accounts:
         credit = tap.first_after("balance.changed.v1", account, began - 1)
         if credit is not None:
+            crossed[account.removeprefix("ACC-")] = stamp(credit[1]["at"])
             crossings.append(stamp(credit[1]["at"]))
     first, last = min(crossings), max(crossings)
     per_meter = [seen[m] - began for m in meters if m in seen]
     carried = collector_lines(cluster.scratch / "collector.log")
+    # Each meter's path from its own crossing: where a mass event's commands wait.
+    paths = [
+        {"stages": stages(tap, carried, m, crossed[m], seen[m])}
+        for m in meters
+        if m in seen and m in crossed
+    ]
     bus_ms, wait_ms = [], []
     for meter in meters:
         command = tap.first_after("command.request.v1", meter, began - 1)
@@ -768,6 +776,7 @@ async def mass_event(
         "first_crossing_to_last_open_s": round(last_open - first, 2),
         "last_crossing_to_last_open_s": round(last_open - last, 2),
         "per_meter_from_first_request": spread(per_meter),
+        "stages_from_own_crossing_s": stage_spread(paths),
         "collector_bus_s": spread(bus_ms),
         "collector_waited_s": spread(wait_ms),
         "bus_time_bound": bound,
