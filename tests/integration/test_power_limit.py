@@ -141,6 +141,13 @@ async def test_a_limit_is_written_read_back_and_refused_where_the_model_has_none
         # Another limit under the same key is a conflict, not a second command.
         reused = await set_limit(api, meter.meter_id, "4.00", key="limit-1")
         assert reused.status_code == 409, reused.text
+        # A method the path does not take is the router's 405, whatever key it carries.
+        undeclared = await api.post(
+            f"/api/v1/meters/{meter.meter_id}/power-limit",
+            json={"kw": "4.00"},
+            headers={"Idempotency-Key": "limit-1"},
+        )
+        assert undeclared.status_code == 405, undeclared.text
 
         await wait_until(lambda: command_succeeded(api, command["id"]), timeout=20)
         assert meter.power_limit_kw == Decimal("3.50")

@@ -41,7 +41,7 @@ def build_public_app(*, operations: GatewayOperations, upstreams: Upstreams) -> 
     app.state.context = ApiContext(operations=operations, upstreams=upstreams)
     install_error_handlers(app)
     observe_http_requests(app, app_name="gateway")
-    app.add_middleware(IdempotencyKeys, operations=operations)
+    app.add_middleware(IdempotencyKeys, operations=operations, router=app.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

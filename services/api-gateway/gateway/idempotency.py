@@ -14,6 +14,7 @@ import hashlib
 from prepaid_common.errors import ServiceError
 from prepaid_common.http_errors import problem
 from starlette.responses import Response
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.operations import API_KEY_PREFIX, GatewayOperations
@@ -36,17 +37,28 @@ def keyed(method: str, path: str) -> bool:
 class IdempotencyKeys:
     """ASGI middleware keeping and replaying answers to POSTs sent with an Idempotency-Key."""
 
-    def __init__(self, app: ASGIApp, *, operations: GatewayOperations) -> None:
+    def __init__(
+        self, app: ASGIApp, *, operations: GatewayOperations, router: Router | None = None
+    ) -> None:
         self.app = app
         self.operations = operations
+        # The app's routes, read at each request (they are added after the middleware).
+        self.router = router
         self.in_flight: set[tuple[str, str]] = set()
+
+    def _routed(self, scope: Scope) -> bool:
+        """Whether a route takes this method at this path: any other request is the router's
+        404 or 405, never a key's 409 (a key reused on an undeclared method)."""
+        if self.router is None:
+            return True
+        return any(route.matches(scope)[0] is Match.FULL for route in self.router.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
         key_bytes = headers.get(HEADER.lower().encode())
         path: str = scope.get("path", "")
         method: str = scope.get("method", "")
-        if key_bytes is None or not keyed(method, path):
+        if key_bytes is None or not keyed(method, path) or not self._routed(scope):
             await self.app(scope, receive, send)
             return
         key = key_bytes.decode("latin-1")
