@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
-from prepaid_common.bus import Handler, MessageBus
+from prepaid_common.bus import MessageBus
 from prepaid_common.contracts import Envelope, utcnow
 from prepaid_common.contracts.api.collector import (
     DIALLED_KINDS,
@@ -27,7 +27,7 @@ from prepaid_common.contracts.api.collector import (
     DtuView,
     ReadAllQueued,
 )
-from prepaid_common.service import Service
+from prepaid_common.service import BatchSubscriptionSpec, Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from collector import api, handlers, records
@@ -108,16 +108,23 @@ class CollectorService(Service):
         self.operations = CollectorOperations(store=self.store, profiles=self.profiles, fleet=self)
 
     # --- bus ------------------------------------------------------------------------------
-    def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
-        accept = self.store.idempotent(handlers.accept_command)
+    def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
+        accept = self.store.idempotent_batch(handlers.accept_commands)
 
-        async def on_command_request(envelope: Envelope) -> None:
-            await accept(envelope)
-            # Only now is the command committed: the bus loop will find it. On another
-            # replica the owner finds it within a second (_follow_commands).
-            self._wake_owner(str(envelope.payload.get("meter_id", "")))
+        async def on_command_requests(envelopes: list[Envelope]) -> None:
+            await accept(envelopes)
+            # Only now are the commands committed: the bus loops will find them. On another
+            # replica the owner finds them within a second (_follow_commands).
+            for envelope in envelopes:
+                self._wake_owner(str(envelope.payload.get("meter_id", "")))
 
-        return [("commands", ["command.request.v1.#"], on_command_request)]
+        # No wait for more: a lone command goes at once, and a burst gathers by itself
+        # behind the transaction in flight.
+        return [
+            BatchSubscriptionSpec(
+                "commands", ["command.request.v1.#"], on_command_requests, max_batch=200, max_wait=0
+            )
+        ]
 
     def _wake_owner(self, meter_id: str) -> None:
         for poller, _task in self._pollers.values():
