@@ -120,6 +120,16 @@ class CommandHandlers:
             batch=request.batch,
         )
 
+    async def on_relay_requests(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        """Turn a burst of billing's requests into commands, in one transaction.
+
+        Taken in meter order (each meter's own requests in their delivery order), as the
+        relay reports are kept (``store.report_relays``): two transactions locking many
+        meters' rows then lock them in the same order and cannot deadlock.
+        """
+        for envelope in sorted(envelopes, key=lambda e: str(e.payload.get("meter_id", ""))):
+            await self.on_relay_requested(uow, envelope)
+
     async def on_supply_decided(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Keep billing's standing decision (a meter bound or swapped in) to hold its relay to."""
         decided = open_envelope(envelope, SupplyDecidedV1)

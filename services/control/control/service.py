@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from prepaid_common.bus import Handler, MessageBus
-from prepaid_common.service import Service
+from prepaid_common.service import BatchSubscriptionSpec, Service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control import api, operations
@@ -45,7 +45,6 @@ class ControlService(Service):
     def subscriptions(self) -> Sequence[tuple[str, Sequence[str], Handler]]:
         idempotent = self.store.idempotent
         return (
-            ("requests", ["relay.requested.v1.#"], idempotent(self.handlers.on_relay_requested)),
             ("credits", ["credit.requested.v1.#"], idempotent(self.handlers.on_credit_requested)),
             ("decisions", ["supply.decided.v1.#"], idempotent(self.handlers.on_supply_decided)),
             # A meter back online: its disagreement, if any, is re-issued without waiting.
@@ -56,6 +55,19 @@ class ControlService(Service):
                 "relays",
                 ["reading.v1.#", "reading.batch.v1.#"],
                 idempotent(self.handlers.on_readings),
+            ),
+        )
+
+    def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
+        # Billing's trips and closes in bursts (a mass event, a group command): one commit
+        # for what has arrived, not one each. No wait for more: a lone request goes at once.
+        return (
+            BatchSubscriptionSpec(
+                "requests",
+                ["relay.requested.v1.#"],
+                self.store.idempotent_batch(self.handlers.on_relay_requests),
+                max_batch=200,
+                max_wait=0,
             ),
         )
 

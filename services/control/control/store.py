@@ -185,7 +185,12 @@ async def report_relays(session: AsyncSession, reports: list[tuple[str, str, dat
             or_(meters.c.relay.is_(None), meters.c.relay != bindparam("state")),
         )
         .values(relay=bindparam("state"), relay_at=bindparam("at"), unconfirmed=False),
-        [{"m": meter, "state": state, "at": at} for meter, state, at in reports],
+        # In meter order: the rows are locked in the order of a burst of relay requests
+        # (handlers.on_relay_requests), so the two cannot deadlock.
+        [
+            {"m": meter, "state": state, "at": at}
+            for meter, state, at in sorted(reports, key=lambda r: (r[0], r[2]))
+        ],
         execution_options={"synchronize_session": False},
     )
 
