@@ -119,10 +119,16 @@ class UnitOfWork:
             },
         )
 
-    async def emit(self, message: Message) -> Envelope:
-        """Record a message to publish once this transaction commits."""
+    async def emit(self, message: Message, *, routing_key: str | None = None) -> Envelope:
+        """Record a message to publish once this transaction commits.
+
+        ``routing_key`` replaces the message's own (a reading batch routed to its shard).
+        """
         envelope = Envelope.wrap(
-            message, producer=self._store.service, correlation_id=correlation.current_id()
+            message,
+            producer=self._store.service,
+            correlation_id=correlation.current_id(),
+            routing_key=routing_key,
         )
         self._outbox_rows.append(
             {

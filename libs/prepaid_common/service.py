@@ -74,6 +74,8 @@ class BatchSubscriptionSpec:
     weigh: Weigh | None = None
     # Unacknowledged messages a broker may hand over (None: the bus decides).
     prefetch: int | None = None
+    # One consumer at a time across every process consuming the queue (a sharded queue).
+    single_active_consumer: bool = False
 
 
 class Service:
@@ -131,6 +133,7 @@ class Service:
                 max_wait=spec.max_wait,
                 weigh=spec.weigh,
                 prefetch=spec.prefetch,
+                single_active_consumer=spec.single_active_consumer,
             )
 
     async def start(self) -> None:

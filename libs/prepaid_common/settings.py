@@ -7,7 +7,7 @@ import hmac
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me"
@@ -37,6 +37,9 @@ class CommonSettings(BaseSettings):
     # Empty means the in-process bus (standalone mode only).
     amqp_url: str = ""
     bus_prefix: str = "prepaid"
+    # Shards of the readings (prepaid_common.contracts.sharding): the same on every collector
+    # and billing replica; 1 is one readings queue, as before sharding existed.
+    reading_shards: int = Field(default=1, ge=1, le=1024)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
     token_secret: SecretStr = SecretStr(DEVELOPMENT_SECRET)

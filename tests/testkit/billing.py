@@ -43,10 +43,14 @@ TIERED = TariffDefinition(
 TEST_TERMS = AccountTerms(warning_line=Decimal("5.00"))
 
 
-async def billing_on(database_url: str, bus: Any = None) -> BillingService:
+async def billing_on(
+    database_url: str, bus: Any = None, settings: BillingSettings | None = None
+) -> BillingService:
     """A migrated billing service on ``database_url`` (in-process bus unless given)."""
     service = build(
-        BillingSettings(), engine=create_engine(database_url), bus=bus or InProcessBus()
+        settings or BillingSettings(),
+        engine=create_engine(database_url),
+        bus=bus or InProcessBus(),
     )
     await service.migrate()
     return service

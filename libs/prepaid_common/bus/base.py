@@ -88,6 +88,9 @@ class BatchSubscription:
     # Unacknowledged messages the broker may hand over (None: three batches of single
     # items). A weighed queue sets it: its messages may each carry many items.
     prefetch: int | None = None
+    # Only one consumer of the queue takes messages at a time, even while another process
+    # consumes it too (a rolling restart); the next takes over with what it left unacked.
+    single_active_consumer: bool = False
 
     def weight(self, envelope: Envelope) -> int:
         """How much of ``max_batch`` a message takes (at least 1)."""
@@ -110,6 +113,7 @@ class MessageBus(Protocol):
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
         prefetch: int | None = None,
+        single_active_consumer: bool = False,
     ) -> None:
         """Register a batch subscription; call before ``start``."""
 

@@ -62,6 +62,7 @@ class InProcessBus:
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
         prefetch: int | None = None,  # nothing is prefetched in process
+        single_active_consumer: bool = False,  # one process: one consumer anyway
     ) -> None:
         # publish() returns only after the subscriber committed, so nothing ever queues up
         # here: each batch holds the message being published, or up to max_batch items of

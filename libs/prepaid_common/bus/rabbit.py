@@ -161,9 +161,19 @@ class RabbitBus:
         max_wait: float = 0.05,
         weigh: Weigh | None = None,
         prefetch: int | None = None,
+        single_active_consumer: bool = False,
     ) -> None:
         self._batch_subscriptions.append(
-            BatchSubscription(queue, tuple(bindings), handler, max_batch, max_wait, weigh, prefetch)
+            BatchSubscription(
+                queue,
+                tuple(bindings),
+                handler,
+                max_batch,
+                max_wait,
+                weigh,
+                prefetch,
+                single_active_consumer,
+            )
         )
 
     async def start(self) -> None:
@@ -195,7 +205,12 @@ class RabbitBus:
             # Three batches: one committing, one being worked, the next one arriving; or
             # what a weighed subscription says (its messages may carry many items each).
             prefetch = batched.prefetch or max(self._prefetch, 3 * batched.max_batch)
-            queue = await self._declare_queue(batched.queue, batched.bindings, prefetch)
+            queue = await self._declare_queue(
+                batched.queue,
+                batched.bindings,
+                prefetch,
+                single_active_consumer=batched.single_active_consumer,
+            )
             self._consumers.append(
                 asyncio.create_task(self._consume_batches(queue.name, prefetch, batched))
             )
@@ -219,19 +234,26 @@ class RabbitBus:
             await asyncio.sleep(DEAD_LETTER_WATCH_SECONDS)
 
     async def _declare_queue(
-        self, name: str, bindings: Sequence[str], prefetch: int
+        self,
+        name: str,
+        bindings: Sequence[str],
+        prefetch: int,
+        *,
+        single_active_consumer: bool = False,
     ) -> AbstractQueue:
         assert self._connection is not None
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
+        arguments: dict[str, object] = {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": f"{self._prefix}.dead",
+            "x-delivery-limit": MAX_DELIVERIES,
+        }
+        if single_active_consumer:
+            # Added only where asked: a queue's arguments cannot change once declared.
+            arguments["x-single-active-consumer"] = True
         queue = await channel.declare_queue(
-            self.queue_name(name),
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": f"{self._prefix}.dead",
-                "x-delivery-limit": MAX_DELIVERIES,
-            },
+            self.queue_name(name), durable=True, arguments=arguments
         )
         for pattern in bindings:
             await queue.bind(self.exchange_name, routing_key=pattern)

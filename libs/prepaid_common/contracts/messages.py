@@ -350,9 +350,14 @@ class Envelope(BaseModel):
 
     @classmethod
     def wrap(
-        cls, message: Message, *, producer: str, correlation_id: str | None = None
+        cls,
+        message: Message,
+        *,
+        producer: str,
+        correlation_id: str | None = None,
+        routing_key: str | None = None,
     ) -> Envelope:
-        """Wrap a message for publishing.
+        """Wrap a message for publishing (under its own routing key unless one is given).
 
         The message was validated when it was built and its JSON dump is a plain dict, so
         the envelope is assembled without validating the same data a second time.
@@ -360,7 +365,7 @@ class Envelope(BaseModel):
         return cls.model_construct(
             message_id=str(uuid.uuid4()),
             type=message.TYPE,
-            routing_key=message.routing_key(),
+            routing_key=routing_key or message.routing_key(),
             producer=producer,
             payload=message.model_dump(mode="json"),
             correlation_id=correlation_id,

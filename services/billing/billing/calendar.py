@@ -4,12 +4,16 @@ and every account's supply re-decided as friendly hours and holds begin and end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from prepaid_common.contracts import utcnow
 from prepaid_common.outbox import ServiceStore, UnitOfWork
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billing import partitions
@@ -26,6 +30,11 @@ from billing.store.balances import arrears_of, balance_of
 from billing.store.reference import ReferenceCache
 
 log = logging.getLogger(__name__)
+
+# The PostgreSQL advisory lock a replica holds while it sweeps: with several billing
+# replicas, one sweeps at a time and the others skip that round (two at once would race
+# to create the same reading partition, and to post one account's charges).
+SWEEP_LOCK_KEY = int.from_bytes(hashlib.sha256(b"billing calendar sweep").digest()[:8], "big") >> 1
 
 
 class BillingCalendar:
@@ -82,12 +91,46 @@ class BillingCalendar:
             log.info("expired reading partitions dropped", extra={"partitions": dropped})
         return dropped
 
+    async def sweep_unless_another_is(self) -> bool:
+        """Sweep unless another replica is sweeping now; return whether this one swept."""
+        async with self._sweep_lock() as held:
+            if held:
+                await self.sweep()
+            return held
+
+    @contextlib.asynccontextmanager
+    async def _sweep_lock(self) -> AsyncIterator[bool]:
+        """Hold the sweep lock for the block if no other replica holds it; yield whether held.
+
+        A session lock on a connection of its own, so that the sweep's transactions stay
+        short; a replica that dies loses its connection and with it the lock.
+        """
+        if self.engine.dialect.name != "postgresql":
+            yield True  # SQLite: one process (standalone)
+            return
+        async with self.engine.connect() as connection:
+            key = {"key": SWEEP_LOCK_KEY}
+            held = bool(await connection.scalar(text("SELECT pg_try_advisory_lock(:key)"), key))
+            await connection.commit()  # the lock outlives the transaction; no idle one kept
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        await connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                        await connection.commit()
+                    except BaseException:
+                        # Never hand a connection still holding the lock back to the pool.
+                        await connection.invalidate()
+                        raise
+
     async def run_forever(self) -> None:
-        """Sweep every ``interval`` seconds; a failed sweep is logged and tried again."""
+        """Sweep every ``interval`` seconds (one replica at a time); a failed sweep is logged
+        and tried again."""
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self.sweep()
+                await self.sweep_unless_another_is()
                 async with self.store.sessionmaker() as session:
                     await site_state.measure(session)
             except Exception:

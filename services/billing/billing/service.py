@@ -12,6 +12,8 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from prepaid_common.bus import Handler
+from prepaid_common.contracts import ReadingBatchV1, ReadingV1
+from prepaid_common.contracts.sharding import shard_bindings
 from prepaid_common.service import BatchSubscriptionSpec, Service
 
 from billing.calendar import BillingCalendar
@@ -86,17 +88,32 @@ class BillingService(Service):
 
     def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
         settings = self.parts.settings
-        return (
-            BatchSubscriptionSpec(
-                "readings",
-                # reading.v1 one reading a message, reading.batch.v1 (collectors) many.
-                ["reading.v1.#", "reading.batch.v1.#"],
-                self.store.idempotent_batch(self.handlers.handle_readings),
+        handler = self.store.idempotent_batch(self.handlers.handle_readings)
+
+        def readings(queue: str, bindings: list[str], *, sharded: bool) -> BatchSubscriptionSpec:
+            return BatchSubscriptionSpec(
+                queue,
+                bindings,
+                handler,
                 max_batch=settings.billing_reading_batch_max,
                 max_wait=settings.billing_reading_batch_wait_seconds,
                 weigh=readings_carried,
                 prefetch=settings.billing_reading_prefetch,
-            ),
+                # A shard is taken by one replica at a time, so its meters' order holds
+                # while replicas come and go (docs/architecture.md, Billing replicas).
+                single_active_consumer=sharded,
+            )
+
+        if settings.reading_shards == 1:
+            # reading.v1 one reading a message, reading.batch.v1 (collectors) many.
+            return (readings("readings", ["reading.v1.#", "reading.batch.v1.#"], sharded=False),)
+        return tuple(
+            readings(
+                f"readings-shard-{shard}",
+                shard_bindings((ReadingV1.TYPE, ReadingBatchV1.TYPE), shard),
+                sharded=True,
+            )
+            for shard in settings.reading_shards_owned()
         )
 
     def routers(self) -> Sequence[APIRouter]:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import socket
 from decimal import Decimal
 
+from prepaid_common.contracts.sharding import owned_shards
 from prepaid_common.settings import CommonSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from billing.domain.rating import DEFAULT_MAX_POWER_KW
+
+# A StatefulSet names its pods <name>-<ordinal>: billing-0, billing-1, ...
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def ordinal_of(hostname: str) -> int | None:
+    """Return the ordinal a StatefulSet pod's host name ends in (``billing-2``: 2)."""
+    match = _ORDINAL.search(hostname.split(".", 1)[0])
+    return int(match.group(1)) if match else None
 
 
 class BillingSettings(CommonSettings):
@@ -48,3 +60,29 @@ class BillingSettings(CommonSettings):
     billing_max_power_kw: Decimal = Field(default=DEFAULT_MAX_POWER_KW, gt=0)
     # Seconds between calendar sweeps (fixed charges, debt recovery, holds and windows).
     billing_sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    # Billing replicas sharing the reading shards (PREPAID_READING_SHARDS), and which one
+    # this is: it takes the shards k with k % replicas == replica. The replica defaults to
+    # the ordinal of a StatefulSet host name (billing-2: 2); PREPAID_BILLING_REPLICA wins.
+    billing_replicas: int = Field(default=1, ge=1, le=1024)
+    billing_replica: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _place_replica(self) -> BillingSettings:
+        if self.billing_replica is None:
+            ordinal = ordinal_of(socket.gethostname()) if self.billing_replicas > 1 else None
+            if self.billing_replicas > 1 and ordinal is None:
+                raise ValueError(
+                    "PREPAID_BILLING_REPLICAS is above 1: set PREPAID_BILLING_REPLICA, or run "
+                    "billing as a StatefulSet whose host names end in the ordinal (billing-2)"
+                )
+            self.billing_replica = ordinal or 0
+        if self.billing_replica >= self.billing_replicas:
+            raise ValueError(
+                f"PREPAID_BILLING_REPLICA {self.billing_replica} is not below "
+                f"PREPAID_BILLING_REPLICAS {self.billing_replicas}"
+            )
+        return self
+
+    def reading_shards_owned(self) -> list[int]:
+        """Return the reading shards this replica takes."""
+        return owned_shards(self.reading_shards, self.billing_replicas, self.billing_replica or 0)

@@ -49,4 +49,5 @@ def build(settings: CollectorSettings, *, engine: AsyncEngine, bus: MessageBus) 
         clock_check_interval=settings.collector_clock_check_seconds,
         meter_timezone=ZoneInfo(zone) if zone else None,
         lease_seconds=settings.collector_lease_seconds,
+        reading_shards=settings.reading_shards,
     )

@@ -74,6 +74,7 @@ class CollectorService(Service):
         clock_check_interval: float = 3600.0,
         meter_timezone: tzinfo | None = None,
         lease_seconds: float = 15.0,
+        reading_shards: int = 1,
     ) -> None:
         super().__init__(engine=engine, bus=bus)
         if poll_interval <= 0 or request_timeout <= 0 or lease_seconds <= 0:
@@ -89,6 +90,7 @@ class CollectorService(Service):
         self.profiles: Mapping[str, Profile] = profiles if profiles is not None else load_profiles()
         self.instance = instance or socket.gethostname()
         self.lease_seconds = lease_seconds
+        self.reading_shards = reading_shards
         self.live_replicas: list[str] = []
         # None: no listener (tests that do not need one); 0: any free port.
         self.listener: DtuListener | None = None
@@ -133,7 +135,7 @@ class CollectorService(Service):
 
     # --- loops ----------------------------------------------------------------------------
     async def background(self) -> Sequence[asyncio.Task[None]]:
-        self._sink = ReadingSink(self.store, source=self.instance)
+        self._sink = ReadingSink(self.store, source=self.instance, shards=self.reading_shards)
         if self.listener is not None:
             await self.listener.start()
         return [

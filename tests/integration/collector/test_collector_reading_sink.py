@@ -201,3 +201,26 @@ async def test_a_reading_taken_before_a_commands_read_back_keeps_the_relay_it_le
     await write_outcomes(store, [newer], relay_set_at=fence)
     assert (await records.get_meter(store, "B1-01")).relay == "closed"
     assert fence == {}  # a newer reading is in: the fence is dropped
+
+
+async def test_sharded_readings_leave_as_one_batch_per_shard(store: ServiceStore) -> None:
+    # PREPAID_READING_SHARDS=4: B1-01 is on shard 2, B1-02 on shard 0.
+    at = utcnow()
+    outcomes = [
+        PollOutcome("B1", "B1-01", at, reading("1.000")),
+        PollOutcome("B1", "B1-02", at, reading("2.000")),
+        PollOutcome("B1", "B1-01", at + timedelta(seconds=1), reading("1.500")),
+        PollOutcome("B1", "B1-02", at + timedelta(seconds=1), reading("2.500")),
+    ]
+    await write_outcomes(store, outcomes, source="c-7", shards=4)
+    async with store.sessionmaker() as session:
+        rows = await session.execute(select(store.outbox.c.envelope).order_by(store.outbox.c.id))
+        batches = [
+            (e["routing_key"], [(r["meter_id"], r["energy_kwh"]) for r in e["payload"]["readings"]])
+            for (e,) in rows
+            if e["type"] == "reading.batch.v1"
+        ]
+    assert batches == [
+        ("reading.batch.v1.shard=0.c-7", [("B1-02", "2.000"), ("B1-02", "2.500")]),
+        ("reading.batch.v1.shard=2.c-7", [("B1-01", "1.000"), ("B1-01", "1.500")]),
+    ]
