@@ -89,6 +89,9 @@ class BillingService(Service):
     def batch_subscriptions(self) -> Sequence[BatchSubscriptionSpec]:
         settings = self.parts.settings
         handler = self.store.idempotent_batch(self.handlers.handle_readings)
+        owned = settings.reading_shards_owned()
+        # The prefetch bounds the messages in hand across the replica's reading queues.
+        prefetch = -(-settings.billing_reading_prefetch // max(len(owned), 1))
 
         def readings(queue: str, bindings: list[str], *, sharded: bool) -> BatchSubscriptionSpec:
             return BatchSubscriptionSpec(
@@ -98,22 +101,24 @@ class BillingService(Service):
                 max_batch=settings.billing_reading_batch_max,
                 max_wait=settings.billing_reading_batch_wait_seconds,
                 weigh=readings_carried,
-                prefetch=settings.billing_reading_prefetch,
+                prefetch=prefetch,
                 # A shard is taken by one replica at a time, so its meters' order holds
                 # while replicas come and go (docs/architecture.md, Billing replicas).
                 single_active_consumer=sharded,
             )
 
         if settings.reading_shards == 1:
-            # reading.v1 one reading a message, reading.batch.v1 (collectors) many.
-            return (readings("readings", ["reading.v1.#", "reading.batch.v1.#"], sharded=False),)
+            # reading.v1 one reading a message, reading.batch.v1 (collectors) many; the one
+            # queue as before sharding (taken by replica 0 only, if several run).
+            bindings = ["reading.v1.#", "reading.batch.v1.#"]
+            return (readings("readings", bindings, sharded=False),) if owned else ()
         return tuple(
             readings(
                 f"readings-shard-{shard}",
                 shard_bindings((ReadingV1.TYPE, ReadingBatchV1.TYPE), shard),
                 sharded=True,
             )
-            for shard in settings.reading_shards_owned()
+            for shard in owned
         )
 
     def routers(self) -> Sequence[APIRouter]:

@@ -95,3 +95,21 @@ async def test_each_shard_taken_is_a_queue_of_its_own() -> None:
         ]
     finally:
         await engine.dispose()
+
+
+async def test_a_replica_beyond_the_shards_takes_no_readings() -> None:
+    engine = create_engine("sqlite+aiosqlite://")
+    try:
+        for shards, replica in ((1, 1), (2, 2)):
+            settings = BillingSettings(
+                reading_shards=shards, billing_replicas=3, billing_replica=replica
+            )
+            assert build(settings, engine=engine, bus=InProcessBus()).batch_subscriptions() == ()
+        # The prefetch is shared by the queues a replica takes.
+        settings = BillingSettings(
+            reading_shards=8, billing_replicas=2, billing_replica=0, billing_reading_prefetch=1000
+        )
+        specs = build(settings, engine=engine, bus=InProcessBus()).batch_subscriptions()
+        assert [spec.prefetch for spec in specs] == [250] * 4
+    finally:
+        await engine.dispose()
