@@ -93,13 +93,13 @@ class BillingCalendar:
 
     async def sweep_unless_another_is(self) -> bool:
         """Sweep unless another replica is sweeping now; return whether this one swept."""
-        async with self._sweep_lock() as held:
+        async with self.sweep_lock() as held:
             if held:
                 await self.sweep()
             return held
 
     @contextlib.asynccontextmanager
-    async def _sweep_lock(self) -> AsyncIterator[bool]:
+    async def sweep_lock(self) -> AsyncIterator[bool]:
         """Hold the sweep lock for the block if no other replica holds it; yield whether held.
 
         A session lock on a connection of its own, so that the sweep's transactions stay

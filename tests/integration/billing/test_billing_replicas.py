@@ -229,7 +229,7 @@ async def test_the_calendar_sweeps_on_one_replica_at_a_time(postgres_url: str) -
     first = await billing_on(postgres_url, settings=settings(1, 2, 0))
     second = await billing_on(postgres_url, settings=settings(1, 2, 1))
     try:
-        async with first.calendar._sweep_lock() as held:
+        async with first.calendar.sweep_lock() as held:
             assert held
             assert not await second.calendar.sweep_unless_another_is()
         # Released with the block: the other replica sweeps the next round.
