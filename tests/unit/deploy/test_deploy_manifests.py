@@ -34,6 +34,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 K8S_DIRS = (ROOT / "deploy" / "k8s", ROOT / "deploy" / "k8s-demo")
+# The city shapes of docs/scaling.md: overlays of deploy/k8s that only change its scale.
+CITY_DIRS = (ROOT / "deploy" / "k8s-city-1m", ROOT / "deploy" / "k8s-city-10m")
+SCALING_DOC = ROOT / "docs" / "scaling.md"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
@@ -181,7 +184,8 @@ def manifest_files(directory: Path) -> list[Path]:
 
 @functools.cache
 def k8s_objects(directory: Path) -> tuple[dict[str, Any], ...]:
-    """Every object the kustomization in ``directory`` builds (resources followed)."""
+    """Every object the kustomization in ``directory`` builds (resources followed, and the
+    ConfigMaps of its configMapGenerator under their names without kustomize's hash)."""
     objects: list[dict[str, Any]] = []
     for resource in kustomization(directory).get("resources", []):
         target = (directory / resource).resolve()
@@ -189,7 +193,64 @@ def k8s_objects(directory: Path) -> tuple[dict[str, Any], ...]:
             objects.extend(k8s_objects(target))
         else:
             objects.extend(load_documents(target))
+    objects = [json.loads(json.dumps(o)) for o in objects]  # the cache's copies stay as read
+    for generator in kustomization(directory).get("configMapGenerator", []):
+        data = dict(literal.split("=", 1) for literal in generator.get("literals", []))
+        found = [
+            o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == generator["name"]
+        ]
+        if generator.get("behavior") == "merge":
+            assert found, f"{directory.name}: merges into no ConfigMap {generator['name']}"
+            found[0]["data"].update(data)
+            continue
+        assert not found, f"{directory.name}: ConfigMap {generator['name']} twice"
+        labels = generator.get("options", {}).get("labels", {})
+        metadata = {"name": generator["name"], "namespace": kustomization(directory)["namespace"]}
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata | ({"labels": labels} if labels else {}),
+                "data": data,
+            }
+        )
     return tuple(objects)
+
+
+def generated_config_maps(directory: Path) -> set[str]:
+    """Names of the ConfigMaps a kustomization's generators make, its bases' included."""
+    names = {g["name"] for g in kustomization(directory).get("configMapGenerator", [])}
+    for resource in kustomization(directory).get("resources", []):
+        target = (directory / resource).resolve()
+        if target.is_dir():
+            names |= generated_config_maps(target)
+    return names
+
+
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl kustomize` builds from ``directory``; skips where kubectl is missing."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed here; the YAML checks above still ran")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def unhashed(obj: dict[str, Any], generated: set[str]) -> str:
+    """An object's name, less the hash kustomize appends to a generated ConfigMap's."""
+    name: str = obj["metadata"]["name"]
+    if obj["kind"] == "ConfigMap":
+        base, _, suffix = name.rpartition("-")
+        if base in generated and len(suffix) == 10:
+            return base
+    return name
 
 
 def deleted_by_patches(directory: Path) -> set[tuple[str, str]]:
@@ -960,7 +1021,9 @@ def test_k8s_services_select_pods_and_their_ports() -> None:
 
 def test_k8s_urls_in_the_config_map_name_services_and_their_ports() -> None:
     objects = k8s_objects(K8S_DIRS[0])
-    (config,) = of_kind(objects, "ConfigMap")
+    (config,) = [
+        o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == "prepaid-config"
+    ]
     services = {
         s["metadata"]["name"]: {p["port"] for p in s["spec"]["ports"]}
         for s in of_kind(objects, "Service")
@@ -989,9 +1052,10 @@ def secret_files(workload: dict[str, Any], container: dict[str, Any]) -> set[str
 
 
 def test_k8s_config_and_secret_references_exist() -> None:
-    for directory in K8S_DIRS:
+    for directory in K8S_DIRS + CITY_DIRS:
         objects = k8s_objects(directory)
         maps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
+        map_keys = {o["metadata"]["name"]: set(o["data"]) for o in of_kind(objects, "ConfigMap")}
         secrets = {
             o["metadata"]["name"]: set(o.get("stringData", {})) | set(o.get("data", {}))
             for o in of_kind(objects, "Secret")
@@ -1020,6 +1084,11 @@ def test_k8s_config_and_secret_references_exist() -> None:
                     if ref:
                         assert ref["key"] in secrets.get(ref["name"], set()), (
                             f"{name}: {variable} refers to a missing secret key"
+                        )
+                    ref = item.get("valueFrom", {}).get("configMapKeyRef")
+                    if ref:
+                        assert ref["key"] in map_keys.get(ref["name"], set()), (
+                            f"{name}: {variable} refers to a missing ConfigMap key"
                         )
                 # The common settings refuse to start in production without these.
                 if module_of([str(a) for a in container.get("args", [])]) in {
@@ -1103,12 +1172,26 @@ def test_compose_collector_takes_dial_in_dtus_under_a_fixed_name() -> None:
 
 
 def test_single_consumer_services_never_run_two_pods() -> None:
-    # Billing and control consume their queues in order (per meter): two pods side by side,
-    # even during a rolling update, would compete for the same queue.
-    for name in ("billing", "control"):
-        workload = named_workload(k8s_objects(K8S_DIRS[0]), name)
-        assert workload["spec"]["replicas"] == 1, name
-        assert workload["spec"]["strategy"]["type"] == "Recreate", name
+    # Control consumes its queues in order (per meter): two pods side by side, even during a
+    # rolling update, would compete for the same queue.
+    workload = named_workload(k8s_objects(K8S_DIRS[0]), "control")
+    assert workload["spec"]["replicas"] == 1
+    assert workload["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_billing_statefulset_gives_each_replica_its_ordinal() -> None:
+    # Billing shards the readings over replicas: each pod's host name ends in the ordinal
+    # that says which shards are its own, and a rolling update replaces one ordinal at a time.
+    objects = k8s_objects(K8S_DIRS[0])
+    billing = named_workload(objects, "billing")
+    assert billing["kind"] == "StatefulSet"
+    assert billing["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    (governing,) = [
+        s
+        for s in of_kind(objects, "Service")
+        if s["metadata"]["name"] == billing["spec"]["serviceName"]
+    ]
+    assert governing["spec"].get("clusterIP") == "None", "the governing Service is headless"
 
 
 def test_billing_has_a_disruption_budget_that_lets_a_drain_finish() -> None:
@@ -1230,22 +1313,69 @@ def test_demo_simulator_service_exposes_every_dtu_port() -> None:
     assert exposed == set(range(base, base + dtus))
 
 
-@pytest.mark.parametrize("directory", K8S_DIRS, ids=lambda d: d.name)
+@pytest.mark.parametrize("directory", K8S_DIRS + CITY_DIRS, ids=lambda d: d.name)
 def test_kustomize_builds_when_kubectl_is_installed(directory: Path) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed here; the YAML checks above still ran")
-    done = subprocess.run(
-        [kubectl, "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    built = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(done.stdout)}
+    generated = generated_config_maps(directory)
+    built = {(doc["kind"], unhashed(doc, generated)) for doc in kustomize_build(directory)}
     expected = {(o["kind"], o["metadata"]["name"]) for o in k8s_objects(directory)}
     assert built == expected - deleted_by_patches(directory)
+
+
+def scale_of(objects: list[dict[str, Any]]) -> tuple[str, dict[str, str]]:
+    """The built prepaid-scale ConfigMap: its hashed name and its values."""
+    (scale,) = [
+        o
+        for o in of_kind(objects, "ConfigMap")
+        if unhashed(o, {"prepaid-scale"}) == "prepaid-scale"
+    ]
+    return scale["metadata"]["name"], scale["data"]
+
+
+@pytest.mark.parametrize("directory", K8S_DIRS + CITY_DIRS, ids=lambda d: d.name)
+def test_replicas_and_shards_come_from_the_scale_values(directory: Path) -> None:
+    # One place for the scale: the StatefulSets' replica counts are the prepaid-scale
+    # ConfigMap's values (components/scale copies them), and collector and billing read the
+    # one shard count from it. An overlay that merges values but forgets the component
+    # would keep the base's counts: this fails then.
+    objects = kustomize_build(directory)
+    name, values = scale_of(objects)
+    collector = named_workload(objects, "collector")
+    billing = named_workload(objects, "billing")
+    assert collector["spec"]["replicas"] == int(values["collector-replicas"])
+    assert billing["spec"]["replicas"] == int(values["PREPAID_BILLING_REPLICAS"])
+    shards = int(values["PREPAID_READING_SHARDS"])
+    assert 1 <= billing["spec"]["replicas"] <= shards, "a billing replica without a shard"
+    assert float(values["PREPAID_POLL_INTERVAL_SECONDS"]) > 0
+    expected = {
+        "collector": {"PREPAID_READING_SHARDS", "PREPAID_POLL_INTERVAL_SECONDS"},
+        "billing": {"PREPAID_READING_SHARDS", "PREPAID_BILLING_REPLICAS"},
+    }
+    for workload in (collector, billing):
+        (container,) = pod_spec(workload)["containers"]
+        env = container_env(container)
+        for variable in expected[workload["metadata"]["name"]]:
+            reference = env[variable]["valueFrom"]["configMapKeyRef"]
+            assert reference == {"name": name, "key": variable}, variable
+    # Billing's index is its pod's ordinal (billing-2), never one value for every pod.
+    assert "PREPAID_BILLING_REPLICA" not in container_env(pod_spec(billing)["containers"][0])
+
+
+@pytest.mark.parametrize("directory", CITY_DIRS, ids=lambda d: d.name)
+def test_city_overlays_change_the_scale_only_and_are_documented(directory: Path) -> None:
+    base = {(o["kind"], unhashed(o, {"prepaid-scale"})): o for o in kustomize_build(K8S_DIRS[0])}
+    city = {(o["kind"], unhashed(o, {"prepaid-scale"})): o for o in kustomize_build(directory)}
+    assert city.keys() == base.keys()
+    _, values = scale_of(list(city.values()))
+    _, base_values = scale_of(list(base.values()))
+    assert values.keys() == base_values.keys(), "an overlay sets only the base's scale values"
+    assert values != base_values
+    assert int(values["collector-replicas"]) > 1
+    assert int(values["PREPAID_BILLING_REPLICAS"]) > 1
+    # docs/scaling.md derives each overlay's numbers and names the overlay.
+    doc = SCALING_DOC.read_text(encoding="utf-8")
+    assert f"deploy/{directory.name}" in doc
+    for value in values.values():
+        assert value in doc, f"docs/scaling.md never states {value}"
 
 
 # --- secrets and docs ---------------------------------------------------------------------
@@ -1333,5 +1463,7 @@ def test_only_the_gateway_and_prometheus_reach_the_internal_apis() -> None:
     assert all("podSelector" in s or "namespaceSelector" in s for s in sources)
     assert not any(s.get("ipBlock") for s in sources), "no address range reaches them"
     # Pods are reached through their Services: they listen beyond loopback in the cluster.
-    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    config = next(
+        o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"] == "prepaid-config"
+    )
     assert config["data"]["PREPAID_LISTEN_HOST"] == "0.0.0.0"
