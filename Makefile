@@ -49,6 +49,9 @@ bench-control: venv ## Seal and open CPU per command; relays converging with 5% 
 bench-relay-latency: venv ## Money to relay reported, on 10,000 polled meters at 9600 baud: trip, top-up, paid notification, a 1,000-account mass event (bench-results/relay-latency.json; ~20 min)
 	$(BIN)/python benchmarks/bench_relay_latency.py $(BENCH_ARGS)
 
+bench-city: venv ## A city on one box: 100,000 meters, 2 collector replicas, 60-s cycle; freshness, reading to balance, mass event, CPU/memory/DB growth (bench-results/city.json; ~40 min)
+	$(BIN)/python benchmarks/bench_city.py $(BENCH_ARGS)
+
 bench-site: venv ## The standalone product with 2,000 meters: first start, every meter read, memory, restart (bench-results/site.json; ~5 min)
 	$(BIN)/python benchmarks/bench_site.py $(BENCH_ARGS)
 
@@ -77,4 +80,4 @@ format: venv ## Format the code
 clean: ## Remove the virtual environment, caches and the standalone data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis data
 
-.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-relay-latency bench-site bench-import bench-collector chaos fuzz lint format clean
+.PHONY: help venv run run-cluster simulator test test-unit bench-loop bench-billing bench-payments bench-control bench-relay-latency bench-city bench-site bench-import bench-collector chaos fuzz lint format clean

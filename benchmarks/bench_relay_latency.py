@@ -473,9 +473,11 @@ class Tap:
         self.by_key[(envelope["type"], key)].append((arrived, payload))
 
     def first_after(
-        self, kind: str, key: str, after: float, **match: Any
+        self, event: str, key: str, after: float, /, **match: Any
     ) -> tuple[float, dict[str, Any]] | None:
-        for arrived, payload in self.by_key.get((kind, key), []):
+        """The first ``event`` for ``key`` that arrived at ``after`` or later and whose payload
+        has every ``match`` field (``kind="refund"``: a balance change by a refund)."""
+        for arrived, payload in self.by_key.get((event, key), []):
             if arrived >= after and all(payload.get(k) == v for k, v in match.items()):
                 return arrived, payload
         return None
@@ -529,17 +531,16 @@ class Relays:
             await self.connection.close()
 
 
-def collector_lines(path: Path) -> dict[str, dict[str, Any]]:
-    """The collector's "command carried out" lines, by command id."""
+def collector_lines(scratch: Path) -> dict[str, dict[str, Any]]:
+    """The collectors' "command carried out" lines (every replica's log), by command id."""
     lines: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return lines
-    for text in path.read_text(errors="replace").splitlines():
-        if "command carried out" not in text:
-            continue
-        with contextlib.suppress(json.JSONDecodeError):
-            record = json.loads(text)
-            lines[record["command_id"]] = record
+    for path in sorted(scratch.glob("collector*.log")):
+        for text in path.read_text(errors="replace").splitlines():
+            if "command carried out" not in text:
+                continue
+            with contextlib.suppress(json.JSONDecodeError):
+                record = json.loads(text)
+                lines[record["command_id"]] = record
     return lines
 
 
@@ -621,7 +622,7 @@ async def singles(
             credit = tap.first_after("balance.changed.v1", account, posted - 1)
             start = posted if credit is None else stamp(credit[1]["at"])
             samples.append({"meter": meter, "start": start, "seen": seen[meter]})
-    carried = collector_lines(cluster.scratch / "collector.log")
+    carried = collector_lines(cluster.scratch)
     for sample in samples:
         if not sample.get("missed"):
             sample["stages"] = stages(
@@ -704,7 +705,7 @@ async def notifications(
                     "answered_s": round(answered - received, 3),
                 }
             )
-    carried = collector_lines(cluster.scratch / "collector.log")
+    carried = collector_lines(cluster.scratch)
     for sample in samples:
         if not sample.get("missed"):
             sample["stages"] = stages(
@@ -720,23 +721,34 @@ async def notifications(
 
 
 async def mass_event(
-    cluster: Cluster, tap: Tap, relays: Relays, accounts: list[str], args: argparse.Namespace
+    cluster: Cluster,
+    tap: Tap,
+    relays: Relays,
+    accounts: list[str],
+    args: argparse.Namespace,
+    *,
+    action: str = "refund",
 ) -> dict[str, Any]:
-    """Refund every account at once; time until the last relay is reported open."""
+    """Refund every account at once (``action="top_up"``: top every one up at the counter);
+    time until the last relay is reported open (closed)."""
     headers = {"X-Service-Credential": cluster.credential}
     meters = [a.removeprefix("ACC-") for a in accounts]
     limit = asyncio.Semaphore(args.mass_concurrency)
+    service, wanted = ("billing", "open") if action == "refund" else ("payments", "closed")
     began = time.time()
     async with httpx.AsyncClient(
-        base_url=cluster.url("billing"), headers=headers, timeout=120
+        base_url=cluster.url(service), headers=headers, timeout=120
     ) as api:
 
         async def one(account: str) -> None:
             async with limit:
-                await refund(api, account, "mass")
+                if action == "refund":
+                    await refund(api, account, "mass")
+                else:
+                    await top_up(api, account, "mass")
 
         posting = asyncio.gather(*(one(a) for a in accounts))
-        seen_task = asyncio.create_task(relays.wait(meters, "open", time.monotonic() + 900))
+        seen_task = asyncio.create_task(relays.wait(meters, wanted, time.monotonic() + 900))
         await posting
         posted = time.time()
         seen = await seen_task
@@ -744,13 +756,14 @@ async def mass_event(
     crossings = []
     crossed: dict[str, float] = {}
     for account in accounts:
-        credit = tap.first_after("balance.changed.v1", account, began - 1)
+        # Its own move (a refund's notice can still be on its way when the top-ups begin).
+        credit = tap.first_after("balance.changed.v1", account, began - 1, kind=action)
         if credit is not None:
             crossed[account.removeprefix("ACC-")] = stamp(credit[1]["at"])
             crossings.append(stamp(credit[1]["at"]))
     first, last = min(crossings), max(crossings)
     per_meter = [seen[m] - began for m in meters if m in seen]
-    carried = collector_lines(cluster.scratch / "collector.log")
+    carried = collector_lines(cluster.scratch)
     # Each meter's path from its own crossing: where a mass event's commands wait.
     paths = [
         {"stages": stages(tap, carried, m, crossed[m], seen[m])}
@@ -771,10 +784,10 @@ async def mass_event(
         "accounts": len(accounts),
         "buses": per_bus,
         "left_behind": len(meters) - len(seen),
-        "refunds_posted_s": round(posted - began, 2),
+        f"{action}s_posted_s": round(posted - began, 2),
         "crossings_span_s": round(last - first, 2),
-        "first_crossing_to_last_open_s": round(last_open - first, 2),
-        "last_crossing_to_last_open_s": round(last_open - last, 2),
+        f"first_crossing_to_last_{wanted}_s": round(last_open - first, 2),
+        f"last_crossing_to_last_{wanted}_s": round(last_open - last, 2),
         "per_meter_from_first_request": spread(per_meter),
         "stages_from_own_crossing_s": stage_spread(paths),
         "collector_bus_s": spread(bus_ms),
