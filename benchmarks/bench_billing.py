@@ -16,6 +16,13 @@ Readings travel as collectors send them (``--format batch``, the default): ``rea
 messages of up to 250 readings, a paced publisher sending what is due every 50 ms as the
 collector's reading sink does. ``--format single`` sends one ``reading.v1`` per reading.
 
+``--replicas 1,2,4`` measures billing scaled out instead (docs/architecture.md, Billing
+replicas): the readings sharded over ``--shards`` queues (default: the most replicas asked
+for) as collectors shard them, then, one after the other on the same seeded database, 1, 2
+and 4 billing processes draining a preload of their own (replica i of N takes the shards
+k with k % N == i); each trial's first round is its warm-up. No COPY or latency run; the
+readings/s of each replica count side by side in ``bench-results/billing-replicas.json``.
+
 Writes ``bench-results/billing.json``; exits non-zero only on errors, never on a missed
 target. Cleans up its database and queues.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -82,7 +90,7 @@ def readings(base: datetime, meters: int, rounds: range) -> list[Any]:
     ]
 
 
-def message(batch: list[Any], form: str) -> Message:
+def message(batch: list[Any], form: str, routing_key: str | None = None) -> Message:
     """One message: a reading.batch.v1 of ``batch``, or (single) a reading.v1 of its one."""
     from prepaid_common.contracts import Envelope, ReadingBatchV1
 
@@ -90,16 +98,29 @@ def message(batch: list[Any], form: str) -> Message:
         (body,) = batch
     else:
         body = ReadingBatchV1(source="bench", readings=batch)
-    envelope = Envelope.wrap(body, producer="bench")
+    envelope = Envelope.wrap(body, producer="bench", routing_key=routing_key)
     return envelope.message_id, envelope.routing_key, envelope.to_bytes(), len(batch)
 
 
-def messages(all_readings: list[Any], form: str) -> list[Message]:
+def messages(all_readings: list[Any], form: str, shards: int = 1) -> list[Message]:
+    """The readings as messages; with shards, each batch split by shard as a collector does."""
+    from prepaid_common.contracts.sharding import shard_of, sharded_routing_key
+
     size = 1 if form == "single" else BATCH_READINGS
-    return [
-        message(all_readings[start : start + size], form)
-        for start in range(0, len(all_readings), size)
-    ]
+    out: list[Message] = []
+    for start in range(0, len(all_readings), size):
+        batch = all_readings[start : start + size]
+        if shards <= 1:
+            out.append(message(batch, form))
+            continue
+        by_shard: dict[int, list[Any]] = {}
+        for reading in batch:
+            by_shard.setdefault(shard_of(reading.meter_id, shards), []).append(reading)
+        for shard, part in sorted(by_shard.items()):
+            type_ = "reading.v1" if form == "single" else "reading.batch.v1"
+            rest = part[0].meter_id if form == "single" else "bench"
+            out.append(message(part, form, sharded_routing_key(type_, shard, rest)))
+    return out
 
 
 def write_json(path: str, value: object) -> None:
@@ -135,7 +156,7 @@ async def publish_role(args: argparse.Namespace) -> None:
 
         if args.rate <= 0:
             # Confirms pipelined a window at a time.
-            prepared = messages(due, args.format)
+            prepared = messages(due, args.format, args.shards)
             for start in range(0, len(prepared), 2000):
                 await asyncio.gather(*(send(*m) for m in prepared[start : start + 2000]))
         else:
@@ -147,7 +168,7 @@ async def publish_role(args: argparse.Namespace) -> None:
             pending: set[asyncio.Task[None]] = set()
             while sent < len(due):
                 now_due = min(len(due), int((time.monotonic() - began) * args.rate) + 1)
-                for batch in messages(due[sent:now_due], args.format):
+                for batch in messages(due[sent:now_due], args.format, args.shards):
                     task = asyncio.create_task(send(*batch))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
@@ -185,23 +206,18 @@ async def billing_role(args: argparse.Namespace) -> None:
                     now = time.time()  # the handler returns after the commit
                     committed.extend((e.message_id, now, readings_carried(e)) for e in batch)
 
-                specs.append(
-                    BatchSubscriptionSpec(
-                        spec.queue,
-                        spec.bindings,
-                        timed,
-                        spec.max_batch,
-                        spec.max_wait,
-                        spec.weigh,
-                        spec.prefetch,
-                    )
-                )
+                specs.append(dataclasses.replace(spec, handler=timed))
             return specs
 
     engine = create_engine(args.database_url)
     bus = RabbitBus(AMQP_URL, prefix=args.prefix)
     # The calendar sweep is not part of the reading path being measured.
-    settings = BillingSettings(billing_sweep_interval_seconds=86400)
+    settings = BillingSettings(
+        billing_sweep_interval_seconds=86400,
+        reading_shards=args.shards,
+        billing_replicas=args.replicas,
+        billing_replica=args.replica,
+    )
     service = wire(TimedBilling(engine=engine, bus=bus), settings)
     service.register()
     stop = asyncio.Event()
@@ -221,6 +237,35 @@ async def billing_role(args: argparse.Namespace) -> None:
 def spawn(*argv: str) -> subprocess.Popen[bytes]:
     env = os.environ | {"PREPAID_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, __file__, *argv], env=env)
+
+
+def spawn_billing(
+    database_url: str,
+    prefix: str,
+    ready: Path,
+    commits: Path,
+    *,
+    shards: int = 1,
+    replicas: int = 1,
+    replica: int = 0,
+) -> subprocess.Popen[bytes]:
+    return spawn(
+        "billing",
+        "--database-url",
+        database_url,
+        "--prefix",
+        prefix,
+        "--ready",
+        str(ready),
+        "--out",
+        str(commits),
+        "--shards",
+        str(shards),
+        "--replicas",
+        str(replicas),
+        "--replica",
+        str(replica),
+    )
 
 
 async def prepare(database_url: str) -> None:
@@ -343,8 +388,20 @@ async def raw_copy(dsn: str, base: datetime, meters: int, rounds: int) -> dict[s
     return {"rows": len(records), "seconds": elapsed, "rows_per_second": len(records) / elapsed}
 
 
-async def declare_queue(prefix: str) -> None:
-    """Declare billing's readings queue as RabbitBus does, so a preload waits in it."""
+def reading_queues(shards: int) -> list[tuple[str, list[str]]]:
+    """Billing's reading queues (names after the prefix) and their bindings, by shard count."""
+    from prepaid_common.contracts.sharding import shard_bindings
+
+    if shards == 1:
+        return [("billing.readings", ["reading.v1.#", "reading.batch.v1.#"])]
+    return [
+        (f"billing.readings-shard-{k}", shard_bindings(("reading.v1", "reading.batch.v1"), k))
+        for k in range(shards)
+    ]
+
+
+async def declare_queue(prefix: str, shards: int = 1) -> None:
+    """Declare billing's readings queues as RabbitBus does, so a preload waits in them."""
     from prepaid_common.bus.base import MAX_DELIVERIES
 
     connection = await aio_pika.connect(AMQP_URL)
@@ -354,24 +411,27 @@ async def declare_queue(prefix: str) -> None:
             f"{prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
         )
         await channel.declare_exchange(f"{prefix}.dead", aio_pika.ExchangeType.FANOUT, durable=True)
-        queue = await channel.declare_queue(
-            f"{prefix}.billing.readings",
-            durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": f"{prefix}.dead",
-                "x-delivery-limit": MAX_DELIVERIES,
-            },
-        )
-        for key in ("reading.v1.#", "reading.batch.v1.#"):
-            await queue.bind(exchange, routing_key=key)
+        arguments: dict[str, Any] = {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": f"{prefix}.dead",
+            "x-delivery-limit": MAX_DELIVERIES,
+        }
+        if shards > 1:
+            arguments["x-single-active-consumer"] = True
+        for name, bindings in reading_queues(shards):
+            queue = await channel.declare_queue(
+                f"{prefix}.{name}", durable=True, arguments=arguments
+            )
+            for key in bindings:
+                await queue.bind(exchange, routing_key=key)
 
 
-async def delete_topology(prefix: str) -> None:
+async def delete_topology(prefix: str, shards: int = 1) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()
-        for queue in ("billing.readings", "billing.payments", "dead-letters"):
+        queues = [name for name, _ in reading_queues(shards)]
+        for queue in (*queues, "billing.payments", "dead-letters"):
             await channel.queue_delete(f"{prefix}.{queue}")
         for exchange in ("events", "dead"):
             await channel.exchange_delete(f"{prefix}.{exchange}")
@@ -422,8 +482,10 @@ async def ledger_check(dsn: str) -> dict[str, Any]:
         await connection.close()
 
 
-def cpu_seconds(billing_pid: int, backends: set[int]) -> dict[str, float]:
-    """CPU seconds used so far by the billing process, its PostgreSQL backends and RabbitMQ."""
+def cpu_seconds(billing_pid: int | set[int], backends: set[int]) -> dict[str, float]:
+    """CPU seconds used so far by the billing processes, their PostgreSQL backends and
+    RabbitMQ."""
+    billing_pids = {billing_pid} if isinstance(billing_pid, int) else billing_pid
     ticks = os.sysconf("SC_CLK_TCK")
     totals = {"billing": 0.0, "postgres": 0.0, "rabbitmq": 0.0}
     for entry in Path("/proc").iterdir():
@@ -436,7 +498,7 @@ def cpu_seconds(billing_pid: int, backends: set[int]) -> dict[str, float]:
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
         used = (int(fields[11]) + int(fields[12])) / ticks
-        if int(entry.name) == billing_pid:
+        if int(entry.name) in billing_pids:
             totals["billing"] += used
         elif int(entry.name) in backends:
             totals["postgres"] += used
@@ -499,17 +561,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         await drop_seed_notices(dsn)
         ready = scratch / "ready"
         commits = scratch / "commits.json"
-        billing = spawn(
-            "billing",
-            "--database-url",
-            database_url,
-            "--prefix",
-            prefix,
-            "--ready",
-            str(ready),
-            "--out",
-            str(commits),
-        )
+        billing = spawn_billing(database_url, prefix, ready, commits)
         while not ready.exists():
             if billing.poll() is not None:
                 raise RuntimeError("billing process died")
@@ -619,6 +671,130 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict[str, Any]:
+    """Readings/s of 1, 2, 4... billing processes on sharded queues, one trial after another.
+
+    Each trial preloads rounds of its own (later read instants, the same meters), starts
+    its replicas, takes its first round as warm-up and measures until its preload is
+    committed or ``--window`` s have passed; then its replicas stop.
+    """
+    shards = args.shards or max(replica_counts)
+    run = uuid.uuid4().hex[:10]
+    database = f"bench_billing_{run}"
+    prefix = f"bench-{run}"
+    dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+    database_url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+    scratch = ROOT / "bench-results" / f"tmp-{run}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    await admin.close()
+    replicas: list[subprocess.Popen[bytes]] = []
+    results: dict[str, Any] = {
+        "meters": args.meters,
+        "rounds": args.rounds,
+        "shards": shards,
+        "format": args.format,
+    }
+    trials: dict[str, Any] = {}
+    try:
+        results["seed_seconds"] = round(
+            await seed(database_url, args.meters, os.cpu_count() or 2), 1
+        )
+        print(f"seeded {args.meters} accounts in {results['seed_seconds']} s", flush=True)
+        await drop_seed_notices(dsn)
+        await declare_queue(prefix, shards)
+        base = datetime.now(UTC).replace(microsecond=0) - len(replica_counts) * args.rounds * (
+            INTERVAL
+        )
+        for trial, count in enumerate(replica_counts):
+            first_round = trial * args.rounds
+            before = await committed_count(dsn)
+            publisher = spawn(
+                "publish",
+                *("--prefix", prefix, "--meters", str(args.meters), "--base", base.isoformat()),
+                *("--format", args.format, "--shards", str(shards)),
+                *("--first-round", str(first_round), "--rounds", str(args.rounds)),
+            )
+            if publisher.wait() != 0:
+                raise RuntimeError("publisher failed")
+            total = args.meters * args.rounds
+            readies = [scratch / f"ready-{trial}-{i}" for i in range(count)]
+            replicas = [
+                spawn_billing(
+                    database_url,
+                    prefix,
+                    readies[i],
+                    scratch / f"commits-{trial}-{i}.json",
+                    shards=shards,
+                    replicas=count,
+                    replica=i,
+                )
+                for i in range(count)
+            ]
+            while not all(ready.exists() for ready in readies):
+                if any(replica.poll() is not None for replica in replicas):
+                    raise RuntimeError("a billing process died")
+                await asyncio.sleep(0.1)
+            warm = await wait_for_count(dsn, before + args.meters, time.monotonic() + 120)
+            start_t, start_n = warm[-1]
+            backends = await backend_pids(dsn, database)
+            pids = {replica.pid for replica in replicas}
+            cpu_before = cpu_seconds(pids, backends)
+            load_before = os.getloadavg()[0]
+            samples = await wait_for_count(dsn, before + total, start_t + args.window)
+            end_t, end_n = samples[-1]
+            cpu_after = cpu_seconds(pids, backends)
+            rate = (end_n - start_n) / (end_t - start_t)
+            trials[str(count)] = {
+                "replicas": count,
+                "shards_each": [len(range(i, shards, count)) for i in range(count)],
+                "readings": end_n - start_n,
+                "seconds": round(end_t - start_t, 1),
+                "readings_per_second": round(rate),
+                "all_committed": end_n >= before + total,
+                "cpu_cores_used": {
+                    name: round((cpu_after[name] - cpu_before[name]) / (end_t - start_t), 2)
+                    for name in cpu_after
+                },
+                "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
+            print(f"{count} replica(s): {rate:.0f} readings/s", flush=True)
+            # Drain what is left (a window cut short) so the next trial starts empty.
+            await wait_for_count(dsn, before + total, time.monotonic() + 120)
+            for replica in replicas:
+                replica.send_signal(signal.SIGTERM)
+            for replica in replicas:
+                replica.wait(timeout=60)
+            replicas = []
+            # Readings per committed batch (a batch's messages share its commit instant).
+            batches: dict[tuple[int, float], int] = {}
+            for i in range(count):
+                log = json.loads((scratch / f"commits-{trial}-{i}.json").read_text())
+                for _, instant, carried in log:
+                    batches[(i, instant)] = batches.get((i, instant), 0) + carried
+            trials[str(count)]["mean_batch_readings"] = round(
+                sum(batches.values()) / max(len(batches), 1), 1
+            )
+        results["trials"] = trials
+        results["readings_per_second"] = {
+            count: trial["readings_per_second"] for count, trial in trials.items()
+        }
+        results["ledger"] = await ledger_check(dsn)
+    finally:
+        for replica in replicas:
+            replica.kill()
+            replica.wait()
+        await delete_topology(prefix, shards)
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+        for leftover in scratch.iterdir():
+            leftover.unlink()
+        scratch.rmdir()
+    return results
+
+
 def main() -> int:
     # A benchmark is a development run: the services take their development defaults.
     os.environ.setdefault("PREPAID_ENVIRONMENT", "development")
@@ -634,6 +810,7 @@ def main() -> int:
     publish.add_argument("--rate", type=float, default=0)
     publish.add_argument("--out", default="")
     publish.add_argument("--format", choices=("batch", "single"), default="batch")
+    publish.add_argument("--shards", type=int, default=1)
     seeder = sub.add_parser("seed")
     seeder.add_argument("--database-url", required=True)
     seeder.add_argument("--first", type=int, required=True)
@@ -643,6 +820,9 @@ def main() -> int:
     billing.add_argument("--prefix", required=True)
     billing.add_argument("--ready", required=True)
     billing.add_argument("--out", required=True)
+    billing.add_argument("--shards", type=int, default=1)
+    billing.add_argument("--replicas", type=int, default=1)
+    billing.add_argument("--replica", type=int, default=0)
     parser.add_argument("--meters", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--window", type=float, default=60.0, help="most seconds measured")
@@ -653,7 +833,15 @@ def main() -> int:
         default="batch",
         help="reading.batch.v1 of up to 250 readings (as collectors send), or reading.v1 each",
     )
-    parser.add_argument("--output", default=str(ROOT / "bench-results" / "billing.json"))
+    parser.add_argument(
+        "--replicas",
+        default="",
+        help="billing replica counts to measure in turn on sharded queues, e.g. 1,2,4",
+    )
+    parser.add_argument(
+        "--shards", type=int, default=0, help="reading shards (default: the most replicas)"
+    )
+    parser.add_argument("--output", default="")
     args = parser.parse_args()
     if args.role == "publish":
         asyncio.run(publish_role(args))
@@ -671,6 +859,13 @@ def main() -> int:
             asyncio.run(billing_role(args))
         return 0
     began = time.monotonic()
+    if args.replicas:
+        counts = [int(count) for count in args.replicas.split(",")]
+        results = asyncio.run(scale_out(args, counts)) | {"machine": machine()}
+        output = args.output or str(ROOT / "bench-results" / "billing-replicas.json")
+        write_results(output, results, began=began)
+        return 0
+    args.output = args.output or str(ROOT / "bench-results" / "billing.json")
     results = asyncio.run(orchestrate(args))
     copy_rate = results["copy"]["rows_per_second"]
     rate = results["throughput"]["readings_per_second"]
