@@ -49,7 +49,12 @@ async def read_meter(
     """Poll one meter; raise MeterSilent, MeterRefused or ImplausibleValue for no reading."""
     if isinstance(profile, Dlt645Profile):
         return await _read_dlt645(link, meter.address, profile)
-    results = [await link.read(meter.unit_id, profile.read_function, block) for block in plan]
+    unit_id = meter.unit_id
+    if len(plan) == 1:  # most models: one read (no comprehension's frame per poll)
+        block = plan[0]
+        words = await link.read(unit_id, profile.read_function, block)
+        return decode_reading(profile, registers_from_blocks(plan, (words,)))
+    results = [await link.read(unit_id, profile.read_function, block) for block in plan]
     return decode_reading(profile, registers_from_blocks(plan, results))
 
 

@@ -42,6 +42,16 @@ class _MbapProtocol(asyncio.Protocol):
         return self._waiter
 
     def data_received(self, data: bytes) -> None:
+        if not self._buffer and mbap.whole_frame(data):
+            # The usual case, one reply in one segment: no copy through the buffer.
+            waiter = self._waiter
+            if (
+                waiter is not None
+                and not waiter.done()
+                and mbap.transaction_of(data) == self._transaction
+            ):
+                waiter.set_result(data)
+            return
         self._buffer += data
         while True:
             try:
@@ -86,6 +96,8 @@ class ModbusLink:
         self._gap = RequestGap(gap)
         self._protocol: _MbapProtocol | None = None
         self._transaction = 0
+        # Each block's request PDU, built once: a bus reads the same block every poll.
+        self._read_pdus: dict[tuple[int, int, int], bytes] = {}
 
     @property
     def connected(self) -> bool:
@@ -121,7 +133,10 @@ class ModbusLink:
 
     async def read(self, unit_id: int, function: int, block: ReadBlock) -> list[int]:
         """Read one block of holding (03) or input (04) registers."""
-        pdu = mbap.read_request(function, block.address, block.count)
+        key = (function, block.address, block.count)
+        pdu = self._read_pdus.get(key)
+        if pdu is None:
+            pdu = self._read_pdus[key] = mbap.read_request(function, block.address, block.count)
         reply = await self._call(unit_id, pdu)
         try:
             return mbap.read_reply(reply, function=function, count=block.count)
@@ -149,7 +164,9 @@ class ModbusLink:
         protocol = self._protocol
         if protocol is None or not self.connected or protocol.transport is None:
             raise LinkDown("not connected")
-        await self._gap.wait()
+        gap = self._gap
+        if gap.seconds > 0:
+            await gap.wait()
         try:
             self._transaction = (self._transaction + 1) & 0xFFFF
             reply = protocol.expect(self._transaction)
@@ -162,7 +179,8 @@ class ModbusLink:
             finally:
                 timer.cancel()
         finally:
-            self._gap.done()
+            if gap.seconds > 0:
+                gap.done()
         if mbap.unit_of(frame) != unit_id:
             # A gateway must answer for the unit asked: a neighbour's registers never pass.
             raise MeterGarbled(f"reply from unit {mbap.unit_of(frame)}, asked {unit_id}")

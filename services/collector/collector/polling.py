@@ -226,7 +226,7 @@ class DtuPoller:
         # no database round trip.
         if self._reload_wanted and not await self._reload():
             return False
-        if not await self._ensure_link():
+        if not self._link_ready() and not await self._ensure_link():
             assert self._config is not None
             reconnected = self._offered is not None or (
                 self._link is not None and self._link.connected
@@ -316,6 +316,21 @@ class DtuPoller:
         if config.kind == "rtu-over-tcp":
             return RawLink(timeout=timeout, gap=gap, dial=(config.host, config.port))
         return ModbusLink(config.host, config.port, timeout=timeout, gap=gap)
+
+    def _link_ready(self) -> bool:
+        """True when the link is up with nothing to do about it (what ``_ensure_link`` would
+        find at once): the turn of a busy bus needs no call to it."""
+        link = self._link
+        return (
+            link is not None
+            and self._offered is None
+            and self._seen_up
+            and not self._dtu_outage
+            and not self._connect_failures
+            and self._config is not None
+            and self._config.kind != "dtu-client"
+            and link.connected
+        )
 
     def _link_deadline(self) -> float:
         """Seconds until a silent dial-in link counts as dead (infinite for the others)."""
@@ -437,8 +452,10 @@ class DtuPoller:
             # Whoever asked reads the meter's view next: it must show this reading.
             await self._sink.settled(self._last_ticket)
         _settle(future, None)
-        await self._watch_load(meter, reading)
-        await self._keep_clock(meter, profile)
+        if reading.load_alarm is not None or meter.id in self._load_alarmed:
+            await self._watch_load(meter, reading)
+        if meter_io.has_clock(profile) and self.clocks.due(meter.id):
+            await self._keep_clock(meter, profile)
 
     async def _watch_load(self, meter: MeterConfig, reading: DecodedReading) -> None:
         """Keep the meter's own load alarm as a state; operators hear of it once an episode.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import pytest
@@ -18,6 +19,7 @@ from collector.domain import (
     encode_value,
     value_reader,
 )
+from collector.domain.decoding import ReadingDecoder, exact_reader
 from collector.profiles import load_profiles
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -281,6 +283,63 @@ def test_every_profile_decodes_a_poll_as_its_values_say(data: st.DataObject) -> 
     if profile.local_credit is not None:
         assert reading.local_credit == alone(profile.local_credit.credit).quantize(Decimal("0.01"))
         assert reading.purchase_count == int(alone(profile.local_credit.count))
+
+
+def _outcome(
+    decode: Callable[[Mapping[int, int]], DecodedReading], registers: dict[int, int]
+) -> str:
+    try:
+        return repr(decode(registers))  # every Decimal's digits and exponent, not just value
+    except ImplausibleValue as error:
+        return f"refused: {error}"
+
+
+@settings(max_examples=400)
+@given(data=st.data())
+def test_the_exact_fast_decoding_gives_the_general_decodings_reading(data: st.DataObject) -> None:
+    """A profile whose values are integers scaled by powers of ten is decoded without a
+    multiply or a quantize per value (what every reference poll runs): the same reading,
+    to the digit and exponent, as the general decoding, or the same refusal."""
+    profile: MeterProfile = data.draw(
+        st.sampled_from([p for p in PROFILES.values() if isinstance(p, MeterProfile)])
+    )
+    word = st.one_of(st.just(0), st.integers(0, 0xFFFF))
+    registers = {
+        address + i: data.draw(word) for address, words in profile.spans() for i in range(words)
+    }
+    if profile.relay is not None:
+        state = profile.relay.state
+        registers[state.address] = data.draw(st.sampled_from([state.open, state.closed, 7]))
+    decoder = ReadingDecoder(profile)
+    event(f"{profile.name}: {'exact' if decoder._exact is not None else 'general'}")
+    assert _outcome(decoder, registers) == _outcome(decoder._decode, registers)
+
+
+def test_the_reference_profile_takes_the_exact_decoding() -> None:
+    """The shipped reference model's poll takes the fast path (or the test above is moot)."""
+    profile = PROFILES["reference-prepaid"]
+    assert isinstance(profile, MeterProfile)
+    assert ReadingDecoder(profile)._exact is not None
+
+
+@pytest.mark.parametrize("scale", ["0.1", "0.01", "0.001", "1", "10", "0.010"])
+@pytest.mark.parametrize("kind", ["uint16", "int16", "uint32", "int32"])
+def test_an_exact_reader_is_the_scaled_value_quantized(kind: str, scale: str) -> None:
+    """Raw x factor at 10**-3 is the register scaled and quantized to the thousandth."""
+    spec = RegisterSpec(address=0, type=kind, scale=Decimal(scale))
+    found = exact_reader(spec, "big", 3)
+    assert found is not None
+    read, factor = found
+    for words in ([0, 0], [0, 1], [0xFFFF, 0xFFFF], [0x8000, 0], [0x1234, 0x5678]):
+        registers = dict(enumerate(words))
+        expected = value_reader(spec, "big")(registers).quantize(Decimal("0.001"))
+        assert repr(Decimal(read(registers) * factor).scaleb(-3)) == repr(expected)
+
+
+def test_no_exact_reader_for_a_float_or_a_scale_not_a_power_of_ten() -> None:
+    for kind, scale in (("float32", "0.01"), ("uint16", "2.5"), ("uint16", "0.0001")):
+        spec = RegisterSpec(address=0, type=kind, scale=Decimal(scale))
+        assert exact_reader(spec, "big", 3) is None
 
 
 def test_a_float_too_large_to_keep_to_the_thousandth_is_refused_not_raised() -> None:

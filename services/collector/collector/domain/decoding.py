@@ -120,6 +120,83 @@ def value_reader(spec: RegisterSpec, word_order: WordOrder) -> ValueReader:
     return two_words
 
 
+IntReader = Callable[[Mapping[int, int]], int]
+
+
+def int_reader(spec: RegisterSpec, word_order: WordOrder) -> IntReader:
+    """The signed or unsigned integer an integer register holds, before its scale."""
+    if spec.type == "float32":
+        raise ValueError("a float32 register holds no integer")
+    address = spec.address
+    sign = _SIGN_BIT.get(spec.type, 0)
+    if spec.words == 1:
+        if not sign:
+            return lambda registers: registers[address]
+
+        def signed_word(registers: Mapping[int, int]) -> int:
+            raw = registers[address]
+            return raw - (sign << 1) if raw & sign else raw
+
+        return signed_word
+    high, low = (address, address + 1) if word_order == "big" else (address + 1, address)
+    if not sign:
+        return lambda registers: registers[high] << 16 | registers[low]
+
+    def signed_two_words(registers: Mapping[int, int]) -> int:
+        raw = registers[high] << 16 | registers[low]
+        return raw - (sign << 1) if raw & sign else raw
+
+    return signed_two_words
+
+
+def exact_reader(
+    spec: RegisterSpec | None, word_order: WordOrder, places: int
+) -> tuple[IntReader, int] | None:
+    """How to read a register's value as a whole count of 10**-places, if it is one.
+
+    An integer register scaled by a power of ten no finer than 10**-places holds
+    ``raw * factor`` such units exactly, so the Decimal is built once, at the right
+    exponent (``Decimal(raw * factor).scaleb(-places)``), with no multiply and no quantize:
+    the same value, digits and exponent that scaling and quantizing give. None: not such a
+    register (a float32, or another scale), read the general way.
+    """
+    if spec is None or spec.type == "float32":
+        return None
+    sign, digits, exponent = spec.scale.normalize().as_tuple()
+    if sign or digits != (1,) or not isinstance(exponent, int) or exponent < -places:
+        return None
+    return int_reader(spec, word_order), 10 ** (exponent + places)
+
+
+class _ExactReaders:
+    """Every value of a reading as an exact reader (``exact_reader``): the fast decoding."""
+
+    def __init__(self, profile: MeterProfile) -> None:
+        order = profile.word_order
+        self.ok = profile.pt_ratio is None or profile.ct_ratio is None
+        registers = profile.registers
+
+        def exact(spec: RegisterSpec | None, places: int = 3) -> tuple[IntReader, int] | None:
+            found = exact_reader(spec, order, places)
+            if spec is not None and found is None:
+                self.ok = False
+            return found
+
+        energy = exact(registers["energy_kwh"])
+        self.energy: tuple[IntReader, int] = energy or (lambda _registers: 0, 1)
+        self.power = exact(registers.get("power_kw"))
+        self.voltage = exact(registers.get("voltage_v"))
+        self.current = exact(registers.get("current_a"))
+        self.tou: list[tuple[TouPeriod, IntReader, int]] = []
+        for period, spec in profile.tou.items():
+            found = exact(spec)
+            if found is not None:
+                self.tou.append((period, *found))
+        credit = profile.local_credit
+        self.credit = None if credit is None else exact(credit.credit, 2)
+        self.count = None if credit is None else exact(credit.count, 0)
+
+
 class ReadingDecoder:
     """A Modbus profile's decoding, worked out once (``decode_reading`` keeps one per
     profile): registers in, a checked DecodedReading out."""
@@ -146,9 +223,56 @@ class ReadingDecoder:
         limit = profile.power_limit
         self._power_limit = None if limit is None else value_reader(limit.limit, order)
         self._load_alarms = None if limit is None else limit.alarms
+        exact = _ExactReaders(profile)
+        self._exact = exact if exact.ok else None
 
     def __call__(self, registers: Mapping[int, int]) -> DecodedReading:
         """Decode a poll's registers; raise ImplausibleValue for garbage."""
+        if self._exact is not None:
+            return self._decode_exact(self._exact, registers)
+        return self._decode(registers)
+
+    def _decode_exact(self, exact: _ExactReaders, registers: Mapping[int, int]) -> DecodedReading:
+        """``_decode`` for a profile whose every value is an exact reader: what a reference
+        meter's poll runs (the same reading, built with a third of the decimal work)."""
+        read, factor = exact.energy
+        power = voltage = current = local_credit = None
+        purchase_count = None
+        if exact.power is not None:
+            read_power, power_factor = exact.power
+            power = Decimal(read_power(registers) * power_factor).scaleb(-3)
+        if exact.voltage is not None:
+            read_voltage, voltage_factor = exact.voltage
+            voltage = Decimal(read_voltage(registers) * voltage_factor).scaleb(-3)
+        if exact.current is not None:
+            read_current, current_factor = exact.current
+            current = Decimal(read_current(registers) * current_factor).scaleb(-3)
+        if exact.credit is not None and exact.count is not None:
+            read_credit, credit_factor = exact.credit
+            read_count, count_factor = exact.count
+            local_credit = Decimal(read_credit(registers) * credit_factor).scaleb(-2)
+            purchase_count = read_count(registers) * count_factor
+        reading = DecodedReading(
+            energy_kwh=Decimal(read(registers) * factor).scaleb(-3),
+            power_kw=power,
+            voltage_v=voltage,
+            current_a=current,
+            relay=_relay(self.profile, registers),
+            tou_kwh={
+                period: Decimal(read_tou(registers) * tou_factor).scaleb(-3)
+                for period, read_tou, tou_factor in exact.tou
+            }
+            or None,
+            local_credit=local_credit,
+            purchase_count=purchase_count,
+            power_limit_kw=self._limit(registers),
+            load_alarm=self._load_alarm(registers),
+        )
+        check_plausible(reading, self.profile)
+        return reading
+
+    def _decode(self, registers: Mapping[int, int]) -> DecodedReading:
+        """Decode any profile's registers (ratios, float32 values, other scales)."""
         # Meters on instrument transformers count on the secondary side: scale by PT x CT.
         ratio = None
         if self._ratios is not None:

@@ -37,6 +37,17 @@ def take_frame(buffer: bytearray) -> bytes | None:
     return whole
 
 
+def whole_frame(data: bytes) -> bool:
+    """True if ``data`` is exactly one well-formed frame (what ``take_frame`` would take
+    whole from an empty buffer, leaving nothing)."""
+    if len(data) < HEADER:
+        return False
+    protocol: int
+    length: int
+    protocol, length = struct.unpack_from(">HH", data, 2)
+    return protocol == 0 and 2 <= length <= MAX_LENGTH and len(data) == 6 + length
+
+
 def transaction_of(whole: bytes) -> int:
     return int.from_bytes(whole[0:2], "big")
 
@@ -62,7 +73,13 @@ def read_reply(pdu: bytes, *, function: int, count: int) -> list[int]:
         raise Garbled(f"not a reply to function {function}")
     if pdu[1] != 2 * count or len(pdu) != 2 + 2 * count:
         raise Garbled(f"{pdu[1]} data bytes for {count} registers")
-    return list(struct.unpack_from(f">{count}H", pdu, 2))
+    layout = _WORDS.get(count)
+    if layout is None:
+        layout = _WORDS[count] = struct.Struct(f">{count}H")
+    return list(layout.unpack_from(pdu, 2))
+
+
+_WORDS: dict[int, struct.Struct] = {}  # the layout of n big-endian words, by n
 
 
 def write_request(address: int, value: int) -> bytes:

@@ -51,6 +51,10 @@ def registers_from_blocks(
     blocks: Sequence[ReadBlock], results: Sequence[Sequence[int]]
 ) -> Mapping[int, int]:
     """Join each block's words into one address-to-word map."""
+    if len(blocks) == 1:
+        block, words = blocks[0], results[0]
+        if len(results) == 1 and len(words) == block.count:
+            return dict(zip(range(block.address, block.end), words))  # noqa: B905 (counted)
     registers: dict[int, int] = {}
     for block, words in zip(blocks, results, strict=True):
         if len(words) != block.count:
