@@ -164,6 +164,7 @@ class City(Cluster):
         self.database_url = self.database_url.rsplit("/", 1)[0] + f"/{self.database}"
         self.dsn = self.dsn.rsplit("/", 1)[0] + f"/{self.database}"
         self.replica_ports: list[int] = []
+        self.import_retries = 0
 
     async def start_services(self) -> None:
         from bench_relay_latency import free_port
@@ -231,13 +232,13 @@ class City(Cluster):
         parts = json.loads(seeder.stdout.strip().splitlines()[-1])
         accounts_s = time.monotonic() - began
         # The DTUs and meters through the collector's bulk import (what the gateway's
-        # POST /imports calls), 100 DTUs a request: one transaction each.
+        # POST /imports calls), 250 DTUs a request: one transaction each.
         headers = {"X-Service-Credential": self.credential}
         async with httpx.AsyncClient(base_url=self.url("collector"), headers=headers) as client:
-            for first in range(0, len(field), 100):
+            for first in range(0, len(field), 250):
                 dtus: list[list[Any]] = []
                 rows: list[list[Any]] = []
-                for dtu in field[first : first + 100]:
+                for dtu in field[first : first + 250]:
                     row = len(rows) + 2
                     dtus.append([row, dtu["id"], dtu.get("name") or dtu["id"], dtu.get("kind")])
                     dtus[-1] += [dtu.get("host"), dtu.get("port")]
@@ -246,14 +247,23 @@ class City(Cluster):
                         rows.append(
                             [len(rows) + 2, meter["id"], dtu["id"], address, meter["profile"]]
                         )
-                answer = await client.post(
-                    "/internal/imports/apply", json={"dtus": dtus, "meters": rows}, timeout=300
-                )
+                for _ in range(30):
+                    answer = await client.post(
+                        "/internal/imports/apply", json={"dtus": dtus, "meters": rows}, timeout=300
+                    )
+                    # 503: the collector's connection pool is taken by the bus loops of the
+                    # DTUs just imported, each loading its settings; the import is all or
+                    # nothing and applying it again is safe.
+                    if answer.status_code != 503:
+                        break
+                    self.import_retries += 1
+                    await asyncio.sleep(5)
                 answer.raise_for_status()
         return {
             "accounts_seeded_s": round(accounts_s, 1),
             "accounts_seeded_parts_s": parts,
             "dtus_registered_s": round(time.monotonic() - began - accounts_s, 1),
+            "dtu_import_retries_after_503": self.import_retries,
             "total_s": round(time.monotonic() - began, 1),
         }
 
