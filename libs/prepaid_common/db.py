@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 import weakref
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,12 +16,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import BigInteger, DateTime, Dialect, event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.types import TypeDecorator
 
 # Seconds to open a connection to PostgreSQL before it counts as unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
+# A pooled connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -32,9 +36,9 @@ def create_engine(url: str) -> AsyncEngine:
         connect_args = (
             {"timeout": CONNECT_TIMEOUT_SECONDS} if parsed.drivername.endswith("asyncpg") else {}
         )
-        return create_async_engine(
-            url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args=connect_args
-        )
+        server = create_async_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args)
+        _ping_when_idle(server)
+        return server
     if parsed.database and parsed.database != ":memory:":
         _create_private_file(Path(parsed.database))
     engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -57,6 +61,43 @@ def create_engine(url: str) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled connection before use when it may have died unseen: pinged if it sat
+    idle for more than PING_AFTER_IDLE_SECONDS, replaced if its socket is closed.
+
+    ``pool_pre_ping`` pinged at every checkout, three round trips (BEGIN, ';', ROLLBACK)
+    before each transaction: a collector writing readings and relaying them takes a few
+    connections per batch, and the pings cost it more than a batch's own statements
+    (docs/benchmarks.md). A connection in steady use is not pinged; one the server closed
+    (a restart, a terminated backend) shows closed once the event loop has read the close,
+    and one idle for a while, which a dropped network could have cut silently, is pinged
+    as before. A failed ping raises DisconnectionError: the pool replaces the connection.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        closed = driver is not None and driver.is_closed()
+        if (
+            not closed
+            and idle_since is not None
+            and time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS
+        ):
+            return
+        try:
+            if closed:
+                raise ConnectionError("the connection is closed")
+            dbapi_connection.ping()
+        except Exception as error:
+            raise DisconnectionError(f"pooled connection unusable: {error}") from error
 
 
 def _create_private_file(path: Path) -> None:

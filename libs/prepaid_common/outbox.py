@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -114,7 +114,9 @@ class UnitOfWork:
             ),
             {
                 "ids": [row["message_id"] for row in rows],
-                "envelopes": [json.dumps(row["envelope"]) for row in rows],
+                # pydantic-core's encoder: the same JSON values in less than half the time
+                # of the json module's (a collector's batch of readings is one envelope).
+                "envelopes": [to_json(row["envelope"]).decode() for row in rows],
                 "created": [row["created_at"] for row in rows],
             },
         )
@@ -356,45 +358,64 @@ class OutboxRelay:
         """Publish one batch; return how many rows went out."""
         outbox = self._store.outbox
         async with self._store.sessionmaker() as session:
-            rows = (
-                await session.execute(
-                    select(outbox.c.id, outbox.c.envelope).order_by(outbox.c.id).limit(self._batch)
-                )
-            ).all()
-            # A short batch is the whole backlog; a full one may hide more behind it, so the
-            # rows are counted then, at most every few seconds (a count scans the table).
-            if len(rows) < self._batch:
-                OUTBOX_BACKLOG.labels(self._store.service).set(len(rows))
-            elif time.monotonic() - self._counted_at >= _COUNT_EVERY:
-                total = await session.scalar(select(func.count()).select_from(outbox))
-                OUTBOX_BACKLOG.labels(self._store.service).set(total or 0)
-                self._counted_at = time.monotonic()
-        published: list[int] = []
+            if session.get_bind().dialect.name == "postgresql":
+                # One transaction reads, and then deletes what the bus confirmed: one
+                # connection and one BEGIN per batch instead of two (a collector relays a
+                # batch of readings 20 times a second). It holds no lock while publishing:
+                # the read takes none. (SQLite's BEGIN IMMEDIATE would hold the write lock.)
+                rows = await self._read(session)
+                published, failed = await self._publish(rows)
+                if published:
+                    delete_published = text(_DELETE_PUBLISHED.format(outbox.name))
+                    await session.execute(delete_published, {"ids": published})
+                await session.commit()
+                if failed is not None:
+                    raise failed from None
+                return len(published)
+            rows = await self._read(session)
+        published, failed = await self._publish(rows)
+        # One delete for everything the bus confirmed, even when a later publish failed:
+        # a row is removed only once it is safe, and a commit per row would cap the relay
+        # at the database's commit rate.
+        if published:
+            async with self._store.sessionmaker() as session, session.begin():
+                await session.execute(delete(outbox).where(outbox.c.id.in_(published)))
+        if failed is not None:
+            raise failed from None
+        return len(published)
+
+    async def _read(self, session: AsyncSession) -> list[tuple[int, Any]]:
+        outbox = self._store.outbox
+        rows = (
+            await session.execute(
+                select(outbox.c.id, outbox.c.envelope).order_by(outbox.c.id).limit(self._batch)
+            )
+        ).all()
+        # A short batch is the whole backlog; a full one may hide more behind it, so the
+        # rows are counted then, at most every few seconds (a count scans the table).
+        if len(rows) < self._batch:
+            OUTBOX_BACKLOG.labels(self._store.service).set(len(rows))
+        elif time.monotonic() - self._counted_at >= _COUNT_EVERY:
+            total = await session.scalar(select(func.count()).select_from(outbox))
+            OUTBOX_BACKLOG.labels(self._store.service).set(total or 0)
+            self._counted_at = time.monotonic()
+        return [(row_id, raw) for row_id, raw in rows]
+
+    async def _publish(self, rows: list[tuple[int, Any]]) -> tuple[list[int], BaseException | None]:
+        """Publish the rows; return the ids the bus confirmed, and why it stopped if it did."""
+        if not rows:
+            return [], None
         try:
             # The whole batch at once: the broker confirms it in one round trip, and the
             # in-process bus hands batch subscribers (billing) the batch in one call.
             await self._bus.publish_many([Envelope.model_validate(raw) for _id, raw in rows])
-            published = [row_id for row_id, _raw in rows]
         except PublishFailed as failure:
-            published = [row_id for row_id, _raw in rows[: failure.confirmed]]
-            raise failure.cause from None
-        finally:
-            # One delete for everything the bus confirmed, even when a later publish failed:
-            # a row is removed only once it is safe, and a commit per row would cap the
-            # relay at the database's commit rate.
-            if published:
-                async with self._store.sessionmaker() as session, session.begin():
-                    if session.get_bind().dialect.name == "postgresql":
-                        # Fixed text, one array: not a new statement for every count.
-                        await session.execute(
-                            text(
-                                f"DELETE FROM {outbox.name} WHERE id = ANY(CAST(:ids AS bigint[]))"
-                            ),
-                            {"ids": published},
-                        )
-                    else:
-                        await session.execute(delete(outbox).where(outbox.c.id.in_(published)))
-        return len(published)
+            return [row_id for row_id, _raw in rows[: failure.confirmed]], failure.cause
+        return [row_id for row_id, _raw in rows], None
+
+
+# Fixed text, one array: not a new statement for every count (PostgreSQL).
+_DELETE_PUBLISHED = "DELETE FROM {} WHERE id = ANY(CAST(:ids AS bigint[]))"
 
 
 # How often a relay that keeps finding full batches counts its whole backlog (seconds).

@@ -88,6 +88,7 @@ class LoopCounter(Collector):
         self._name = name.removesuffix("_total")
         self._documentation = documentation
         self._label = label
+        self._labelnames = (label,)  # as prometheus_client's metrics name theirs
         self._children = {value: LoopCount() for value in values}
         if registry is not None:
             registry.register(self)

@@ -80,6 +80,9 @@ class _MbapProtocol(asyncio.Protocol):
             self._waiter.set_exception(error)
 
 
+_EARLY = 0.001  # seconds
+
+
 def _expire(reply: asyncio.Future[bytes]) -> None:
     if not reply.done():
         reply.set_exception(MeterSilent("no reply"))
@@ -98,6 +101,11 @@ class ModbusLink:
         self._transaction = 0
         # Each block's request PDU, built once: a bus reads the same block every poll.
         self._read_pdus: dict[tuple[int, int, int], bytes] = {}
+        # The reply awaited, when it times out (loop time), and the one timer that watches
+        # it: re-armed when it fires early, not made and cancelled for every request.
+        self._awaited: asyncio.Future[bytes] | None = None
+        self._deadline = 0.0
+        self._watch: asyncio.TimerHandle | None = None
 
     @property
     def connected(self) -> bool:
@@ -130,6 +138,9 @@ class ModbusLink:
         protocol, self._protocol = self._protocol, None
         if protocol is not None and protocol.transport is not None:
             protocol.transport.close()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     async def read(self, unit_id: int, function: int, block: ReadBlock) -> list[int]:
         """Read one block of holding (03) or input (04) registers."""
@@ -159,6 +170,18 @@ class ModbusLink:
         """A gateway converts MBAP to RTU: it cannot carry DL/T 645 (registration refuses it)."""
         raise MeterSilent("DL/T 645 needs a transparent link, not a Modbus TCP gateway")
 
+    def _check_deadline(self) -> None:
+        """The watch fired: expire the awaited reply if its time is up, else wait on."""
+        self._watch = None
+        reply = self._awaited
+        if reply is None or reply.done():
+            return  # idle: the next request arms the watch again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline - _EARLY:  # the loop may run a timer this early
+            _expire(reply)
+        else:
+            self._watch = loop.call_at(self._deadline, self._check_deadline)
+
     async def _call(self, unit_id: int, pdu: bytes) -> bytes:
         """Send one request; return the reply's PDU (exceptions raised as MeterRefused)."""
         protocol = self._protocol
@@ -171,13 +194,16 @@ class ModbusLink:
             self._transaction = (self._transaction + 1) & 0xFFFF
             reply = protocol.expect(self._transaction)
             protocol.transport.write(mbap.frame(self._transaction, unit_id, pdu))
-            # A plain timer on the future: cheaper than a timeout scope, and this runs for
-            # every request on every bus.
-            timer = asyncio.get_running_loop().call_later(self._timeout, _expire, reply)
+            # No timeout scope and no timer per request (this runs for every request on
+            # every bus): the link's one watch expires the reply at its deadline.
+            loop = asyncio.get_running_loop()
+            self._awaited, self._deadline = reply, loop.time() + self._timeout
+            if self._watch is None:
+                self._watch = loop.call_at(self._deadline, self._check_deadline)
             try:
                 frame = await reply
             finally:
-                timer.cancel()
+                self._awaited = None
         finally:
             if gap.seconds > 0:
                 gap.done()
