@@ -22,8 +22,10 @@ collector's reading sink does. ``--format single`` sends one ``reading.v1`` per 
 replicas): the readings sharded over ``--shards`` queues (default: the most replicas asked
 for) as collectors shard them, then, one after the other on the same seeded database, 1, 2
 and 4 billing processes draining a preload of their own (replica i of N takes the shards
-k with k % N == i); each trial's first round is its warm-up. No COPY or latency run; the
-readings/s of each replica count side by side in ``bench-results/billing-replicas.json``.
+k with k % N == i); each trial's first round is its warm-up. ``--baseline`` adds a first
+trial of one process on the one unsharded queue (``PREPAID_READING_SHARDS=1``). No COPY or
+latency run; the readings/s of each trial side by side in
+``bench-results/billing-replicas.json``.
 
 Writes ``bench-results/billing.json``; exits non-zero only on errors, never on a missed
 target. Cleans up its database and queues.
@@ -712,17 +714,25 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
         )
         print(f"seeded {args.meters} accounts in {results['seed_seconds']} s", flush=True)
         await drop_seed_notices(dsn)
-        await declare_queue(prefix, shards)
-        base = datetime.now(UTC).replace(microsecond=0) - len(replica_counts) * args.rounds * (
-            INTERVAL
-        )
-        for trial, count in enumerate(replica_counts):
+        # (label, billing processes, shards): the unsharded baseline first, if asked for.
+        plan = [(str(count), count, shards) for count in replica_counts]
+        if args.baseline:
+            plan.insert(0, ("1 unsharded", 1, 1))
+            await declare_queue(prefix, 1)
+        else:
+            await declare_queue(prefix, shards)
+        base = datetime.now(UTC).replace(microsecond=0) - len(plan) * args.rounds * INTERVAL
+        for trial, (label, count, trial_shards) in enumerate(plan):
+            if trial == 1 and args.baseline:
+                # billing.readings (bound to every reading) would take copies from now on.
+                await delete_topology(prefix, 1)
+                await declare_queue(prefix, shards)
             first_round = trial * args.rounds
             before = await committed_count(dsn)
             publisher = spawn(
                 "publish",
                 *("--prefix", prefix, "--meters", str(args.meters), "--base", base.isoformat()),
-                *("--format", args.format, "--shards", str(shards)),
+                *("--format", args.format, "--shards", str(trial_shards)),
                 *("--first-round", str(first_round), "--rounds", str(args.rounds)),
             )
             if publisher.wait() != 0:
@@ -735,7 +745,7 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
                     prefix,
                     readies[i],
                     scratch / f"commits-{trial}-{i}.json",
-                    shards=shards,
+                    shards=trial_shards,
                     replicas=count,
                     replica=i,
                 )
@@ -755,9 +765,9 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
             end_t, end_n = samples[-1]
             cpu_after = cpu_seconds(pids, backends)
             rate = (end_n - start_n) / (end_t - start_t)
-            trials[str(count)] = {
+            trials[label] = {
                 "replicas": count,
-                "shards_each": [len(range(i, shards, count)) for i in range(count)],
+                "shards_each": [len(range(i, trial_shards, count)) for i in range(count)],
                 "readings": end_n - start_n,
                 "seconds": round(end_t - start_t, 1),
                 "readings_per_second": round(rate),
@@ -768,7 +778,7 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
                 },
                 "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             }
-            print(f"{count} replica(s): {rate:.0f} readings/s", flush=True)
+            print(f"{label} replica(s): {rate:.0f} readings/s", flush=True)
             # Drain what is left (a window cut short) so the next trial starts empty.
             await wait_for_count(dsn, before + total, time.monotonic() + 120)
             for replica in replicas:
@@ -782,7 +792,7 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
                 log = json.loads((scratch / f"commits-{trial}-{i}.json").read_text())
                 for _, instant, carried in log:
                     batches[(i, instant)] = batches.get((i, instant), 0) + carried
-            trials[str(count)]["mean_batch_readings"] = round(
+            trials[label]["mean_batch_readings"] = round(
                 sum(batches.values()) / max(len(batches), 1), 1
             )
         results["trials"] = trials
@@ -795,6 +805,8 @@ async def scale_out(args: argparse.Namespace, replica_counts: list[int]) -> dict
             replica.kill()
             replica.wait()
         await delete_topology(prefix, shards)
+        if args.baseline:
+            await delete_topology(prefix, 1)
         admin = await asyncpg.connect(PG_ADMIN_DSN)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
@@ -849,6 +861,11 @@ def main() -> int:
     )
     parser.add_argument(
         "--shards", type=int, default=0, help="reading shards (default: the most replicas)"
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="with --replicas: first one billing process on the one unsharded queue",
     )
     parser.add_argument("--output", default="")
     args = parser.parse_args()
