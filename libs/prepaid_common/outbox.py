@@ -75,6 +75,7 @@ class UnitOfWork:
         # Rows for the outbox, written with one statement just before the commit: an
         # INSERT per message costs more than building the message.
         self._outbox_rows: list[dict[str, Any]] = []
+        self._last_steps: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Self:
         await self.session.begin()
@@ -88,6 +89,8 @@ class UnitOfWork:
     ) -> None:
         try:
             if exc_type is None:
+                for step in self._last_steps:
+                    await step()
                 if self._outbox_rows:
                     rows, self._outbox_rows = self._outbox_rows, []
                     await self._write_outbox(rows)
@@ -120,6 +123,14 @@ class UnitOfWork:
                 "created": [row["created_at"] for row in rows],
             },
         )
+
+    def last(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` at the end of the transaction, just before its outbox rows and commit.
+
+        For writes to rows that every transaction of a kind touches (a ledger's house
+        accounts): a row lock taken last is held for the commit only, not for the work.
+        """
+        self._last_steps.append(step)
 
     async def emit(self, message: Message, *, routing_key: str | None = None) -> Envelope:
         """Record a message to publish once this transaction commits.

@@ -25,6 +25,12 @@ ARREARS_ADJUSTMENT = "adjustment:arrears"
 
 
 TENANT_PREFIX = "tenant:"
+ARREARS_PREFIX = "arrears:"
+
+
+def is_tenants(ledger_account: str) -> bool:
+    """True for a tenant's own ledger accounts (balance, arrears); False for the house's."""
+    return ledger_account.startswith((TENANT_PREFIX, ARREARS_PREFIX))
 
 
 def tenant_ledger(account_id: str) -> str:
@@ -34,7 +40,7 @@ def tenant_ledger(account_id: str) -> str:
 
 def arrears_ledger(account_id: str) -> str:
     """Name of the ledger account that holds a tenant's old debt."""
-    return f"arrears:{account_id}"
+    return f"{ARREARS_PREFIX}{account_id}"
 
 
 def clearing_ledger(method: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from prepaid_common.contracts import BalanceChangedV1, utcnow
 from prepaid_common.contracts.api.billing import LedgerCheck, LedgerLine, Page
@@ -109,8 +110,42 @@ async def post_many(uow: UnitOfWork, txns: Sequence[ledger.Transaction]) -> dict
     for kind, count in kinds.items():
         TRANSACTIONS_POSTED.labels(kind).inc(count)
     await bulk.insert_postings(session, headers, lines)
-    await bulk.move_balances(session, moves)
+    await bulk.move_balances(
+        session, {name: amount for name, amount in moves.items() if ledger.is_tenants(name)}
+    )
+    _move_house_balances_last(
+        uow, {name: amount for name, amount in moves.items() if not ledger.is_tenants(name)}
+    )
     return posted
+
+
+# The house accounts' moves not yet written, by unit of work (see _move_house_balances_last).
+_HOUSE_MOVES: WeakKeyDictionary[UnitOfWork, dict[str, Decimal]] = WeakKeyDictionary()
+
+
+def _move_house_balances_last(uow: UnitOfWork, moves: dict[str, Decimal]) -> None:
+    """Move the house accounts' balances (revenue, clearing, adjustment) at the very end of
+    the transaction, summed over every posting in it.
+
+    Every batch of readings moves ``revenue:energy``: written where it is posted, its row
+    lock would be held through the rest of the batch (purchases, relay decisions), and
+    concurrent batches (billing replicas, shard queues) would queue on that one row. Taken
+    last, it is held for the commit only. Balances are locked in one order everywhere: a
+    tenant's rows first, the house rows last (store/locks.py). Nothing reads a house
+    balance inside the transaction that moves it.
+    """
+    if not moves:
+        return
+    pending = _HOUSE_MOVES.get(uow)
+    if pending is None:
+        pending = _HOUSE_MOVES[uow] = {}
+
+        async def write() -> None:
+            await bulk.move_balances(uow.session, _HOUSE_MOVES.pop(uow, {}))
+
+        uow.last(write)
+    for name, amount in moves.items():
+        pending[name] = pending.get(name, ZERO) + amount
 
 
 async def transaction_id_by_key(session: AsyncSession, operation_key: str) -> str | None:

@@ -7,7 +7,11 @@ the balance first and then switched supply (a refund, a top-up: ``billing_meters
 took the same rows the other way round, and PostgreSQL broke the cycle by failing one of
 them ("deadlock detected", seen as a 503 on a refund under 10,000 polled meters). Every
 movement through ``ledger.post`` and every account lock therefore takes the account's meter
-rows first. SQLite serialises whole transactions and ignores FOR UPDATE.
+rows first. The balance rows themselves go a tenant's first (balance, arrears), then the
+house accounts' (revenue, clearing) at the very end of the transaction, summed over its
+postings (store/ledger.py): every batch of readings moves ``revenue:energy``, and that one
+row held through a batch's remaining work made concurrent batches queue on it. SQLite
+serialises whole transactions and ignores FOR UPDATE.
 """
 
 from __future__ import annotations
