@@ -880,7 +880,8 @@ def defined_histograms() -> frozenset[str]:
             for node in ast.walk(tree):
                 if (
                     isinstance(node, ast.Call)
-                    and getattr(node.func, "id", getattr(node.func, "attr", "")) == "Histogram"
+                    and getattr(node.func, "id", getattr(node.func, "attr", ""))
+                    in ("Histogram", "LoopHistogram")
                     and node.args
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)
@@ -892,7 +893,8 @@ def defined_histograms() -> frozenset[str]:
 def defined_metrics() -> dict[str, set[str]]:
     """Prometheus metrics the code defines (exported name -> label names)."""
     found: dict[str, set[str]] = {}
-    kinds = {"Counter", "Gauge", "Histogram", "Summary"}
+    # The collector's per-poll metrics are its own loop-only kinds (collector.metrics).
+    kinds = {"Counter", "Gauge", "Histogram", "Summary", "LoopCounter", "LoopHistogram"}
     for folder in ("libs", "services"):
         for path in (ROOT / folder).rglob("*.py"):
             with warnings.catch_warnings():
@@ -909,14 +911,16 @@ def defined_metrics() -> dict[str, set[str]]:
                 if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
                     continue
                 name = first.value
-                if kind == "Counter" and not name.endswith("_total"):
+                if kind in ("Counter", "LoopCounter") and not name.endswith("_total"):
                     name += "_total"
                 label_node = node.args[2] if len(node.args) > 2 else None
                 for keyword in node.keywords:
                     if keyword.arg == "labelnames":
                         label_node = keyword.value
                 labels: set[str] = set()
-                if isinstance(label_node, ast.List | ast.Tuple):
+                if kind == "LoopCounter" and isinstance(label_node, ast.Constant):
+                    labels = {str(label_node.value)}  # its one label, named alone
+                elif isinstance(label_node, ast.List | ast.Tuple):
                     labels = {
                         e.value
                         for e in label_node.elts
