@@ -16,7 +16,8 @@ bus a 9600-baud RS485 line, 1x speed). One run:
    control), 5,000 a unit of work; then each account's trip and warning lines (50.00 and
    55.00), written as ``open_account`` writes them. What the per-account path writes and this
    does not: the opening credit's ``balance.changed.v1`` notice and the payment message's
-   inbox row. Then the DTUs through the collector's internal API (eight calls in flight);
+   inbox row. Then the DTUs and meters through the collector's bulk import (its internal
+   ``/internal/imports/apply``, what ``POST /imports`` calls; 250 DTUs a request);
 3. warm-up until control holds a reported relay for every meter, then one more cycle;
 4. **freshness**, every ``--sample-every`` s for ``--minutes``: the share of meters whose
    newest reading (the collectors' ``reading.batch.v1`` on the bus, tapped) is under
@@ -42,7 +43,7 @@ The collectors poll every ``--poll`` s (default 0.9 x ``--cycle``: a meter read 
 exactly would sit at the 60-s line with half its readings). Writes ``bench-results/city.json``.
 
     flock /tmp/bench.lock make bench-city
-    make bench-city BENCH_ARGS="--dtus 100 --minutes 2 --mass 100"   # a quick look, ~8 min
+    make bench-city BENCH_ARGS="--dtus 100 --minutes 2 --mass 100"   # a quick look, ~5 min
 """
 
 from __future__ import annotations
