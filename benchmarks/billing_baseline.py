@@ -210,7 +210,10 @@ async def written_rows_copy(
     warm-up round charges nothing); the whole drain is reported beside them.
     """
     after = await settled_counts(dsn, start, committed)
-    before = warm if warm is not None and inserted_readings(warm, after) > 0 else start
+    # A warm-up snapshot taken before PostgreSQL reported any of the warm-up's rows is the
+    # start: then the rows copied include the warm-up round's (which charges nothing).
+    after_warm_up = warm is not None and inserted_readings(start, warm) > 0
+    before = warm if warm is not None and after_warm_up else start
     written = deltas(before, after)
     readings = inserted_readings(before, after)
     if readings <= 0:
@@ -261,7 +264,7 @@ async def written_rows_copy(
         "rows_per_second": round(total / seconds),
         "readings_per_second": round(readings / seconds),
         "tables": written,
-        "since": "warm-up" if before is warm else "start",
+        "since": "warm-up" if after_warm_up else "start (the warm-up round included)",
         "whole_drain": {
             "readings": inserted_readings(start, after),
             "tables": deltas(start, after),
