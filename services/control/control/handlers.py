@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 
@@ -46,6 +47,26 @@ from control.metrics import COMMAND_SECONDS, COMMANDS, RELAY_ALARMS, RELAY_REISS
 from control.store import StoredCommand
 
 log = logging.getLogger(__name__)
+
+MeterHandler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
+
+
+def in_meter_order(
+    handle: MeterHandler,
+) -> Callable[[UnitOfWork, list[Envelope]], Awaitable[None]]:
+    """Handle a burst of messages in one transaction, in meter order.
+
+    Each meter's own messages keep their delivery order (a stable sort); across meters the
+    rows are locked in meter id order, as relay reports are kept (``store.report_relays``),
+    so two transactions locking many meters' rows cannot deadlock.
+    """
+
+    async def handle_all(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
+        for envelope in sorted(envelopes, key=lambda e: str(e.payload.get("meter_id", ""))):
+            await handle(uow, envelope)
+
+    return handle_all
+
 
 NO_RESULT = "no result before expiry"
 
@@ -119,16 +140,6 @@ class CommandHandlers:
             request_id=request.request_id,
             batch=request.batch,
         )
-
-    async def on_relay_requests(self, uow: UnitOfWork, envelopes: list[Envelope]) -> None:
-        """Turn a burst of billing's requests into commands, in one transaction.
-
-        Taken in meter order (each meter's own requests in their delivery order), as the
-        relay reports are kept (``store.report_relays``): two transactions locking many
-        meters' rows then lock them in the same order and cannot deadlock.
-        """
-        for envelope in sorted(envelopes, key=lambda e: str(e.payload.get("meter_id", ""))):
-            await self.on_relay_requested(uow, envelope)
 
     async def on_supply_decided(self, uow: UnitOfWork, envelope: Envelope) -> None:
         """Keep billing's standing decision (a meter bound or swapped in) to hold its relay to."""
