@@ -85,8 +85,11 @@ class DtuPoller:
         request_gap: float = 0.0,
         clock_check_interval: float = 3600.0,
         meter_timezone: tzinfo | None = None,
+        settings_loads: asyncio.Semaphore | None = None,
     ) -> None:
         self.dtu_id = dtu_id
+        # Shared by the service's loops: how many may read their settings at once.
+        self._settings_loads = settings_loads or asyncio.Semaphore(1)
         self.meter_ids: frozenset[str] = frozenset()
         self._store = store
         self._sink = sink
@@ -269,7 +272,8 @@ class DtuPoller:
     async def _reload(self) -> bool:
         self._reload_wanted = False
         try:
-            config = await records.load_bus(self._store, self.dtu_id)
+            async with self._settings_loads:
+                config = await records.load_bus(self._store, self.dtu_id)
         except BaseException:
             # A database hiccup (thousands of loops starting at once can exhaust the pool):
             # the next turn tries again; a loop without its settings cannot poll.
@@ -291,9 +295,10 @@ class DtuPoller:
             if self._meters.get(meter.id) not in (None, meter):
                 self._identity_checked.discard(meter.id)
                 self._identities.pop(meter.id, None)
-        with_states = await records.meters_with_states(
-            self._store, (meter.id for meter in config.meters)
-        )
+        async with self._settings_loads:
+            with_states = await records.meters_with_states(
+                self._store, (meter.id for meter in config.meters)
+            )
         self._stated |= with_states
         self._load_alarmed |= with_states
         self._config = config

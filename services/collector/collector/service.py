@@ -52,6 +52,10 @@ STOP_GRACE_SECONDS = 1.0
 READ_REQUEST_RETENTION = timedelta(minutes=10)
 
 
+# Bus loops reading their settings at once; the pool holds 20 connections (and 10 more).
+SETTINGS_LOADS_AT_ONCE = 8
+
+
 class CollectorService(Service):
     name = "collector"
     migrations_dir = Path(__file__).parent / "migrations"
@@ -102,6 +106,10 @@ class CollectorService(Service):
                 handover=self._hand_over,
             )
         self._pollers: dict[str, tuple[DtuPoller, asyncio.Task[None]]] = {}
+        # Thousands of bus loops start at once (a replica's start, a bulk import): each reads
+        # its settings first, and all at once they took every pooled connection until the
+        # pool timed out (bench-city, 3,125 DTUs). A few at a time leaves room for the rest.
+        self._settings_loads = asyncio.Semaphore(SETTINGS_LOADS_AT_ONCE)
         self._revisions: dict[str, int] = {}  # each enabled DTU's settings revision, as seen
         self._dtus_changed = asyncio.Event()
         self._supervising = False
@@ -250,6 +258,7 @@ class CollectorService(Service):
             request_gap=self.request_gap,
             clock_check_interval=self.clock_check_interval,
             meter_timezone=self.meter_timezone,
+            settings_loads=self._settings_loads,
         )
         task = asyncio.create_task(poller.run(), name=f"collector-dtu-{dtu_id}")
         self._pollers[dtu_id] = (poller, task)
