@@ -49,7 +49,7 @@ bench-control: venv ## Seal and open CPU per command; relays converging with 5% 
 bench-relay-latency: venv ## Money to relay reported, on 10,000 polled meters at 9600 baud: trip, top-up, paid notification, a 1,000-account mass event (bench-results/relay-latency.json; ~20 min)
 	$(BIN)/python benchmarks/bench_relay_latency.py $(BENCH_ARGS)
 
-bench-city: venv ## A city on one box: 100,000 meters, 2 collector replicas, 60-s cycle; freshness, reading to balance, mass event, CPU/memory/DB growth (bench-results/city.json; 2 cores manage 20,000: BENCH_ARGS="--dtus 625 --mass 200", ~15 min)
+bench-city: venv ## A city on one box: 100,000 meters, 2 collector replicas, 60-s cycle; freshness, reading to balance, mass event, CPU/memory/DB growth (bench-results/city.json; ~35 min; on 2 cores billing falls behind at 100,000, 20,000 keeps up: BENCH_ARGS="--dtus 625 --mass 200", ~15 min)
 	$(BIN)/python benchmarks/bench_city.py $(BENCH_ARGS)
 
 bench-site: venv ## The standalone product with 2,000 meters: first start, every meter read, memory, restart (bench-results/site.json; ~5 min)
