@@ -116,3 +116,10 @@ async def test_the_holds_in_force_leave_out_expired_ones(api: httpx.AsyncClient)
         return [hold["id"] for hold in items] == [kept]
 
     await wait_until(only_the_lasting_one, timeout=15)
+
+
+async def test_a_bill_day_that_is_not_a_calendar_date_is_refused(api: httpx.AsyncClient) -> None:
+    # Pydantic alone reads "0" as 1970-01-01 (a Unix time) and would check that day's bill.
+    for day in ("0", "1700000000", "2026-13-01", "2026-12-07T00:00:00"):
+        found = problem(await api.post(f"/api/v1/payment-bills/wechatpay/{day}"), 422)
+        assert "YYYY-MM-DD" in found["detail"] or "date" in found["detail"], found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -15,6 +14,7 @@ from prepaid_common.contracts.api.payments import (
     RefundBody,
     RefundView,
 )
+from prepaid_common.contracts.dates import IsoDate
 from prepaid_common.errors import ServiceError
 
 from gateway.api.deps import (
@@ -133,7 +133,7 @@ async def payment_issues(
 
 @router.post("/payment-bills/{provider}/{day}")
 async def check_bill(
-    principal: StaffUser, payments: Payments, provider: Literal["wechatpay", "alipay"], day: date
+    principal: StaffUser, payments: Payments, provider: Literal["wechatpay", "alipay"], day: IsoDate
 ) -> BillCheck:
     """Compare a provider's trade bill of a day with our orders now (the daily job does it
     at 10:00 Beijing time for the day before); each difference is also a payment issue."""
