@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from prepaid_common.bus.rabbit import RabbitBus
+from prepaid_common.contracts.messages import Envelope, SupplyDecidedV1, utcnow
 from prepaid_common.errors import NotFound
 from pydantic import SecretStr
 from simulator import FieldSimulator
@@ -244,7 +246,10 @@ async def test_a_meter_left_open_and_bound_to_a_funded_account_is_closed(
 async def test_an_operators_close_of_a_cut_meter_lasts_its_grace_then_the_cut_returns(
     sqlite_url: str, bus_prefix: str, tmp_path: Path
 ) -> None:
-    async with product((sqlite_url, ""), bus_prefix, tmp_path) as (running, api):
+    # A grace long enough to be seen on a loaded machine (3 s could pass unobserved).
+    async with product(
+        (sqlite_url, ""), bus_prefix, tmp_path, control_operator_grace_seconds=10.0
+    ) as (running, api):
         meter_id = relay_meters(running)[0]
         account = await open_account(api, meter_id, Decimal(0))
         await bind(api, account, meter_id)
@@ -391,3 +396,45 @@ async def test_a_load_shedding_reports_its_progress_until_every_relay_is_confirm
         assert stuck.relay == "open"
         with pytest.raises(NotFound):
             await running.upstreams.control.get("/internal/batches/shed:nothing")
+
+
+async def test_a_late_announcement_neither_undoes_a_later_decision_nor_an_operators_override(
+    sqlite_url: str, bus_prefix: str, tmp_path: Path
+) -> None:
+    # Billing's relay requests and its bind announcements reach control on two queues: an
+    # announcement may arrive after a later decision, or after an operator's command.
+    async with product(
+        (sqlite_url, ""), bus_prefix, tmp_path, control_operator_grace_seconds=60.0
+    ) as (running, api):
+        meter_id = relay_meters(running)[0]
+        account = await open_account(api, meter_id, FUNDED)
+        await bind(api, account, meter_id)
+        await wait_until(reported(running, meter_id, supply="on", relay="closed"), timeout=30)
+
+        path = f"/api/v1/meters/{meter_id}/commands"
+        response = await api.post(path, json={"action": "trip", "reason": "inspection"})
+        assert response.status_code == 202, response.text
+        await wait_until(relays_become(running, {meter_id: "open"}), timeout=30)
+        until = (await relay_view(running, meter_id))["override_until"]
+        assert until is not None
+
+        async def announce(supply: str, at: datetime) -> None:
+            decided = SupplyDecidedV1(
+                meter_id=meter_id, account_id=account, supply=supply, reason="bound", at=at
+            )
+            await running.bus.publish(Envelope.wrap(decided, producer="billing"))
+
+        # The same decision again: the operator's trip stays in force for its grace.
+        await announce("on", utcnow())
+        view = await relay_view(running, meter_id)
+        assert (view["supply"], view["override_until"]) == ("on", until)
+        assert sim(running).meter(meter_id).relay == "open"
+
+        # An older decision overtaken by a newer one is ignored: the tenant stays on supply.
+        await announce("off", utcnow() - timedelta(minutes=5))
+        assert (await relay_view(running, meter_id))["supply"] == "on"
+
+        # A newer decision that changes the supply ends the override.
+        await announce("off", utcnow())
+        view = await relay_view(running, meter_id)
+        assert (view["supply"], view["override_until"]) == ("off", None)

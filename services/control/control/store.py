@@ -145,20 +145,35 @@ async def next_counter(session: AsyncSession, meter_id: str) -> tuple[int, Algor
 async def set_supply(
     session: AsyncSession, meter_id: str, *, supply: Supply, reason: str, at: datetime
 ) -> None:
-    """Record billing's decided supply; a new decision starts its reconciliation afresh."""
+    """Record billing's decided supply, unless a later decision is already kept.
+
+    Billing's relay requests and its announcements (a meter bound or swapped in) reach
+    control on two queues, so one may overtake the other: an announcement of "off" arriving
+    after a top-up's "on" would cut a tenant who has paid. A decision that changes the
+    supply starts its reconciliation afresh and ends an operator's override; the same
+    decision again (a bind's announcement after its own trip request) restarts the
+    reconciliation but leaves an operator's trip or close in force for its grace.
+    """
     await _ensure_meter(session, meter_id)
-    await session.execute(
-        update(meters)
-        .where(meters.c.meter_id == meter_id)
-        .values(
-            supply=supply,
-            supply_reason=reason[:400],
-            supply_at=at,
-            next_attempt_at=None,
-            reissues=0,
-            override_until=None,
+    kept = (
+        await session.execute(
+            select(meters.c.supply, meters.c.supply_at)
+            .where(meters.c.meter_id == meter_id)
+            .with_for_update()
         )
-    )
+    ).one()
+    if kept.supply_at is not None and at < kept.supply_at:
+        return
+    values: dict[str, Any] = {
+        "supply": supply,
+        "supply_reason": reason[:400],
+        "supply_at": at,
+        "next_attempt_at": None,
+        "reissues": 0,
+    }
+    if kept.supply != supply:
+        values["override_until"] = None
+    await session.execute(update(meters).where(meters.c.meter_id == meter_id).values(**values))
 
 
 async def set_override(session: AsyncSession, meter_id: str, *, until: datetime) -> None:
