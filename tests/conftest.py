@@ -22,6 +22,9 @@ from testkit.servers import (
     postgres_test_url,
 )
 
+# A test about to time out prints what each asyncio task waits on.
+pytest_plugins = ["testkit.hang_report"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Tests build settings with the development defaults (and the processes they start inherit
