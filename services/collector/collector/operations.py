@@ -33,6 +33,11 @@ from collector.domain.commands import supported_commands
 from collector.domain.registration import check_meter_address, check_registration, stored_address
 from collector.polling import DTU_OFFLINE, DtuPoller, ReadFailed
 
+# The longest an on-demand read keeps its caller waiting. A person (or a front end behind a
+# proxy with its own 10-s limit) wants an answer in seconds: a meter that has not been read
+# by then (silent, or a bus busy with queued commands) is better asked again (503).
+ON_DEMAND_READ_LIMIT_SECONDS = 8.0
+
 
 class MeterUnreachable(Unavailable):
     """An on-demand read that got no usable answer from the meter (503: try again later)."""
@@ -194,8 +199,12 @@ class CollectorOperations:
     async def read_meter_now(self, *, meter_id: str) -> MeterView:
         """Read one meter ahead of its poll and return what it says now."""
         meter = await records.get_meter(self.store, meter_id)
-        # Room for the commands queued ahead of it and every block of the read.
-        deadline = self.fleet.request_timeout * 10 + self.fleet.poll_interval
+        # Room for the commands queued ahead of it and every block of the read, within
+        # what a caller waits for.
+        deadline = min(
+            self.fleet.request_timeout * 10 + self.fleet.poll_interval,
+            ON_DEMAND_READ_LIMIT_SECONDS,
+        )
         if not meter.enabled:
             raise Conflict(f"meter {meter_id} is disabled: enable it to read it")
         poller = self.fleet.running_poller(meter.dtu_id)
