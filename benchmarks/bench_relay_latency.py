@@ -52,7 +52,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -68,7 +67,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 import httpx
-from benchkit import machine, write_results
+from benchkit import machine, service_port, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = os.environ.get(
@@ -102,10 +101,7 @@ PYTHONPATH = os.pathsep.join(
 
 # --- small helpers -----------------------------------------------------------------------
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return service_port()
 
 
 def nearest_rank(ordered: list[float], share: float) -> float:
