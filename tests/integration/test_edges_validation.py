@@ -123,3 +123,17 @@ async def test_a_bill_day_that_is_not_a_calendar_date_is_refused(api: httpx.Asyn
     for day in ("0", "1700000000", "2026-13-01", "2026-12-07T00:00:00"):
         found = problem(await api.post(f"/api/v1/payment-bills/wechatpay/{day}"), 422)
         assert "YYYY-MM-DD" in found["detail"] or "date" in found["detail"], found
+
+
+async def test_a_flag_sent_as_a_number_is_refused_and_nothing_changes(
+    api: httpx.AsyncClient,
+) -> None:
+    # Pydantic alone reads 0 as False: an unprotected account that a client meant otherwise.
+    found = problem(await api.patch("/api/v1/accounts/A", json={"protected": 1}), 422)
+    assert "protected" in found["detail"], found
+    assert (await api.get("/api/v1/accounts/A")).json()["protected"] is False
+    opened = {"id": "B", "name": "B", "price_per_kwh": "1.00", "protected": 0}
+    problem(await api.post("/api/v1/accounts", json=opened), 422)
+    changed = await api.patch("/api/v1/accounts/A", json={"protected": True})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["protected"] is True

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -191,7 +192,8 @@ class AccountTerms(BaseModel):
     balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
     debt_share: Decimal = Field(default=Decimal("0"), ge=0, le=1, max_digits=5, decimal_places=4)
     debt_daily: Decimal = Field(default=Decimal("0.00"), ge=0, max_digits=14, decimal_places=2)
-    protected: bool = False
+    # Strict: a 0 or "no" is a client's mistake to refuse, not a false to act on.
+    protected: StrictBool = False
     # The debt ceiling of friendly hours: inside them a meter stays on only while the
     # balance is above the cut line less this much (docs/billing.md, "Prepaid rules").
     friendly_debt_limit: Decimal = Field(
@@ -218,7 +220,7 @@ class AccountChanges(BaseModel):
     balance_cap: Decimal | None = Field(default=None, gt=0, max_digits=14, decimal_places=2)
     debt_share: Decimal | None = Field(default=None, ge=0, le=1, max_digits=5, decimal_places=4)
     debt_daily: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
-    protected: bool | None = None
+    protected: StrictBool | None = None
     friendly_debt_limit: Decimal | None = Field(default=None, ge=0, max_digits=14, decimal_places=2)
     groups: list[str] | None = Field(default=None, max_length=20)
 
@@ -251,7 +253,7 @@ class BindMeter(BaseModel):
     multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
     tariff_id: TariffReference | None = None
     # The meter keeps its own credit: top-ups are pushed to it as purchases (None: unchanged).
-    local_prepaid: bool | None = None
+    local_prepaid: StrictBool | None = None
     # Yuan per kWh the meter debits its own credit by (for the credit check).
     local_price: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=4)
     operator: str = Operator

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from prepaid_common.contracts.api.collector import MeterView
 from prepaid_common.contracts.identifiers import Identifier
@@ -171,7 +171,7 @@ class BindingBody(BaseModel):
     meter_id: Identifier
     multiplier: Decimal = Field(default=Decimal(1), gt=0, max_digits=12, decimal_places=4)
     tariff_id: Identifier | None = None
-    local_prepaid: bool | None = Field(
+    local_prepaid: StrictBool | None = Field(
         default=None,
         description="The meter keeps its own credit: top-ups are pushed to it as purchases",
     )

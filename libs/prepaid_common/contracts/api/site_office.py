@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from prepaid_common.contracts.api.billing import AccountMode, Operator, TariffReference
 from prepaid_common.contracts.identifiers import Identifier
@@ -156,7 +156,7 @@ class PostpaidTerms(_Body):
     grace_days: int = Field(default=0, ge=0, le=60)
     # Late fee (滞纳金) per day on the unpaid bill, e.g. 0.0005 = 0.05% a day.
     late_fee_rate: Decimal = Field(default=Decimal("0"), ge=0, le=Decimal("0.01"), decimal_places=6)
-    cut_when_overdue: bool = False
+    cut_when_overdue: StrictBool = False
 
 
 class PostpaidBill(BaseModel):
