@@ -9,8 +9,10 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
@@ -510,18 +512,7 @@ class RabbitBus:
                 await _settle(delivery, ack=False, requeue=False)
 
     async def publish(self, envelope: Envelope) -> None:
-        if self._exchange is None:
-            raise RuntimeError("bus not started")
-        await self._exchange.publish(
-            aio_pika.Message(
-                envelope.to_bytes(),
-                message_id=envelope.message_id,
-                type=envelope.type,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=envelope.routing_key,
-        )
+        await self._queue_publish(await self._underlay_publish_channel(), envelope)
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
         """Publish with the confirms in flight together: one round trip, not one each.
@@ -529,15 +520,63 @@ class RabbitBus:
         Order holds: each publish runs up to the channel's lock without suspending, the
         lock admits waiters first come first served, and the frames are written under it,
         so the broker receives the messages in the order given.
+
+        Why not ``exchange.publish``: it holds the channel's lock until its frame is on the
+        socket, so a batch went out one message per turn of the event loop, each behind a
+        writer task and a lock handoff. In a service whose loop is busy (billing under a
+        burst of refunds: turns of tens of ms) 500 relay requests took seconds. Here each
+        publish only queues its frame, a slice of the batch at a time: never more than the
+        connection's write queue holds, so no publish waits inside the lock. Each message
+        still counts as safe only once the broker confirms it.
         """
         if not envelopes:
             return
-        outcomes = await asyncio.gather(
-            *(self.publish(envelope) for envelope in envelopes), return_exceptions=True
-        )
+        channel = await self._underlay_publish_channel()
+        room = max(1, channel.connection.write_queue.maxsize or len(envelopes))
+        pending: list[asyncio.Future[None]] = []
+        try:
+            for start in range(0, len(envelopes), room):
+                pending += [
+                    asyncio.ensure_future(self._queue_publish(channel, envelope))
+                    for envelope in envelopes[start : start + room]
+                ]
+                # One turn: the slice's publishes queue their frames, the writer sends them.
+                await asyncio.sleep(0)
+            outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Stopped mid-batch (the relay's stop): nothing is counted as safe, the rows
+            # stay in the outbox, and the publishes in flight end with us.
+            for publishing in pending:
+                publishing.cancel()
+            raise
         for index, outcome in enumerate(outcomes):
             if isinstance(outcome, BaseException):
                 raise PublishFailed(index, outcome) from outcome
+
+    async def _underlay_publish_channel(self) -> aiormq.Channel:
+        if self._publish_channel is None:
+            raise RuntimeError("bus not started")
+        # The concrete channel: its basic_publish takes ``wait`` (the abstract one omits it).
+        return cast(aiormq.Channel, await self._publish_channel.get_underlay_channel())
+
+    async def _queue_publish(self, channel: aiormq.Channel, envelope: Envelope) -> None:
+        """Queue one persistent message (mandatory, as aio-pika publishes) and wait for
+        the broker's confirm; a nack raises DeliveryError."""
+        message = aio_pika.Message(
+            envelope.to_bytes(),
+            message_id=envelope.message_id,
+            type=envelope.type,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await channel.basic_publish(
+            message.body,
+            exchange=self.exchange_name,
+            routing_key=envelope.routing_key,
+            properties=message.properties,
+            mandatory=True,
+            wait=False,
+        )
 
     async def delete_topology(self) -> None:
         """Delete every queue and exchange this bus declared (tests and teardown tools)."""
