@@ -14,6 +14,5 @@ async def accept_commands(uow: UnitOfWork, envelopes: list[Envelope]) -> None:
     A mass event (a thousand accounts tripped at once) arrives as a thousand requests; one
     commit each put the last of them tens of seconds behind the first on a loaded database.
     """
-    at = utcnow()
-    for envelope in envelopes:
-        await records.accept_command(uow, open_envelope(envelope, CommandRequestV1), at=at)
+    requests = [open_envelope(envelope, CommandRequestV1) for envelope in envelopes]
+    await records.accept_commands(uow, requests, at=utcnow())

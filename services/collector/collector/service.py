@@ -125,8 +125,7 @@ class CollectorService(Service):
             await accept(envelopes)
             # Only now are the commands committed: the bus loops will find them. On another
             # replica the owner finds them within a second (_follow_commands).
-            for envelope in envelopes:
-                self._wake_owner(str(envelope.payload.get("meter_id", "")))
+            self._wake_owners({str(envelope.payload.get("meter_id", "")) for envelope in envelopes})
 
         # No wait for more: a lone command goes at once, and a burst gathers by itself
         # behind the transaction in flight.
@@ -136,9 +135,10 @@ class CollectorService(Service):
             )
         ]
 
-    def _wake_owner(self, meter_id: str) -> None:
+    def _wake_owners(self, meter_ids: set[str]) -> None:
+        # One pass over the buses for the whole burst, not one per command.
         for poller, _task in self._pollers.values():
-            if meter_id in poller.meter_ids:
+            if not meter_ids.isdisjoint(poller.meter_ids):
                 poller.commands_waiting()
 
     # --- loops ----------------------------------------------------------------------------

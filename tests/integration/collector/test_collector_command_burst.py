@@ -70,9 +70,13 @@ async def test_a_burst_of_commands_is_carried_out_once_each(
 
     trips = [trip(meter_id, counter=3) for meter_id in meters]
     stranger = trip("NOBODY-7", counter=1)
+    # The second trip sent again by control under a new message id (a retry of its outbox
+    # after a lost confirm): the same command, to be kept once.
+    resent = Envelope.wrap(Request.model_validate(trips[1].payload), producer="control")
     # One publication: the broker hands the consumer the whole burst at once, the first
-    # trip twice (a redelivery under the same message id) and a command for no meter of ours.
-    await collector.bus.publish_many([*trips, trips[0], stranger])
+    # trip twice (a redelivery under the same message id), the second again under another
+    # id, and a command for no meter of ours amid the others.
+    await collector.bus.publish_many([*trips[:4], stranger, *trips[4:], trips[0], resent])
 
     def results() -> list[CommandResultV1]:
         return collector.messages(CommandResultV1)

@@ -23,7 +23,7 @@ from collector.records.bus import (
 from collector.records.commands import (
     CommandOutcome,
     PendingCommand,
-    accept_command,
+    accept_commands,
     finish_command,
     forgotten_commands,
     meters_with_commands,
@@ -65,7 +65,7 @@ __all__ = [
     "CommandOutcome",
     "MeterConfig",
     "PendingCommand",
-    "accept_command",
+    "accept_commands",
     "clear_meter_state",
     "count_online",
     "dial_in_registrations",
