@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 
 from prepaid_common.contracts import RelayAction, utcnow
@@ -63,6 +63,15 @@ log = logging.getLogger(__name__)
 
 DTU_OFFLINE = "DTU offline"
 _READS_OK = READS.labels("ok")  # looked up once: it counts every poll
+
+
+@dataclass(frozen=True)
+class _CommandTiming:
+    """When a command was wanted, taken to the bus and done there (monotonic seconds)."""
+
+    wanted_since: float
+    began: float
+    executed: float
 
 
 class ReadFailed(Exception):
@@ -615,34 +624,57 @@ class DtuPoller:
         self._commands_wanted = False
         wanted_since, self._commands_wanted_since = self._commands_wanted_since, None
         pending = await records.pending_for(self._store, sorted(self.meter_ids))
-        for command in pending:
-            began = time.monotonic()
-            outcome = await self._execute(command)
-            executed = time.monotonic()
-            COMMANDS.labels(_command_result(outcome)).inc()
-            finished_at = utcnow()
-            # A reading queued before the command must not overwrite the relay it left: the
-            # sink keeps the stored relay for readings taken before now (no wait for it).
-            if outcome.relay is not None:
-                self._sink.relay_set(command.meter_id, finished_at)
-            await records.finish_command(self._store, command, outcome, at=finished_at)
-            # Where a command's time goes on the collector: waiting for its bus (the poll in
-            # flight, the commands ahead of it), the bus itself (write and read-back), and
-            # recording the result (readings queued before it, the result's transaction).
-            log.info(
-                "command carried out",
-                extra={
-                    "dtu_id": self.dtu_id,
-                    "meter_id": command.meter_id,
-                    "command_id": command.command_id,
-                    "action": command.action,
-                    "result": _command_result(outcome),
-                    "waited_ms": round(1000 * (began - (wanted_since or began)), 1),
-                    "bus_ms": round(1000 * (executed - began), 1),
-                    "record_ms": round(1000 * (time.monotonic() - executed), 1),
-                },
-            )
+        # Each result is recorded while the bus carries out the next command: a burst's
+        # last meter on a bus waits for the commands ahead on the wire, not for their
+        # transactions too. One record at a time, in order: a meter's trip and close keep
+        # their order in what is stored.
+        recording: asyncio.Task[None] | None = None
+        try:
+            for command in pending:
+                began = time.monotonic()
+                outcome = await self._execute(command)
+                executed = time.monotonic()
+                COMMANDS.labels(_command_result(outcome)).inc()
+                finished_at = utcnow()
+                # A reading queued before the command must not overwrite the relay it left:
+                # the sink keeps the stored relay for readings taken before now.
+                if outcome.relay is not None:
+                    self._sink.relay_set(command.meter_id, finished_at)
+                if recording is not None:
+                    await recording
+                timing = _CommandTiming(wanted_since or began, began, executed)
+                recording = asyncio.create_task(
+                    self._record_command(command, outcome, finished_at, timing)
+                )
+        finally:
+            if recording is not None:
+                await recording
         return bool(pending)
+
+    async def _record_command(
+        self,
+        command: PendingCommand,
+        outcome: CommandOutcome,
+        finished_at: datetime,
+        timing: _CommandTiming,
+    ) -> None:
+        await records.finish_command(self._store, command, outcome, at=finished_at)
+        # Where a command's time goes on the collector: waiting for its bus (the poll in
+        # flight, the commands ahead of it), the bus itself (write and read-back), and
+        # recording the result (the record ahead of it, the result's transaction).
+        log.info(
+            "command carried out",
+            extra={
+                "dtu_id": self.dtu_id,
+                "meter_id": command.meter_id,
+                "command_id": command.command_id,
+                "action": command.action,
+                "result": _command_result(outcome),
+                "waited_ms": round(1000 * (timing.began - timing.wanted_since), 1),
+                "bus_ms": round(1000 * (timing.executed - timing.began), 1),
+                "record_ms": round(1000 * (time.monotonic() - timing.executed), 1),
+            },
+        )
 
     async def _execute(self, command: PendingCommand) -> CommandOutcome:
         now = utcnow()
