@@ -525,9 +525,10 @@ class RabbitBus:
         socket, so a batch went out one message per turn of the event loop, each behind a
         writer task and a lock handoff. In a service whose loop is busy (billing under a
         burst of refunds: turns of tens of ms) 500 relay requests took seconds. Here each
-        publish only queues its frame, a slice of the batch at a time: never more than the
-        connection's write queue holds, so no publish waits inside the lock. Each message
-        still counts as safe only once the broker confirms it.
+        publish only queues its frame, a slice of the batch at a time: no more than the
+        connection's write queue holds, so a publish waits inside the lock only when other
+        frames (a consumer's acks) share the queue. Each message still counts as safe only
+        once the broker confirms it.
         """
         if not envelopes:
             return
